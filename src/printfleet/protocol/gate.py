@@ -1,0 +1,716 @@
+"""The printer-side safety gate: the one place that decides whether a command may take effect.
+
+Pure functions from (state, journal, command, now, clock estimate) to a decision that carries
+the new state, the journal records to persist *before* acting, the hardware actions, and the
+events to emit. It enforces S2 (fresh), S3 (once), S4 (idle), S5 (plate) and S6 (heat) for
+everything with a physical effect: start, resume, and heating.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from printfleet.protocol.clock import ClockEstimate
+from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
+from printfleet.protocol.messages import (
+    MAX_MILLIS,
+    AckBody,
+    AlertBody,
+    CancelCommand,
+    ClearFaultCommand,
+    CommandBase,
+    ConfirmPlateCommand,
+    Heater,
+    JobEndedBody,
+    JobOutcome,
+    JobStartedBody,
+    JournalStatus,
+    PauseCommand,
+    PlateStatus,
+    PrinterStatus,
+    RejectedBody,
+    ResumeCommand,
+    SetPlateCheckCommand,
+    SetTemperatureCommand,
+    StageCommand,
+    StagedBody,
+    StartCommand,
+    StartSource,
+    WireModel,
+)
+from printfleet.protocol.reasons import Reason
+
+
+class PlateReading(StrEnum):
+    """What a plate sensor reports."""
+
+    CLEAR = "clear"
+    OCCUPIED = "occupied"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    """Limits a printer applies; the defaults are the safe ones."""
+
+    max_clock_bound_ms: int = 1_000
+    """A printer that cannot place cloud time within ±1 s refuses anything time-bound."""
+    max_command_lifetime_ms: int = 60_000
+    """No command may be valid for longer, whatever the cloud says (S2's outer bound)."""
+    future_tolerance_ms: int = 2_000
+    """How far in the future ``issued_at`` may lie before the command is suspect."""
+    sensor_reading_max_age_ms: int = 2_000
+    """A plate sensor reading older than this does not count as checked at start."""
+    confirmation_max_age_ms: int = 30 * 60_000
+    """A plate confirmation older than this is no longer fresh (S5)."""
+    safeguards: bool = True
+    """Only tests and the chaos harness's ``--safeguards off`` turn this off."""
+
+
+@dataclass(frozen=True, slots=True)
+class SensorReading:
+    """One plate sensor reading and when it was taken (local ms)."""
+
+    value: PlateReading
+    at_local: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlateConfirmation:
+    """A person's word that the plate is clear; consumed by the next start."""
+
+    at_local: int
+    by: str
+    remote: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterState:
+    """Everything the gate needs to know about the printer; replaced, never mutated."""
+
+    printer_id: str
+    has_plate_sensor: bool
+    status: PrinterStatus = PrinterStatus.IDLE
+    job_id: str | None = None
+    plate_check: bool = True
+    cloud_enabled: bool = True
+    fault: str | None = None
+    last_print_ended_local: int | None = None
+    confirmation: PlateConfirmation | None = None
+    sensor: SensorReading | None = None
+    staged: Mapping[str, str] = field(default_factory=dict)
+    """Files ready to print: job id -> sha256."""
+
+    def plate_status(self) -> PlateStatus:
+        """How the plate should be shown; the gate re-checks freshness at start."""
+        if not self.plate_check:
+            return PlateStatus.UNCHECKED
+        if self.has_plate_sensor and self.sensor is not None:
+            if self.sensor.value is PlateReading.CLEAR:
+                return PlateStatus.CLEAR
+            if self.sensor.value is PlateReading.OCCUPIED:
+                return PlateStatus.OCCUPIED
+        if self.confirmation is not None:
+            return PlateStatus.CLEAR
+        return PlateStatus.NEEDS_CONFIRMATION
+
+
+# ---------------------------------------------------------------------------------------------
+# What a decision asks the printer to do.
+
+
+@dataclass(frozen=True, slots=True)
+class StartPrint:
+    """Begin printing ``name`` for ``job_id``."""
+
+    job_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PausePrint:
+    """Pause the running print."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePrint:
+    """Resume the paused print."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelPrint:
+    """Stop the running print; the hardware reports the end."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeatersOff:
+    """Turn every heater off now."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTarget:
+    """Set one heater's target (°C)."""
+
+    heater: Heater
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchFile:
+    """Download a file into storage and check its sha256 (no physical effect)."""
+
+    job_id: str
+    url: str
+    sha256: str
+    size: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowMessage:
+    """Put a message on the printer's screen."""
+
+    text: str
+    level: str = "info"
+
+
+Action = (
+    StartPrint
+    | PausePrint
+    | ResumePrint
+    | CancelPrint
+    | HeatersOff
+    | SetTarget
+    | FetchFile
+    | ShowMessage
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event to publish: its job id and body; the shell adds id, printer id and time."""
+
+    body: WireModel
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """The gate's answer. Persist ``records`` first, then act, then emit."""
+
+    accepted: bool
+    reason: Reason | None
+    detail: str
+    state: PrinterState
+    records: tuple[JournalRecord, ...] = ()
+    actions: tuple[Action, ...] = ()
+    events: tuple[Emit, ...] = ()
+
+
+def accept(
+    state: PrinterState,
+    *,
+    records: tuple[JournalRecord, ...] = (),
+    actions: tuple[Action, ...] = (),
+    events: tuple[Emit, ...] = (),
+) -> GateDecision:
+    """An acceptance leading to ``state``."""
+    return GateDecision(
+        accepted=True,
+        reason=None,
+        detail="",
+        state=state,
+        records=records,
+        actions=actions,
+        events=events,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a check failed; becomes a ``rejected`` event."""
+
+    reason: Reason
+    detail: str
+
+
+def refuse(
+    state: PrinterState,
+    refusal: Refusal,
+    *,
+    command_type: str,
+    command_id: str | None = None,
+    job_id: str | None = None,
+) -> GateDecision:
+    """A refusal: state unchanged, one ``rejected`` event with the reason."""
+    body = RejectedBody(
+        command_id=command_id,
+        command_type=command_type,
+        reason=refusal.reason,
+        detail=refusal.detail[:500],
+    )
+    return GateDecision(
+        accepted=False,
+        reason=refusal.reason,
+        detail=refusal.detail,
+        state=state,
+        events=(Emit(body, job_id),),
+    )
+
+
+def _refuse_command(state: PrinterState, command: CommandBase, refusal: Refusal) -> GateDecision:
+    command_type = str(getattr(command, "type", "unknown"))
+    return refuse(
+        state, refusal, command_type=command_type, command_id=command.id, job_id=command.job_id
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The individual checks. Each returns None when satisfied, or the refusal.
+
+
+def _check_freshness(
+    command: CommandBase, now_local: int, clock: ClockEstimate | None, settings: GateSettings
+) -> Refusal | None:
+    """S2: the deadline must hold even at the latest instant cloud time may be now."""
+    if not settings.safeguards:
+        return None
+    if clock is None or clock.bound > settings.max_clock_bound_ms:
+        bound = "unknown" if clock is None else f"±{clock.bound} ms"
+        return Refusal(Reason.CLOCK_UNSYNCED, f"offset to cloud time is {bound}")
+    lifetime = command.not_after - command.issued_at
+    if lifetime > settings.max_command_lifetime_ms or lifetime < 0:
+        return Refusal(Reason.WINDOW_TOO_LONG, f"valid for {lifetime} ms")
+    cloud = clock.cloud_time(now_local)
+    if command.issued_at > cloud.latest + settings.future_tolerance_ms:
+        return Refusal(Reason.NOT_YET_VALID, f"issued {command.issued_at - cloud.latest} ms ahead")
+    if cloud.latest > command.not_after:
+        return Refusal(
+            Reason.STALE, f"deadline passed up to {cloud.latest - command.not_after} ms ago"
+        )
+    return None
+
+
+def _check_plate(state: PrinterState, now_local: int, settings: GateSettings) -> Refusal | None:
+    """S5: a sensor reads clear right now, or a fresh confirmation postdates the last print."""
+    if not state.plate_check or not settings.safeguards:
+        return None
+    if state.has_plate_sensor and state.sensor is not None:
+        age = now_local - state.sensor.at_local
+        if age <= settings.sensor_reading_max_age_ms:
+            if state.sensor.value is PlateReading.CLEAR:
+                return None
+            if state.sensor.value is PlateReading.OCCUPIED:
+                return Refusal(
+                    Reason.PLATE_NOT_CLEAR, "the plate sensor sees something on the plate"
+                )
+        # A sensor that cannot tell, or has not read lately, falls back to a person's word.
+    confirmation = state.confirmation
+    if confirmation is None:
+        return Refusal(Reason.PLATE_UNCONFIRMED, "confirm the plate is clear before the next print")
+    if now_local - confirmation.at_local > settings.confirmation_max_age_ms:
+        return Refusal(Reason.PLATE_UNCONFIRMED, "the plate confirmation is too old; confirm again")
+    if (
+        state.last_print_ended_local is not None
+        and confirmation.at_local <= state.last_print_ended_local
+    ):
+        return Refusal(Reason.CONFIRMATION_OUTDATED, "the confirmation predates the last print")
+    return None
+
+
+def _check_can_start(
+    state: PrinterState, job_id: str, journal: Journal, settings: GateSettings
+) -> Refusal | None:
+    """S3, S4, S6: never started here, idle, no latched fault."""
+    status = journal.job_status(job_id)
+    if settings.safeguards and status.ever_started:
+        return Refusal(Reason.ALREADY_STARTED, "this job already started on this printer")
+    if status is JournalStatus.CANCELLED:
+        return Refusal(Reason.JOB_CANCELLED, "this job was cancelled")
+    if state.fault is not None:
+        return Refusal(Reason.THERMAL_FAULT, state.fault)
+    if state.status is not PrinterStatus.IDLE and settings.safeguards:
+        return Refusal(Reason.BUSY, f"printer is {state.status.value}")
+    return None
+
+
+def _seen_record(command: CommandBase, clock: ClockEstimate | None) -> JournalRecord:
+    # Keep the id for as long as a copy could still pass the freshness check, plus the bound.
+    margin = clock.bound if clock is not None else 0
+    return JournalRecord(
+        kind=RecordKind.COMMAND_SEEN,
+        command_id=command.id,
+        job_id=command.job_id,
+        keep_until=min(command.not_after + margin + 1, MAX_MILLIS),
+    )
+
+
+def _ack(command: CommandBase) -> Emit:
+    command_type = str(getattr(command, "type", "unknown"))
+    return Emit(AckBody(command_id=command.id, command_type=command_type), command.job_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points.
+
+
+def evaluate(
+    state: PrinterState,
+    journal: Journal,
+    command: CommandBase,
+    *,
+    verified: bool,
+    now_local: int,
+    clock: ClockEstimate | None,
+    settings: GateSettings,
+) -> GateDecision:
+    """Decide one decoded command. ``verified`` says whether its signature checked out.
+
+    Journal queries and time replies are answered by :class:`printfleet.protocol.printer.
+    PrinterCore`, which owns the journal and the clock; they never reach this function.
+    """
+    if not verified and settings.safeguards:
+        return _refuse_command(state, command, Refusal(Reason.BAD_SIGNATURE, "signature invalid"))
+    if command.printer_id != state.printer_id:
+        return _refuse_command(state, command, Refusal(Reason.WRONG_PRINTER, command.printer_id))
+    if journal.seen_command(command.id) and settings.safeguards:
+        return _refuse_command(state, command, Refusal(Reason.DUPLICATE, "command already seen"))
+    # From here on the command is consumed: whatever the verdict, a copy gets DUPLICATE.
+    seen = (_seen_record(command, clock),)
+    if not state.cloud_enabled:
+        refused = _refuse_command(state, command, Refusal(Reason.CLOUD_DISABLED, "LAN-only mode"))
+        return replace(refused, records=seen)
+    handler = _HANDLERS.get(type(command))
+    if handler is None:
+        msg = f"{type(command).__name__} is answered by PrinterCore, not the gate"
+        raise TypeError(msg)
+    context = _Context(state, journal, now_local, clock, settings)
+    decision = handler(context, command)
+    return replace(decision, records=seen + decision.records)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    state: PrinterState
+    journal: Journal
+    now_local: int
+    clock: ClockEstimate | None
+    settings: GateSettings
+
+    def fresh(self, command: CommandBase) -> Refusal | None:
+        return _check_freshness(command, self.now_local, self.clock, self.settings)
+
+
+def _first(*checks: Callable[[], Refusal | None]) -> Refusal | None:
+    """The first failing check, evaluating lazily in order."""
+    for check in checks:
+        refusal = check()
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def _on_stage(ctx: _Context, command: StageCommand) -> GateDecision:
+    # No physical effect, but a late copy still has no business fetching anything.
+    refusal = ctx.fresh(command)
+    if refusal is None and ctx.journal.job_status(command.job_id) is JournalStatus.CANCELLED:
+        refusal = Refusal(Reason.JOB_CANCELLED, "cancelled")
+    if refusal is not None:
+        return _refuse_command(ctx.state, command, refusal)
+    body = command.body
+    fetch = FetchFile(command.job_id, body.file_url, body.sha256, body.size, body.name)
+    return accept(ctx.state, actions=(fetch,), events=(_ack(command),))
+
+
+def _on_start(ctx: _Context, command: StartCommand) -> GateDecision:
+    refusal = _first(
+        lambda: ctx.fresh(command),
+        lambda: _check_can_start(ctx.state, command.job_id, ctx.journal, ctx.settings),
+        lambda: _check_staged(ctx.state, command.job_id, command.body.sha256),
+        lambda: _check_plate(ctx.state, ctx.now_local, ctx.settings),
+    )
+    if refusal is not None:
+        return _refuse_command(ctx.state, command, refusal)
+    return _begin(ctx.state, command.job_id, command.body.name, StartSource.CLOUD, command)
+
+
+def _on_resume(ctx: _Context, command: ResumeCommand) -> GateDecision:
+    state = ctx.state
+    refusal = _first(
+        lambda: ctx.fresh(command),
+        lambda: Refusal(Reason.THERMAL_FAULT, state.fault) if state.fault is not None else None,
+        lambda: (
+            Refusal(Reason.NOT_PAUSED, f"printer is {state.status.value}")
+            if state.status is not PrinterStatus.PAUSED
+            else None
+        ),
+        lambda: (
+            Refusal(Reason.NO_SUCH_JOB, "a different job is paused")
+            if state.job_id != command.job_id
+            else None
+        ),
+    )
+    if refusal is not None:
+        return _refuse_command(state, command, refusal)
+    resumed = replace(state, status=PrinterStatus.PRINTING)
+    return accept(resumed, actions=(ResumePrint(),), events=(_ack(command),))
+
+
+def _on_pause(ctx: _Context, command: PauseCommand) -> GateDecision:
+    # A late pause would surprise whoever resumed the print since: judged fresh like the rest.
+    state = ctx.state
+    refusal = ctx.fresh(command)
+    if refusal is None and (
+        state.status is not PrinterStatus.PRINTING or state.job_id != command.job_id
+    ):
+        refusal = Refusal(Reason.NO_SUCH_JOB, "that job is not printing here")
+    if refusal is not None:
+        return _refuse_command(state, command, refusal)
+    paused = replace(state, status=PrinterStatus.PAUSED)
+    return accept(paused, actions=(PausePrint(),), events=(_ack(command),))
+
+
+def _on_cancel(ctx: _Context, command: CancelCommand) -> GateDecision:
+    # Always honoured, however late: it can only stop things. It is journaled too, so that a
+    # start for this job still in flight can never take effect here.
+    state = ctx.state
+    running = state.job_id == command.job_id and state.status in {
+        PrinterStatus.PRINTING,
+        PrinterStatus.PAUSED,
+    }
+    staged = {k: v for k, v in state.staged.items() if k != command.job_id}
+    return accept(
+        replace(state, staged=staged),
+        records=(JournalRecord(kind=RecordKind.JOB_CANCELLED, job_id=command.job_id),),
+        actions=(CancelPrint(),) if running else (),
+        events=(_ack(command),),
+    )
+
+
+def _on_confirm_plate(ctx: _Context, command: ConfirmPlateCommand) -> GateDecision:
+    state, clock = ctx.state, ctx.clock
+
+    def outdated() -> Refusal | None:
+        if clock is None or state.last_print_ended_local is None:
+            return None
+        # Issued before the last print ended (at worst clock error): it speaks of a plate
+        # that held something else.
+        earliest_issue_local, _ = clock.to_local(command.issued_at)
+        if earliest_issue_local <= state.last_print_ended_local:
+            return Refusal(Reason.CONFIRMATION_OUTDATED, "issued before the last print ended")
+        return None
+
+    refusal = _first(
+        lambda: ctx.fresh(command),
+        lambda: (
+            Refusal(Reason.BUSY, "the plate holds the running print")
+            if state.status in {PrinterStatus.PRINTING, PrinterStatus.PAUSED}
+            else None
+        ),
+        outdated,
+    )
+    if refusal is not None:
+        return _refuse_command(state, command, refusal)
+    confirmation = PlateConfirmation(ctx.now_local, command.body.confirmed_by, remote=True)
+    return accept(replace(state, confirmation=confirmation), events=(_ack(command),))
+
+
+def _on_clear_fault(ctx: _Context, command: ClearFaultCommand) -> GateDecision:
+    refusal = ctx.fresh(command)
+    if refusal is not None:
+        return _refuse_command(ctx.state, command, refusal)
+    cleared = clear_fault(ctx.state, command.body.cleared_by)
+    return replace(cleared, events=(_ack(command), *cleared.events))
+
+
+def _on_set_plate_check(ctx: _Context, command: SetPlateCheckCommand) -> GateDecision:
+    refusal = ctx.fresh(command)
+    if refusal is not None:
+        return _refuse_command(ctx.state, command, refusal)
+    body = command.body
+    word = "on" if body.enabled else "OFF"
+    alert = AlertBody(
+        kind="plate_check_changed",
+        severity="info" if body.enabled else "warning",
+        message=f"Plate check turned {word} by {body.changed_by}",
+    )
+    return accept(
+        replace(ctx.state, plate_check=body.enabled),
+        records=(JournalRecord(kind=RecordKind.PLATE_CHECK_SET, enabled=body.enabled),),
+        actions=(ShowMessage(alert.message, alert.severity),),
+        events=(_ack(command), Emit(alert)),
+    )
+
+
+def _on_set_temperature(ctx: _Context, command: SetTemperatureCommand) -> GateDecision:
+    body = command.body
+    if body.target > 0:
+        # Heating is a physical effect: fresh, and never with a latched fault (S6).
+        refusal = _first(
+            lambda: ctx.fresh(command),
+            lambda: (
+                Refusal(Reason.THERMAL_FAULT, ctx.state.fault)
+                if ctx.state.fault is not None and ctx.settings.safeguards
+                else None
+            ),
+        )
+        if refusal is not None:
+            return _refuse_command(ctx.state, command, refusal)
+    return accept(
+        ctx.state, actions=(SetTarget(body.heater, body.target),), events=(_ack(command),)
+    )
+
+
+_HANDLERS: dict[type[CommandBase], Callable[[_Context, Any], GateDecision]] = {
+    StageCommand: _on_stage,
+    StartCommand: _on_start,
+    ResumeCommand: _on_resume,
+    PauseCommand: _on_pause,
+    CancelCommand: _on_cancel,
+    ConfirmPlateCommand: _on_confirm_plate,
+    ClearFaultCommand: _on_clear_fault,
+    SetPlateCheckCommand: _on_set_plate_check,
+    SetTemperatureCommand: _on_set_temperature,
+}
+
+
+def _check_staged(state: PrinterState, job_id: str, sha256: str) -> Refusal | None:
+    staged = state.staged.get(job_id)
+    if staged is None:
+        return Refusal(Reason.NOT_STAGED, "the file for this job is not on this printer")
+    if staged != sha256:
+        return Refusal(Reason.NOT_STAGED, "the staged file has a different checksum")
+    return None
+
+
+def _begin(
+    state: PrinterState,
+    job_id: str,
+    name: str,
+    source: StartSource,
+    command: CommandBase | None,
+) -> GateDecision:
+    started = replace(
+        state,
+        status=PrinterStatus.PRINTING,
+        job_id=job_id,
+        # One confirmation, one print: the next print needs a new one.
+        confirmation=None,
+        sensor=None,
+    )
+    command_id = command.id if command is not None else None
+    events: list[Emit] = [] if command is None else [_ack(command)]
+    events.append(Emit(JobStartedBody(source=source, command_id=command_id, name=name), job_id))
+    record = JournalRecord(kind=RecordKind.JOB_STARTED, job_id=job_id, command_id=command_id)
+    return accept(
+        started, records=(record,), actions=(StartPrint(job_id, name),), events=tuple(events)
+    )
+
+
+def start_locally(
+    state: PrinterState,
+    journal: Journal,
+    *,
+    job_id: str,
+    name: str,
+    source: StartSource,
+    now_local: int,
+    settings: GateSettings,
+) -> GateDecision:
+    """A person at the printer (screen or LAN) starts a file from storage.
+
+    The person is the intent (S1) and is present, so no deadline applies; S3 to S6 still do.
+    """
+    refusal = _check_can_start(state, job_id, journal, settings) or _check_plate(
+        state, now_local, settings
+    )
+    if refusal is not None:
+        return refuse(state, refusal, command_type=f"{source.value}_start", job_id=job_id)
+    return _begin(state, job_id, name, source, None)
+
+
+def confirm_plate_locally(state: PrinterState, *, by: str, now_local: int) -> GateDecision:
+    """A person at the printer confirmed the plate is clear."""
+    if state.status in {PrinterStatus.PRINTING, PrinterStatus.PAUSED}:
+        busy = Refusal(Reason.BUSY, "the plate holds the running print")
+        return refuse(state, busy, command_type="confirm_plate")
+    return accept(replace(state, confirmation=PlateConfirmation(now_local, by, remote=False)))
+
+
+def record_plate_reading(
+    state: PrinterState, reading: PlateReading, *, now_local: int
+) -> PrinterState:
+    """Fold in a fresh plate sensor reading."""
+    return replace(state, sensor=SensorReading(reading, now_local))
+
+
+def record_staged(state: PrinterState, job_id: str, sha256: str) -> GateDecision:
+    """A fetched file checked out; it may now be started."""
+    staged = replace(state, staged={**state.staged, job_id: sha256})
+    return accept(staged, events=(Emit(StagedBody(sha256=sha256), job_id),))
+
+
+def record_print_ended(
+    state: PrinterState, outcome: JobOutcome, *, detail: str, now_local: int
+) -> GateDecision:
+    """The hardware finished, failed or cancelled the running print.
+
+    Whatever remains on the plate, the old confirmation no longer speaks for it.
+    """
+    job_id = state.job_id
+    ended = replace(
+        state,
+        status=PrinterStatus.ERROR if state.fault is not None else PrinterStatus.IDLE,
+        job_id=None,
+        last_print_ended_local=now_local,
+        confirmation=None,
+        sensor=None,
+        staged={k: v for k, v in state.staged.items() if k != job_id},
+    )
+    records: tuple[JournalRecord, ...] = ()
+    events: list[Emit] = []
+    if job_id is not None:
+        records = (JournalRecord(kind=RecordKind.JOB_ENDED, job_id=job_id, outcome=outcome),)
+        events.append(Emit(JobEndedBody(outcome=outcome, detail=detail[:500]), job_id))
+    actions: tuple[Action, ...] = ()
+    if state.plate_check and not state.has_plate_sensor:
+        prompt = "Remove the print, then confirm the plate is clear"
+        actions = (ShowMessage(prompt, "prompt"),)
+        events.append(
+            Emit(AlertBody(kind="plate_confirmation_needed", severity="info", message=prompt))
+        )
+    return accept(ended, records=records, actions=actions, events=tuple(events))
+
+
+def record_thermal_fault(state: PrinterState, message: str) -> GateDecision:
+    """S6: latch the fault, cut the heaters, stop the print, tell everyone."""
+    if state.fault is not None:
+        return accept(state, actions=(HeatersOff(),))
+    printing = state.status in {PrinterStatus.PRINTING, PrinterStatus.PAUSED}
+    # The job id stays until the hardware reports the cancelled print's end as failed.
+    faulted = replace(state, status=PrinterStatus.ERROR, fault=message[:500])
+    stop: tuple[Action, ...] = (CancelPrint(),) if printing else ()
+    alert = AlertBody(kind="thermal_fault", severity="critical", message=message[:500])
+    return accept(
+        faulted,
+        records=(JournalRecord(kind=RecordKind.FAULT_LATCHED, detail=message[:500]),),
+        actions=(HeatersOff(), *stop, ShowMessage(message, "critical")),
+        events=(Emit(alert, state.job_id),),
+    )
+
+
+def clear_fault(state: PrinterState, by: str) -> GateDecision:
+    """A person cleared the latched fault; the printer may heat again.
+
+    If the cancelled print has not reported its end yet, the printer stays busy until it does.
+    """
+    if state.fault is None:
+        return accept(state)
+    status = PrinterStatus.IDLE if state.job_id is None else PrinterStatus.PRINTING
+    alert = AlertBody(kind="fault_cleared", severity="info", message=f"Fault cleared by {by}")
+    return accept(
+        replace(state, fault=None, status=status),
+        records=(JournalRecord(kind=RecordKind.FAULT_CLEARED, detail=by[:500]),),
+        events=(Emit(alert),),
+    )

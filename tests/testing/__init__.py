@@ -1,0 +1,1 @@
+"""Tests of printfleet.testing: the real-service controllers the rest of the suite relies on."""
