@@ -1,0 +1,1 @@
+"""The printer side: the safety gate over MQTT, hardware, LAN API and SD card."""

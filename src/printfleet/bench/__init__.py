@@ -1,0 +1,21 @@
+"""Benchmarks that check printfleet's resource targets, each against a baseline of the same run."""
+
+from printfleet.bench.fleet import (
+    CPU_TARGET,
+    RSS_TARGET,
+    FleetBenchReport,
+    FleetBenchSettings,
+    FleetMeasurement,
+    FleetSample,
+    run_fleet_bench,
+)
+
+__all__ = [
+    "CPU_TARGET",
+    "RSS_TARGET",
+    "FleetBenchReport",
+    "FleetBenchSettings",
+    "FleetMeasurement",
+    "FleetSample",
+    "run_fleet_bench",
+]

@@ -1,0 +1,1 @@
+"""Proof under faults: fault injectors, a deterministic fleet simulation, and the S1-S9 checker."""

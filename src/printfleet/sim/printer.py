@@ -1,0 +1,292 @@
+"""SimulatedPrinter: the Hardware port over a thermal board, G-code runner, plate, screen, SD card.
+
+Time is evaluated lazily: nothing ticks. Every read and command first advances the pure thermal
+board to the clock's now, so results do not depend on any tick rate, and an idle printer costs no
+CPU at all — a thousand of them in one process cost only their memory. The one task a printer runs
+is its current print's, inside the task group that `async with printer` opens ("power on").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Self
+
+from printfleet.agent.hardware import (
+    WATCHDOG_TIMEOUT_S,
+    HardwareError,
+    HeaterId,
+    HeaterReading,
+    PlateReading,
+    PrinterBusyError,
+    PrintOutcomeKind,
+)
+from printfleet.sim.clock import SimClock
+from printfleet.sim.gcode import SimulatedPrint
+from printfleet.sim.plate import Plate, PlateSensor
+from printfleet.sim.screen import SimScreen
+from printfleet.sim.storage import SimStorage
+from printfleet.sim.thermal import BED, HOTEND, Board, HeaterFault, HeaterModel, HeaterParams
+
+__all__ = ["MODELS", "PrinterModel", "SimulatedPrinter"]
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterModel:
+    """What distinguishes one printer model from another in the simulation."""
+
+    name: str
+    has_plate_sensor: bool
+    hotend: HeaterParams = HOTEND
+    bed: HeaterParams = BED
+
+
+MODELS: Mapping[str, PrinterModel] = MappingProxyType(
+    {
+        # An X1-like printer checks its plate with a sensor (Bambu's LIDAR).
+        "x1": PrinterModel("x1", has_plate_sensor=True),
+        # A P1-like printer has none: the agent must ask a person to confirm the plate is clear.
+        "p1": PrinterModel("p1", has_plate_sensor=False),
+    }
+)
+
+
+class SimulatedPrinter:
+    """A simulated printer implementing the agent's `Hardware` port, plus hooks for tests.
+
+    `model` is a key of `MODELS` or a `PrinterModel`. Pass either `time_scale` (hardware seconds
+    per real second; a new `SimClock`) or a `clock` shared by many printers. `seed` fixes the plate
+    sensor's error draws. `watchdog_timeout=None` disables the board watchdog, for tests that run
+    prints with no agent to refresh it.
+
+    Beyond the port: `inject_fault`/`clear_fault`, `fail_fan`/`repair_fan`, `remove_print` (a
+    person or robot clearing the plate), `screen.answer` (a person at the screen), and the truth
+    behind readings: `body_temperature`, `plate`, `board`, `watchdog_tripped`.
+    """
+
+    __slots__ = (
+        "_board",
+        "_clock",
+        "_model",
+        "_name",
+        "_plate",
+        "_print",
+        "_screen",
+        "_storage",
+        "_tasks",
+    )
+
+    def __init__(
+        self,
+        model: str | PrinterModel,
+        *,
+        storage_dir: Path,
+        time_scale: float | None = None,
+        clock: SimClock | None = None,
+        seed: int = 0,
+        plate_sensor: PlateSensor | None = None,
+        watchdog_timeout: float | None = WATCHDOG_TIMEOUT_S,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(model, PrinterModel):
+            spec = model
+        elif model in MODELS:
+            spec = MODELS[model]
+        else:
+            raise ValueError(f"unknown printer model {model!r}; known: {', '.join(MODELS)}")
+        if clock is not None and time_scale is not None:
+            raise ValueError("pass a clock or a time_scale, not both")
+        if plate_sensor is not None and not spec.has_plate_sensor:
+            raise ValueError(f"model {spec.name!r} has no plate sensor")
+        self._model = spec
+        self._name = name or spec.name
+        self._clock = clock if clock is not None else SimClock(time_scale or 1.0)
+        now = self._clock.now()
+        self._board = Board(
+            hotend=HeaterModel(spec.hotend),
+            bed=HeaterModel(spec.bed),
+            time=now,
+            last_refresh=now,
+            watchdog_timeout=watchdog_timeout,
+        )
+        sensor = (plate_sensor or PlateSensor()) if spec.has_plate_sensor else None
+        self._plate = Plate(sensor, seed=seed)
+        self._screen = SimScreen(self._clock)
+        self._storage = SimStorage(storage_dir)
+        self._print: SimulatedPrint | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+
+    # -- power -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        """Power on: open the task group that prints run in."""
+        if self._tasks is not None:
+            raise RuntimeError("printer is already on")
+        tasks = asyncio.TaskGroup()
+        await tasks.__aenter__()
+        self._tasks = tasks
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Power off: a running print fails, and the heaters go cold."""
+        tasks, self._tasks = self._tasks, None
+        if tasks is None:
+            return
+        if self._print is not None:
+            self._print.abort(PrintOutcomeKind.FAILED, "power off")
+        try:
+            await tasks.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._now().heaters_off()
+
+    # -- the Hardware port -------------------------------------------------------------------
+
+    @property
+    def model(self) -> str:
+        """The model's short name."""
+        return self._model.name
+
+    @property
+    def name(self) -> str:
+        """This printer's name (its model's unless given)."""
+        return self._name
+
+    @property
+    def has_plate_sensor(self) -> bool:
+        """Whether the model has a plate sensor."""
+        return self._model.has_plate_sensor
+
+    @property
+    def clock(self) -> SimClock:
+        """The hardware clock."""
+        return self._clock
+
+    @property
+    def screen(self) -> SimScreen:
+        """The screen; `screen.answer` is how a simulated person replies to prompts."""
+        return self._screen
+
+    @property
+    def storage(self) -> SimStorage:
+        """The SD card."""
+        return self._storage
+
+    def max_target(self, heater: HeaterId) -> float:
+        """The highest target the firmware accepts for `heater`."""
+        return self._board.heater(heater).params.max_target
+
+    def read_heater(self, heater: HeaterId) -> HeaterReading:
+        """The heater's reading now."""
+        return self._now().read(heater)
+
+    def read_plate(self) -> PlateReading:
+        """The plate sensor's reading, or `UNKNOWN` without one."""
+        return self._plate.read()
+
+    def current_print(self) -> SimulatedPrint | None:
+        """The print that is heating, printing or paused, if any."""
+        current = self._print
+        return current if current is not None and current.active else None
+
+    async def set_heater_target(self, heater: HeaterId, celsius: float) -> None:
+        """Set a heater's target; 0 turns it off."""
+        self._now().set_target(heater, celsius)
+
+    async def heaters_off(self) -> None:
+        """Turn every heater off (a stuck-on heater keeps heating: that is its fault)."""
+        self._now().heaters_off()
+
+    async def set_fan(self, fraction: float) -> None:
+        """Set the part-cooling fan, clamped to 0..1."""
+        self._now().set_fan(fraction)
+
+    async def refresh_watchdog(self) -> None:
+        """Restart the board watchdog's period."""
+        self._now().refresh_watchdog()
+
+    async def start_print(self, file_name: str) -> SimulatedPrint:
+        """Start printing a stored file.
+
+        The hardware does not judge whether it *should* print — that is the agent's safety gate —
+        but physics remembers: a print onto an occupied plate is counted by `plate`.
+        """
+        tasks = self._tasks
+        if tasks is None:
+            raise HardwareError("printer is off: use `async with printer`")
+        if self.current_print() is not None:
+            raise PrinterBusyError("a print is already running")
+        path = self._storage.path_of(file_name)
+        size = await self._storage.size_of(file_name)
+        if self.current_print() is not None:
+            raise PrinterBusyError("a print is already running")  # another start won the race
+        self._now()
+        handle = SimulatedPrint(
+            file_name=file_name,
+            path=path,
+            file_size=size,
+            clock=self._clock,
+            board=self._board,
+            plate=self._plate,
+        )
+        self._print = handle
+        tasks.create_task(handle.run(), name=f"sim-print:{self._name}:{file_name}")
+        return handle
+
+    # -- simulation hooks --------------------------------------------------------------------
+
+    @property
+    def board(self) -> Board:
+        """The thermal board, advanced to now."""
+        return self._now()
+
+    @property
+    def plate(self) -> Plate:
+        """What lies on the plate."""
+        return self._plate
+
+    @property
+    def watchdog_tripped(self) -> bool:
+        """Whether the board watchdog has cut heater power (latched until cleared)."""
+        return self._now().watchdog_tripped
+
+    def clear_watchdog_trip(self) -> None:
+        """Clear the watchdog latch, as a firmware restart would."""
+        self._now().clear_watchdog_trip()
+
+    def body_temperature(self, heater: HeaterId) -> float:
+        """The true temperature of the heater's block or plate, whatever its sensor says."""
+        return self._now().heater(heater).body_temp
+
+    def inject_fault(self, heater: HeaterId, fault: HeaterFault) -> None:
+        """Make `fault` happen to `heater` from now on."""
+        self._now().heater(heater).add_fault(fault)
+
+    def clear_fault(self, heater: HeaterId, fault: HeaterFault) -> None:
+        """Repair `fault` on `heater`."""
+        self._now().heater(heater).clear_fault(fault)
+
+    def fail_fan(self) -> None:
+        """The part-cooling fan stops spinning, whatever it is told."""
+        self._now().fan_failed = True
+
+    def repair_fan(self) -> None:
+        """The part-cooling fan works again."""
+        self._now().fan_failed = False
+
+    def remove_print(self) -> int:
+        """A person or robot clears the plate; returns how many objects were removed."""
+        if self.current_print() is not None:
+            raise RuntimeError("cannot clear the plate while printing")
+        return self._plate.remove_all()
+
+    def _now(self) -> Board:
+        self._board.advance_to(self._clock.now())
+        return self._board
