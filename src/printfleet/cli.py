@@ -1,0 +1,448 @@
+"""The ``printfleet`` command: one entry point for every part of printfleet."""
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from printfleet import __version__
+
+app = typer.Typer(
+    name="printfleet",
+    help="A print cloud for fleets of 3D printers that never starts a print nobody asked for.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+protocol_app = typer.Typer(help="Look inside the printer protocol.", no_args_is_help=True)
+app.add_typer(protocol_app, name="protocol")
+chaos_app = typer.Typer(
+    help="Inject faults and check every safety invariant.", no_args_is_help=True
+)
+app.add_typer(chaos_app, name="chaos")
+
+console = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"printfleet {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """printfleet: submit prints, run printers, prove they never start on their own."""
+
+
+@protocol_app.command("demo")
+def protocol_demo() -> None:
+    """Walk through a cloud-to-printer conversation and show every gate decision."""
+    from printfleet.protocol.walkthrough import walk_through  # noqa: PLC0415 - keeps --help fast
+
+    table = Table(title="printfleet protocol walk-through (printer p1-demo, no plate sensor)")
+    table.add_column("#", justify="right")
+    table.add_column("what happens")
+    table.add_column("sent")
+    table.add_column("printer's verdict")
+    table.add_column("detail")
+    for number, step in enumerate(walk_through(), start=1):
+        style = "green" if step.verdict == "accepted" else "yellow"
+        table.add_row(
+            str(number), step.title, step.sent, f"[{style}]{step.verdict}[/]", step.detail
+        )
+    console.print(table)
+    console.print(
+        "Every start above was judged by the same gate a real printer runs: "
+        "signed, fresh (S2), once (S3), idle (S4), onto a clear plate (S5), no fault (S6)."
+    )
+
+
+@chaos_app.command("sim")
+def chaos_sim(
+    seeds: Annotated[int, typer.Option(min=1, help="How many seeded schedules to run.")] = 200,
+    start: Annotated[int, typer.Option(help="The first seed.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Replay one seed and print its steps.")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Fault/user steps per schedule.")] = 30,
+    safeguards: Annotated[
+        str, typer.Option(help="'on', or 'off' to show that the checker catches violations.")
+    ] = "on",
+    workers: Annotated[int, typer.Option(min=1, help="Processes to spread seeds over.")] = 2,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Run seeded fault schedules over the deterministic fleet (no sockets, simulated time)."""
+    import json  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from printfleet.chaos.schedules import run_schedule, run_schedules  # noqa: PLC0415
+
+    if safeguards not in {"on", "off"}:
+        raise typer.BadParameter("use 'on' or 'off'", param_hint="--safeguards")
+    guarded = safeguards == "on"
+    if seed is not None:
+        result = run_schedule(seed, steps=steps, safeguards=guarded)
+        for number, step in enumerate(result.steps, start=1):
+            console.print(f"{number:>3}  {step}")
+        for violation in result.violations:
+            console.print(f"[red]{violation.kind.value}[/]: {violation.evidence}")
+        raise typer.Exit(0 if result.ok or not guarded else 1)
+    began = time.monotonic()
+    results = run_schedules(
+        range(start, start + seeds), steps=steps, safeguards=guarded, workers=workers
+    )
+    elapsed = time.monotonic() - began
+    failing = [r for r in results if not r.ok]
+    summary = {
+        "schedules": len(results),
+        "safeguards": safeguards,
+        "seconds": round(elapsed, 2),
+        "schedules_per_minute": round(len(results) / elapsed * 60) if elapsed else None,
+        "jobs": sum(r.jobs for r in results),
+        "starts": sum(r.starts for r in results),
+        "faults_injected": sum(r.faults_injected for r in results),
+        "violating_schedules": len(failing),
+        "violations": [
+            {"seed": r.seed, "kind": v.kind.value, "evidence": v.evidence}
+            for r in failing
+            for v in r.violations
+        ],
+    }
+    if json_output:
+        print(json.dumps(summary, indent=2))
+    else:
+        table = Table(
+            title=f"printfleet chaos sim: {len(results)} schedules, safeguards {safeguards}"
+        )
+        for key in ("schedules", "jobs", "starts", "faults_injected", "violating_schedules"):
+            table.add_row(key.replace("_", " "), str(summary[key]))
+        table.add_row("schedules per minute", str(summary["schedules_per_minute"]))
+        console.print(table)
+        for r in failing[:10]:
+            kinds = ", ".join(sorted({v.kind.value for v in r.violations}))
+            console.print(
+                f"seed {r.seed}: {kinds} — replay: printfleet chaos sim --seed {r.seed}"
+                + ("" if guarded else " --safeguards off")
+            )
+    if failing and guarded:
+        raise typer.Exit(1)
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler  # noqa: PLC0415 - only commands that run need it
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+
+
+def _check_broker(url: str) -> None:
+    from printfleet.agent.config import BrokerAddress  # noqa: PLC0415
+
+    try:
+        BrokerAddress.parse(url)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--broker") from None
+
+
+async def _run_for(coroutine: Coroutine[Any, Any, None], duration: float | None) -> None:
+    task = asyncio.ensure_future(coroutine)
+    if duration is None:
+        await task
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), duration)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@app.command()
+def agent(
+    config: Annotated[
+        Path | None, typer.Option(help="A TOML file with the agent's settings.", exists=True)
+    ] = None,
+    printer_id: Annotated[str | None, typer.Option(help="This printer's id.")] = None,
+    model: Annotated[str, typer.Option(help="Simulated model: x1 (plate sensor) or p1.")] = "x1",
+    broker: Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port")] = (
+        "mqtt://127.0.0.1:1883"
+    ),
+    cloud_key: Annotated[
+        str | None, typer.Option(help="The cloud's public key; without it, no command verifies.")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Journal and SD card.")] = Path(
+        ".printfleet/agent"
+    ),
+    time_scale: Annotated[float, typer.Option(help="Simulated hardware speed-up.")] = 1.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run one printer agent (driving a simulated printer)."""
+    from printfleet.agent.config import AgentConfig  # noqa: PLC0415
+    from printfleet.agent.runtime import PrinterAgent  # noqa: PLC0415
+    from printfleet.sim.printer import SimulatedPrinter  # noqa: PLC0415
+
+    _setup_logging(verbose)
+    if config is not None:
+        settings = AgentConfig.from_file(config)
+    elif printer_id is not None:
+        _check_broker(broker)
+        settings = AgentConfig(
+            printer_id=printer_id,
+            model=model,
+            broker=broker,
+            cloud_public_key=cloud_key,
+            data_dir=data_dir,
+        )
+    else:
+        raise typer.BadParameter("give --config FILE or --printer-id ID", param_hint="--config")
+
+    async def main() -> None:
+        async with SimulatedPrinter(
+            settings.model, storage_dir=settings.data_dir / "sd", time_scale=time_scale
+        ) as printer:
+            await PrinterAgent(settings, printer).run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+@app.command()
+def sim(
+    printers: Annotated[int, typer.Option(min=0, max=5000, help="How many printers.")] = 4,
+    models: Annotated[str, typer.Option(help="Models, taken in turn (x1, p1).")] = "x1,p1",
+    broker: Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port")] = (
+        "mqtt://127.0.0.1:1883"
+    ),
+    cloud_key: Annotated[str | None, typer.Option(help="The cloud's public key.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Journals and SD cards (default: a temporary folder).")
+    ] = None,
+    time_scale: Annotated[float, typer.Option(help="Simulated hardware speed-up.")] = 1.0,
+    telemetry_period: Annotated[float, typer.Option(help="Seconds between reports.")] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop by itself after this many seconds.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a fleet of simulated printers, each with its own agent and broker connection."""
+    from printfleet.sim.fleet import FleetSpec, run_fleet  # noqa: PLC0415
+    from printfleet.sim.printer import MODELS  # noqa: PLC0415
+
+    _setup_logging(verbose)
+    _check_broker(broker)
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(MODELS))
+    if not names or unknown:
+        raise typer.BadParameter(f"unknown model(s) {unknown}; known: {sorted(MODELS)}")
+    with contextlib.ExitStack() as stack:
+        folder = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        spec = FleetSpec(
+            printers=printers,
+            models=names,
+            broker=broker,
+            data_dir=folder,
+            cloud_public_key=cloud_key,
+            time_scale=time_scale,
+            telemetry_period_s=telemetry_period,
+        )
+        console.print(f"[bold]{printers}[/] simulated printers ({', '.join(names)}) on {broker}")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run_for(run_fleet(spec), duration))
+
+
+# -- printfleet bench: resource benchmarks (issue 3) ---------------------------------------------
+bench_app = typer.Typer(
+    help="Measure printfleet against its resource targets.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("fleet")
+def bench_fleet(
+    printers: Annotated[
+        str | None,
+        typer.Option(help="Fleet sizes, comma-separated [default: 100,1000; --quick: 20]."),
+    ] = None,
+    telemetry_period: Annotated[
+        float | None, typer.Option(min=0.01, help="Seconds between reports [default: 1].")
+    ] = None,
+    settle: Annotated[
+        float | None, typer.Option(min=0, help="Seconds to settle once connected [default: 10].")
+    ] = None,
+    window: Annotated[
+        float | None, typer.Option(min=0.1, help="Seconds per sample window [default: 5].")
+    ] = None,
+    samples: Annotated[
+        int | None, typer.Option(min=1, help="Windows per fleet size [default: 5].")
+    ] = None,
+    connect_timeout: Annotated[
+        float | None, typer.Option(min=1, help="Seconds a fleet may take to connect.")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="CI smoke run: 20 printers, short windows.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON instead of a table.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit with status 1 when a target is missed.")
+    ] = False,
+) -> None:
+    """RSS and CPU per idle simulated printer, against an empty fleet measured in the same run."""
+    import dataclasses  # noqa: PLC0415 - keeps --help fast
+    import json  # noqa: PLC0415
+
+    from printfleet.bench.fleet import (  # noqa: PLC0415
+        FleetBenchError,
+        FleetBenchSettings,
+        run_fleet_bench,
+    )
+    from printfleet.testing import ServiceError  # noqa: PLC0415
+
+    settings = FleetBenchSettings.quick() if quick else FleetBenchSettings()
+    given: dict[str, Any] = {
+        "telemetry_period_s": telemetry_period,
+        "settle_s": settle,
+        "window_s": window,
+        "samples": samples,
+        "connect_timeout_s": connect_timeout,
+    }
+    if printers is not None:
+        try:
+            given["sizes"] = tuple(int(size) for size in printers.split(",") if size.strip())
+        except ValueError:
+            raise typer.BadParameter(
+                "give whole numbers: 100,1000", param_hint="--printers"
+            ) from None
+        if any(size < 0 for size in given["sizes"]):
+            raise typer.BadParameter("fleet sizes cannot be negative", param_hint="--printers")
+    settings = dataclasses.replace(
+        settings, **{name: value for name, value in given.items() if value is not None}
+    )
+    errors = Console(stderr=True)
+    try:
+        report = run_fleet_bench(settings, progress=lambda line: errors.print(line, style="dim"))
+    except (FleetBenchError, ServiceError) as error:
+        errors.print(f"[red]fleet benchmark failed:[/] {error}")
+        raise typer.Exit(2) from None
+    if json_output:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        # Piped into a log or CI, rich would assume 80 columns and fold every cell.
+        out = console if console.is_terminal else Console(width=150)
+        out.print(report.table())
+        for note in report.notes():
+            out.print(f"[yellow]note:[/] {note}")
+    if check and not report.met:
+        raise typer.Exit(1)
+
+
+# -- end of printfleet bench ---------------------------------------------------------------------
+
+
+# -- printfleet serve: the cloud service (HTTP API + dispatcher) ---------------------------------
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="SQLite or PostgreSQL URL [env PRINTFLEET_DATABASE_URL; default: a "
+            "SQLite file in the data dir]."
+        ),
+    ] = None,
+    broker_url: Annotated[
+        str | None,
+        typer.Option(
+            help="mqtt://user:pass@host:port [env PRINTFLEET_BROKER_URL; default: an "
+            "embedded broker on 127.0.0.1]."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Signing key, files, SQLite [env PRINTFLEET_DATA_DIR; default .printfleet/cloud]."
+        ),
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where printers reach this server [env PRINTFLEET_PUBLIC_URL; "
+            "default http://HOST:PORT]."
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the cloud: HTTP API, dispatcher and broker link (and a broker, if none is given)."""
+    import os  # noqa: PLC0415 - keeps --help fast
+    import socket  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from printfleet.cloud.app import Settings, create_app  # noqa: PLC0415
+
+    _setup_logging(verbose)
+    if not verbose:
+        # The embedded broker and its state machine log every connection at INFO.
+        for noisy in ("amqtt", "transitions"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    if broker_url is not None:
+        _check_broker(broker_url)
+    # Bound here rather than by uvicorn, so that with --port 0 the real port is known for the
+    # printers' file URLs and for the message below. proto=IPPROTO_TCP matters: asyncio turns
+    # Nagle off only on sockets that say they are TCP, and with it on every response that is
+    # written in two parts waits 40 ms for a delayed ACK.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {error}") from None
+    port = listener.getsockname()[1]
+    if public_url is None and not os.environ.get("PRINTFLEET_PUBLIC_URL"):
+        shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104 - compared
+        public_url = f"http://{shown}:{port}"
+    try:
+        settings = Settings.from_env(
+            database_url=database_url,
+            broker_url=broker_url,
+            data_dir=data_dir,
+            public_url=public_url,
+        )
+    except ValueError as error:
+        listener.close()
+        raise typer.BadParameter(str(error)) from None
+    # One unwrapped line, whatever the terminal: scripts read the URL from it.
+    console.print(
+        f"printfleet cloud on http://{host}:{port}, data in {settings.data_dir}", soft_wrap=True
+    )
+    # log_config=None: keep the logging set up above instead of uvicorn's own.
+    config = uvicorn.Config(create_app(settings), log_config=None, ws="none")
+    # uvicorn shuts down gracefully on Ctrl-C, then re-raises it: that is a normal exit here.
+    with listener, contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[listener])
+
+
+# -- end of printfleet serve ---------------------------------------------------------------------
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

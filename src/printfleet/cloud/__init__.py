@@ -1,0 +1,1 @@
+"""The cloud service: HTTP API, store, dispatcher, link supervisor, alerts, notifications."""

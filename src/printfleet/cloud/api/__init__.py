@@ -1,0 +1,29 @@
+"""The cloud's HTTP API: FastAPI routers over :class:`~printfleet.cloud.service.CloudService`.
+
+Routes authenticate (bearer tokens), parse and shape JSON, and map errors; the service decides
+who may do what. :func:`install` adds every router and the error handlers to an app; the app
+itself, and its lifespan, are made by :func:`printfleet.cloud.app.create_app`.
+"""
+
+from fastapi import FastAPI
+
+from printfleet.cloud.api import accounts, alerts, jobs, operations, printers, uploads
+from printfleet.cloud.api.context import ApiContext, Context, get_context
+from printfleet.cloud.api.errors import ErrorBody, install_error_handlers
+from printfleet.cloud.api.metrics import CloudMetrics
+
+__all__ = [
+    "ApiContext",
+    "CloudMetrics",
+    "Context",
+    "ErrorBody",
+    "get_context",
+    "install",
+]
+
+
+def install(app: FastAPI) -> None:
+    """Add every route and the error handlers to ``app``."""
+    install_error_handlers(app)
+    for module in (accounts, printers, uploads, jobs, alerts, operations):
+        app.include_router(module.router)

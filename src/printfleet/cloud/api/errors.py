@@ -1,0 +1,174 @@
+"""Every error the cloud can raise, as one JSON shape: ``{"error": code, "message": text}``.
+
+The service and the store raise exceptions named for conditions (NotFound, Forbidden,
+StoreBusy, ...); this module is the single table from those to HTTP statuses and stable codes
+that clients can branch on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, JsonValue
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from printfleet.cloud.files import (
+    InvalidFile,
+    MalformedUpload,
+    UnsupportedFileType,
+    UploadTooLarge,
+)
+from printfleet.cloud.service import Forbidden, InvalidRequest, PrinterUnreachable
+from printfleet.cloud.store import (
+    AlreadyExists,
+    Conflict,
+    IdempotencyMismatch,
+    NotFound,
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+)
+
+
+class ErrorBody(BaseModel):
+    """What every error response carries."""
+
+    error: str
+    """A stable code: ``not_found``, ``forbidden``, ``store_busy``, ..."""
+    message: str
+    """What went wrong, for a person."""
+    details: list[JsonValue] | None = None
+    """For ``invalid_request`` from validation: each offending field."""
+
+
+class Unauthenticated(Exception):  # noqa: N818 - reads as the HTTP status it becomes
+    """No usable bearer token (401)."""
+
+    def __init__(self, message: str, *, code: str = "unauthenticated") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RegistrationClosed(Exception):  # noqa: N818 - reads as the condition
+    """Accounts are not open to everyone here (403)."""
+
+
+# Exception type -> (status, code). Subclasses are matched through their bases, so order only
+# matters for readers: specific ones first.
+STATUS_OF: dict[type[Exception], tuple[int, str]] = {
+    Forbidden: (403, "forbidden"),
+    RegistrationClosed: (403, "registration_closed"),
+    InvalidRequest: (422, "invalid_request"),
+    PrinterUnreachable: (503, "printer_unreachable"),
+    NotFound: (404, "not_found"),
+    AlreadyExists: (409, "already_exists"),
+    Conflict: (409, "conflict"),
+    IdempotencyMismatch: (422, "idempotency_mismatch"),
+    StoreBusy: (503, "store_busy"),
+    StoreUnavailable: (503, "store_unavailable"),
+    StoreError: (500, "store_error"),
+    UploadTooLarge: (413, "file_too_large"),
+    UnsupportedFileType: (415, "unsupported_file_type"),
+    InvalidFile: (422, "invalid_file"),
+    MalformedUpload: (400, "malformed_upload"),
+}
+
+_RETRY_LATER = (StoreBusy, StoreUnavailable, PrinterUnreachable)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    details: list[JsonValue] | None = None,
+) -> JSONResponse:
+    """A response in the one error shape."""
+    body = ErrorBody(error=code, message=message, details=details)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def retry_after() -> str:
+    """A jittered Retry-After in seconds (1-4), so clients told to wait do not return in step."""
+    return str(random.randint(1, 4))  # noqa: S311 - jitter, not secrecy
+
+
+def _mapped(error: Exception) -> JSONResponse:
+    for kind in type(error).__mro__:
+        if kind in STATUS_OF:
+            status, code = STATUS_OF[kind]
+            break
+    else:  # pragma: no cover - only registered types reach this handler
+        status, code = 500, "internal_error"
+    headers = {"Retry-After": retry_after()} if isinstance(error, _RETRY_LATER) else None
+    return error_response(status, code, str(error) or code.replace("_", " "), headers=headers)
+
+
+async def _handle_mapped(request: Request, error: Exception) -> Response:
+    return _mapped(error)
+
+
+async def _handle_unauthenticated(request: Request, error: Exception) -> Response:
+    assert isinstance(error, Unauthenticated)  # noqa: S101 - registered for this type only
+    # RFC 6750: a token that was sent but is no good says so in the challenge.
+    challenge = 'Bearer error="invalid_token"' if error.code == "invalid_token" else "Bearer"
+    return error_response(401, error.code, str(error), headers={"WWW-Authenticate": challenge})
+
+
+async def _handle_validation(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for this type only
+    details: list[JsonValue] = jsonable_encoder(
+        [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in error.errors()]
+    )
+    first = error.errors()[0] if error.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    message = f"{where}: {first.get('msg', 'invalid')}" if where else "the request is invalid"
+    return error_response(422, "invalid_request", message, details=details)
+
+
+async def _handle_http(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for this type only
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return error_response(
+        error.status_code, code, str(error.detail), headers=dict(error.headers or {}) or None
+    )
+
+
+_Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+async def _handle_unexpected(request: Request, error: Exception) -> Response:
+    # A bug. Starlette logs it with its traceback after this; the client gets the one shape
+    # and no internals.
+    return error_response(500, "internal_error", "something went wrong on the server")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception through the one error shape."""
+    handlers: dict[type[Exception], _Handler] = dict.fromkeys(STATUS_OF, _handle_mapped)
+    handlers[Exception] = _handle_unexpected
+    handlers[Unauthenticated] = _handle_unauthenticated
+    handlers[RequestValidationError] = _handle_validation
+    handlers[StarletteHTTPException] = _handle_http
+    for kind, handler in handlers.items():
+        app.add_exception_handler(kind, handler)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        401: "No valid bearer token",
+        403: "Not allowed (role or token scope)",
+        404: "Not found, or not visible to this user",
+        422: "Invalid request",
+        503: "Unavailable for now; retry after Retry-After seconds",
+    }.items()
+}
+"""The error responses most routes can give, for the OpenAPI document."""

@@ -1,0 +1,128 @@
+"""Prometheus metrics of one cloud process, in a registry of its own (not the global one), so
+several apps in one process — tests, replicas in a benchmark — never collide.
+
+Counts the cloud keeps anyway (link connects, publish outcomes, inbox drops) are read when
+scraped rather than mirrored; events only this module sees (refused starts, job changes) are
+counted here as they happen.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from printfleet.cloud.core import CloudCore
+from printfleet.cloud.store import Store, StoreError
+from printfleet.protocol.lifecycle import JobState
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _CoreCollector:
+    """Reads the link, dispatcher and inbox state at scrape time."""
+
+    def __init__(self, core: CloudCore) -> None:
+        self._core = core
+
+    def collect(self) -> Iterable[Metric]:
+        core = self._core
+        state = core.link.state()
+        yield GaugeMetricFamily(
+            "printfleet_link_verified",
+            "1 while a probe made the round trip through the broker within the probe interval.",
+            value=int(state.verified),
+        )
+        yield GaugeMetricFamily(
+            "printfleet_link_connected",
+            "1 while the cloud's MQTT client holds a connection (not evidence by itself).",
+            value=int(state.connected),
+        )
+        if state.evidence_age_s is not None:
+            yield GaugeMetricFamily(
+                "printfleet_link_evidence_age_seconds",
+                "Seconds since the newest completed probe round trip.",
+                value=state.evidence_age_s,
+            )
+        if state.last_rtt_s is not None:
+            yield GaugeMetricFamily(
+                "printfleet_link_round_trip_seconds",
+                "The newest probe's round-trip time through the broker.",
+                value=state.last_rtt_s,
+            )
+        yield CounterMetricFamily(
+            "printfleet_link_connects", "Connections the link made.", value=state.connects
+        )
+        publishes = CounterMetricFamily(
+            "printfleet_dispatch_publishes",
+            "Commands the dispatcher published, by outcome.",
+            labels=["outcome"],
+        )
+        for outcome, count in core.dispatcher.publish_outcomes.items():
+            publishes.add_metric([outcome.value], count)
+        yield publishes
+        dropped = CounterMetricFamily(
+            "printfleet_inbox_dropped",
+            "Printer messages dropped because the inbox was full.",
+            labels=["kind"],
+        )
+        dropped.add_metric(["telemetry"], core.inbox_stats.dropped_telemetry)
+        dropped.add_metric(["other"], core.inbox_stats.dropped_other)
+        yield dropped
+        views = core.fleet.views().values()
+        yield GaugeMetricFamily(
+            "printfleet_printers_online",
+            "Printers whose latest presence or report says online.",
+            value=sum(view.online for view in views),
+        )
+
+
+class CloudMetrics:
+    """The cloud's metrics; :meth:`render` produces the exposition text."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rejected_starts = Counter(
+            "printfleet_rejected_starts",
+            "Start commands printers refused, by reason code.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.job_changes = Counter(
+            "printfleet_job_changes",
+            "Job state changes the dispatcher recorded, by new state.",
+            ["state"],
+            registry=self.registry,
+        )
+        self._open_jobs = Gauge(
+            "printfleet_jobs",
+            "Jobs not yet ended, by state (read from the store when scraped).",
+            ["state"],
+            registry=self.registry,
+        )
+        self._store_up = Gauge(
+            "printfleet_store_up",
+            "1 if the store answered when these metrics were scraped.",
+            registry=self.registry,
+        )
+
+    def watch(self, core: CloudCore) -> None:
+        """Report the link, dispatcher and inbox of ``core`` too."""
+        self.registry.register(_CoreCollector(core))
+
+    async def render(self, store: Store) -> bytes:
+        """Read the job counts from the store, then every metric as Prometheus text."""
+        try:
+            jobs = await store.open_jobs()
+        except StoreError:
+            # Metrics matter most while something is wrong: report what is known.
+            self._store_up.set(0)
+        else:
+            self._store_up.set(1)
+            counts = collections.Counter(job.view.state for job in jobs)
+            for state in JobState:
+                if not state.terminal:
+                    self._open_jobs.labels(state.value).set(counts.get(state, 0))
+        return generate_latest(self.registry)

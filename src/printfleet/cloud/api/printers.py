@@ -1,0 +1,119 @@
+"""Printers: provisioning, live state, shares, the remote actions a person takes, and the
+audit log that says who did what to a printer.
+
+A printer the caller may not see is 404 whatever the route, so its existence is not
+disclosed; one the caller sees with too weak a role is 403 (the service decides both).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from printfleet.cloud.api.auth import Reader, Writer
+from printfleet.cloud.api.context import Context
+from printfleet.cloud.api.errors import ERROR_RESPONSES
+from printfleet.cloud.api.schemas import (
+    AuditOut,
+    CommandSent,
+    NewPrinter,
+    NewShare,
+    PlateCheck,
+    PrinterOut,
+    ProvisionedOut,
+    ShareOut,
+)
+from printfleet.cloud.service import InvalidRequest
+from printfleet.cloud.store import AlreadyExists, Role
+
+router = APIRouter(prefix="/api/v1", tags=["printers"], responses=ERROR_RESPONSES)
+
+
+@router.get("/printers")
+async def list_printers(principal: Reader, context: Context) -> list[PrinterOut]:
+    """The printers the caller owns or has been shared, with their latest known state."""
+    return [PrinterOut.of(view) for view in await context.service.printers_for(principal)]
+
+
+@router.post("/printers", status_code=status.HTTP_201_CREATED)
+async def provision_printer(
+    body: NewPrinter, principal: Writer, context: Context
+) -> ProvisionedOut:
+    """Provision a printer the caller will own: its broker login and its agent's config file.
+
+    The broker password is in this response only; provision again under a new id if it is lost.
+    """
+    try:
+        provisioned = await context.service.register_printer(
+            principal, body.id, name=body.name, model=body.model
+        )
+    except AlreadyExists:
+        raise AlreadyExists(f"a printer with id {body.id!r} exists; choose another id") from None
+    context.printer_registered(provisioned.printer)
+    return ProvisionedOut.of(provisioned, context.service.signer.public_key)
+
+
+@router.get("/printers/{printer_id}")
+async def get_printer(printer_id: str, principal: Reader, context: Context) -> PrinterOut:
+    """One printer and its latest known state."""
+    return PrinterOut.of(await context.service.printer_status(principal, printer_id))
+
+
+@router.post("/printers/{printer_id}/shares", status_code=status.HTTP_201_CREATED)
+async def share_printer(
+    printer_id: str, body: NewShare, principal: Writer, context: Context
+) -> ShareOut:
+    """The owner lets another user operate (print on) or view the printer; audited."""
+    await context.service.share_printer(principal, printer_id, body.email, body.role)
+    return ShareOut(printer_id=printer_id, email=body.email.strip().lower(), role=body.role)
+
+
+@router.post("/printers/{printer_id}/confirm-plate", status_code=status.HTTP_202_ACCEPTED)
+async def confirm_plate(printer_id: str, principal: Writer, context: Context) -> CommandSent:
+    """Confirm that the plate is clear (owner or operator), for printers without a plate sensor.
+
+    Sent now or not at all (503 if the broker link has no fresh evidence); audited.
+    """
+    await context.service.confirm_plate(principal, printer_id)
+    return CommandSent(printer_id=printer_id, action="confirm_plate")
+
+
+@router.put("/printers/{printer_id}/plate-check")
+async def set_plate_check(
+    printer_id: str, body: PlateCheck, principal: Writer, context: Context
+) -> PrinterOut:
+    """Turn the printer's plate check on or off (owner only; audited and sent to the printer).
+
+    Turning it off needs ``{"enabled": false, "confirm": true}``: prints may then start onto a
+    plate nobody checked.
+    """
+    # Who may do it is settled first, so a stranger learns nothing from the confirm rule.
+    await context.service.access(principal, printer_id, Role.OWNER)
+    if not body.enabled and not body.confirm:
+        raise InvalidRequest(
+            "turning the plate check off lets prints start onto an occupied plate; "
+            'send {"enabled": false, "confirm": true} to do it anyway'
+        )
+    await context.service.set_plate_check(principal, printer_id, enabled=body.enabled)
+    return PrinterOut.of(await context.service.printer_status(principal, printer_id))
+
+
+@router.post("/printers/{printer_id}/clear-fault", status_code=status.HTTP_202_ACCEPTED)
+async def clear_fault(printer_id: str, principal: Writer, context: Context) -> CommandSent:
+    """Clear a latched thermal fault remotely (owner or operator), once someone has looked."""
+    await context.service.clear_fault(principal, printer_id)
+    return CommandSent(printer_id=printer_id, action="clear_fault")
+
+
+@router.get("/audit", tags=["audit"])
+async def printer_audit(
+    principal: Reader,
+    context: Context,
+    printer_id: str,
+    since: Annotated[int | None, Query(description="Only entries at or after (cloud ms)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditOut]:
+    """A printer's audit log, oldest first (owner only): who or what did each thing to it."""
+    entries = await context.service.printer_audit(principal, printer_id, since=since, limit=limit)
+    return [AuditOut.of(entry) for entry in entries]

@@ -1,0 +1,465 @@
+"""The API's request and response bodies, and the one place records become responses.
+
+Times are cloud milliseconds since the Unix epoch, as everywhere in printfleet; durations and
+ages are seconds. Secrets (token values, broker passwords) appear only in the response that
+creates them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from printfleet.cloud.service import PrinterStatusView, ProvisionedPrinter
+from printfleet.cloud.store import (
+    AlertRecord,
+    AuditRecord,
+    FileRecord,
+    JobRecord,
+    Role,
+    ShareRole,
+    TokenRecord,
+    UserRecord,
+)
+from printfleet.protocol.lifecycle import JobState
+from printfleet.protocol.messages import HeaterTelemetry, PlateStatus, PrinterStatus
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
+PrinterId = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="Lower-case letters, digits, '-' and '_': also its broker user name.",
+    ),
+]
+TokenScope = Literal["read", "write", "admin"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+
+class NewUser(_Body):
+    """An account to create."""
+
+    email: Email
+    password: Annotated[str, Field(min_length=8, max_length=1024)]
+    display_name: Annotated[str, Field(max_length=200)] = ""
+
+
+class UserOut(BaseModel):
+    """An account (never its password hash)."""
+
+    id: str
+    email: str
+    display_name: str
+    created_at: int
+
+    @classmethod
+    def of(cls, user: UserRecord) -> UserOut:
+        """From the store's record."""
+        return cls(
+            id=user.id, email=user.email, display_name=user.display_name, created_at=user.created_at
+        )
+
+
+class Login(_Body):
+    """Credentials exchanged for a read/write token."""
+
+    email: Annotated[str, Field(max_length=320)]
+    password: Annotated[str, Field(max_length=1024)]
+    token_name: Annotated[str, Field(min_length=1, max_length=100)] = "login"  # noqa: S105 - a label
+
+
+class NewToken(_Body):
+    """A token to create for the caller; it cannot have a scope the caller's token lacks."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    scopes: Annotated[list[TokenScope], Field(min_length=1)] = ["read"]
+
+
+class TokenOut(BaseModel):
+    """A token's metadata; the token itself is not kept and cannot be shown again."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: int
+    last_used_at: int | None
+    revoked_at: int | None
+
+    @classmethod
+    def of(cls, token: TokenRecord) -> TokenOut:
+        """From the store's record."""
+        return cls(
+            id=token.id,
+            name=token.name,
+            scopes=list(token.scopes),
+            created_at=token.created_at,
+            last_used_at=token.last_used_at,
+            revoked_at=token.revoked_at,
+        )
+
+
+class TokenCreated(TokenOut):
+    """A new token, with its value: shown this once."""
+
+    token: str
+    """Send as ``Authorization: Bearer <token>``."""
+
+    @classmethod
+    def created(cls, token: TokenRecord, value: str) -> TokenCreated:
+        """From the store's record and the value only the creator sees."""
+        return cls(**TokenOut.of(token).model_dump(), token=value)
+
+
+# -- printers ------------------------------------------------------------------------------------
+
+
+class NewPrinter(_Body):
+    """A printer to provision."""
+
+    id: PrinterId
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    model: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,39}$")]
+
+
+class HeaterOut(BaseModel):
+    """One heater, in degrees Celsius."""
+
+    current_c: float
+    target_c: float
+
+    @classmethod
+    def of(cls, heater: HeaterTelemetry) -> HeaterOut:
+        """From telemetry's tenths of a degree."""
+        return cls(current_c=heater.temp_dc / 10, target_c=heater.target_dc / 10)
+
+
+class Temperatures(BaseModel):
+    """The printer's heaters as of its latest telemetry."""
+
+    hotend: HeaterOut
+    bed: HeaterOut
+
+
+class ProgressOut(BaseModel):
+    """Where the running print is."""
+
+    percent: int
+    layer: int
+    total_layers: int
+    time_left_s: int
+
+
+class PrinterOut(BaseModel):
+    """A printer as the caller may see it, with the cloud's latest knowledge of it."""
+
+    id: str
+    name: str
+    model: str
+    role: Role
+    """The caller's role on it: owner, operator or viewer."""
+    plate_check: bool
+    created_at: int
+    online: bool
+    status: PrinterStatus | None
+    """None until the printer has reported since this cloud process started."""
+    plate: PlateStatus | None
+    fault: str | None
+    clock_synced: bool
+    job_id: str | None
+    reported_at: int | None
+    report_age_s: float | None
+    """Seconds since the printer's latest state or telemetry (as old as the printer says)."""
+    temperatures: Temperatures | None
+    progress: ProgressOut | None
+    link_evidence_age_s: float | None
+    """Seconds since the cloud last proved its broker link with a round trip (S8)."""
+
+    @classmethod
+    def of(cls, status: PrinterStatusView) -> PrinterOut:
+        """From the service's view."""
+        printer, view, telemetry = status.printer, status.view, status.telemetry
+        # A presence message alone says nothing of the printer's state: only a state event or
+        # telemetry stamps reported_at.
+        heard = view if view is not None and view.reported_at > 0 else None
+        now = time.time_ns() // 1_000_000
+        return cls(
+            id=printer.id,
+            name=printer.name,
+            model=printer.model,
+            role=status.role,
+            plate_check=printer.plate_check,
+            created_at=printer.created_at,
+            online=view is not None and view.online,
+            status=heard.status if heard is not None else None,
+            plate=heard.plate if heard is not None else None,
+            fault=heard.fault if heard is not None else None,
+            clock_synced=heard is not None and heard.clock_synced,
+            job_id=heard.job_id if heard is not None else None,
+            reported_at=heard.reported_at if heard is not None else None,
+            report_age_s=(
+                max(0.0, (now - heard.reported_at) / 1000) if heard is not None else None
+            ),
+            temperatures=(
+                Temperatures(hotend=HeaterOut.of(telemetry.hotend), bed=HeaterOut.of(telemetry.bed))
+                if telemetry is not None
+                else None
+            ),
+            progress=(
+                ProgressOut.model_validate(telemetry.progress.model_dump())
+                if telemetry is not None and telemetry.progress is not None
+                else None
+            ),
+            link_evidence_age_s=status.link_evidence_age_s,
+        )
+
+
+class ProvisionedOut(BaseModel):
+    """A new printer and what its agent needs. The broker password is shown only this once."""
+
+    printer: PrinterOut
+    broker_username: str
+    broker_password: str
+    cloud_public_key: str
+    agent_config: str
+    """A TOML file for ``printfleet agent --config``."""
+
+    @classmethod
+    def of(cls, provisioned: ProvisionedPrinter, public_key: str) -> ProvisionedOut:
+        """From the service's result."""
+        status = PrinterStatusView(provisioned.printer, Role.OWNER, None, None, None)
+        return cls(
+            printer=PrinterOut.of(status),
+            broker_username=provisioned.broker_username,
+            broker_password=provisioned.broker_password,
+            cloud_public_key=public_key,
+            agent_config=provisioned.agent_config,
+        )
+
+
+class NewShare(_Body):
+    """Share a printer with another user."""
+
+    email: Email
+    role: ShareRole
+
+
+class ShareOut(BaseModel):
+    """A share as granted."""
+
+    printer_id: str
+    email: str
+    role: ShareRole
+
+
+class PlateCheck(_Body):
+    """Turn the plate check (S5) on or off. Off needs ``confirm: true`` as well."""
+
+    enabled: bool
+    confirm: bool = False
+    """Required to turn it off: prints may then start onto an occupied plate."""
+
+
+class CommandSent(BaseModel):
+    """A command went to the printer now (it was not queued; S9)."""
+
+    printer_id: str
+    action: str
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+class FileMetadataOut(BaseModel):
+    """What the slicer wrote into the file, as far as it could be read."""
+
+    estimated_s: int | None
+    layers: int | None
+    filament_mm: float | None
+    has_thumbnail: bool
+
+
+class FileOut(BaseModel):
+    """An uploaded print file."""
+
+    id: str
+    name: str
+    size: int
+    sha256: str
+    created_at: int
+    metadata: FileMetadataOut
+
+    @classmethod
+    def of(cls, file: FileRecord) -> FileOut:
+        """From the store's record."""
+        meta = file.metadata
+        return cls(
+            id=file.id,
+            name=file.name,
+            size=file.size,
+            sha256=file.sha256,
+            created_at=file.created_at,
+            metadata=FileMetadataOut(
+                estimated_s=meta.estimated_s,
+                layers=meta.layers,
+                filament_mm=meta.filament_mm,
+                has_thumbnail=meta.has_thumbnail,
+            ),
+        )
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+class NewJob(_Body):
+    """Print an uploaded file on one printer, or on any printer of a model you operate."""
+
+    file_id: str
+    printer_id: str | None = None
+    model: str | None = None
+    start_within_s: Annotated[int | None, Field(gt=0)] = None
+    """How long the job may wait to start; after that it expires and you are told (S2, S7)."""
+    notify_completion: bool = False
+
+
+class JobOut(BaseModel):
+    """A job and where it is."""
+
+    id: str
+    state: JobState
+    reason: str
+    """Why it is in this state, when that needs saying (a rejection's reason, ...)."""
+    name: str
+    file_id: str | None
+    printer_id: str | None
+    model: str | None
+    assigned_printer: str | None
+    created_at: int
+    start_by: int
+    ended_at: int | None
+    notify_completion: bool
+    idempotency_key: str | None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobOut:
+        """From the store's record."""
+        view = job.view
+        return cls(
+            id=view.id,
+            state=view.state,
+            reason=view.reason,
+            name=job.name,
+            file_id=job.file_id,
+            printer_id=view.printer_id,
+            model=view.model,
+            assigned_printer=view.assigned_printer,
+            created_at=view.created_at,
+            start_by=view.start_by,
+            ended_at=job.ended_at,
+            notify_completion=job.notify_completion,
+            idempotency_key=job.idempotency_key,
+        )
+
+
+class ActorOut(BaseModel):
+    """Who or what acted: a user, a printer, or a part of the cloud (``dispatcher``)."""
+
+    kind: str
+    id: str
+
+
+class AuditOut(BaseModel):
+    """One entry of the audit log."""
+
+    id: int
+    at: int
+    actor: ActorOut
+    action: str
+    printer_id: str | None
+    job_id: str | None
+    command_id: str | None
+    detail: dict[str, JsonValue]
+
+    @classmethod
+    def of(cls, entry: AuditRecord) -> AuditOut:
+        """From the store's record."""
+        return cls(
+            id=entry.id,
+            at=entry.at,
+            actor=ActorOut(kind=entry.actor.kind.value, id=entry.actor.id),
+            action=entry.action,
+            printer_id=entry.printer_id,
+            job_id=entry.job_id,
+            command_id=entry.command_id,
+            detail=dict(entry.detail),
+        )
+
+
+class JobDetail(JobOut):
+    """A job with its audit trail: who created it, and who or what caused each command."""
+
+    audit: list[AuditOut]
+
+
+# -- alerts and operations -----------------------------------------------------------------------
+
+
+class AlertOut(BaseModel):
+    """An alert from a printer, and whether someone acknowledged it."""
+
+    id: str
+    printer_id: str
+    job_id: str | None
+    kind: str
+    severity: str
+    message: str
+    created_at: int
+    acked_by: str | None
+    acked_at: int | None
+
+    @classmethod
+    def of(cls, alert: AlertRecord) -> AlertOut:
+        """From the store's record."""
+        return cls(
+            id=alert.id,
+            printer_id=alert.printer_id,
+            job_id=alert.job_id,
+            kind=alert.kind,
+            severity=alert.severity.value,
+            message=alert.message,
+            created_at=alert.created_at,
+            acked_by=alert.acked_by,
+            acked_at=alert.acked_at,
+        )
+
+
+class StoreHealth(BaseModel):
+    """Whether the database answered."""
+
+    ok: bool
+    error: str | None = None
+
+
+class LinkHealth(BaseModel):
+    """The broker link, as the link supervisor has evidence of it (S8)."""
+
+    connected: bool
+    verified: bool
+    evidence_age_s: float | None
+    last_rtt_s: float | None
+    connects: int
+
+
+class Health(BaseModel):
+    """``ok`` only when the store answers and the broker link is verified."""
+
+    status: Literal["ok", "unavailable"]
+    store: StoreHealth
+    link: LinkHealth | None

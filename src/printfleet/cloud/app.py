@@ -1,0 +1,299 @@
+"""The cloud service's one wiring place: :class:`Settings`, and :func:`create_app`, whose lifespan
+builds everything the cloud runs — store, signing key, broker, service, MQTT core — and owns it.
+
+``printfleet serve`` runs the app with uvicorn; tests run it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from printfleet import __version__
+from printfleet.agent.config import BrokerAddress
+from printfleet.cloud import api
+from printfleet.cloud.api import ApiContext, CloudMetrics
+from printfleet.cloud.core import CloudCore
+from printfleet.cloud.dispatcher import StoredJob
+from printfleet.cloud.embedded_broker import embedded_broker
+from printfleet.cloud.files import DEFAULT_MAX_UPLOAD_BYTES, FileStorage
+from printfleet.cloud.fleet_view import Ingested
+from printfleet.cloud.migrations import upgrade
+from printfleet.cloud.service import CloudService, ServiceSettings
+from printfleet.cloud.store import NotFound, PrinterRecord, Severity, Store, new_id, open_store
+from printfleet.cloud.store_jobs import StoreJobs
+from printfleet.protocol.dispatch import JobChange
+from printfleet.protocol.issuer import CommandIssuer
+from printfleet.protocol.messages import AlertEvent, RejectedEvent
+from printfleet.protocol.signing import CommandSigner
+
+__all__ = ["KEY_FILE", "Settings", "create_app", "load_or_create_signer", "running_cloud"]
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "cloud-signing.key"
+"""The cloud's Ed25519 private key in the data directory: 32 raw bytes, mode 0600. Printers
+pin its public half; replicas must share the file."""
+
+
+class Settings(BaseModel):
+    """How a cloud process runs; :meth:`from_env` reads ``PRINTFLEET_*`` variables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "data_dir": "PRINTFLEET_DATA_DIR",
+        "database_url": "PRINTFLEET_DATABASE_URL",
+        "broker_url": "PRINTFLEET_BROKER_URL",
+        "printer_broker_url": "PRINTFLEET_PRINTER_BROKER_URL",
+        "public_url": "PRINTFLEET_PUBLIC_URL",
+        "max_upload_bytes": "PRINTFLEET_MAX_UPLOAD_BYTES",
+        "open_registration": "PRINTFLEET_OPEN_REGISTRATION",
+    }
+    """Setting -> environment variable."""
+
+    data_dir: Path = Path(".printfleet/cloud")
+    """The signing key, uploaded files, and the SQLite database unless one is given."""
+    database_url: str | None = None
+    """SQLite or PostgreSQL (``postgresql+asyncpg://...``); default a SQLite file in data_dir."""
+    broker_url: str | None = None
+    """``mqtt://user:pass@host:1883`` for the cloud itself; none: an embedded broker on
+    127.0.0.1 (one machine only: it lets anyone on the machine in)."""
+    printer_broker_url: str | None = None
+    """The broker URL written into agent configs; default the cloud's, without credentials."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Where printers reach this server to fetch files (scheme, host, port, no trailing /)."""
+    max_upload_bytes: Annotated[int, Field(gt=0)] = DEFAULT_MAX_UPLOAD_BYTES
+    open_registration: bool = False
+    """Anyone may create an account. Off: only the first account can be made over HTTP."""
+    probe_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    """How often the link proves itself through the broker (S8)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``PRINTFLEET_*`` variables; non-None ``overrides`` win (CLI options)."""
+        source = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            name: source[variable]
+            for name, variable in cls.ENVIRONMENT.items()
+            if source.get(variable)
+        }
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls.model_validate(values)
+
+    def store_url(self) -> str:
+        """The database URL, defaulting to ``data_dir/printfleet.sqlite3``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'printfleet.sqlite3'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The signing key.
+
+
+def load_or_create_signer(path: Path) -> CommandSigner:
+    """The cloud's signing key from ``path``, made on first start (mode 0600). Blocking."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return _create_signer(path)
+    if len(raw) != 32:  # noqa: PLR2004 - an Ed25519 private key's size
+        msg = f"{path} is not a printfleet signing key (32 raw bytes); move it away or restore it"
+        raise ValueError(msg)
+    if path.stat().st_mode & 0o077:
+        log.warning(
+            "%s is readable by others: chmod 600 it; whoever reads it can command printers", path
+        )
+    return CommandSigner.from_private_bytes(raw)
+
+
+def _create_signer(path: Path) -> CommandSigner:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signer = CommandSigner.generate()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(signer.private_bytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        # link() fails if the key exists: two replicas starting at once on a shared directory
+        # end up with the same key, whichever wrote first, and never a half-written one.
+        os.link(temporary, path)
+    except FileExistsError:
+        return load_or_create_signer(path)
+    finally:
+        temporary.unlink()
+    log.info("made a new cloud signing key in %s", path)
+    return signer
+
+
+def _file_link_secret(signer: CommandSigner) -> bytes:
+    # Derived from the signing key rather than random per process, so links stay valid across
+    # restarts and every replica (sharing the key) accepts every other's links.
+    return hmac.new(signer.private_bytes(), b"printfleet file links", hashlib.sha256).digest()
+
+
+def _for_printers(broker: BrokerAddress) -> str:
+    # Printers get credentials of their own; the cloud's must not travel in their configs.
+    return f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}"
+
+
+# ---------------------------------------------------------------------------------------------
+# What the MQTT side tells the rest of the cloud.
+
+
+class _CoreListeners:
+    """Callbacks CloudCore makes: job changes, and every decoded printer message."""
+
+    def __init__(self, store: Store, metrics: CloudMetrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    async def job_changed(self, change: JobChange, job: StoredJob) -> None:
+        """A dispatcher-made change (expired, rejected, started, ended, ...)."""
+        self.metrics.job_changes.labels(change.job.state.value).inc()
+        if change.notify:
+            # Notifications (cloud/notify) will be sent from here: every end but completion
+            # (completion too if asked) goes to the submitter (S7).
+            log.info(
+                "job %s of %s is %s %s",
+                change.job.id,
+                job.owner,
+                change.job.state.value,
+                change.job.reason,
+            )
+
+    async def ingested(self, message: Ingested) -> None:
+        """A printer message: refused starts are counted, alerts kept for people to see (S6)."""
+        event = message.event
+        if isinstance(event, RejectedEvent) and event.body.command_type == "start":
+            self.metrics.rejected_starts.labels(event.body.reason.value).inc()
+        elif isinstance(event, AlertEvent):
+            try:
+                await self.store.add_alert(
+                    event.printer_id,
+                    kind=event.body.kind,
+                    severity=Severity(event.body.severity),
+                    message=event.body.message,
+                    job_id=event.job_id,
+                )
+            except NotFound:
+                # A printer this cloud never provisioned (an open broker): nobody to tell.
+                log.warning("alert from unknown printer %s dropped", event.printer_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring.
+
+
+@contextlib.asynccontextmanager
+async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
+    """Build the whole cloud, run its MQTT core, and take it all down on exit."""
+    data_dir = settings.data_dir
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    url = settings.store_url()
+    await upgrade(url)
+    signer = await asyncio.to_thread(load_or_create_signer, data_dir / KEY_FILE)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await open_store(url)
+        stack.push_async_callback(store.close)
+        broker_url = settings.broker_url
+        if broker_url is None:
+            broker_url = (await stack.enter_async_context(embedded_broker())).url
+        broker = BrokerAddress.parse(broker_url)
+        files = FileStorage(data_dir / "files", store, max_bytes=settings.max_upload_bytes)
+        await files.prepare()
+        issuer = CommandIssuer(signer, new_id)
+        service = CloudService(
+            store,
+            signer,
+            issuer,
+            settings=ServiceSettings(
+                public_url=settings.public_url.rstrip("/"),
+                broker_url_for_printers=settings.printer_broker_url or _for_printers(broker),
+            ),
+            file_secret=_file_link_secret(signer),
+        )
+        # The dispatcher asks for models synchronously; presence reports carry them too.
+        models = {printer.id: printer.model for printer in await store.printers()}
+
+        def file_url(job: StoredJob, printer_id: str) -> str:
+            # Every job made through the API has a file; a link to none fails the stage
+            # cleanly (the printer rejects it, the job says why) instead of the whole tick.
+            return service.file_link_for(job.file_id or f"missing-{job.view.id}")
+
+        def printer_registered(printer: PrinterRecord) -> None:
+            models[printer.id] = printer.model
+
+        metrics = CloudMetrics()
+        listeners = _CoreListeners(store, metrics)
+        core = CloudCore(
+            broker,
+            StoreJobs(store),
+            issuer,
+            file_url=file_url,
+            on_change=listeners.job_changed,
+            on_ingested=listeners.ingested,
+            model_of=models.get,
+            probe_interval_s=settings.probe_interval_s,
+        )
+        service.core = core
+        metrics.watch(core)
+        task = asyncio.create_task(core.run(), name="printfleet cloud core")
+        task.add_done_callback(_report_end)
+        try:
+            yield ApiContext(
+                service=service,
+                store=store,
+                files=files,
+                core=core,
+                metrics=metrics,
+                open_registration=settings.open_registration,
+                printer_registered=printer_registered,
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # Nothing dispatches any more: say so as loudly as possible; /health turns 503.
+        log.critical("the cloud's MQTT core stopped", exc_info=task.exception())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The cloud as an ASGI app; ``settings`` default to :meth:`Settings.from_env`."""
+    chosen = settings if settings is not None else Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_cloud(chosen) as context:
+            app.state.printfleet = context
+            try:
+                yield
+            finally:
+                app.state.printfleet = None
+
+    app = FastAPI(
+        title="printfleet",
+        version=__version__,
+        summary="A print cloud for fleets of 3D printers that never starts a print nobody "
+        "asked for.",
+        lifespan=lifespan,
+    )
+    api.install(app)
+    return app

@@ -1,0 +1,114 @@
+"""``CloudCore``: the one place the cloud's MQTT side is wired — link, fleet view, dispatcher.
+
+Messages from the broker go into a bounded inbox, so a burst never blocks the MQTT client's
+reader; a full inbox drops telemetry first (the next report supersedes it) and counts it.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from printfleet.agent.config import BrokerAddress
+from printfleet.cloud.dispatcher import (
+    Dispatcher,
+    FileUrl,
+    JobNotice,
+    JobRepository,
+    cloud_ms,
+)
+from printfleet.cloud.fleet_view import FleetView, Ingested, Kind
+from printfleet.cloud.link import LinkSupervisor
+from printfleet.protocol.dispatch import DispatchPolicy
+from printfleet.protocol.issuer import CommandIssuer
+from printfleet.protocol.topics import Topics
+
+log = logging.getLogger(__name__)
+
+INBOX_LIMIT = 10_000
+
+
+@dataclass(slots=True)
+class InboxStats:
+    """What the inbox dropped."""
+
+    dropped_telemetry: int = 0
+    dropped_other: int = 0
+
+
+class CloudCore:
+    """The cloud's broker-facing half. ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        broker: BrokerAddress,
+        jobs: JobRepository,
+        issuer: CommandIssuer,
+        *,
+        file_url: FileUrl,
+        on_change: JobNotice,
+        on_ingested: Callable[[Ingested], Awaitable[None]] | None = None,
+        topics: Topics | None = None,
+        policy: DispatchPolicy | None = None,
+        probe_interval_s: float = 2.0,
+        model_of: Callable[[str], str | None] = lambda printer_id: None,
+    ) -> None:
+        self.topics = topics or Topics()
+        self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=INBOX_LIMIT)
+        self.inbox_stats = InboxStats()
+        self.link = LinkSupervisor(
+            broker,
+            on_message=self._enqueue,
+            topics=self.topics,
+            probe_interval_s=probe_interval_s,
+        )
+        self.fleet = FleetView(cloud_ms, topics=self.topics, model_of=model_of)
+        self.dispatcher = Dispatcher(
+            jobs,
+            self.fleet,
+            self.link,
+            issuer,
+            file_url=file_url,
+            on_change=on_change,
+            policy=policy,
+            probe_interval_ms=int(probe_interval_s * 1000),
+        )
+        self._on_ingested = on_ingested
+
+    def _enqueue(self, topic: str, payload: bytes) -> None:
+        if not self.inbox.full():
+            self.inbox.put_nowait((topic, payload))
+        elif topic.endswith("/telemetry"):
+            self.inbox_stats.dropped_telemetry += 1
+        else:
+            # Journal queries and state reports recover what is lost here (S7 still holds).
+            self.inbox_stats.dropped_other += 1
+            log.error("inbox full: dropped a message on %s", topic)
+
+    async def run(self) -> None:
+        """Run the link, the dispatcher and the inbox until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.link.run(), name="cloud link")
+            group.create_task(self.dispatcher.run(), name="cloud dispatcher")
+            group.create_task(self._drain_inbox(), name="cloud inbox")
+
+    async def _drain_inbox(self) -> None:
+        while True:
+            topic, payload = await self.inbox.get()
+            ingested = self.fleet.ingest(topic, payload)
+            if ingested is None:
+                continue
+            if ingested.kind is Kind.EVENT and ingested.event is not None:
+                try:
+                    await self.dispatcher.on_event(ingested.event)
+                except Exception:  # one bad event must not stop the inbox
+                    log.exception(
+                        "handling %s from %s failed", ingested.event.type, ingested.printer_id
+                    )
+            elif ingested.kind is not Kind.TELEMETRY:
+                self.dispatcher.wake()
+            if self._on_ingested is not None:
+                try:
+                    await self._on_ingested(ingested)
+                except Exception:  # listeners (alerts, SSE) must not stop dispatch
+                    log.exception("a listener failed on a message from %s", ingested.printer_id)

@@ -1,0 +1,282 @@
+"""The cloud's dispatcher: a thin shell around ``protocol.dispatch`` that does I/O and timing.
+
+Each tick loads the open jobs from the store, asks ``plan`` what to do with the evidence at
+hand (the link supervisor's round trips, the fleet view's fresh printer state), and carries the
+decisions out. Ownership of a decision comes from the store: every change is a compare-and-set
+on the job's version, so two cloud replicas never both dispatch one job. A start is recorded
+before it is published; whatever becomes of the publish, its outcome is settled from the
+printer's journal, never by sending it again.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from printfleet.cloud.fleet_view import FleetView
+from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.store.errors import Conflict
+from printfleet.protocol import dispatch
+from printfleet.protocol.dispatch import DispatchPolicy, JobChange, JobView, LinkEvidence
+from printfleet.protocol.issuer import CommandIssuer
+from printfleet.protocol.messages import CommandBase, Event, TimeRequestEvent, encode
+from printfleet.protocol.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """A job as the dispatcher needs it: the protocol view plus what staging needs."""
+
+    view: JobView
+    version: int
+    owner: str
+    file_name: str
+    file_size: int
+    file_id: str | None = None
+
+
+class JobRepository(Protocol):
+    """The part of the store the dispatcher uses."""
+
+    async def open_jobs(self) -> list[StoredJob]:
+        """Every job that is not over (and cancelled ones a printer may still run)."""
+        ...
+
+    async def save_job(self, job: JobView, *, expected_version: int) -> int:
+        """Write ``job`` if its stored version is still ``expected_version``; else Conflict."""
+        ...
+
+    async def audit(
+        self, action: str, job: JobView, *, command_id: str | None, detail: str
+    ) -> None:
+        """Record who or what caused a command (the system, here)."""
+        ...
+
+
+class Publisher(Protocol):
+    """What the dispatcher needs of the link supervisor."""
+
+    topics: Topics
+
+    def verified(self) -> bool:
+        """Whether the link has fresh round-trip evidence."""
+        ...
+
+    def evidence_age(self) -> float | None:
+        """Seconds since the last round trip, if any."""
+        ...
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> PublishOutcome:
+        """Publish now or not at all."""
+        ...
+
+
+JobNotice = Callable[[JobChange, StoredJob], Awaitable[None]]
+FileUrl = Callable[[StoredJob, str], str]
+
+
+def cloud_ms() -> int:
+    """Cloud time: the cloud's own wall clock in milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class Dispatcher:
+    """Runs dispatch decisions against the store and the link."""
+
+    def __init__(
+        self,
+        jobs: JobRepository,
+        fleet: FleetView,
+        link: Publisher,
+        issuer: CommandIssuer,
+        *,
+        file_url: FileUrl,
+        on_change: JobNotice,
+        policy: DispatchPolicy | None = None,
+        probe_interval_ms: int = 2_000,
+        clock_ms: Callable[[], int] = cloud_ms,
+        tick_s: float = 0.5,
+    ) -> None:
+        self.jobs = jobs
+        self.fleet = fleet
+        self.link = link
+        self.issuer = issuer
+        self.policy = policy or DispatchPolicy()
+        self._file_url = file_url
+        self._on_change = on_change
+        self._probe_interval_ms = probe_interval_ms
+        self._clock_ms = clock_ms
+        self._tick_s = tick_s
+        self._wake = asyncio.Event()
+        self._ticked = asyncio.Condition()
+        self.ticks = 0
+        self.publish_outcomes: dict[PublishOutcome, int] = dict.fromkeys(PublishOutcome, 0)
+
+    def wake(self) -> None:
+        """Plan again soon (a job was submitted, a printer reported)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Tick until cancelled."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not stop dispatching for everyone
+                log.exception("dispatch tick failed")
+            async with self._ticked:
+                self.ticks += 1
+                self._ticked.notify_all()
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(self._tick_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def wait_ticks(self, count: int) -> None:
+        """Wait until ``count`` more planning rounds have completed."""
+        async with self._ticked:
+            target = self.ticks + count
+            await self._ticked.wait_for(lambda: self.ticks >= target)
+
+    def _evidence(self, now: int) -> LinkEvidence:
+        age = self.link.evidence_age()
+        verified_at = None if age is None or not self.link.verified() else now - int(age * 1000)
+        return LinkEvidence(verified_at, self._probe_interval_ms)
+
+    async def tick(self) -> None:
+        """Plan once and carry the decisions out."""
+        stored = {job.view.id: job for job in await self.jobs.open_jobs()}
+        now = self._clock_ms()
+        decisions = dispatch.plan(
+            now,
+            [job.view for job in stored.values()],
+            self.fleet.views(),
+            self._evidence(now),
+            self.policy,
+        )
+        for decision in decisions:
+            job = stored[decision.job_id]
+            try:
+                await self._carry_out(decision, job, now)
+            except Conflict:
+                log.info("job %s changed under us; another dispatcher has it", job.view.id)
+
+    async def _carry_out(self, decision: dispatch.Decision, job: StoredJob, now: int) -> None:
+        view = job.view
+        match decision:
+            case dispatch.Expire():
+                await self._commit(dispatch.expire(view), job)
+            case dispatch.Stage(printer_id=printer_id):
+                stage = self.issuer.stage(
+                    printer_id,
+                    view.id,
+                    now=now,
+                    file_url=self._file_url(job, printer_id),
+                    sha256=view.sha256,
+                    size=job.file_size,
+                    name=stage_name(view.id),
+                )
+                outcome = await self._send(printer_id, stage, job, "stage")
+                if outcome is not PublishOutcome.NOT_SENT:
+                    await self._save(dispatch.staged_on(view, printer_id, stage.id, now), job)
+            case dispatch.Start(printer_id=printer_id, not_after=not_after):
+                start = self.issuer.start(
+                    printer_id,
+                    view.id,
+                    now=now,
+                    not_after=not_after,
+                    sha256=view.sha256,
+                    name=stage_name(view.id),
+                )
+                # Recorded first: if we crash or the publish fails, the journal settles it.
+                await self._save(dispatch.dispatched(view, start.id, start.not_after), job)
+                await self._send(printer_id, start, job, "start")
+            case dispatch.QueryJournal(printer_id=printer_id):
+                query = self.issuer.journal_query(printer_id, (view.id,), now=now)
+                if (
+                    await self._send(printer_id, query, job, "journal_query")
+                    is not PublishOutcome.NOT_SENT
+                ):
+                    await self._save(dispatch.queried(view, query.id, now), job)
+            case dispatch.CancelOnPrinter(printer_id=printer_id):
+                cancel = self.issuer.cancel(printer_id, view.id, now=now)
+                if (
+                    await self._send(printer_id, cancel, job, "cancel")
+                    is not PublishOutcome.NOT_SENT
+                ):
+                    await self._save(dispatch.cancel_sent(view, now), job)
+            case dispatch.Unassign():
+                await self._save(dispatch.unassigned(view), job)
+            case dispatch.PlateNeeded():
+                # The printer raises its own "plate confirmation needed" alert when its print
+                # ends; the job simply waits, in the queue, within its window.
+                pass
+
+    async def _send(
+        self,
+        printer_id: str,
+        command: CommandBase,
+        job: StoredJob,
+        action: str,
+    ) -> PublishOutcome:
+        outcome = await self.link.publish(self.link.topics.commands(printer_id), encode(command))
+        self.publish_outcomes[outcome] += 1
+        await self.jobs.audit(
+            f"{action}:{outcome.value}",
+            job.view,
+            command_id=command.id,
+            detail=f"to {printer_id}",
+        )
+        return outcome
+
+    async def _save(self, view: JobView, job: StoredJob) -> int:
+        return await self.jobs.save_job(view, expected_version=job.version)
+
+    async def _commit(self, change: JobChange, job: StoredJob) -> None:
+        await self._save(change.job, job)
+        await self._on_change(change, job)
+
+    # -- printer events --------------------------------------------------------------------------
+
+    async def on_event(self, event: Event) -> None:
+        """Fold a printer event into the jobs it concerns; answer time requests."""
+        if isinstance(event, TimeRequestEvent):
+            reply = self.issuer.time_reply(
+                event.printer_id,
+                now=self._clock_ms(),
+                nonce=event.body.nonce,
+                request_sent_local=event.body.sent_local,
+            )
+            await self.link.publish(self.link.topics.commands(event.printer_id), encode(reply))
+            return
+        now = self._clock_ms()
+        for job in await self.jobs.open_jobs():
+            change = dispatch.apply_event(job.view, event, now, self.policy)
+            if change is None:
+                continue
+            try:
+                await self._commit(change, job)
+            except Conflict:
+                log.info("job %s changed under us while applying %s", job.view.id, event.type)
+        self.wake()
+
+
+def stage_name(job_id: str) -> str:
+    """The file name a job's G-code gets on the printer's storage."""
+    return f"job-{job_id}.gcode"
+
+
+__all__ = [
+    "Conflict",
+    "Dispatcher",
+    "JobRepository",
+    "Publisher",
+    "StoredJob",
+    "cloud_ms",
+    "stage_name",
+]

@@ -1,0 +1,114 @@
+"""Database engines for the store: SQLite set up for many readers and one writer at a time,
+PostgreSQL with a small pool that says "busy" quickly instead of queueing requests.
+
+The store and the migrations both get their engines here, so both see the same settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+WRITE_OPTION = "printfleet_write"
+"""Execution option marking a connection whose transactions will write.
+
+On SQLite such a transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front,
+waiting up to the busy timeout for it, instead of reading first and then failing with
+"database is locked" when it tries to upgrade to writing while another writer committed.
+Reads keep a plain (deferred) ``BEGIN`` so they never queue behind writers (WAL).
+"""
+
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+def database_url(url: str | URL) -> URL:
+    """``url`` with the async driver the store uses (``sqlite://`` -> ``sqlite+aiosqlite://``).
+
+    Raises ValueError for any other database or driver, and for in-memory SQLite, which has no
+    WAL and vanishes with its last connection.
+    """
+    parsed = make_url(url)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    expected = _ASYNC_DRIVERS.get(backend)
+    if expected is None:
+        raise ValueError(f"unsupported database {redacted(parsed)}: use SQLite or PostgreSQL")
+    if "+" not in parsed.drivername:
+        parsed = parsed.set(drivername=f"{backend}+{expected}")
+    elif driver != expected:
+        raise ValueError(f"unsupported driver {driver!r} for {backend}: use {expected}")
+    if backend == "sqlite" and parsed.database in {None, "", ":memory:"}:
+        raise ValueError("the store needs a SQLite file, not an in-memory database")
+    return parsed
+
+
+def redacted(url: str | URL) -> str:
+    """The URL with its password masked, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    pool_size: int = 5,
+    pool_timeout_s: float = 2.0,
+    connect_timeout_s: float = 5.0,
+    busy_timeout_ms: int = 5_000,
+) -> AsyncEngine:
+    """An engine for the store's database.
+
+    Both databases get a fixed pool of ``pool_size`` connections (no overflow) and a short
+    ``pool_timeout_s``: under overload a request waits briefly for a connection and then fails
+    (the API answers 503) rather than piling up behind a growing queue. SQLite additionally runs
+    in WAL mode with ``synchronous=NORMAL``, a busy timeout and foreign keys on; PostgreSQL
+    connections are pinged on checkout and connecting gives up after ``connect_timeout_s``.
+    """
+    parsed = database_url(url)
+    common: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": 0,
+        "pool_timeout": pool_timeout_s,
+        # Statement parameters can hold password hashes and token digests: keep them out of
+        # exception messages, which end up in logs.
+        "hide_parameters": True,
+    }
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, **common)
+        _configure_sqlite(engine.sync_engine, busy_timeout_ms)
+        return engine
+    return create_async_engine(
+        parsed,
+        **common,
+        # A server restart or failover leaves dead connections in the pool; a ping on checkout
+        # replaces them instead of failing the request that drew one.
+        pool_pre_ping=True,
+        connect_args={"timeout": connect_timeout_s},
+    )
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """SQLAlchemy's documented recipe for SQLite transactions, plus the pragmas the store needs."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Stop the driver from issuing its own (always deferred) BEGIN; _on_begin issues it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # The busy timeout first: switching to WAL needs a lock another connection may hold.
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL cannot corrupt the database; a power cut may lose the last
+            # commits, which the cloud tolerates in exchange for not syncing on every commit.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        writes = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

@@ -1,0 +1,90 @@
+"""The cloud's view of printers: built from real protocol messages, hostile input dropped."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.protocol.conftest import counter_ids
+
+from printfleet.cloud.fleet_view import FleetView, Kind
+from printfleet.protocol.gate import PrinterState
+from printfleet.protocol.messages import (
+    HeaterTelemetry,
+    PlateStatus,
+    Presence,
+    PrinterStatus,
+    Telemetry,
+    encode,
+)
+from printfleet.protocol.printer import PrinterCore
+from printfleet.protocol.topics import Topics
+
+TOPICS = Topics()
+NOW = 1_800_000_000_000
+
+
+def view_at(now: int = NOW) -> FleetView:
+    return FleetView(lambda: now, model_of=lambda printer_id: "p1")
+
+
+def telemetry(printer_id: str = "p1", sent_at: int | None = NOW - 500) -> Telemetry:
+    return Telemetry(
+        printer_id=printer_id,
+        seq=1,
+        sent_at=sent_at,
+        status=PrinterStatus.IDLE,
+        plate=PlateStatus.CLEAR,
+        hotend=HeaterTelemetry(temp_dc=2000, target_dc=2000),
+        bed=HeaterTelemetry(temp_dc=600, target_dc=600),
+    )
+
+
+def test_a_state_event_makes_a_printer_view() -> None:
+    fleet = view_at()
+    core = PrinterCore(
+        PrinterState("p1", has_plate_sensor=False), verifier=None, new_id=counter_ids()
+    )
+    ingested = fleet.ingest(TOPICS.events("p1"), encode(core.state_event(0)))
+    assert ingested is not None
+    assert ingested.kind is Kind.EVENT
+    view = fleet.view("p1")
+    assert view is not None
+    assert view.online
+    assert view.model == "p1"
+    assert view.plate is PlateStatus.NEEDS_CONFIRMATION
+    assert not view.clock_synced
+    assert view.reported_at == NOW  # no sent_at: as old as its arrival
+
+
+def test_telemetry_is_as_old_as_the_printer_says() -> None:
+    fleet = view_at()
+    fleet.ingest(TOPICS.telemetry("p1"), encode(telemetry(sent_at=NOW - 7_000)))
+    view = fleet.view("p1")
+    assert view is not None
+    assert view.reported_at == NOW - 7_000
+    assert view.clock_synced
+    assert fleet.telemetry("p1") == telemetry(sent_at=NOW - 7_000)
+
+
+def test_presence_offline_marks_the_printer_offline() -> None:
+    fleet = view_at()
+    fleet.ingest(TOPICS.telemetry("p1"), encode(telemetry()))
+    fleet.ingest(TOPICS.presence("p1"), encode(Presence(printer_id="p1", online=False)))
+    view = fleet.view("p1")
+    assert view is not None
+    assert not view.online
+
+
+def test_hostile_messages_are_counted_and_dropped() -> None:
+    fleet = view_at()
+    assert fleet.ingest(TOPICS.telemetry("p1"), b"\x00garbage") is None
+    assert fleet.ingest(TOPICS.telemetry("p2"), encode(telemetry("p1"))) is None  # spoofed
+    assert fleet.ingest("elsewhere/p1/telemetry", encode(telemetry())) is None
+    assert fleet.ingest(TOPICS.commands("p1"), encode(telemetry())) is None
+    assert (fleet.stats.malformed, fleet.stats.spoofed, fleet.stats.unknown_topic) == (1, 1, 2)
+    assert fleet.views() == {}
+
+
+@given(payload=st.binary(max_size=400), kind=st.sampled_from(["events", "telemetry", "presence"]))
+def test_no_payload_can_crash_ingestion(payload: bytes, kind: str) -> None:
+    fleet = view_at()
+    result = fleet.ingest(f"{TOPICS.prefix}/printers/p1/{kind}", payload)
+    assert result is None or result.printer_id == "p1"
