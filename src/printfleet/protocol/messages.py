@@ -548,7 +548,8 @@ def _check_envelope(payload: bytes | bytearray) -> None:
         raise DecodeError(Reason.MALFORMED, f"payload of {len(payload)} bytes is too large")
     try:
         document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError covers bad UTF-8, bad JSON and integers past the int-from-string limit.
         raise DecodeError(Reason.MALFORMED, f"not JSON: {error}") from None
     if not isinstance(document, dict):
         raise DecodeError(Reason.MALFORMED, "not a JSON object")
