@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -316,6 +318,41 @@ async def test_start_print_refusals(make_printer: MakePrinter) -> None:
         await handle.wait()
         second = await printer.start_print("cube.gcode")  # idle again
         await second.cancel()
+
+
+def _project_3mf(plates: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("3D/3dmodel.model", "<model/>")
+        for name, gcode in plates.items():
+            archive.writestr(name, gcode)
+    return buffer.getvalue()
+
+
+@pytest.mark.asyncio
+async def test_a_sliced_3mf_prints_its_first_plate(make_printer: MakePrinter) -> None:
+    first, second = make_sample_gcode(6, heat=False), make_sample_gcode(30, heat=False)
+    plates = {"Metadata/plate_2.gcode": second.encode(), "Metadata/plate_1.gcode": first.encode()}
+    project = _project_3mf(plates)
+    async with make_printer() as printer:
+        await printer.storage.write("job.gcode.3mf", project)
+        outcome = await (await printer.start_print("job.gcode.3mf")).wait()
+        listed = [stored.name for stored in await printer.storage.list_files()]
+    assert outcome.kind is PrintOutcomeKind.COMPLETED
+    assert outcome.elapsed == pytest.approx(first.move_seconds, rel=1e-9)
+    assert listed == ["job.gcode.3mf"]  # the unpacked plate stays hidden
+
+
+@pytest.mark.asyncio
+async def test_a_3mf_without_a_plate_or_broken_is_refused(make_printer: MakePrinter) -> None:
+    async with make_printer() as printer:
+        await printer.storage.write("empty.gcode.3mf", _project_3mf({}))
+        with pytest.raises(HardwareError, match=r"without Metadata/plate_N\.gcode"):
+            await printer.start_print("empty.gcode.3mf")
+        await printer.storage.write("torn.gcode.3mf", _project_3mf({})[:30])
+        with pytest.raises(HardwareError, match="broken 3MF"):
+            await printer.start_print("torn.gcode.3mf")
+        assert printer.current_print() is None
 
 
 # -- plate -------------------------------------------------------------------------------------

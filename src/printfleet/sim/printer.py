@@ -9,6 +9,9 @@ is its current print's, inside the task group that `async with printer` opens ("
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,8 +226,8 @@ class SimulatedPrinter:
             raise HardwareError("printer is off: use `async with printer`")
         if self.current_print() is not None:
             raise PrinterBusyError("a print is already running")
-        path = self._storage.path_of(file_name)
-        size = await self._storage.size_of(file_name)
+        path = await asyncio.to_thread(_printable, self._storage.path_of(file_name))
+        size = await asyncio.to_thread(lambda: path.stat().st_size)
         if self.current_print() is not None:
             raise PrinterBusyError("a print is already running")  # another start won the race
         self._now()
@@ -290,3 +293,35 @@ class SimulatedPrinter:
     def _now(self) -> Board:
         self._board.advance_to(self._clock.now())
         return self._board
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PLATE_GCODE = re.compile(r"Metadata/plate_(\d+)\.gcode")
+
+
+def _printable(path: Path) -> Path:
+    """The G-code to run for a stored file: the file itself, or a sliced 3MF's first plate.
+
+    A ``.gcode.3mf`` (Bambu Studio, Orca) is a zip holding ``Metadata/plate_N.gcode``; real
+    printers run its plate from the archive, so the simulator unpacks the lowest-numbered plate
+    beside it (hidden, so storage listings ignore it) and runs that. Blocking: call in a thread.
+    """
+    with path.open("rb") as handle:
+        if handle.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            return path
+    try:
+        with zipfile.ZipFile(path) as archive:
+            plates = sorted(
+                (int(match.group(1)), name)
+                for name in archive.namelist()
+                if (match := _PLATE_GCODE.fullmatch(name))
+            )
+            if not plates:
+                msg = f"{path.name} is a 3MF archive without Metadata/plate_N.gcode"
+                raise HardwareError(msg)
+            unpacked = path.with_name(f".{path.name}.plate.gcode")
+            with archive.open(plates[0][1]) as source, unpacked.open("wb") as target:
+                shutil.copyfileobj(source, target)
+    except zipfile.BadZipFile as error:
+        raise HardwareError(f"{path.name} is a broken 3MF archive: {error}") from None
+    return unpacked
