@@ -2,10 +2,10 @@
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from printfleet.protocol.topics import DEFAULT_PREFIX
 
@@ -63,6 +63,32 @@ class AgentConfig(BaseModel):
     telemetry_period_s: Annotated[float, Field(gt=0)] = 1.0
     time_sync_period_s: Annotated[float, Field(gt=0)] = 30.0
     keepalive_s: Annotated[int, Field(ge=2)] = 10
+    mode: Literal["cloud+lan", "lan-only"] = "cloud+lan"
+    """``lan-only``: every cloud command is refused (CLOUD_DISABLED); the LAN API and the
+    printer's screen still work, and local jobs are still reported to the cloud."""
+    lan_listen: str | None = None
+    """``host:port`` for the LAN API (``0.0.0.0:8090`` for the whole network); None: off."""
+    lan_access_code: SecretStr | None = None
+    """The code every LAN request must carry; required when ``lan_listen`` is set."""
+    lan_max_upload_bytes: Annotated[int, Field(gt=0)] = 512 * 1024 * 1024
+    lan_max_failures: Annotated[int, Field(ge=1)] = 5
+    """Wrong access codes one client address may send per ``lan_lockout_s`` before 429."""
+    lan_lockout_s: Annotated[float, Field(gt=0)] = 60.0
+    report_retry_s: Annotated[float, Field(gt=0)] = 30.0
+    """How often unacknowledged local-job reports are sent again while connected."""
+    telemetry_buffer: Annotated[int, Field(ge=1, le=10_000)] = 300
+    """Telemetry reports kept while the broker is unreachable (the newest), summarised on
+    return; older ones are counted, not kept."""
+
+    @model_validator(mode="after")
+    def _lan_needs_a_code(self) -> Self:
+        if self.lan_listen is not None:
+            lan_address(self.lan_listen)
+            code = self.lan_access_code
+            if code is None or len(code.get_secret_value()) < 8:  # noqa: PLR2004 - documented
+                msg = "lan_access_code of at least 8 characters is required with lan_listen"
+                raise ValueError(msg)
+        return self
 
     @classmethod
     def from_file(cls, path: Path) -> "AgentConfig":
@@ -79,3 +105,13 @@ class AgentConfig(BaseModel):
                 "password": self.password or address.password,
             }
         )
+
+
+def lan_address(listen: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``) taken apart; raises ValueError when it is not one."""
+    host, sep, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:  # noqa: PLR2004
+        msg = f"lan_listen must be host:port, not {listen!r}"
+        raise ValueError(msg)
+    return host, int(port)

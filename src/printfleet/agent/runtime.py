@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import aiomqtt
@@ -33,6 +34,7 @@ from printfleet.agent.hardware import (
     PrintOutcome,
     PrintOutcomeKind,
     Prompt,
+    validate_file_name,
 )
 from printfleet.agent.journal_store import JournalFile
 from printfleet.agent.thermal import READING_PERIOD, ThermalFault, ThermalGuard
@@ -62,6 +64,7 @@ from printfleet.protocol.messages import (
     ProgressTelemetry,
     RejectedBody,
     Telemetry,
+    StartSource,
     decode_command,
     encode,
     make_event,
@@ -108,6 +111,53 @@ def new_message_id() -> str:
 class _SessionEnded(Exception):  # noqa: N818 - a signal between two loops, not an error
     """A connected session dropped; reconnect with a fresh client and a fresh backoff."""
 
+class LocalAction(StrEnum):
+    """What a person at the printer (its screen or its LAN API) may do besides starting."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    CONFIRM_PLATE = "confirm_plate"
+    CLEAR_FAULT = "clear_fault"
+
+
+@dataclass(slots=True)
+class OfflineTelemetry:
+    """Telemetry taken while the broker was unreachable: the newest ``limit`` reports as
+    (status, hotend d°C, bed d°C), and how many more were taken; summarised on return."""
+
+    limit: int
+    kept: deque[tuple[str, int, int]] = field(default_factory=deque)
+    dropped: int = 0
+    since_s: float | None = None
+
+    def add(self, report: Telemetry, now_s: float) -> None:
+        """Keep one report, dropping the oldest beyond the limit."""
+        if self.since_s is None:
+            self.since_s = now_s
+        if len(self.kept) >= self.limit:
+            self.kept.popleft()
+            self.dropped += 1
+        self.kept.append((report.status.value, report.hotend.temp_dc, report.bed.temp_dc))
+
+    def summary(self, now_s: float) -> str | None:
+        """One line on the outage, or None if nothing was taken; empties the buffer."""
+        if not self.kept:
+            return None
+        statuses = ", ".join(dict.fromkeys(status for status, _, _ in self.kept))
+        hotend = max(hotend for _, hotend, _ in self.kept) / 10
+        bed = max(bed for _, _, bed in self.kept) / 10
+        taken = len(self.kept) + self.dropped
+        offline_s = now_s - (self.since_s or now_s)
+        self.kept.clear()
+        self.dropped, self.since_s = 0, None
+        return (
+            f"Offline for {offline_s:.0f} s: {taken} telemetry reports not sent; "
+            f"the last {min(taken, self.limit)} showed {statuses}, "
+            f"hotend up to {hotend:.1f} °C, bed up to {bed:.1f} °C"
+        )
+
+
 
 @dataclass
 class AgentStats:
@@ -122,6 +172,7 @@ class AgentStats:
     faults: list[str] = field(default_factory=list)
 
 
+    reports_sent: int = 0
 class PrinterAgent:
     """One printer's agent. ``run()`` until cancelled; ``ready`` is set while connected.
 
@@ -165,9 +216,16 @@ class PrinterAgent:
         records = self.journal.load()
         verifier = (
             CommandVerifier(self.config.cloud_public_key) if self.config.cloud_public_key else None
+        self.offline_telemetry = OfflineTelemetry(config.telemetry_buffer)
+        self._reports_due = 0.0
+        self.lan_address: tuple[str, int] | None = None
+        """Where the LAN API listens, once it does (the port is chosen when 0 is asked)."""
+        self.lan_ready = asyncio.Event()
         )
         state = PrinterState(
-            printer_id=self.config.printer_id, has_plate_sensor=self.hardware.has_plate_sensor
+            printer_id=self.config.printer_id,
+            has_plate_sensor=self.hardware.has_plate_sensor,
+            cloud_enabled=self.config.mode != "lan-only",
         )
         return PrinterCore(
             state,
@@ -197,6 +255,8 @@ class PrinterAgent:
                 group.create_task(self._time_sync_loop(), name=f"{name}:clock")
                 group.create_task(self._screen_loop(), name=f"{name}:screen")
         finally:
+                if self.config.lan_listen is not None:
+                    group.create_task(self._lan_loop(), name=f"{name}:lan")
             self._group = None
 
     async def _stop_unaccounted_print(self) -> None:
@@ -405,6 +465,17 @@ class PrinterAgent:
         self._emit(self.core.state_event(now))
         self._emit(self.core.request_time(now))
 
+        summary = self.offline_telemetry.summary(time.monotonic())
+        if summary is not None:
+            self._emit(self._alert("offline_summary", "info", summary))
+        self._send_reports()
+
+    def _send_reports(self) -> None:
+        """Send every unacknowledged local-job report again (the cloud records each once)."""
+        self._reports_due = time.monotonic() + self.config.report_retry_s
+        for report in self.core.local_job_reports(self._clock_ms()):
+            self.stats.reports_sent += 1
+            self._emit(report)
     def _emit(self, event: Event) -> None:
         """Queue an event for publishing; never waits for the network."""
         if len(self._outbox) >= OUTBOX_LIMIT:
@@ -663,7 +734,12 @@ class PrinterAgent:
                     qos=0,
                 )
                 self.stats.telemetry_sent += 1
+                # Not queued for later (S9 in spirit): kept in a bounded buffer, summarised
+                # in one alert when the broker is back.
+                self.offline_telemetry.add(self.telemetry(), time.monotonic())
 
+            if time.monotonic() >= self._reports_due and self.core.journal.unacknowledged_reports():
+                self._send_reports()
     async def _time_sync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.time_sync_period_s)
@@ -679,6 +755,55 @@ class PrinterAgent:
             async with self._judging():
                 output = self.core.confirm_plate_locally("person at the printer", self._clock_ms())
                 await self._apply(output)
+
+    async def _lan_loop(self) -> None:
+        # Imported here: fleets of simulated printers run without the LAN API, and its web
+        # stack costs memory they should not pay.
+        from printfleet.agent.lan import serve_lan  # noqa: PLC0415
+
+        await serve_lan(self)
+
+    # -- local actions: the LAN API and the printer's screen ----------------------------------
+
+    async def start_local_print(self, name: str, source: StartSource) -> tuple[str, Output]:
+        """Start printing a stored file for a person at the printer, under a new job id.
+
+        The gate judges it as it judges a cloud start, bar the deadline (the person is there):
+        S3 to S6. Raises FileNameError or FileNotFoundError for a file that is not stored.
+        """
+        validate_file_name(name)
+        if name not in {stored.name for stored in await self.hardware.storage.list_files()}:
+            msg = f"no file {name!r} on this printer's storage"
+            raise FileNotFoundError(msg)
+        job_id = new_message_id()
+        async with self._judging():
+            now = self._clock_ms()
+            if self.hardware.has_plate_sensor:
+                self.core.plate_reading(_plate(self.hardware.read_plate()), now)
+            output = self.core.start_locally(job_id, name, source, now)
+            await self._apply(output)
+        return job_id, output
+
+    async def act_locally(self, action: LocalAction, by: str) -> Output:
+        """Carry out a person's ``action`` at the printer, as the gate decides."""
+        core = self.core
+        async with self._judging():
+            now = self._clock_ms()
+            match action:
+                case LocalAction.PAUSE:
+                    output = core.pause_locally(now)
+                case LocalAction.RESUME:
+                    output = core.resume_locally(now)
+                case LocalAction.CANCEL:
+                    output = core.cancel_locally(now)
+                case LocalAction.CONFIRM_PLATE:
+                    output = core.confirm_plate_locally(by, now)
+                case LocalAction.CLEAR_FAULT:
+                    output = core.clear_fault_locally(by, now)
+            await self._apply(output)
+        if action is LocalAction.CONFIRM_PLATE and output.decision.accepted:
+            await self.hardware.screen.withdraw_prompt(PLATE_PROMPT_ID)
+        return output
             if output.decision.accepted:
                 await self.hardware.screen.withdraw_prompt(PLATE_PROMPT_ID)
 

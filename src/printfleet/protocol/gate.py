@@ -602,7 +602,15 @@ def _begin(
     command_id = command.id if command is not None else None
     events: list[Emit] = [] if command is None else [_ack(command)]
     events.append(Emit(JobStartedBody(source=source, command_id=command_id, name=name), job_id))
-    record = JournalRecord(kind=RecordKind.JOB_STARTED, job_id=job_id, command_id=command_id)
+    local = source is not StartSource.CLOUD
+    # A local start names its source and file, so that its end can be reported (LAN mode).
+    record = JournalRecord(
+        kind=RecordKind.JOB_STARTED,
+        job_id=job_id,
+        command_id=command_id,
+        source=source if local else None,
+        name=name if local else None,
+    )
     return accept(
         started, records=(record,), actions=(StartPrint(job_id, name),), events=tuple(events)
     )
@@ -628,6 +636,49 @@ def start_locally(
     if refusal is not None:
         return refuse(state, refusal, command_type=f"{source.value}_start", job_id=job_id)
     return _begin(state, job_id, name, source, None)
+
+
+def _local_refusal(state: PrinterState, wanted: PrinterStatus) -> Refusal | None:
+    if state.status is not wanted or state.job_id is None:
+        return Refusal(
+            Reason.NO_SUCH_JOB, f"nothing is {wanted.value}: the printer is {state.status.value}"
+        )
+    return None
+
+
+def pause_locally(state: PrinterState) -> GateDecision:
+    """A person at the printer (screen or LAN) pauses the running print."""
+    refusal = _local_refusal(state, PrinterStatus.PRINTING)
+    if refusal is not None:
+        return refuse(state, refusal, command_type="pause", job_id=state.job_id)
+    return accept(replace(state, status=PrinterStatus.PAUSED), actions=(PausePrint(),))
+
+
+def resume_locally(state: PrinterState) -> GateDecision:
+    """A person at the printer resumes the paused print; never with a latched fault (S6)."""
+    refusal = _first(
+        lambda: Refusal(Reason.THERMAL_FAULT, state.fault) if state.fault is not None else None,
+        lambda: _local_refusal(state, PrinterStatus.PAUSED),
+    )
+    if refusal is not None:
+        return refuse(state, refusal, command_type="resume", job_id=state.job_id)
+    return accept(replace(state, status=PrinterStatus.PRINTING), actions=(ResumePrint(),))
+
+
+def cancel_locally(state: PrinterState) -> GateDecision:
+    """A person at the printer cancels the running or paused print; the end is the hardware's
+    to report. Journaled like a cloud cancel, so the job can never start here again."""
+    job_id = state.job_id
+    if job_id is None or state.status not in {PrinterStatus.PRINTING, PrinterStatus.PAUSED}:
+        refusal = Refusal(
+            Reason.NO_SUCH_JOB, f"nothing to cancel: the printer is {state.status.value}"
+        )
+        return refuse(state, refusal, command_type="cancel")
+    return accept(
+        state,
+        records=(JournalRecord(kind=RecordKind.JOB_CANCELLED, job_id=job_id),),
+        actions=(CancelPrint(),),
+    )
 
 
 def confirm_plate_locally(state: PrinterState, *, by: str, now_local: int) -> GateDecision:

@@ -18,6 +18,8 @@ from printfleet.protocol.messages import (
     Heater,
     JournalQueryBody,
     JournalQueryCommand,
+    LocalJobAckBody,
+    LocalJobAckCommand,
     PauseCommand,
     ResumeCommand,
     SetPlateCheckBody,
@@ -166,6 +168,14 @@ class CommandIssuer:
         body = JournalQueryBody(job_ids=job_ids)
         lifetime = self.lifetimes.housekeeping
         return self._issue(JournalQueryCommand, printer_id, now=now, lifetime=lifetime, body=body)
+
+    def local_job_ack(
+        self, printer_id: str, job_ids: tuple[str, ...], *, now: int
+    ) -> LocalJobAckCommand:
+        """Tell a printer its reports of these local jobs are recorded."""
+        body = LocalJobAckBody(job_ids=job_ids)
+        lifetime = self.lifetimes.housekeeping
+        return self._issue(LocalJobAckCommand, printer_id, now=now, lifetime=lifetime, body=body)
 
     def time_reply(
         self, printer_id: str, *, now: int, nonce: str, request_sent_local: int

@@ -14,10 +14,13 @@ from pydantic import Field
 
 from printfleet.protocol.messages import (
     PROTOCOL_VERSION,
+    FileName,
     JobOutcome,
     JournalStatus,
+    LocalJobBody,
     MessageId,
     Millis,
+    StartSource,
     WireModel,
     canonical_bytes,
 )
@@ -33,6 +36,8 @@ class RecordKind(StrEnum):
     FAULT_LATCHED = "fault_latched"
     FAULT_CLEARED = "fault_cleared"
     PLATE_CHECK_SET = "plate_check_set"
+    LOCAL_JOB_REPORT = "local_job_report"
+    LOCAL_JOB_ACKED = "local_job_acked"
 
 
 class JournalRecord(WireModel):
@@ -53,6 +58,12 @@ class JournalRecord(WireModel):
     """For ``fault_latched``: the fault's message; for ``fault_cleared``: who cleared it."""
     enabled: bool | None = None
     """For ``plate_check_set``."""
+    source: StartSource | None = None
+    """For ``job_started``: who asked for the print (None: the cloud, as before LAN mode)."""
+    name: FileName | None = None
+    """For a local ``job_started``: the file printed."""
+    local_job: LocalJobBody | None = None
+    """For ``local_job_report``: the report to deliver until the cloud acknowledges it."""
 
     def encode(self) -> bytes:
         """One canonical line (without the newline)."""
@@ -69,6 +80,8 @@ class Journal:
         """The latched fault's message, if one is latched."""
         self.plate_check: bool | None = None
         """The owner's last plate-check choice, if they ever made one."""
+        self._local_starts: dict[str, tuple[StartSource, str]] = {}
+        self._reports: dict[str, LocalJobBody] = {}
 
     @classmethod
     def replay(cls, records: "list[JournalRecord]") -> "Journal":
@@ -88,12 +101,22 @@ class Journal:
             self.fault = None
         elif record.kind is RecordKind.PLATE_CHECK_SET and record.enabled is not None:
             self.plate_check = record.enabled
+        elif record.kind is RecordKind.LOCAL_JOB_REPORT:
+            if record.job_id is not None and record.local_job is not None:
+                self._reports[record.job_id] = record.local_job
+        elif record.kind is RecordKind.LOCAL_JOB_ACKED:
+            if record.job_id is not None:
+                self._reports.pop(record.job_id, None)
         elif record.job_id is not None:
             previous = self.job_status(record.job_id)
             if record.kind is RecordKind.JOB_STARTED:
                 status = JournalStatus.STARTED
+                source, name = record.source, record.name
+                if source is not None and source is not StartSource.CLOUD and name is not None:
+                    self._local_starts[record.job_id] = (source, name)
             elif record.kind is RecordKind.JOB_ENDED:
                 status = JournalStatus(record.outcome or JobOutcome.FAILED)
+                self._local_starts.pop(record.job_id, None)
             elif previous is JournalStatus.UNKNOWN:
                 status = JournalStatus.CANCELLED
             else:
@@ -108,6 +131,14 @@ class Journal:
     def job_status(self, job_id: str) -> JournalStatus:
         """What this printer did about ``job_id``."""
         return self._jobs.get(job_id, JournalStatus.UNKNOWN)
+
+    def local_start(self, job_id: str) -> tuple[StartSource, str] | None:
+        """Who started a running local job, and its file; None for cloud jobs and ended ones."""
+        return self._local_starts.get(job_id)
+
+    def unacknowledged_reports(self) -> dict[str, LocalJobBody]:
+        """Local jobs whose report the cloud has not acknowledged yet, oldest first."""
+        return dict(self._reports)
 
     def interrupted(self) -> list[str]:
         """Jobs recorded as started that never recorded an end: a restart cut them short."""
@@ -132,7 +163,12 @@ class Journal:
         ]
         for job_id, status in self._jobs.items():
             if status is JournalStatus.STARTED:
-                records.append(JournalRecord(kind=RecordKind.JOB_STARTED, job_id=job_id))
+                source, name = self._local_starts.get(job_id, (None, None))
+                records.append(
+                    JournalRecord(
+                        kind=RecordKind.JOB_STARTED, job_id=job_id, source=source, name=name
+                    )
+                )
             elif status is JournalStatus.CANCELLED:
                 records.append(JournalRecord(kind=RecordKind.JOB_CANCELLED, job_id=job_id))
             elif status is not JournalStatus.UNKNOWN:
@@ -144,6 +180,10 @@ class Journal:
             records.append(JournalRecord(kind=RecordKind.FAULT_LATCHED, detail=self.fault))
         if self.plate_check is not None:
             records.append(JournalRecord(kind=RecordKind.PLATE_CHECK_SET, enabled=self.plate_check))
+        records.extend(
+            JournalRecord(kind=RecordKind.LOCAL_JOB_REPORT, job_id=job_id, local_job=report)
+            for job_id, report in self._reports.items()
+        )
         return records
 
     @property

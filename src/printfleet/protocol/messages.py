@@ -99,6 +99,12 @@ class JournalQueryBody(WireModel):
     job_ids: Annotated[tuple[MessageId, ...], Field(min_length=1, max_length=100)]
 
 
+class LocalJobAckBody(WireModel):
+    """The cloud has recorded these local jobs' reports: the printer may stop re-sending them."""
+
+    job_ids: Annotated[tuple[MessageId, ...], Field(min_length=1, max_length=100)]
+
+
 class TimeReplyBody(WireModel):
     """The cloud's answer to a printer's time request; ``issued_at`` carries cloud time."""
 
@@ -193,6 +199,13 @@ class JournalQueryCommand(CommandBase):
     body: JournalQueryBody
 
 
+class LocalJobAckCommand(CommandBase):
+    """See :class:`LocalJobAckBody`."""
+
+    type: Literal["local_job_ack"] = "local_job_ack"
+    body: LocalJobAckBody
+
+
 class TimeReplyCommand(CommandBase):
     """See :class:`TimeReplyBody`."""
 
@@ -211,6 +224,7 @@ Command: TypeAlias = Annotated[
     | SetPlateCheckCommand
     | SetTemperatureCommand
     | JournalQueryCommand
+    | LocalJobAckCommand
     | TimeReplyCommand,
     Field(discriminator="type"),
 ]
@@ -327,6 +341,22 @@ class PrinterStateBody(WireModel):
     cloud_enabled: bool = True
 
 
+class LocalJobBody(WireModel):
+    """A print a person started at the printer (its screen or its LAN API), and how it ended.
+
+    Reported when it ends, and again after every reconnect until the cloud acknowledges it, so
+    prints run during an outage reach the cloud's history. ``ended_at`` is cloud time if the
+    printer knew it then; ``duration_s`` is unknown (None) if the agent restarted meanwhile.
+    """
+
+    source: StartSource
+    name: FileName
+    outcome: JobOutcome
+    detail: ShortText = ""
+    ended_at: Millis | None = None
+    duration_s: Annotated[int, Field(ge=0)] | None = None
+
+
 class AlertBody(WireModel):
     """Something a person must know now."""
 
@@ -410,6 +440,14 @@ class AlertEvent(_EventBase):
     body: AlertBody
 
 
+class LocalJobEvent(_EventBase):
+    """See :class:`LocalJobBody`."""
+
+    type: Literal["local_job"] = "local_job"
+    job_id: MessageId
+    body: LocalJobBody
+
+
 class JournalReportEvent(_EventBase):
     """See :class:`JournalReportBody`."""
 
@@ -433,6 +471,7 @@ Event: TypeAlias = Annotated[
     | PrinterStateEvent
     | AlertEvent
     | JournalReportEvent
+    | LocalJobEvent
     | TimeRequestEvent,
     Field(discriminator="type"),
 ]
@@ -447,6 +486,7 @@ _EVENT_FOR_BODY: dict[type[WireModel], type[_EventBase]] = {
     PrinterStateBody: PrinterStateEvent,
     AlertBody: AlertEvent,
     JournalReportBody: JournalReportEvent,
+    LocalJobBody: LocalJobEvent,
     TimeRequestBody: TimeRequestEvent,
 }
 

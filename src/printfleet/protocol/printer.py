@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from printfleet.protocol import gate
 from printfleet.protocol.clock import ClockEstimate, ClockOffsetEstimator
 from printfleet.protocol.gate import Emit, GateDecision, GateSettings, PlateReading, PrinterState
-from printfleet.protocol.journal import Journal, JournalRecord
+from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
 from printfleet.protocol.messages import (
     Command,
     CommandBase,
@@ -21,6 +21,8 @@ from printfleet.protocol.messages import (
     JobOutcome,
     JournalQueryCommand,
     JournalReportBody,
+    LocalJobAckCommand,
+    LocalJobBody,
     PrinterStateBody,
     PrinterStatus,
     StartSource,
@@ -87,6 +89,8 @@ class PrinterCore:
         self._verifier = verifier
         self._new_id = new_id
         self._time_requests: OrderedDict[str, int] = OrderedDict()
+        # When each running local print began (local ms), for its report's duration.
+        self._local_started: dict[str, int] = {}
 
     # -- clock ------------------------------------------------------------------------------
 
@@ -126,7 +130,7 @@ class PrinterCore:
         return replace(self._receive(command, now_local), command=command)
 
     def _receive(self, command: Command, now_local: int) -> Output:
-        if isinstance(command, TimeReplyCommand | JournalQueryCommand):
+        if isinstance(command, TimeReplyCommand | JournalQueryCommand | LocalJobAckCommand):
             # Answered here, not by the gate, but authenticated and addressed all the same.
             refusal = None
             if not self._verified(command) and self.settings.safeguards:
@@ -140,6 +144,8 @@ class PrinterCore:
                 return self._finish(decision, now_local)
             if isinstance(command, TimeReplyCommand):
                 return self._time_reply(command, now_local)
+            if isinstance(command, LocalJobAckCommand):
+                return self._local_job_ack(command, now_local)
             return self._journal_query(command, now_local)
         decision = gate.evaluate(
             self.state,
@@ -165,11 +171,17 @@ class PrinterCore:
         events: list[Emit] = []
         state = self.state
         for job_id in interrupted:
-            ended = gate.record_print_ended(
-                replace(state, job_id=job_id, status=PrinterStatus.PRINTING),
+            ended = self._reported(
+                gate.record_print_ended(
+                    replace(state, job_id=job_id, status=PrinterStatus.PRINTING),
+                    JobOutcome.FAILED,
+                    detail="the printer restarted during the print",
+                    now_local=now_local,
+                ),
+                job_id,
                 JobOutcome.FAILED,
-                detail="the printer restarted during the print",
-                now_local=now_local,
+                "the printer restarted during the print",
+                now_local,
             )
             records.extend(ended.records)
             events.extend(ended.events)
@@ -188,7 +200,28 @@ class PrinterCore:
             now_local=now_local,
             settings=self.settings,
         )
+        if decision.accepted:
+            self._local_started[job_id] = now_local
         return self._finish(decision, now_local)
+
+    def pause_locally(self, now_local: int) -> Output:
+        """A person at the printer pauses the running print."""
+        return self._finish(gate.pause_locally(self.state), now_local)
+
+    def resume_locally(self, now_local: int) -> Output:
+        """A person at the printer resumes the paused print (S6 applies)."""
+        return self._finish(gate.resume_locally(self.state), now_local)
+
+    def cancel_locally(self, now_local: int) -> Output:
+        """A person at the printer cancels the running print."""
+        return self._finish(gate.cancel_locally(self.state), now_local)
+
+    def local_job_reports(self, now_local: int) -> list[Event]:
+        """The reports of local jobs the cloud has not acknowledged: send them again."""
+        return [
+            self._event(Emit(report, job_id), now_local)
+            for job_id, report in self.journal.unacknowledged_reports().items()
+        ]
 
     def confirm_plate_locally(self, by: str, now_local: int) -> Output:
         """A person at the printer confirmed the plate is clear."""
@@ -212,8 +245,35 @@ class PrinterCore:
 
     def print_ended(self, outcome: JobOutcome, detail: str, now_local: int) -> Output:
         """The hardware reports the running print ended."""
+        job_id = self.state.job_id
         decision = gate.record_print_ended(self.state, outcome, detail=detail, now_local=now_local)
+        if job_id is not None:
+            decision = self._reported(decision, job_id, outcome, detail, now_local)
         return self._finish(decision, now_local)
+
+    def _reported(
+        self, decision: GateDecision, job_id: str, outcome: JobOutcome, detail: str, now_local: int
+    ) -> GateDecision:
+        """``decision`` plus the report of a local job's end, journaled until acknowledged."""
+        local = self.journal.local_start(job_id)
+        if local is None:
+            return decision
+        source, name = local
+        started = self._local_started.pop(job_id, None)
+        report = LocalJobBody(
+            source=source,
+            name=name,
+            outcome=outcome,
+            detail=detail[:500],
+            ended_at=self.cloud_now(now_local),
+            duration_s=None if started is None else max(0, now_local - started) // 1000,
+        )
+        record = JournalRecord(kind=RecordKind.LOCAL_JOB_REPORT, job_id=job_id, local_job=report)
+        return replace(
+            decision,
+            records=(*decision.records, record),
+            events=(*decision.events, Emit(report, job_id)),
+        )
 
     def thermal_fault(self, message: str, now_local: int) -> Output:
         """The agent's thermal protection tripped."""
@@ -282,6 +342,15 @@ class PrinterCore:
             self.state, refusal, command_type="time_reply", command_id=command.id
         )
         return self._finish(decision, now_local)
+
+    def _local_job_ack(self, command: LocalJobAckCommand, now_local: int) -> Output:
+        pending = self.journal.unacknowledged_reports()
+        records = tuple(
+            JournalRecord(kind=RecordKind.LOCAL_JOB_ACKED, job_id=job_id)
+            for job_id in dict.fromkeys(command.body.job_ids)
+            if job_id in pending
+        )
+        return self._finish(gate.accept(self.state, records=records), now_local)
 
     def _journal_query(self, command: JournalQueryCommand, now_local: int) -> Output:
         jobs = {job_id: self.journal.job_status(job_id) for job_id in command.body.job_ids}
