@@ -1,9 +1,18 @@
 """The printfleet Python SDK: typed sync and async clients for the cloud's HTTP API.
 
-Retries are safe by construction: only idempotent requests (and job creation, which carries an
-idempotency key) are sent again, with jittered backoff, within a retry budget, behind a breaker.
+    from printfleet.client import Client
+
+    with Client("https://print.example.org", token="pf_...") as cloud:
+        file = cloud.upload("cube.gcode")
+        job = cloud.create_job(file.id, printer_id="mk4-1", start_within_s=600)
+
+Retries are safe by construction: only idempotent requests (and job creation, which always
+carries an idempotency key) are sent again, after a jittered wait or the server's
+``Retry-After``, within a retry budget, and never while the breaker is open.
 """
 
+from printfleet.client.async_client import AsyncClient
+from printfleet.client.calls import Call
 from printfleet.client.errors import (
     BreakerOpen,
     Conflict,
@@ -17,22 +26,57 @@ from printfleet.client.errors import (
     Unauthenticated,
     Unreachable,
 )
+from printfleet.client.events import Notification, StreamEvent
+from printfleet.client.models import (
+    Alert,
+    AuditEntry,
+    CommandSent,
+    Health,
+    IssuedToken,
+    Job,
+    JobDetail,
+    Printer,
+    PrintFile,
+    Provisioned,
+    Share,
+    Token,
+    User,
+)
 from printfleet.client.retry import Backoff, CircuitBreaker, RetryBudget, RetryPolicy
+from printfleet.client.sync_client import Client
 
 __all__ = [
+    "Alert",
+    "AsyncClient",
+    "AuditEntry",
     "Backoff",
     "BreakerOpen",
+    "Call",
     "CircuitBreaker",
+    "Client",
+    "CommandSent",
     "Conflict",
     "Forbidden",
+    "Health",
     "InvalidRequest",
+    "IssuedToken",
+    "Job",
+    "JobDetail",
     "NotFound",
+    "Notification",
     "Overloaded",
+    "PrintFile",
+    "Printer",
     "PrintfleetError",
+    "Provisioned",
     "RateLimited",
     "RetryBudget",
     "RetryPolicy",
     "ServerError",
+    "Share",
+    "StreamEvent",
+    "Token",
     "Unauthenticated",
     "Unreachable",
+    "User",
 ]

@@ -1,0 +1,296 @@
+"""Every API request the SDK can make, described once for both the sync and the async client.
+
+A :class:`Call` is what to send and how to read the answer; :class:`~printfleet.client.Client`
+and :class:`~printfleet.client.AsyncClient` only send it. :func:`error_for` is the one table
+from an error response to the SDK's exceptions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import TypeAdapter
+
+from printfleet.client import errors
+from printfleet.client.models import (
+    Alert,
+    AuditEntry,
+    CommandSent,
+    Health,
+    IssuedToken,
+    Job,
+    JobDetail,
+    Printer,
+    PrintFile,
+    Provisioned,
+    Share,
+    ShareRole,
+    Token,
+    TokenScope,
+    User,
+)
+from printfleet.client.retry import IDEMPOTENCY_HEADER, parse_retry_after
+from printfleet.protocol.lifecycle import JobState
+
+T = TypeVar("T")
+
+API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request and how to read its successful answer."""
+
+    method: str
+    path: str
+    read: Callable[[httpx.Response], T]
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    guarded: bool = True
+    """Through the retry policy and breaker; False for health checks, which report, not fail."""
+    accept: frozenset[int] = frozenset()
+    """Error statuses whose body is still the answer (health's 503)."""
+
+
+def _reader(kind: type[T] | Any) -> Callable[[httpx.Response], T]:
+    adapter: TypeAdapter[T] = TypeAdapter(kind)
+
+    def read(response: httpx.Response) -> T:
+        return adapter.validate_json(response.content)
+
+    return read
+
+
+def error_for(response: httpx.Response, *, now: float | None = None) -> errors.PrintfleetError:
+    """The exception for an error response, carrying the server's error body."""
+    status = response.status_code
+    body: dict[str, Any] | None
+    try:
+        parsed = response.json()
+    except ValueError:
+        parsed = None
+    body = parsed if isinstance(parsed, dict) else None
+    code = body.get("error") if body is not None else None
+    message = body.get("message") if body is not None else None
+    if not isinstance(message, str) or not message:
+        message = f"HTTP {status} {response.reason_phrase}".strip()
+    shared: dict[str, Any] = {
+        "status": status,
+        "code": code if isinstance(code, str) else None,
+        "body": body,
+    }
+    if status in {429, 503}:
+        wait = parse_retry_after(response.headers.get("Retry-After"), now=now)
+        kind = errors.Overloaded if status == 503 else errors.RateLimited  # noqa: PLR2004 - 429
+        return kind(message, retry_after=wait, **shared)
+    simple: dict[int, type[errors.PrintfleetError]] = {
+        401: errors.Unauthenticated,
+        403: errors.Forbidden,
+        404: errors.NotFound,
+        409: errors.Conflict,
+    }
+    if status in simple:
+        return simple[status](message, **shared)
+    if status >= 500:  # noqa: PLR2004 - the HTTP server-error class
+        return errors.ServerError(message, **shared)
+    return errors.InvalidRequest(message, **shared)
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+
+def register(email: str, password: str, display_name: str = "") -> Call[User]:
+    """Create an account."""
+    body = {"email": email, "password": password, "display_name": display_name}
+    return Call("POST", f"{API}/users", _reader(User), json=body)
+
+
+def login(
+    email: str,
+    password: str,
+    token_name: str = "login",  # noqa: S107 - a label
+) -> Call[IssuedToken]:
+    """Exchange e-mail and password for a read/write token."""
+    body = {"email": email, "password": password, "token_name": token_name}
+    return Call("POST", f"{API}/login", _reader(IssuedToken), json=body)
+
+
+def list_tokens() -> Call[list[Token]]:
+    """The caller's tokens."""
+    return Call("GET", f"{API}/tokens", _reader(list[Token]))
+
+
+def create_token(name: str, scopes: list[TokenScope]) -> Call[IssuedToken]:
+    """A new token for the caller."""
+    return Call(
+        "POST", f"{API}/tokens", _reader(IssuedToken), json={"name": name, "scopes": scopes}
+    )
+
+
+def revoke_token(token_id: str) -> Call[Token]:
+    """Revoke one of the caller's tokens."""
+    return Call("DELETE", f"{API}/tokens/{token_id}", _reader(Token))
+
+
+# -- printers ------------------------------------------------------------------------------------
+
+
+def list_printers() -> Call[list[Printer]]:
+    """The printers the caller can see."""
+    return Call("GET", f"{API}/printers", _reader(list[Printer]))
+
+
+def get_printer(printer_id: str) -> Call[Printer]:
+    """One printer."""
+    return Call("GET", f"{API}/printers/{printer_id}", _reader(Printer))
+
+
+def provision_printer(printer_id: str, name: str, model: str) -> Call[Provisioned]:
+    """Provision a printer the caller will own."""
+    body = {"id": printer_id, "name": name, "model": model}
+    return Call("POST", f"{API}/printers", _reader(Provisioned), json=body)
+
+
+def share_printer(printer_id: str, email: str, role: ShareRole) -> Call[Share]:
+    """Share a printer with another user."""
+    return Call(
+        "POST",
+        f"{API}/printers/{printer_id}/shares",
+        _reader(Share),
+        json={"email": email, "role": role},
+    )
+
+
+def confirm_plate(printer_id: str) -> Call[CommandSent]:
+    """Confirm the printer's plate is clear."""
+    return Call("POST", f"{API}/printers/{printer_id}/confirm-plate", _reader(CommandSent))
+
+
+def set_plate_check(printer_id: str, *, enabled: bool, confirm: bool = False) -> Call[Printer]:
+    """Turn the plate check on or off (off needs ``confirm``)."""
+    return Call(
+        "PUT",
+        f"{API}/printers/{printer_id}/plate-check",
+        _reader(Printer),
+        json={"enabled": enabled, "confirm": confirm},
+    )
+
+
+def clear_fault(printer_id: str) -> Call[CommandSent]:
+    """Clear a latched thermal fault."""
+    return Call("POST", f"{API}/printers/{printer_id}/clear-fault", _reader(CommandSent))
+
+
+def audit(printer_id: str, *, since: int | None = None, limit: int = 100) -> Call[list[AuditEntry]]:
+    """A printer's audit log, oldest first."""
+    return Call(
+        "GET",
+        f"{API}/audit",
+        _reader(list[AuditEntry]),
+        params=_params(printer_id=printer_id, since=since, limit=limit),
+    )
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def list_files() -> Call[list[PrintFile]]:
+    """The caller's files, newest first."""
+    return Call("GET", f"{API}/files", _reader(list[PrintFile]))
+
+
+def get_file(file_id: str) -> Call[PrintFile]:
+    """One of the caller's files."""
+    return Call("GET", f"{API}/files/{file_id}", _reader(PrintFile))
+
+
+upload_answer: Call[PrintFile] = Call("POST", f"{API}/files", _reader(PrintFile))
+"""How an upload's answer is read (uploads are streamed, so they are sent apart)."""
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def create_job(
+    file_id: str,
+    *,
+    printer_id: str | None = None,
+    model: str | None = None,
+    start_within_s: int | None = None,
+    notify_completion: bool = False,
+    idempotency_key: str | None = None,
+) -> Call[Job]:
+    """Queue a print; always with an idempotency key, so that it may be retried safely."""
+    if (printer_id is None) == (model is None):
+        raise ValueError("a job needs exactly one of printer_id and model")
+    body = _params(
+        file_id=file_id,
+        printer_id=printer_id,
+        model=model,
+        start_within_s=start_within_s,
+        notify_completion=notify_completion,
+    )
+    key = idempotency_key or f"sdk-{uuid.uuid4()}"
+    return Call("POST", f"{API}/jobs", _reader(Job), json=body, headers={IDEMPOTENCY_HEADER: key})
+
+
+def list_jobs(
+    *,
+    states: list[JobState] | None = None,
+    printer_id: str | None = None,
+    older_than: str | None = None,
+    limit: int = 50,
+) -> Call[list[Job]]:
+    """The caller's jobs, newest first, a page at a time."""
+    params = _params(printer_id=printer_id, older_than=older_than, limit=limit)
+    if states:
+        params["state"] = [str(state) for state in states]
+    return Call("GET", f"{API}/jobs", _reader(list[Job]), params=params)
+
+
+def get_job(job_id: str) -> Call[JobDetail]:
+    """One job with its audit trail."""
+    return Call("GET", f"{API}/jobs/{job_id}", _reader(JobDetail))
+
+
+def cancel_job(job_id: str) -> Call[Job]:
+    """Cancel a job."""
+    return Call("POST", f"{API}/jobs/{job_id}/cancel", _reader(Job))
+
+
+def pause_job(job_id: str) -> Call[Job]:
+    """Pause a printing job."""
+    return Call("POST", f"{API}/jobs/{job_id}/pause", _reader(Job))
+
+
+def resume_job(job_id: str) -> Call[Job]:
+    """Resume a paused job."""
+    return Call("POST", f"{API}/jobs/{job_id}/resume", _reader(Job))
+
+
+# -- alerts and operations -----------------------------------------------------------------------
+
+
+def list_alerts(*, unacked: bool = False) -> Call[list[Alert]]:
+    """Alerts of the printers the caller can see, newest first."""
+    params = {"unacked": "true"} if unacked else None
+    return Call("GET", f"{API}/alerts", _reader(list[Alert]), params=params)
+
+
+def ack_alert(alert_id: str) -> Call[Alert]:
+    """Acknowledge an alert."""
+    return Call("POST", f"{API}/alerts/{alert_id}/ack", _reader(Alert))
+
+
+def health() -> Call[Health]:
+    """The cloud's health; answered (not raised) when it is unavailable."""
+    return Call("GET", "/health", _reader(Health), guarded=False, accept=frozenset({503}))

@@ -1,0 +1,247 @@
+"""What the cloud's HTTP API returns, as the SDK hands it to callers.
+
+These mirror the server's response bodies (``printfleet.cloud.api.schemas``) field for field,
+without importing the server: a client needs pydantic and the protocol's enums, not the cloud.
+Unknown fields are ignored, so a newer server does not break an older client. Times are cloud
+milliseconds since the Unix epoch; ages and durations are seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from printfleet.protocol.lifecycle import JobState
+from printfleet.protocol.messages import PlateStatus, PrinterStatus
+
+__all__ = [
+    "Actor",
+    "Alert",
+    "AuditEntry",
+    "CommandSent",
+    "FileMetadata",
+    "Health",
+    "Heater",
+    "IssuedToken",
+    "Job",
+    "JobDetail",
+    "LinkHealth",
+    "PrintFile",
+    "Printer",
+    "Progress",
+    "Provisioned",
+    "Share",
+    "StoreHealth",
+    "Temperatures",
+    "Token",
+    "User",
+]
+
+Role = Literal["owner", "operator", "viewer"]
+ShareRole = Literal["operator", "viewer"]
+TokenScope = Literal["read", "write", "admin"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class User(_Model):
+    """An account."""
+
+    id: str
+    email: str
+    display_name: str
+    created_at: int
+
+
+class Token(_Model):
+    """An API token's metadata (never its value after creation)."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: int
+    last_used_at: int | None
+    revoked_at: int | None
+
+
+class IssuedToken(Token):
+    """A token just created, with its value: the server shows it this once."""
+
+    token: str
+
+
+class Heater(_Model):
+    """One heater, in degrees Celsius."""
+
+    current_c: float
+    target_c: float
+
+
+class Temperatures(_Model):
+    """A printer's heaters as of its latest telemetry."""
+
+    hotend: Heater
+    bed: Heater
+
+
+class Progress(_Model):
+    """Where a running print is."""
+
+    percent: int
+    layer: int
+    total_layers: int
+    time_left_s: int
+
+
+class Printer(_Model):
+    """A printer as the caller may see it, with the cloud's latest knowledge of it."""
+
+    id: str
+    name: str
+    model: str
+    role: Role
+    plate_check: bool
+    created_at: int
+    online: bool
+    status: PrinterStatus | None
+    plate: PlateStatus | None
+    fault: str | None
+    clock_synced: bool
+    job_id: str | None
+    reported_at: int | None
+    report_age_s: float | None
+    temperatures: Temperatures | None
+    progress: Progress | None
+    link_evidence_age_s: float | None
+    """Seconds since the cloud last proved its broker link with a round trip."""
+
+
+class Provisioned(_Model):
+    """A printer just provisioned, and what its agent needs (the password is shown once)."""
+
+    printer: Printer
+    broker_username: str
+    broker_password: str
+    cloud_public_key: str
+    agent_config: str
+
+
+class Share(_Model):
+    """A printer shared with a user."""
+
+    printer_id: str
+    email: str
+    role: ShareRole
+
+
+class CommandSent(_Model):
+    """A command that went to the printer now."""
+
+    printer_id: str
+    action: str
+
+
+class FileMetadata(_Model):
+    """What the slicer wrote into a file, as far as the cloud could read it."""
+
+    estimated_s: int | None
+    layers: int | None
+    filament_mm: float | None
+    has_thumbnail: bool
+
+
+class PrintFile(_Model):
+    """An uploaded print file."""
+
+    id: str
+    name: str
+    size: int
+    sha256: str
+    created_at: int
+    metadata: FileMetadata
+
+
+class Job(_Model):
+    """A job and where it is."""
+
+    id: str
+    state: JobState
+    reason: str
+    name: str
+    file_id: str | None
+    printer_id: str | None
+    model: str | None
+    assigned_printer: str | None
+    created_at: int
+    start_by: int
+    ended_at: int | None
+    notify_completion: bool
+    idempotency_key: str | None
+
+
+class Actor(_Model):
+    """Who or what acted: a user, a printer, or a part of the cloud."""
+
+    kind: str
+    id: str
+
+
+class AuditEntry(_Model):
+    """One entry of an audit log."""
+
+    id: int
+    at: int
+    actor: Actor
+    action: str
+    printer_id: str | None
+    job_id: str | None
+    command_id: str | None
+    detail: dict[str, JsonValue]
+
+
+class JobDetail(Job):
+    """A job with its audit trail."""
+
+    audit: list[AuditEntry]
+
+
+class Alert(_Model):
+    """An alert from a printer, and whether someone acknowledged it."""
+
+    id: str
+    printer_id: str
+    job_id: str | None
+    kind: str
+    severity: str
+    message: str
+    created_at: int
+    acked_by: str | None
+    acked_at: int | None
+
+
+class StoreHealth(_Model):
+    """Whether the cloud's database answered."""
+
+    ok: bool
+    error: str | None = None
+
+
+class LinkHealth(_Model):
+    """The cloud's broker link."""
+
+    connected: bool
+    verified: bool
+    evidence_age_s: float | None
+    last_rtt_s: float | None
+    connects: int
+
+
+class Health(_Model):
+    """``ok`` only when the store answers and the broker link is verified."""
+
+    status: Literal["ok", "unavailable"]
+    store: StoreHealth
+    link: LinkHealth | None

@@ -1,0 +1,395 @@
+"""The blocking printfleet client: every API call as a typed method.
+
+Requests go through one :class:`~printfleet.client.retry.RetryPolicy`: only requests that are
+safe to send twice are retried (job creation always carries an idempotency key), after a
+jittered wait or the server's ``Retry-After``, within a retry budget, and not at all while the
+breaker is open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from printfleet import __version__
+from printfleet.client import calls
+from printfleet.client.errors import (
+    BreakerOpen,
+    Overloaded,
+    PrintfleetError,
+    RateLimited,
+    ServerError,
+    Unreachable,
+)
+from printfleet.client.events import Reconnection, SseParser, StreamEvent
+from printfleet.client.models import (
+    Alert,
+    AuditEntry,
+    CommandSent,
+    Health,
+    IssuedToken,
+    Job,
+    JobDetail,
+    Printer,
+    PrintFile,
+    Provisioned,
+    Share,
+    ShareRole,
+    Token,
+    TokenScope,
+    User,
+)
+from printfleet.client.retry import RetryPolicy
+from printfleet.client.upload import Progress, UploadBody
+from printfleet.protocol.lifecycle import JobState
+
+__all__ = ["Client", "base_url", "breaker_open", "unreachable"]
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 10.0
+STREAM_READ_TIMEOUT = 45.0
+"""The event stream sends a keep-alive every 15 s; three missed ones mean the stream is dead."""
+UPLOAD_TIMEOUT = 300.0
+
+
+def base_url(url: str) -> str:
+    """``url`` checked and without a trailing slash."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise ValueError(f"the server URL must look like https://host[:port], got {url!r}")
+    return url.rstrip("/")
+
+
+def unreachable(url: str, error: httpx.TransportError) -> Unreachable:
+    """The error for a request that got no response."""
+    reason = str(error) or type(error).__name__
+    if isinstance(error, httpx.TimeoutException):
+        reason = f"timed out ({type(error).__name__})"
+    return Unreachable(f"cannot reach the printfleet server at {url}: {reason}")
+
+
+def breaker_open(url: str, policy: RetryPolicy) -> BreakerOpen:
+    """The error for a request the breaker refused."""
+    wait = policy.breaker.retry_in()
+    return BreakerOpen(f"{url} kept failing; not calling it again for {wait:.1f} s", retry_in=wait)
+
+
+def headers_for(token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The request headers: the bearer token (if any) and ``extra``."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers.update(extra or {})
+    return headers
+
+
+class Client:
+    """A blocking client of one printfleet cloud, as one user (by ``token``).
+
+    Use as a context manager, or call :meth:`close`. ``policy`` may be shared between clients
+    so they share one retry budget and breaker; ``sleep`` is how retries wait (replaceable in
+    tests); ``transport`` is passed to httpx.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = base_url(url)
+        self.token = token
+        """The bearer token; :meth:`login` sets it."""
+        self.policy = policy if policy is not None else RetryPolicy()
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            headers={"User-Agent": f"printfleet-sdk/{__version__}"},
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send(self, call: calls.Call[T]) -> T:
+        """Send ``call``, retrying as the policy allows; its answer, or the error it ended in."""
+        headers = headers_for(self.token, dict(call.headers))
+        if not call.guarded:
+            response = self._request(call, headers)
+            return self._answer(call, response)
+        retry = self.policy.start(call.method, headers)
+        while True:
+            if not retry.admit():
+                raise breaker_open(self.url, self.policy)
+            try:
+                response = self._request(call, headers)
+            except Unreachable:
+                wait = retry.after_transport_error()
+                if wait is None:
+                    raise
+            else:
+                wait = retry.after_response(
+                    response.status_code, response.headers.get("Retry-After")
+                )
+                if wait is None:
+                    return self._answer(call, response)
+            self._sleep(wait)
+
+    def _request(self, call: calls.Call[Any], headers: dict[str, str]) -> httpx.Response:
+        try:
+            return self._http.request(
+                call.method, call.path, params=call.params, json=call.json, headers=headers
+            )
+        except httpx.TransportError as error:
+            raise unreachable(self.url, error) from error
+
+    def _answer(self, call: calls.Call[T], response: httpx.Response) -> T:
+        if response.is_success or response.status_code in call.accept:
+            return call.read(response)
+        raise calls.error_for(response, now=self.policy.wall_clock())
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    def register(self, email: str, password: str, display_name: str = "") -> User:
+        """Create an account (the first one on a server, or any while registration is open)."""
+        return self.send(calls.register(email, password, display_name))
+
+    def login(
+        self,
+        email: str,
+        password: str,
+        token_name: str = "login",  # noqa: S107 - a label
+    ) -> IssuedToken:
+        """Log in: a new read/write token, which this client then uses."""
+        issued = self.send(calls.login(email, password, token_name))
+        self.token = issued.token
+        return issued
+
+    def list_tokens(self) -> list[Token]:
+        """The caller's tokens, revoked ones included."""
+        return self.send(calls.list_tokens())
+
+    def create_token(self, name: str, scopes: list[TokenScope]) -> IssuedToken:
+        """A new token (no stronger than this client's), e.g. read-only for a dashboard."""
+        return self.send(calls.create_token(name, scopes))
+
+    def revoke_token(self, token_id: str) -> Token:
+        """Revoke one of the caller's tokens."""
+        return self.send(calls.revoke_token(token_id))
+
+    # -- printers --------------------------------------------------------------------------------
+
+    def list_printers(self) -> list[Printer]:
+        """The printers the caller owns or has been shared, with their latest state."""
+        return self.send(calls.list_printers())
+
+    def get_printer(self, printer_id: str) -> Printer:
+        """One printer and its latest state."""
+        return self.send(calls.get_printer(printer_id))
+
+    def provision_printer(self, printer_id: str, name: str, model: str) -> Provisioned:
+        """Provision a printer: its broker login and agent config (the password is shown once)."""
+        return self.send(calls.provision_printer(printer_id, name, model))
+
+    def share_printer(self, printer_id: str, email: str, role: ShareRole) -> Share:
+        """Let another user operate or view a printer the caller owns."""
+        return self.send(calls.share_printer(printer_id, email, role))
+
+    def confirm_plate(self, printer_id: str) -> CommandSent:
+        """Confirm the plate is clear (printers without a plate sensor)."""
+        return self.send(calls.confirm_plate(printer_id))
+
+    def set_plate_check(self, printer_id: str, *, enabled: bool, confirm: bool = False) -> Printer:
+        """Turn the plate check on, or off (which needs ``confirm=True``)."""
+        return self.send(calls.set_plate_check(printer_id, enabled=enabled, confirm=confirm))
+
+    def clear_fault(self, printer_id: str) -> CommandSent:
+        """Clear a latched thermal fault, once someone has looked."""
+        return self.send(calls.clear_fault(printer_id))
+
+    def audit(
+        self, printer_id: str, *, since: int | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """A printer's audit log, oldest first (owner only)."""
+        return self.send(calls.audit(printer_id, since=since, limit=limit))
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def upload(
+        self, path: Path | str, *, name: str | None = None, progress: Progress | None = None
+    ) -> PrintFile:
+        """Upload a ``.gcode`` or ``.gcode.3mf`` file, streamed; ``progress(sent, total)``.
+
+        Sent once: an upload is not retried (a repeat would store the file twice).
+        """
+        body = UploadBody(Path(path), name)
+        headers = headers_for(self.token, body.headers)
+        # Through the breaker like any call, but never resent: a streamed body is gone.
+        once = self.policy.start("POST", {})
+        if not once.admit():
+            raise breaker_open(self.url, self.policy)
+        try:
+            response = self._http.post(
+                f"{calls.API}/files",
+                content=body.chunks(progress),
+                headers=headers,
+                timeout=UPLOAD_TIMEOUT,
+            )
+        except httpx.TransportError as error:
+            once.after_transport_error()
+            raise unreachable(self.url, error) from error
+        once.after_response(response.status_code)
+        return self._answer(calls.upload_answer, response)
+
+    def list_files(self) -> list[PrintFile]:
+        """The caller's files, newest first."""
+        return self.send(calls.list_files())
+
+    def get_file(self, file_id: str) -> PrintFile:
+        """One of the caller's files."""
+        return self.send(calls.get_file(file_id))
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        file_id: str,
+        *,
+        printer_id: str | None = None,
+        model: str | None = None,
+        start_within_s: int | None = None,
+        notify_completion: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Print an uploaded file on a printer, or on any printer of a ``model``.
+
+        Always sent with an idempotency key (a fresh one unless given), so a retry after a lost
+        answer returns the job the first attempt created instead of a second print.
+        """
+        return self.send(
+            calls.create_job(
+                file_id,
+                printer_id=printer_id,
+                model=model,
+                start_within_s=start_within_s,
+                notify_completion=notify_completion,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def list_jobs(
+        self,
+        *,
+        states: list[JobState] | None = None,
+        printer_id: str | None = None,
+        older_than: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """The caller's jobs, newest first; page with ``older_than`` (the last id seen)."""
+        call = calls.list_jobs(
+            states=states, printer_id=printer_id, older_than=older_than, limit=limit
+        )
+        return self.send(call)
+
+    def get_job(self, job_id: str) -> JobDetail:
+        """One job with its audit trail."""
+        return self.send(calls.get_job(job_id))
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a job."""
+        return self.send(calls.cancel_job(job_id))
+
+    def pause_job(self, job_id: str) -> Job:
+        """Pause a printing job."""
+        return self.send(calls.pause_job(job_id))
+
+    def resume_job(self, job_id: str) -> Job:
+        """Resume a paused job."""
+        return self.send(calls.resume_job(job_id))
+
+    # -- alerts, health, events ------------------------------------------------------------------
+
+    def list_alerts(self, *, unacked: bool = False) -> list[Alert]:
+        """Alerts of the printers the caller can see, newest first."""
+        return self.send(calls.list_alerts(unacked=unacked))
+
+    def ack_alert(self, alert_id: str) -> Alert:
+        """Acknowledge an alert."""
+        return self.send(calls.ack_alert(alert_id))
+
+    def health(self) -> Health:
+        """The server's health (returned, not raised, when it is unavailable)."""
+        return self.send(calls.health())
+
+    def events(
+        self, *, last_event_id: str | None = None, reconnect: bool = True
+    ) -> Generator[StreamEvent]:
+        """The live event stream, one block at a time, for as long as the caller iterates.
+
+        With ``reconnect``, a dropped stream is reopened after a jittered wait with
+        ``Last-Event-ID``, so nothing the server still remembers is missed; a ``resync`` or
+        ``dropped`` block says to refetch state. Gives up with :class:`Unreachable` after
+        repeated failed connections.
+        """
+        parser = SseParser(last_event_id=last_event_id)
+        again = Reconnection(self.policy.backoff.delay)
+        while True:
+            extra = {"Accept": "text/event-stream"}
+            if parser.last_event_id:
+                extra["Last-Event-ID"] = parser.last_event_id
+            floor: float | None = None
+            ended = False
+            try:
+                with self._http.stream(
+                    "GET",
+                    f"{calls.API}/events",
+                    headers=headers_for(self.token, extra),
+                    timeout=httpx.Timeout(DEFAULT_TIMEOUT, read=STREAM_READ_TIMEOUT),
+                ) as response:
+                    if response.is_success:
+                        again.connected()
+                        for line in response.iter_lines():
+                            if (event := parser.feed(line)) is not None:
+                                yield event
+                        ended = True
+                        error: PrintfleetError = Unreachable(f"{self.url} ended the event stream")
+                        floor = parser.retry_ms / 1000 if parser.retry_ms else None
+                    else:
+                        response.read()
+                        error = calls.error_for(response, now=self.policy.wall_clock())
+                        if not isinstance(error, Overloaded | RateLimited | ServerError):
+                            raise error
+                        floor = getattr(error, "retry_after", None)
+            except httpx.TransportError as failure:
+                error = unreachable(self.url, failure)
+            if not reconnect:
+                if ended:
+                    return
+                raise error
+            wait = again.next_wait(floor)
+            if wait is None:
+                raise error
+            self._sleep(wait)
