@@ -248,6 +248,7 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             on_ingested=listeners.ingested,
             model_of=models.get,
             probe_interval_s=settings.probe_interval_s,
+            local_jobs=store,
         )
         service.core = core
         metrics.watch(core)

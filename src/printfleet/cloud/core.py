@@ -6,8 +6,9 @@ reader; a full inbox drops telemetry first (the next report supersedes it) and c
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from printfleet.agent.config import BrokerAddress
 from printfleet.cloud.dispatcher import (
@@ -19,13 +20,25 @@ from printfleet.cloud.dispatcher import (
 )
 from printfleet.cloud.fleet_view import FleetView, Ingested, Kind
 from printfleet.cloud.link import LinkSupervisor
+from printfleet.cloud.store.values import JSONValue
 from printfleet.protocol.dispatch import DispatchPolicy
 from printfleet.protocol.issuer import CommandIssuer
+from printfleet.protocol.messages import LocalJobEvent, encode
 from printfleet.protocol.topics import Topics
 
 log = logging.getLogger(__name__)
 
 INBOX_LIMIT = 10_000
+
+
+class LocalJobLog(Protocol):
+    """Where prints people started at their printers (LAN or screen) are recorded."""
+
+    async def record_local_job(
+        self, printer_id: str, job_id: str, *, outcome: str, detail: Mapping[str, JSONValue]
+    ) -> bool:
+        """Record one, once; False if it was recorded before."""
+        ...
 
 
 @dataclass(slots=True)
@@ -52,6 +65,7 @@ class CloudCore:
         policy: DispatchPolicy | None = None,
         probe_interval_s: float = 2.0,
         model_of: Callable[[str], str | None] = lambda printer_id: None,
+        local_jobs: LocalJobLog | None = None,
     ) -> None:
         self.topics = topics or Topics()
         self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=INBOX_LIMIT)
@@ -74,6 +88,7 @@ class CloudCore:
             probe_interval_ms=int(probe_interval_s * 1000),
         )
         self._on_ingested = on_ingested
+        self.local_jobs = local_jobs
 
     def _enqueue(self, topic: str, payload: bytes) -> None:
         if not self.inbox.full():
@@ -92,6 +107,29 @@ class CloudCore:
             group.create_task(self.dispatcher.run(), name="cloud dispatcher")
             group.create_task(self._drain_inbox(), name="cloud inbox")
 
+    async def _record_local_job(self, event: LocalJobEvent) -> None:
+        """Put a local print in the printer's history, then acknowledge it so the printer
+        stops re-sending it. Never a dispatch: the printer did this itself."""
+        if self.local_jobs is None:
+            return
+        body = event.body
+        detail: dict[str, JSONValue] = {
+            "source": body.source.value,
+            "name": body.name,
+            "outcome": body.outcome.value,
+            "detail": body.detail,
+            "ended_at": body.ended_at,
+            "duration_s": body.duration_s,
+        }
+        await self.local_jobs.record_local_job(
+            event.printer_id, event.job_id, outcome=body.outcome.value, detail=detail
+        )
+        ack = self.dispatcher.issuer.local_job_ack(
+            event.printer_id, (event.job_id,), now=cloud_ms()
+        )
+        # Not sent now: the printer sends the report again, and is answered then.
+        await self.link.publish(self.topics.commands(event.printer_id), encode(ack))
+
     async def _drain_inbox(self) -> None:
         while True:
             topic, payload = await self.inbox.get()
@@ -100,6 +138,8 @@ class CloudCore:
                 continue
             if ingested.kind is Kind.EVENT and ingested.event is not None:
                 try:
+                    if isinstance(ingested.event, LocalJobEvent):
+                        await self._record_local_job(ingested.event)
                     await self.dispatcher.on_event(ingested.event)
                 except Exception:  # one bad event must not stop the inbox
                     log.exception(

@@ -816,6 +816,39 @@ class Store:
             )
             return [audit_record(row) for row in reversed(rows.all())]
 
+    async def record_local_job(
+        self, printer_id: str, job_id: str, *, outcome: str, detail: Mapping[str, JSONValue]
+    ) -> bool:
+        """Put a print a person started at the printer (LAN or screen) in its history, once.
+
+        The entry is ``local_job.<outcome>`` by the printer, in its audit log. Printers send
+        such reports again until acknowledged, so a job already recorded is not recorded twice:
+        that returns False. Raises :class:`NotFound` for a printer this cloud does not know.
+        """
+        async with self._transaction(write=True) as session:
+            await _get(session, Printer, printer_id)
+            recorded = await session.scalar(
+                select(AuditEntry.id)
+                .where(
+                    AuditEntry.job_id == job_id,
+                    AuditEntry.printer_id == printer_id,
+                    AuditEntry.action.startswith("local_job."),
+                )
+                .limit(1)
+            )
+            if recorded is not None:
+                return False
+            session.add(
+                self._audit_row(
+                    Actor.printer(printer_id),
+                    f"local_job.{outcome}",
+                    printer_id=printer_id,
+                    job_id=job_id,
+                    detail=detail,
+                )
+            )
+        return True
+
     async def _audit_where(self, condition: ColumnElement[bool]) -> list[AuditRecord]:
         async with self._transaction(write=False) as session:
             rows = await session.scalars(
