@@ -67,9 +67,8 @@ pf_system_packages() {
   fi
   pf_have_mosquitto || missing+=(mosquitto)
   pf_have_postgres || missing+=(postgresql)
-  # --- browser: the dashboard's end-to-end tests will need Chromium; add it here when they land:
-  # command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  # ---
+  # The dashboard's end-to-end tests drive Debian's Chromium (tests/web).
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null 2>&1 ||

@@ -443,6 +443,47 @@ def serve(
 # -- end of printfleet serve ---------------------------------------------------------------------
 
 
+# -- printfleet demo: cloud, broker and a simulated fleet in one process --------------------------
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    data_dir: Annotated[
+        Path, typer.Option(help="Database, key, account and printers' journals.")
+    ] = Path(".printfleet/demo"),
+    printers: Annotated[
+        int, typer.Option(min=2, max=50, help="How many printers, x1-like and p1-like in turn.")
+    ] = 4,
+    time_scale: Annotated[
+        float, typer.Option(min=0.1, max=1000, help="Simulated hardware speed-up.")
+    ] = 10.0,
+    duration: Annotated[
+        float | None, typer.Option(min=0, help="Stop by itself after this many seconds.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the cloud, its broker and a simulated fleet, with a demo account and a sample print.
+
+    Exits 0 when --duration runs out and 130 after Ctrl-C (or SIGTERM), having stopped every
+    part cleanly.
+    """
+    from printfleet.demo import DemoError, DemoOptions, run_demo  # noqa: PLC0415
+
+    _setup_logging(verbose)
+    if not verbose:
+        for noisy in ("amqtt", "transitions", "uvicorn.error", "httpx", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    options = DemoOptions(data_dir=data_dir, port=port, printers=printers, time_scale=time_scale)
+    try:
+        status = run_demo(options, duration=duration, console=console)
+    except DemoError as error:
+        Console(stderr=True).print(f"[red]demo failed:[/] {error}")
+        raise typer.Exit(2) from None
+    raise typer.Exit(status)
+
+
+# -- end of printfleet demo ----------------------------------------------------------------------
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

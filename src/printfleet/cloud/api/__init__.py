@@ -7,6 +7,7 @@ itself, and its lifespan, are made by :func:`printfleet.cloud.app.create_app`.
 
 from fastapi import FastAPI
 
+from printfleet.cloud import web
 from printfleet.cloud.api import accounts, alerts, jobs, operations, printers, uploads
 from printfleet.cloud.api.context import ApiContext, Context, get_context
 from printfleet.cloud.api.errors import ErrorBody, install_error_handlers
@@ -27,3 +28,5 @@ def install(app: FastAPI) -> None:
     install_error_handlers(app)
     for module in (accounts, printers, uploads, jobs, alerts, operations):
         app.include_router(module.router)
+    # The dashboard's pages last: "/" and "/web/..." shadow none of the API's routes.
+    web.install(app)

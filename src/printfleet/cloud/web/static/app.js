@@ -1,0 +1,1073 @@
+// The printfleet dashboard: one page, views chosen by the URL fragment (#/, #/printers/ID,
+// #/jobs, #/alerts, #/settings). Views build their skeleton once and refill only their live
+// parts, so a form being typed in is never wiped by an update.
+
+import { api, session, whenUnauthenticated } from "./api.js";
+import { drawTemperatureChart } from "./chart.js";
+import { LiveFeed } from "./live.js";
+
+const CHART_WINDOW_MS = 10 * 60 * 1000;
+const POLL_LIVE_MS = 3000;
+const POLL_FALLBACK_MS = 1000;
+const BASE_TITLE = "printfleet";
+const TERMINAL = new Set(["completed", "failed", "cancelled", "rejected", "expired"]);
+
+const state = {
+  printers: [],
+  alerts: [],
+  samples: new Map(), // printer id -> [{at, hotend, hotendTarget, bed, bedTarget}]
+  view: null,
+  liveMode: null,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+function h(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (value === true) node.setAttribute(key, "");
+    else node.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const degrees = (value) => (value === null || value === undefined ? "–" : `${value.toFixed(1)} °C`);
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function age(seconds) {
+  if (seconds === null || seconds === undefined) return "never";
+  return seconds < 10 ? `${seconds.toFixed(1)} s ago` : `${duration(seconds)} ago`;
+}
+
+const clock = (ms) => (ms ? new Date(ms).toLocaleString() : "–");
+
+const PLATE_LABELS = {
+  clear: "Clear",
+  occupied: "Occupied",
+  needs_confirmation: "Needs confirmation",
+  unchecked: "Not checked (check off)",
+};
+
+function printerState(printer) {
+  if (!printer.online) return "offline";
+  if (printer.fault) return "error";
+  return printer.status || "unknown";
+}
+
+const STATE_LABELS = {
+  idle: "Idle",
+  printing: "Printing",
+  paused: "Paused",
+  error: "Fault",
+  offline: "Offline",
+  unknown: "Not reported yet",
+};
+
+function badge(kind, text) {
+  return h("span", { class: `badge ${kind}` }, text);
+}
+
+function toast(message, isError = false) {
+  const node = document.getElementById("toast");
+  node.textContent = message;
+  node.className = isError ? "toast error shown" : "toast shown";
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (node.className = "toast"), 5000);
+}
+
+// A modal confirmation (native <dialog>: focus stays inside, Escape cancels).
+function confirmDialog({ title, text, ok, danger = false }) {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  const button = document.getElementById("confirm-ok");
+  button.textContent = ok;
+  button.className = danger ? "danger" : "";
+  dialog.returnValue = "cancel";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+    dialog.querySelector("button[value=cancel]").focus();
+  });
+}
+
+async function act(label, action) {
+  try {
+    await action();
+    toast(label);
+    scheduleRefresh(0);
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data and live updates.
+
+function recordSample(id, hotend, bed) {
+  if (!hotend || !bed) return;
+  const list = state.samples.get(id) || [];
+  list.push({
+    at: Date.now(),
+    hotend: hotend.current_c,
+    hotendTarget: hotend.target_c,
+    bed: bed.current_c,
+    bedTarget: bed.target_c,
+  });
+  const oldest = Date.now() - CHART_WINDOW_MS - 60_000;
+  while (list.length && list[0].at < oldest) list.shift();
+  state.samples.set(id, list);
+}
+
+const unacked = () => state.alerts.filter((alert) => !alert.acked_at);
+
+async function refreshCore() {
+  const [printers, alerts] = await Promise.all([
+    api.get("/api/v1/printers"),
+    api.get("/api/v1/alerts"),
+  ]);
+  state.printers = printers;
+  state.alerts = alerts;
+  for (const printer of printers) {
+    if (printer.temperatures) {
+      recordSample(printer.id, printer.temperatures.hotend, printer.temperatures.bed);
+    }
+  }
+  showAlertCount();
+}
+
+let refreshing = null;
+let again = false;
+async function refresh() {
+  if (!session.token) return;
+  if (refreshing) {
+    again = true;
+    return;
+  }
+  refreshing = (async () => {
+    try {
+      await refreshCore();
+      if (state.view && state.view.update) await state.view.update();
+    } catch (error) {
+      if (error.status !== 401) setLiveMode("offline", error.message);
+    }
+  })();
+  await refreshing;
+  refreshing = null;
+  if (again) {
+    again = false;
+    scheduleRefresh(0);
+  }
+}
+
+let refreshTimer = null;
+function scheduleRefresh(delay = 50) {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, delay);
+}
+
+let pollTimer = null;
+function startPolling() {
+  clearInterval(pollTimer);
+  const period = state.liveMode === "live" ? POLL_LIVE_MS : POLL_FALLBACK_MS;
+  pollTimer = setInterval(refresh, period);
+}
+
+function setLiveMode(mode, detail) {
+  const node = document.getElementById("live-mode");
+  const labels = { live: "Live", polling: "Polling", offline: "Cloud unreachable" };
+  node.textContent = labels[mode] || mode;
+  node.className = `live ${mode}`;
+  node.title = detail || (mode === "live" ? "Updates arrive as events" : "Updated every second");
+  if (mode !== "offline" && mode !== state.liveMode) {
+    state.liveMode = mode;
+    startPolling();
+  }
+}
+
+const feed = new LiveFeed(
+  (event) => {
+    if (event.event === "printer_telemetry" && event.data && event.data.printer_id) {
+      const data = event.data.data || {};
+      recordSample(event.data.printer_id, data.hotend, data.bed);
+    }
+    scheduleRefresh(event.event === "printer_telemetry" ? 500 : 0);
+  },
+  (mode) => setLiveMode(mode),
+);
+
+// The unacknowledged count goes in the title, the nav and the favicon, so a tab in the
+// background still says something needs a person.
+let faviconDrawn = null;
+function showAlertCount() {
+  const count = unacked().length;
+  document.title = count ? `(${count}) ${BASE_TITLE}` : BASE_TITLE;
+  const counter = document.getElementById("alert-count");
+  counter.hidden = count === 0;
+  counter.textContent = String(count);
+  counter.setAttribute("aria-label", `${count} unacknowledged`);
+  if (faviconDrawn === count) return;
+  faviconDrawn = count;
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 64;
+  const g = canvas.getContext("2d");
+  g.fillStyle = "#1d4ed8";
+  g.beginPath();
+  g.roundRect(4, 4, 56, 56, 12);
+  g.fill();
+  g.fillStyle = "#fff";
+  g.font = "bold 30px sans-serif";
+  g.textAlign = "center";
+  g.textBaseline = "middle";
+  g.fillText("pf", 32, 34);
+  if (count) {
+    g.fillStyle = "#b91c1c";
+    g.beginPath();
+    g.arc(46, 18, 18, 0, Math.PI * 2);
+    g.fill();
+    g.fillStyle = "#fff";
+    g.font = "bold 24px sans-serif";
+    g.fillText(count > 9 ? "9+" : String(count), 46, 19);
+  }
+  const link = document.getElementById("favicon");
+  link.type = "image/png";
+  link.href = canvas.toDataURL("image/png");
+  link.dataset.count = String(count);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views.
+
+function loginView(main, next) {
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h(
+    "form",
+    { class: "card narrow", "aria-labelledby": "login-title" },
+    h("h1", { id: "login-title" }, "Log in to printfleet"),
+    h("label", { for: "email" }, "E-mail"),
+    h("input", { id: "email", name: "email", type: "email", autocomplete: "username", required: true }),
+    h("label", { for: "password" }, "Password"),
+    h("input", {
+      id: "password",
+      name: "password",
+      type: "password",
+      autocomplete: "current-password",
+      required: true,
+    }),
+    error,
+    h("button", { type: "submit" }, "Log in"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      await api.login(form.email.value.trim(), form.password.value);
+      location.hash = next && next !== "#/login" ? next : "#/";
+      await start();
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  });
+  main.append(form);
+  form.email.focus();
+  return {};
+}
+
+function fleetView(main) {
+  const stateFilter = h(
+    "select",
+    { id: "filter-state" },
+    h("option", { value: "" }, "All"),
+    Object.entries(STATE_LABELS)
+      .filter(([key]) => key !== "unknown")
+      .map(([key, label]) => h("option", { value: key }, label)),
+  );
+  const modelFilter = h("select", { id: "filter-model" }, h("option", { value: "" }, "All"));
+  const sort = h(
+    "select",
+    { id: "sort" },
+    h("option", { value: "name" }, "Name"),
+    h("option", { value: "state" }, "State"),
+    h("option", { value: "model" }, "Model"),
+    h("option", { value: "time_left" }, "Time left"),
+  );
+  const list = h("ul", { class: "fleet", "aria-label": "Printers" });
+  const summary = h("p", { class: "summary", "aria-live": "polite" });
+  main.append(
+    h("h1", {}, "Fleet"),
+    h(
+      "div",
+      { class: "controls" },
+      h("div", {}, h("label", { for: "filter-state" }, "State"), stateFilter),
+      h("div", {}, h("label", { for: "filter-model" }, "Model"), modelFilter),
+      h("div", {}, h("label", { for: "sort" }, "Sort by"), sort),
+    ),
+    summary,
+    list,
+  );
+  for (const control of [stateFilter, modelFilter, sort]) {
+    control.addEventListener("change", () => update());
+  }
+
+  function update() {
+    const models = [...new Set(state.printers.map((p) => p.model))].sort();
+    const chosenModel = modelFilter.value;
+    if (modelFilter.options.length !== models.length + 1) {
+      modelFilter.replaceChildren(
+        h("option", { value: "" }, "All"),
+        models.map((m) => h("option", { value: m }, m)),
+      );
+      modelFilter.value = models.includes(chosenModel) ? chosenModel : "";
+    }
+    let printers = state.printers.filter(
+      (p) =>
+        (!stateFilter.value || printerState(p) === stateFilter.value) &&
+        (!modelFilter.value || p.model === modelFilter.value),
+    );
+    const key = sort.value;
+    const timeLeft = (p) => (p.progress ? p.progress.time_left_s : Infinity);
+    printers = printers.sort((a, b) => {
+      if (key === "state") return printerState(a).localeCompare(printerState(b));
+      if (key === "model") return a.model.localeCompare(b.model) || a.name.localeCompare(b.name);
+      if (key === "time_left") return timeLeft(a) - timeLeft(b);
+      return a.name.localeCompare(b.name);
+    });
+    summary.textContent = `${printers.length} of ${state.printers.length} printers`;
+    const alertsBy = new Map();
+    for (const alert of unacked()) alertsBy.set(alert.printer_id, (alertsBy.get(alert.printer_id) || 0) + 1);
+    list.replaceChildren(...printers.map((p) => printerCard(p, alertsBy.get(p.id) || 0)));
+    if (state.printers.length === 0) {
+      list.append(h("li", { class: "empty" }, "No printers yet: provision one with the API or `printfleet demo`."));
+    }
+  }
+  update();
+  return { update };
+}
+
+function heaterText(heater) {
+  return heater ? `${degrees(heater.current_c)} / ${degrees(heater.target_c)}` : "–";
+}
+
+function printerCard(p, alertCount) {
+  const st = printerState(p);
+  const progress = p.progress;
+  return h(
+    "li",
+    { class: `printer ${st}`, dataset: { printerId: p.id, state: st } },
+    h(
+      "article",
+      { "aria-labelledby": `printer-${p.id}` },
+      h(
+        "header",
+        {},
+        h("h2", { id: `printer-${p.id}` }, h("a", { href: `#/printers/${encodeURIComponent(p.id)}` }, p.name)),
+        badge(`state ${st}`, STATE_LABELS[st] || st),
+        alertCount ? badge("alert", `${alertCount} alert${alertCount > 1 ? "s" : ""}`) : null,
+      ),
+      h(
+        "dl",
+        {},
+        h("dt", {}, "Model"),
+        h("dd", { dataset: { field: "model" } }, `${p.model} · ${p.id}`),
+        h("dt", {}, "Hotend"),
+        h("dd", { dataset: { field: "hotend" } }, heaterText(p.temperatures && p.temperatures.hotend)),
+        h("dt", {}, "Bed"),
+        h("dd", { dataset: { field: "bed" } }, heaterText(p.temperatures && p.temperatures.bed)),
+        h("dt", {}, "Progress"),
+        h(
+          "dd",
+          { dataset: { field: "progress" } },
+          progress
+            ? [
+                h("progress", { max: 100, value: progress.percent, "aria-label": `${p.name} progress` }),
+                ` ${progress.percent}% · ${duration(progress.time_left_s)} left`,
+              ]
+            : "–",
+        ),
+        h("dt", {}, "Plate"),
+        h("dd", { dataset: { field: "plate" } }, p.plate ? PLATE_LABELS[p.plate] || p.plate : "–"),
+        h("dt", {}, "Evidence"),
+        h(
+          "dd",
+          { dataset: { field: "evidence" } },
+          `report ${age(p.report_age_s)} · link ${age(p.link_evidence_age_s)}`,
+        ),
+      ),
+    ),
+  );
+}
+
+function screenLines(p, jobName) {
+  if (!p.online) return [["muted", "Printer offline: no screen to show."]];
+  const lines = [];
+  if (p.fault) {
+    lines.push(["critical", `THERMAL FAULT: ${p.fault}`]);
+    lines.push(["critical", "Heaters are off. Clear the fault once someone has checked the printer."]);
+  }
+  if (p.status === "printing" || p.status === "paused") {
+    const pr = p.progress;
+    lines.push(["", `${p.status === "paused" ? "Paused" : "Printing"} ${jobName || p.job_id || ""}`]);
+    if (pr) lines.push(["", `${pr.percent}% · layer ${pr.layer}/${pr.total_layers} · ${duration(pr.time_left_s)} left`]);
+  } else if (!p.fault) {
+    lines.push(["", "Ready"]);
+  }
+  if (p.plate === "needs_confirmation" && p.status !== "printing") {
+    lines.push(["prompt", "Prompt: Is the plate clear? [Yes, it is clear]"]);
+  } else if (p.plate === "occupied") {
+    lines.push(["warning", "The plate sensor sees something on the plate."]);
+  }
+  if (p.temperatures) {
+    lines.push(["muted", `Nozzle ${heaterText(p.temperatures.hotend)}   Bed ${heaterText(p.temperatures.bed)}`]);
+  }
+  return lines;
+}
+
+function printerView(main, printerId) {
+  const title = h("h1", {}, printerId);
+  const status = h("p", { class: "status-line", "aria-live": "polite" });
+  const screen = h("div", { class: "screen", role: "log", "aria-label": "Printer screen" });
+  const chart = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  chart.setAttribute("role", "img");
+  chart.setAttribute("aria-label", "Hotend and bed temperature over the last 10 minutes");
+  chart.classList.add("chart");
+  const current = h("p", { class: "temps" });
+  const buttons = {
+    confirm: h("button", { type: "button" }, "Plate is clear"),
+    pause: h("button", { type: "button", class: "secondary" }, "Pause"),
+    resume: h("button", { type: "button", class: "secondary" }, "Resume"),
+    cancel: h("button", { type: "button", class: "danger" }, "Cancel print"),
+    clearFault: h("button", { type: "button", class: "danger" }, "Clear thermal fault"),
+  };
+  const plateCheck = h("input", { type: "checkbox", id: "plate-check" });
+  const history = h("tbody");
+  let printer = null;
+  let jobs = [];
+
+  main.append(
+    h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← Fleet")),
+    title,
+    status,
+    h(
+      "div",
+      { class: "columns" },
+      h("section", { "aria-labelledby": "screen-title" }, h("h2", { id: "screen-title" }, "Screen"), screen),
+      h(
+        "section",
+        { "aria-labelledby": "chart-title" },
+        h("h2", { id: "chart-title" }, "Temperatures, last 10 minutes"),
+        chart,
+        h(
+          "p",
+          { class: "legend" },
+          h("span", { class: "key hotend" }, "hotend"),
+          h("span", { class: "key hotend-target" }, "hotend target"),
+          h("span", { class: "key bed" }, "bed"),
+          h("span", { class: "key bed-target" }, "bed target"),
+        ),
+        current,
+      ),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "actions-title" },
+      h("h2", { id: "actions-title" }, "Actions"),
+      h("div", { class: "actions" }, Object.values(buttons)),
+      h(
+        "p",
+        { class: "setting" },
+        plateCheck,
+        h("label", { for: "plate-check" }, "Check the plate before every print (recommended)"),
+      ),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "history-title" },
+      h("h2", { id: "history-title" }, "Jobs on this printer"),
+      h(
+        "div",
+        { class: "scroll" },
+        h(
+          "table",
+          {},
+          h("thead", {}, h("tr", {}, ["Job", "State", "Reason", "Created", "Ended"].map((c) => h("th", { scope: "col" }, c)))),
+          history,
+        ),
+      ),
+    ),
+  );
+
+  const path = `/api/v1/printers/${encodeURIComponent(printerId)}`;
+  buttons.confirm.addEventListener("click", async () => {
+    const ok = await confirmDialog({
+      title: "Is the plate clear?",
+      text: `Confirm only if you know the plate of ${printer ? printer.name : printerId} is empty: the next print may start on it at once.`,
+      ok: "Yes, the plate is clear",
+    });
+    if (ok) await act("Plate confirmed clear", () => api.post(`${path}/confirm-plate`));
+  });
+  buttons.pause.addEventListener("click", () =>
+    act("Pause sent", () => api.post(`/api/v1/jobs/${printer.job_id}/pause`)),
+  );
+  buttons.resume.addEventListener("click", () =>
+    act("Resume sent", () => api.post(`/api/v1/jobs/${printer.job_id}/resume`)),
+  );
+  buttons.cancel.addEventListener("click", async () => {
+    const ok = await confirmDialog({
+      title: "Cancel this print?",
+      text: "The printer stops the print now. This cannot be undone.",
+      ok: "Cancel the print",
+      danger: true,
+    });
+    if (ok) await act("Print cancelled", () => api.post(`/api/v1/jobs/${printer.job_id}/cancel`));
+  });
+  buttons.clearFault.addEventListener("click", async () => {
+    const ok = await confirmDialog({
+      title: "Clear the thermal fault?",
+      text:
+        "Warning: the printer turned its heaters off because a temperature reading was unsafe. " +
+        "Clear the fault only after someone has checked the printer and its heater and sensor " +
+        "are sound; the printer can heat again afterwards.",
+      ok: "I have checked it: clear the fault",
+      danger: true,
+    });
+    if (ok) await act("Fault cleared", () => api.post(`${path}/clear-fault`));
+  });
+  plateCheck.addEventListener("change", async () => {
+    const enabled = plateCheck.checked;
+    if (!enabled) {
+      const ok = await confirmDialog({
+        title: "Turn the plate check off?",
+        text:
+          "Prints may then start onto a plate nobody checked, on top of an earlier print. " +
+          "This is recorded in the audit log under your name.",
+        ok: "Turn the plate check off",
+        danger: true,
+      });
+      if (!ok) {
+        plateCheck.checked = true;
+        return;
+      }
+    }
+    await act(enabled ? "Plate check on" : "Plate check off", () =>
+      api.put(`${path}/plate-check`, { enabled, confirm: !enabled }),
+    );
+  });
+
+  let jobsFetched = 0;
+  async function update() {
+    printer = state.printers.find((p) => p.id === printerId) || null;
+    if (!printer) {
+      title.textContent = printerId;
+      status.textContent = "No such printer, or it is not shared with you.";
+      return;
+    }
+    if (Date.now() - jobsFetched > 2000 || (printer.job_id && !jobs.some((j) => j.id === printer.job_id))) {
+      jobsFetched = Date.now();
+      jobs = await api.get(`/api/v1/jobs?printer_id=${encodeURIComponent(printerId)}&limit=20`);
+    }
+    const st = printerState(printer);
+    title.textContent = printer.name;
+    document.title = `${printer.name} · ${document.title.replace(/ · .*$/, "")}`;
+    status.replaceChildren(
+      badge(`state ${st}`, STATE_LABELS[st] || st),
+      ` ${printer.model} · ${printer.id} · plate: ${printer.plate ? PLATE_LABELS[printer.plate] : "–"} · your role: ${printer.role}`,
+    );
+    const running = jobs.find((j) => j.id === printer.job_id);
+    screen.replaceChildren(
+      ...screenLines(printer, running && running.name).map(([cls, text]) => h("p", { class: cls }, text)),
+    );
+    drawTemperatureChart(chart, state.samples.get(printerId) || [], CHART_WINDOW_MS);
+    current.textContent = printer.temperatures
+      ? `Hotend ${heaterText(printer.temperatures.hotend)} · Bed ${heaterText(printer.temperatures.bed)}`
+      : "No temperatures reported yet.";
+    const operator = printer.role !== "viewer";
+    // A person's word counts only where no sensor decides: the printer asks for it.
+    buttons.confirm.hidden = !operator || printer.plate !== "needs_confirmation";
+    buttons.pause.hidden = !operator || printer.status !== "printing" || !printer.job_id;
+    buttons.resume.hidden = !operator || printer.status !== "paused" || !printer.job_id;
+    buttons.cancel.hidden = !operator || !printer.job_id || !["printing", "paused"].includes(printer.status);
+    buttons.clearFault.hidden = !operator || !printer.fault;
+    plateCheck.checked = printer.plate_check;
+    plateCheck.disabled = printer.role !== "owner";
+    history.replaceChildren(
+      ...jobs.map((j) =>
+        h(
+          "tr",
+          { dataset: { jobId: j.id, state: j.state } },
+          h("td", {}, j.name),
+          h("td", {}, badge(`job ${j.state}`, j.state)),
+          h("td", {}, j.reason || ""),
+          h("td", {}, clock(j.created_at)),
+          h("td", {}, clock(j.ended_at)),
+        ),
+      ),
+    );
+    if (jobs.length === 0) history.append(h("tr", {}, h("td", { colspan: 5 }, "No jobs yet.")));
+  }
+  update();
+  return { update };
+}
+
+function jobsView(main) {
+  const fileInput = h("input", { type: "file", id: "job-file", accept: ".gcode,.3mf,.gcode.3mf" });
+  const existing = h("select", { id: "job-existing" }, h("option", { value: "" }, "— upload the file chosen above —"));
+  const printerSelect = h("select", { id: "job-printer" });
+  const modelSelect = h("select", { id: "job-model" });
+  const byPrinter = h("input", { type: "radio", name: "target", id: "target-printer", value: "printer", checked: true });
+  const byModel = h("input", { type: "radio", name: "target", id: "target-model", value: "model" });
+  const within = h(
+    "select",
+    { id: "job-within" },
+    [
+      [600, "10 minutes"],
+      [1800, "30 minutes"],
+      [3600, "1 hour"],
+      [4 * 3600, "4 hours"],
+      [24 * 3600, "1 day"],
+    ].map(([value, label]) => h("option", { value, selected: value === 3600 }, label)),
+  );
+  const progress = h("progress", { id: "upload-progress", max: 100, value: 0 });
+  const progressText = h("span", { id: "upload-progress-text" }, "");
+  const error = h("p", { class: "error", role: "alert" });
+  const submit = h("button", { type: "submit" }, "Upload and print");
+  const form = h(
+    "form",
+    { class: "card", "aria-labelledby": "new-job-title" },
+    h("h2", { id: "new-job-title" }, "New print"),
+    h("label", { for: "job-file" }, "G-code file (.gcode or .gcode.3mf)"),
+    fileInput,
+    h("label", { for: "job-existing" }, "Or a file uploaded before"),
+    existing,
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, "Print on"),
+      h("div", { class: "choice" }, byPrinter, h("label", { for: "target-printer" }, "This printer"), printerSelect),
+      h("div", { class: "choice" }, byModel, h("label", { for: "target-model" }, "Any idle printer of model"), modelSelect),
+    ),
+    h("label", { for: "job-within" }, "Start within (or it expires and you are told)"),
+    within,
+    h("div", { class: "upload" }, h("label", { for: "upload-progress" }, "Upload"), progress, progressText),
+    error,
+    submit,
+  );
+  printerSelect.setAttribute("aria-label", "Printer");
+  modelSelect.setAttribute("aria-label", "Model");
+  const showAll = h("input", { type: "checkbox", id: "show-ended", checked: true });
+  const queue = h("tbody");
+  main.append(
+    h("h1", {}, "Jobs"),
+    form,
+    h(
+      "section",
+      { "aria-labelledby": "queue-title" },
+      h("h2", { id: "queue-title" }, "Queue and history"),
+      h("p", { class: "setting" }, showAll, h("label", { for: "show-ended" }, "Show ended jobs")),
+      h(
+        "div",
+        { class: "scroll" },
+        h(
+          "table",
+          { class: "jobs" },
+          h(
+            "thead",
+            {},
+            h("tr", {}, ["Job", "Printer", "State", "Reason", "Created", "Start by", ""].map((c) => h("th", { scope: "col" }, c))),
+          ),
+          queue,
+        ),
+      ),
+    ),
+  );
+  showAll.addEventListener("change", () => update());
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    const file = fileInput.files[0];
+    if (!file && !existing.value) {
+      error.textContent = "Choose a G-code file to upload, or a file uploaded before.";
+      fileInput.focus();
+      return;
+    }
+    const target = byModel.checked ? { model: modelSelect.value } : { printer_id: printerSelect.value };
+    if (!target.model && !target.printer_id) {
+      error.textContent = "Choose a printer or a model.";
+      return;
+    }
+    submit.disabled = true;
+    try {
+      let fileId = existing.value;
+      if (file) {
+        progress.value = 0;
+        const uploaded = await api.upload(file, (fraction) => {
+          progress.value = Math.round(fraction * 100);
+          progressText.textContent = ` ${progress.value}%`;
+        });
+        fileId = uploaded.id;
+        progressText.textContent = ` ${uploaded.name} uploaded`;
+      }
+      const job = await api.post(
+        "/api/v1/jobs",
+        { file_id: fileId, start_within_s: Number(within.value), ...target },
+        { "Idempotency-Key": crypto.randomUUID() },
+      );
+      toast(`Job ${job.name} queued`);
+      fileInput.value = "";
+      filesFetched = 0;
+      scheduleRefresh(0);
+    } catch (failure) {
+      error.textContent = failure.message;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  let filesFetched = 0;
+  let jobs = [];
+  async function update() {
+    const operable = state.printers.filter((p) => p.role !== "viewer");
+    fill(printerSelect, operable.map((p) => [p.id, `${p.name} (${p.model})`]));
+    fill(modelSelect, [...new Set(operable.map((p) => p.model))].sort().map((m) => [m, m]));
+    if (Date.now() - filesFetched > 30_000) {
+      filesFetched = Date.now();
+      const files = await api.get("/api/v1/files");
+      fill(existing, [["", "— upload the file chosen above —"], ...files.map((f) => [f.id, f.name])]);
+    }
+    jobs = await api.get("/api/v1/jobs?limit=50");
+    const names = new Map(state.printers.map((p) => [p.id, p.name]));
+    const shown = showAll.checked ? jobs : jobs.filter((j) => !TERMINAL.has(j.state));
+    queue.replaceChildren(
+      ...shown.map((j) => {
+        const where = j.assigned_printer || j.printer_id;
+        const cancel = TERMINAL.has(j.state)
+          ? ""
+          : h("button", { type: "button", class: "small danger", "aria-label": `Cancel ${j.name}`, onclick: () => cancelJob(j) }, "Cancel");
+        return h(
+          "tr",
+          { dataset: { jobId: j.id, state: j.state } },
+          h("td", {}, j.name),
+          h("td", {}, where ? names.get(where) || where : `any ${j.model}`),
+          h("td", {}, badge(`job ${j.state}`, j.state)),
+          h("td", { class: "reason" }, j.reason || ""),
+          h("td", {}, clock(j.created_at)),
+          h("td", {}, TERMINAL.has(j.state) ? "–" : clock(j.start_by)),
+          h("td", {}, cancel),
+        );
+      }),
+    );
+    if (shown.length === 0) queue.append(h("tr", {}, h("td", { colspan: 7 }, "No jobs.")));
+  }
+
+  async function cancelJob(job) {
+    const ok = await confirmDialog({
+      title: `Cancel ${job.name}?`,
+      text: "A printer already printing it stops. The job ends as cancelled.",
+      ok: "Cancel the job",
+      danger: true,
+    });
+    if (ok) await act("Job cancelled", () => api.post(`/api/v1/jobs/${job.id}/cancel`));
+  }
+
+  update();
+  return { update };
+}
+
+// Replace a select's options only when they changed, keeping the choice.
+function fill(select, options) {
+  const wanted = JSON.stringify(options);
+  if (select.dataset.options === wanted) return;
+  const chosen = select.value;
+  select.dataset.options = wanted;
+  select.replaceChildren(...options.map(([value, label]) => h("option", { value }, label)));
+  if (options.some(([value]) => value === chosen)) select.value = chosen;
+}
+
+function alertsView(main) {
+  const list = h("ul", { class: "alerts", "aria-label": "Alerts" });
+  main.append(h("h1", {}, "Alerts"), list);
+  function update() {
+    const names = new Map(state.printers.map((p) => [p.id, p.name]));
+    list.replaceChildren(
+      ...state.alerts.map((a) =>
+        h(
+          "li",
+          { class: `alert ${a.severity} ${a.acked_at ? "acked" : "open"}`, dataset: { alertId: a.id, kind: a.kind } },
+          h(
+            "div",
+            {},
+            badge(`severity ${a.severity}`, a.severity),
+            " ",
+            h("strong", {}, a.kind.replaceAll("_", " ")),
+            " on ",
+            h("a", { href: `#/printers/${encodeURIComponent(a.printer_id)}` }, names.get(a.printer_id) || a.printer_id),
+          ),
+          h("p", {}, a.message),
+          h("p", { class: "muted" }, clock(a.created_at)),
+          a.acked_at
+            ? h("p", { class: "muted" }, `Acknowledged ${clock(a.acked_at)}`)
+            : h(
+                "button",
+                {
+                  type: "button",
+                  "aria-label": `Acknowledge ${a.kind.replaceAll("_", " ")} on ${names.get(a.printer_id) || a.printer_id}`,
+                  onclick: () => act("Alert acknowledged", () => api.post(`/api/v1/alerts/${a.id}/ack`)),
+                },
+                "Acknowledge",
+              ),
+        ),
+      ),
+    );
+    if (state.alerts.length === 0) list.append(h("li", { class: "empty" }, "No alerts."));
+  }
+  update();
+  return { update };
+}
+
+function settingsView(main) {
+  const channels = h("ul", { class: "plain", "aria-label": "Notification channels" });
+  const kind = h("select", { id: "channel-kind" }, h("option", { value: "webhook" }, "Webhook"), h("option", { value: "apprise" }, "E-mail or other (Apprise URL)"));
+  const target = h("input", { id: "channel-target", type: "url", required: true, placeholder: "https://example.org/hook or mailto://…" });
+  const secret = h("input", { id: "channel-secret", type: "password", autocomplete: "off" });
+  const channelError = h("p", { class: "error", role: "alert" });
+  const channelForm = h(
+    "form",
+    { class: "card", "aria-labelledby": "new-channel-title" },
+    h("h3", { id: "new-channel-title" }, "Add a channel"),
+    h("label", { for: "channel-kind" }, "Kind"),
+    kind,
+    h("label", { for: "channel-target" }, "URL"),
+    target,
+    h("label", { for: "channel-secret" }, "Signing secret (webhooks)"),
+    secret,
+    channelError,
+    h("button", { type: "submit" }, "Add channel"),
+  );
+  kind.addEventListener("change", () => {
+    // Apprise URLs (mailto://, ntfy://, ...) are not http URLs.
+    target.type = kind.value === "webhook" ? "url" : "text";
+    secret.disabled = kind.value !== "webhook";
+  });
+  const tokens = h("tbody");
+  const tokenName = h("input", { id: "token-name", required: true, maxlength: 100 });
+  const tokenWrite = h("input", { id: "token-write", type: "checkbox" });
+  const tokenOut = h("output", { id: "token-value", for: "token-name" });
+  const tokenForm = h(
+    "form",
+    { class: "card", "aria-labelledby": "new-token-title" },
+    h("h3", { id: "new-token-title" }, "Create a token"),
+    h("label", { for: "token-name" }, "Name"),
+    tokenName,
+    h("p", { class: "setting" }, tokenWrite, h("label", { for: "token-write" }, "May also change things (write)")),
+    h("button", { type: "submit" }, "Create token"),
+    tokenOut,
+  );
+  main.append(
+    h("h1", {}, "Settings"),
+    h(
+      "section",
+      { "aria-labelledby": "channels-title" },
+      h("h2", { id: "channels-title" }, "Notification channels"),
+      h("p", { class: "muted" }, "Thermal faults, failed, rejected and expired jobs, offline printers and plates to confirm are sent here."),
+      channels,
+      channelForm,
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "tokens-title" },
+      h("h2", { id: "tokens-title" }, "API tokens"),
+      h(
+        "div",
+        { class: "scroll" },
+        h("table", {}, h("thead", {}, h("tr", {}, ["Name", "Scopes", "Created", "Last used", ""].map((c) => h("th", { scope: "col" }, c)))), tokens),
+      ),
+      tokenForm,
+    ),
+  );
+
+  channelForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    channelError.textContent = "";
+    const body = { kind: kind.value, target: target.value.trim() };
+    if (kind.value === "webhook" && secret.value) body.secret = secret.value;
+    try {
+      await api.post("/api/v1/channels", body);
+      channelForm.reset();
+      toast("Channel added");
+      await update();
+    } catch (failure) {
+      channelError.textContent = failure.message;
+    }
+  });
+  tokenForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const scopes = tokenWrite.checked ? ["read", "write"] : ["read"];
+    try {
+      const created = await api.post("/api/v1/tokens", { name: tokenName.value.trim(), scopes });
+      tokenOut.replaceChildren("Copy it now, it is not shown again: ", h("code", {}, created.token));
+      tokenForm.querySelector("input").value = "";
+      await update();
+    } catch (failure) {
+      tokenOut.textContent = failure.message;
+    }
+  });
+
+  async function update() {
+    try {
+      const list = await api.get("/api/v1/channels");
+      channels.replaceChildren(
+        ...list.map((c) =>
+          h(
+            "li",
+            { dataset: { channelId: c.id } },
+            h("strong", {}, c.kind),
+            " ",
+            c.target || c.target_hint || c.name || "",
+            " ",
+            h("button", { type: "button", class: "small secondary", onclick: () => act("Test sent", () => api.post(`/api/v1/channels/${c.id}/test`)) }, "Send test"),
+            " ",
+            h("button", { type: "button", class: "small danger", onclick: () => act("Channel removed", () => api.del(`/api/v1/channels/${c.id}`)) }, "Remove"),
+          ),
+        ),
+      );
+      if (list.length === 0) channels.append(h("li", { class: "empty" }, "No channels yet."));
+      channelForm.hidden = false;
+    } catch (failure) {
+      if (failure.status !== 404) throw failure;
+      channels.replaceChildren(h("li", { class: "empty" }, "This cloud does not offer notification channels yet."));
+      channelForm.hidden = true;
+    }
+    const list = await api.get("/api/v1/tokens");
+    tokens.replaceChildren(
+      ...list
+        .filter((t) => !t.revoked_at)
+        .map((t) =>
+          h(
+            "tr",
+            {},
+            h("td", {}, t.name),
+            h("td", {}, t.scopes.join(", ")),
+            h("td", {}, clock(t.created_at)),
+            h("td", {}, clock(t.last_used_at)),
+            h(
+              "td",
+              {},
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "small danger",
+                  "aria-label": `Revoke ${t.name}`,
+                  onclick: async () => {
+                    const ok = await confirmDialog({ title: `Revoke ${t.name}?`, text: "It stops working at once. If it is this page's own token, you are logged out.", ok: "Revoke", danger: true });
+                    if (ok) await act("Token revoked", () => api.del(`/api/v1/tokens/${t.id}`));
+                  },
+                },
+                "Revoke",
+              ),
+            ),
+          ),
+        ),
+    );
+  }
+  update().catch((failure) => toast(failure.message, true));
+  return { update };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing.
+
+const ROUTES = [
+  [/^#\/?$/, "fleet", (main) => fleetView(main)],
+  [/^#\/printers\/([^/]+)$/, "fleet", (main, id) => printerView(main, decodeURIComponent(id))],
+  [/^#\/jobs$/, "jobs", (main) => jobsView(main)],
+  [/^#\/alerts$/, "alerts", (main) => alertsView(main)],
+  [/^#\/settings$/, "settings", (main) => settingsView(main)],
+];
+
+function render() {
+  const main = document.getElementById("main");
+  main.replaceChildren();
+  const header = document.querySelector("header.top");
+  const hash = location.hash || "#/";
+  if (!session.token) {
+    header.hidden = true;
+    document.title = BASE_TITLE;
+    state.view = loginView(main, hash);
+    return;
+  }
+  header.hidden = false;
+  const [, nav, make, match] = ROUTES.map(([pattern, n, m]) => [pattern, n, m, hash.match(pattern)]).find(
+    ([, , , m]) => m,
+  ) || [null, "fleet", null, null];
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    if (link.dataset.nav === nav) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  if (!make) {
+    main.append(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the fleet")));
+    state.view = null;
+    return;
+  }
+  state.view = make(main, ...match.slice(1));
+  showAlertCount();
+  // Move focus to the new page's heading, so keyboard and screen-reader users follow along.
+  const heading = main.querySelector("h1");
+  if (heading) {
+    heading.tabIndex = -1;
+    heading.focus({ preventScroll: true });
+  }
+}
+
+async function start() {
+  render();
+  if (!session.token) return;
+  await refresh();
+  feed.start();
+  startPolling();
+}
+
+function logOut() {
+  session.token = null;
+  feed.stop();
+  clearInterval(pollTimer);
+  state.printers = [];
+  state.alerts = [];
+  state.liveMode = null;
+  render();
+}
+
+whenUnauthenticated(() => logOut());
+window.addEventListener("hashchange", () => {
+  render();
+  scheduleRefresh(0);
+});
+document.getElementById("logout").addEventListener("click", async () => {
+  const own = session.tokenId;
+  try {
+    if (own) await api.del(`/api/v1/tokens/${own}`);
+  } catch {
+    // Forgetting the token here is what matters; it may already be revoked.
+  }
+  session.tokenId = null;
+  logOut();
+});
+
+start();
