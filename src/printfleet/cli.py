@@ -171,8 +171,13 @@ async def _run_for(coroutine: Coroutine[Any, Any, None], duration: float | None)
         await task
 
 
-@app.command()
+agent_app = typer.Typer(help="Run one printer agent, or its screen.")
+app.add_typer(agent_app, name="agent")
+
+
+@agent_app.callback(invoke_without_command=True)
 def agent(
+    context: typer.Context,
     config: Annotated[
         Path | None, typer.Option(help="A TOML file with the agent's settings.", exists=True)
     ] = None,
@@ -195,6 +200,8 @@ def agent(
     from printfleet.agent.runtime import PrinterAgent  # noqa: PLC0415
     from printfleet.sim.printer import SimulatedPrinter  # noqa: PLC0415
 
+    if context.invoked_subcommand is not None:
+        return
     _setup_logging(verbose)
     if config is not None:
         settings = AgentConfig.from_file(config)
@@ -218,6 +225,46 @@ def agent(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+@agent_app.command("screen")
+def agent_screen(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="The agent's TOML config: its lan_listen and lan_access_code.", exists=True
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="The agent's LAN API, host:port (default: from --config).")
+    ] = None,
+    access_code: Annotated[
+        str | None, typer.Option(envvar="PRINTFLEET_ACCESS_CODE", help="The LAN access code.")
+    ] = None,
+) -> None:
+    """The printer's screen: print files from its SD card, confirm the plate, pause, cancel,
+    clear a fault, over the agent's LAN API (works with the broker and the cloud down)."""
+    from printfleet.agent.config import AgentConfig, lan_address  # noqa: PLC0415
+    from printfleet.agent.lan_client import LanClient  # noqa: PLC0415
+    from printfleet.agent.screen import PrinterScreen  # noqa: PLC0415
+
+    if config is not None:
+        settings = AgentConfig.from_file(config)
+        if settings.lan_listen is None or settings.lan_access_code is None:
+            raise typer.BadParameter("its LAN API is off (no lan_listen)", param_hint="--config")
+        listen_host, port = lan_address(settings.lan_listen)
+        # A wildcard address is where it listens, not where to reach it: this very host.
+        reach = "127.0.0.1" if listen_host in {"0.0.0.0", "::"} else listen_host  # noqa: S104
+        host = host or f"{reach}:{port}"
+        access_code = access_code or settings.lan_access_code.get_secret_value()
+    if host is None or not access_code:
+        raise typer.BadParameter("give --config FILE, or --host and --access-code")
+    try:
+        client = LanClient(host, access_code)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--host") from None
+    with client:
+        raise typer.Exit(PrinterScreen(client).run())
 
 
 @app.command()
