@@ -22,6 +22,7 @@ from printfleet.client import (
     RateLimited,
     RetryBudget,
     RetryPolicy,
+    ServerError,
     Unreachable,
     calls,
 )
@@ -317,3 +318,12 @@ async def test_the_async_client_retries_the_same_way() -> None:
     ]
     assert len(server.requests_to("/api/v1/jobs/j1/pause")) == 1
     assert len(waits) == 1
+
+
+def test_an_answer_of_the_wrong_shape_is_a_server_error() -> None:
+    with (
+        FaultyServer(default=Reply(200, {"not": "a list"})) as server,
+        Client(server.url, "t") as client,
+        pytest.raises(ServerError, match=r"unexpected answer from .*/api/v1/printers"),
+    ):
+        client.list_printers()

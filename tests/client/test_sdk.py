@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from tests.client.conftest import GCODE, PASSWORD, LiveCloud
+from tests.client.live_cloud import GCODE, PASSWORD, LiveCloud
 
 from printfleet.client import (
     AsyncClient,

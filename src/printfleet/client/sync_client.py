@@ -168,7 +168,13 @@ class Client:
 
     def _answer(self, call: calls.Call[T], response: httpx.Response) -> T:
         if response.is_success or response.status_code in call.accept:
-            return call.read(response)
+            try:
+                return call.read(response)
+            except ValueError as error:  # pydantic's ValidationError included
+                raise ServerError(
+                    f"unexpected answer from {self.url}{call.path}: {error}"[:500],
+                    status=response.status_code,
+                ) from error
         raise calls.error_for(response, now=self.policy.wall_clock())
 
     # -- accounts --------------------------------------------------------------------------------
