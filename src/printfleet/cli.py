@@ -12,13 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from printfleet import __version__
+from printfleet import __version__, cli_client
 
 app = typer.Typer(
     name="printfleet",
     help="A print cloud for fleets of 3D printers that never starts a print nobody asked for.",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    epilog=cli_client.EXIT_CODES_HELP,
 )
 protocol_app = typer.Typer(help="Look inside the printer protocol.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")
@@ -529,6 +530,10 @@ def demo(
 
 
 # -- end of printfleet demo ----------------------------------------------------------------------
+
+
+# -- the client commands (login, printers, upload, print, ...): printfleet.cli_client ------------
+cli_client.install(app)
 
 
 def main() -> None:
