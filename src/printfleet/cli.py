@@ -141,6 +141,52 @@ def chaos_sim(
         raise typer.Exit(1)
 
 
+@chaos_app.command("run")
+def chaos_run(
+    scenario: Annotated[str, typer.Argument(help="A scenario name (see `chaos list`), or 'all'.")],
+    seed: Annotated[int, typer.Option(help="The seed (the first, with --seeds).")] = 0,
+    seeds: Annotated[int, typer.Option(min=1, help="How many seeds to run from --seed.")] = 1,
+    safeguards: Annotated[
+        str, typer.Option(help="'on', or 'off' (every remedy off) to show what they prevent.")
+    ] = "on",
+    quick: Annotated[
+        bool, typer.Option("--quick/--full", help="Time-scaled (a 60 s outage takes 8 s).")
+    ] = True,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    timeline: Annotated[Path | None, typer.Option(help="Write an HTML timeline here.")] = None,
+    history: Annotated[Path | None, typer.Option(help="Write the JSON-lines history here.")] = None,
+) -> None:
+    """Inject faults into real processes (Mosquitto, the cloud's MQTT side, printer agents)
+    and check the recorded history for S1-S9."""
+    from printfleet.chaos.run import run_command  # noqa: PLC0415
+
+    if safeguards not in {"on", "off"}:
+        raise typer.BadParameter("use 'on' or 'off'", param_hint="--safeguards")
+    try:
+        code = run_command(
+            scenario,
+            seed=seed,
+            seeds=seeds,
+            safeguards=safeguards == "on",
+            quick=quick,
+            json_output=json_output,
+            timeline=timeline,
+            history=history,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="SCENARIO") from None
+    raise typer.Exit(code)
+
+
+@chaos_app.command("list")
+def chaos_list() -> None:
+    """The scenarios `chaos run` knows."""
+    from printfleet.chaos.run import SCENARIOS  # noqa: PLC0415
+
+    for scenario in SCENARIOS.values():
+        console.print(f"[bold]{scenario.name}[/]: {scenario.summary}")
+
+
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler  # noqa: PLC0415 - only commands that run need it
 

@@ -42,6 +42,7 @@ from printfleet.protocol.gate import (
     Action,
     CancelPrint,
     FetchFile,
+    GateSettings,
     HeatersOff,
     PausePrint,
     PlateReading,
@@ -63,8 +64,8 @@ from printfleet.protocol.messages import (
     PrinterStatus,
     ProgressTelemetry,
     RejectedBody,
-    Telemetry,
     StartSource,
+    Telemetry,
     decode_command,
     encode,
     make_event,
@@ -75,6 +76,8 @@ from printfleet.protocol.signing import CommandVerifier
 from printfleet.protocol.topics import Topics
 
 log = logging.getLogger(__name__)
+_history = logging.getLogger("printfleet.history")
+"""Structured events for the chaos harness's checker; silent unless it listens."""
 
 OUTBOX_LIMIT = 256
 """Events kept while the broker is unreachable; the oldest go first beyond this."""
@@ -107,9 +110,6 @@ def new_message_id() -> str:
     """A time-ordered UUIDv7, as the protocol asks."""
     return str(uuid_utils.uuid7())
 
-
-class _SessionEnded(Exception):  # noqa: N818 - a signal between two loops, not an error
-    """A connected session dropped; reconnect with a fresh client and a fresh backoff."""
 
 class LocalAction(StrEnum):
     """What a person at the printer (its screen or its LAN API) may do besides starting."""
@@ -158,6 +158,9 @@ class OfflineTelemetry:
         )
 
 
+class _SessionEnded(Exception):  # noqa: N818 - a signal between two loops, not an error
+    """A connected session dropped; reconnect with a fresh client and a fresh backoff."""
+
 
 @dataclass
 class AgentStats:
@@ -169,10 +172,10 @@ class AgentStats:
     retained_dropped: int = 0
     events_dropped: int = 0
     telemetry_sent: int = 0
+    reports_sent: int = 0
     faults: list[str] = field(default_factory=list)
 
 
-    reports_sent: int = 0
 class PrinterAgent:
     """One printer's agent. ``run()`` until cancelled; ``ready`` is set while connected.
 
@@ -188,8 +191,11 @@ class PrinterAgent:
         journal: JournalFile | None = None,
         clock_ms: Callable[[], int] = monotonic_ms,
         http: httpx.AsyncClient | None = None,
+        gate_settings: GateSettings | None = None,
     ) -> None:
         self.config = config
+        self.gate_settings = gate_settings
+        """Only the chaos harness's ``--safeguards off`` passes anything but the defaults."""
         self.hardware = hardware
         self.topics = Topics(config.topic_prefix)
         self.journal = journal or JournalFile(config.data_dir / "journal.sqlite3")
@@ -210,17 +216,17 @@ class PrinterAgent:
         self._stopped_by_fault: str | None = None
         self._progress_floor: tuple[str | None, int] = (None, 0)
         self._telemetry_seq = 0
+        self.offline_telemetry = OfflineTelemetry(config.telemetry_buffer)
+        self._reports_due = 0.0
+        self.lan_address: tuple[str, int] | None = None
+        """Where the LAN API listens, once it does (the port is chosen when 0 is asked)."""
+        self.lan_ready = asyncio.Event()
         self.core = self._make_core()
 
     def _make_core(self) -> PrinterCore:
         records = self.journal.load()
         verifier = (
             CommandVerifier(self.config.cloud_public_key) if self.config.cloud_public_key else None
-        self.offline_telemetry = OfflineTelemetry(config.telemetry_buffer)
-        self._reports_due = 0.0
-        self.lan_address: tuple[str, int] | None = None
-        """Where the LAN API listens, once it does (the port is chosen when 0 is asked)."""
-        self.lan_ready = asyncio.Event()
         )
         state = PrinterState(
             printer_id=self.config.printer_id,
@@ -232,6 +238,7 @@ class PrinterAgent:
             verifier=verifier,
             new_id=new_message_id,
             journal=Journal.replay(records),
+            settings=self.gate_settings,
         )
 
     # -- running -------------------------------------------------------------------------------
@@ -254,9 +261,9 @@ class PrinterAgent:
                 group.create_task(self._telemetry_loop(), name=f"{name}:telemetry")
                 group.create_task(self._time_sync_loop(), name=f"{name}:clock")
                 group.create_task(self._screen_loop(), name=f"{name}:screen")
-        finally:
                 if self.config.lan_listen is not None:
                     group.create_task(self._lan_loop(), name=f"{name}:lan")
+        finally:
             self._group = None
 
     async def _stop_unaccounted_print(self) -> None:
@@ -464,7 +471,6 @@ class PrinterAgent:
         now = self._clock_ms()
         self._emit(self.core.state_event(now))
         self._emit(self.core.request_time(now))
-
         summary = self.offline_telemetry.summary(time.monotonic())
         if summary is not None:
             self._emit(self._alert("offline_summary", "info", summary))
@@ -476,6 +482,7 @@ class PrinterAgent:
         for report in self.core.local_job_reports(self._clock_ms()):
             self.stats.reports_sent += 1
             self._emit(report)
+
     def _emit(self, event: Event) -> None:
         """Queue an event for publishing; never waits for the network."""
         if len(self._outbox) >= OUTBOX_LIMIT:
@@ -507,6 +514,7 @@ class PrinterAgent:
                     self.config.printer_id,
                     output.decision.detail,
                 )
+            _record_judgement(self.config.printer_id, output)
             await self._apply(output)
             if isinstance(output.command, ConfirmPlateCommand) and output.decision.accepted:
                 # Confirmed remotely: the question on the screen has been answered.
@@ -556,6 +564,9 @@ class PrinterAgent:
                 # A person cleared the fault: thermal protection's latch goes with the core's,
                 # or it would refuse every target from now on.
                 self.guard.clear(record.detail or "a person")
+                _history.debug(
+                    "fault_cleared", extra={"history": {"printer_id": self.config.printer_id}}
+                )
                 self._stopped_by_fault = None
 
     async def _act(self, action: Action) -> list[Event | Output]:
@@ -716,6 +727,10 @@ class PrinterAgent:
             state = self.core.state
             if state.fault is None and state.status in _RUNNING:
                 self._stopped_by_fault = state.job_id
+            _history.debug(
+                "thermal_fault",
+                extra={"history": {"printer_id": self.config.printer_id, "fault": fault.message}},
+            )
             await self._apply(self.core.thermal_fault(fault.message, self._clock_ms()))
 
     # -- the other loops ---------------------------------------------------------------------------
@@ -723,9 +738,18 @@ class PrinterAgent:
     async def _telemetry_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.telemetry_period_s)
+            if self.hardware.has_plate_sensor:
+                # Read each period, not only when a command comes: otherwise a plate cleared by
+                # hand goes on looking occupied, and a job waiting for it never starts.
+                self.core.plate_reading(_plate(self.hardware.read_plate()), self._clock_ms())
             client = self._client
             if client is None:
+                # Not queued for later (S9 in spirit): kept in a bounded buffer, summarised
+                # in one alert when the broker is back.
+                self.offline_telemetry.add(self.telemetry(), time.monotonic())
                 continue
+            if time.monotonic() >= self._reports_due and self.core.journal.unacknowledged_reports():
+                self._send_reports()
             with contextlib.suppress(aiomqtt.MqttError):
                 await _publish(
                     client,
@@ -734,27 +758,13 @@ class PrinterAgent:
                     qos=0,
                 )
                 self.stats.telemetry_sent += 1
-                # Not queued for later (S9 in spirit): kept in a bounded buffer, summarised
-                # in one alert when the broker is back.
-                self.offline_telemetry.add(self.telemetry(), time.monotonic())
 
-            if time.monotonic() >= self._reports_due and self.core.journal.unacknowledged_reports():
-                self._send_reports()
     async def _time_sync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.time_sync_period_s)
             # Only while connected: a request queued through an outage would time nothing.
             if self._client is not None:
                 self._emit(self.core.request_time(self._clock_ms()))
-
-    async def _screen_loop(self) -> None:
-        while True:
-            answer = await self.hardware.screen.next_answer()
-            if answer.prompt_id != PLATE_PROMPT_ID:
-                continue
-            async with self._judging():
-                output = self.core.confirm_plate_locally("person at the printer", self._clock_ms())
-                await self._apply(output)
 
     async def _lan_loop(self) -> None:
         # Imported here: fleets of simulated printers run without the LAN API, and its web
@@ -804,6 +814,15 @@ class PrinterAgent:
         if action is LocalAction.CONFIRM_PLATE and output.decision.accepted:
             await self.hardware.screen.withdraw_prompt(PLATE_PROMPT_ID)
         return output
+
+    async def _screen_loop(self) -> None:
+        while True:
+            answer = await self.hardware.screen.next_answer()
+            if answer.prompt_id != PLATE_PROMPT_ID:
+                continue
+            async with self._judging():
+                output = self.core.confirm_plate_locally("person at the printer", self._clock_ms())
+                await self._apply(output)
             if output.decision.accepted:
                 await self.hardware.screen.withdraw_prompt(PLATE_PROMPT_ID)
 
@@ -873,6 +892,24 @@ async def _publish(
 ) -> None:
     async with _link_timeout(within):
         await client.publish(topic, payload, qos=qos, retain=retain, timeout=math.inf)
+
+
+def _record_judgement(printer_id: str, output: Output) -> None:
+    """Tell the chaos history what the gate made of a command, if it listens."""
+    if not _history.isEnabledFor(logging.DEBUG):
+        return
+    command, decision = output.command, output.decision
+    fields = {
+        "printer_id": printer_id,
+        "command_id": None if command is None else command.id,
+        "type": str(getattr(command, "type", "unknown")),
+        "job_id": None if command is None else command.job_id,
+        "issued_at": None if command is None else command.issued_at,
+        "not_after": None if command is None else command.not_after,
+        "accepted": decision.accepted,
+        "reason": None if decision.reason is None else decision.reason.value,
+    }
+    _history.debug("command_received", extra={"history": fields})
 
 
 def _heater(reading: HeaterReading) -> HeaterTelemetry:

@@ -20,10 +20,12 @@ class ViolationKind(StrEnum):
     DUPLICATE_START = "S3 duplicate start"
     BUSY_START = "S4 start on a busy or faulted printer"
     OCCUPIED_PLATE = "S5 start on an occupied plate"
+    UNCONFIRMED_PLATE = "S5 start on an unconfirmed plate"
     HEAT_WHILE_FAULTED = "S6 heating with a latched fault"
     NO_TERMINAL_STATE = "S7 job without a terminal state"
     NOT_NOTIFIED = "S7 failure nobody was told of"
     UNVERIFIED_DISPATCH = "S8 command issued without link evidence"
+    DELIVERED_AFTER_FAILED_PUBLISH = "S9 command delivered after its publish failed"
 
 
 @dataclass(frozen=True, slots=True)

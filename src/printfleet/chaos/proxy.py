@@ -4,15 +4,21 @@ Modes: ``forward`` passes traffic on; ``delay`` forwards each chunk late; ``blac
 connections open but silently discards every byte (a half-open link: neither side notices until
 a timeout); ``hold`` keeps every byte and releases the pile in one burst when the mode returns
 to ``forward`` (the 2023 burst-on-reconnect); ``reset`` aborts every connection with an RST and
-refuses new ones. Everything binds 127.0.0.1 and stops with the proxy.
+refuses new ones; ``lie`` is the 2023 adapter itself: live connections die (a timeout), and every
+reconnect is answered by a fake MQTT 3.1.1 broker that acknowledges the CONNECT, subscriptions
+and publishes but delivers nothing; when the mode returns to ``forward`` each fake session's bytes
+are replayed to the real broker in one burst, then the fake session is reset. Everything binds
+127.0.0.1 and stops with the proxy.
 """
 
 import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class ProxyMode(StrEnum):
@@ -23,6 +29,7 @@ class ProxyMode(StrEnum):
     BLACKHOLE = "blackhole"
     HOLD = "hold"
     RESET = "reset"
+    LIE = "lie"
 
 
 @dataclass(slots=True, eq=False)
@@ -53,7 +60,10 @@ class FaultProxy:
         self._pipes: set[_Pipe] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._mode_changed = asyncio.Event()
+        self._fakes: set[_FakeSession] = set()
         self.connections = 0
+        self.fake_sessions = 0
+        self.replayed_bytes = 0
 
     async def __aenter__(self) -> "FaultProxy":
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -65,6 +75,9 @@ class FaultProxy:
             self._server.close()
         for pipe in list(self._pipes):
             _abort(pipe.writer)
+        for fake in list(self._fakes):
+            _abort(fake.writer)
+        self._fakes.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -74,17 +87,32 @@ class FaultProxy:
             await self._server.wait_closed()
 
     def set_mode(self, mode: ProxyMode) -> None:
-        """Switch modes; ``reset`` aborts every live connection at once."""
+        """Switch modes; ``reset`` and ``lie`` abort every live connection at once."""
         self.mode = mode
-        if mode is ProxyMode.RESET:
+        if mode in {ProxyMode.RESET, ProxyMode.LIE}:
             for pipe in list(self._pipes):
                 _abort(pipe.writer)
+        if mode is not ProxyMode.LIE:
+            for fake in list(self._fakes):
+                self._fakes.discard(fake)
+                self._spawn(self._replay(fake, burst=mode is not ProxyMode.RESET), "proxy replay")
         self._mode_changed.set()
         self._mode_changed = asyncio.Event()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         if self.mode is ProxyMode.RESET:
             _abort(client_w)
+            return
+        if self.mode is ProxyMode.LIE:
+            fake = _FakeSession(client_r, client_w)
+            self._fakes.add(fake)
+            self.fake_sessions += 1
+            self._spawn(fake.serve(), "proxy fake broker")
             return
         try:
             upstream_r, upstream_w = await asyncio.open_connection(*self.target)
@@ -145,8 +173,103 @@ class FaultProxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _replay(self, fake: "_FakeSession", *, burst: bool) -> None:
+        """Deliver what a fake session swallowed to the real broker, then reset the session."""
+        try:
+            if burst and fake.held:
+                upstream_r, upstream_w = await asyncio.open_connection(*self.target)
+                # Whole packets only, then a DISCONNECT so the broker handles them and hangs up.
+                upstream_w.write(bytes(fake.held[: fake.complete]) + b"\xe0\x00")
+                await upstream_w.drain()
+                self.replayed_bytes += fake.complete
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        while await upstream_r.read(65536):
+                            pass  # the broker's answers went to nobody in 2023 either
+                upstream_w.close()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            _abort(fake.writer)
+
     async def _flush(self, pipe: _Pipe) -> None:
         if pipe.held:
             burst, pipe.held = b"".join(pipe.held), []
             pipe.writer.write(burst)
             await pipe.writer.drain()
+
+
+# ---------------------------------------------------------------------------------------------
+# The fake broker of ``lie`` mode.
+
+
+def _split_packet(buffer: bytes | bytearray, start: int) -> tuple[int, int, int] | None:
+    """``(first byte, body start, body end)`` of the MQTT packet at ``start``, if complete."""
+    length, multiplier, position = 0, 1, start + 1
+    while True:
+        if position >= len(buffer) or position - start > 4:  # noqa: PLR2004 - 4 length bytes
+            return None
+        byte = buffer[position]
+        length += (byte & 0x7F) * multiplier
+        multiplier *= 128
+        position += 1
+        if not byte & 0x80:
+            break
+    end = position + length
+    if end > len(buffer):
+        return None
+    return buffer[start], position, end
+
+
+def _fake_reply(first: int, body: bytes) -> bytes:
+    """What a broker would answer to one MQTT 3.1.1 packet: an acknowledgement, or nothing."""
+    kind, flags = first >> 4, first & 0x0F
+    match kind:
+        case 1:  # CONNECT
+            return b"\x20\x02\x00\x00"
+        case 3 if flags & 0x06:  # PUBLISH at QoS 1 or 2
+            topic_length = int.from_bytes(body[:2], "big")
+            packet_id = body[2 + topic_length : 4 + topic_length]
+            return (b"\x40\x02" if flags & 0x06 == 0x02 else b"\x50\x02") + packet_id  # noqa: PLR2004
+        case 6:  # PUBREL
+            return b"\x70\x02" + body[:2]
+        case 8:  # SUBSCRIBE: grant each filter the QoS it asked for
+            granted, position = bytearray(), 2
+            while position + 2 <= len(body):
+                length = int.from_bytes(body[position : position + 2], "big")
+                position += 2 + length
+                if position < len(body):
+                    granted.append(body[position] & 0x03)
+                position += 1
+            return bytes([0x90, 2 + len(granted)]) + body[:2] + bytes(granted)
+        case 10:  # UNSUBSCRIBE
+            return b"\xb0\x02" + body[:2]
+        case 12:  # PINGREQ
+            return b"\xd0\x00"
+        case _:
+            return b""
+
+
+class _FakeSession:
+    """One client connection answered by the fake broker; keeps every byte it was sent."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.held = bytearray()
+        self.complete = 0
+        """How many leading bytes of ``held`` are whole packets."""
+
+    async def serve(self) -> None:
+        try:
+            while chunk := await self.reader.read(65536):
+                self.held += chunk
+                while (packet := _split_packet(self.held, self.complete)) is not None:
+                    first, body_start, end = packet
+                    self.complete = end
+                    reply = _fake_reply(first, bytes(self.held[body_start:end]))
+                    if reply:
+                        self.writer.write(reply)
+                await self.writer.drain()
+        except (ConnectionError, OSError):
+            pass

@@ -25,6 +25,8 @@ from printfleet.protocol.messages import CommandBase, Event, TimeRequestEvent, e
 from printfleet.protocol.topics import Topics
 
 log = logging.getLogger(__name__)
+_history = logging.getLogger("printfleet.history")
+"""Structured events for the chaos harness's checker; silent unless it listens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,8 @@ class StoredJob:
     file_name: str
     file_size: int
     file_id: str | None = None
+    notify_completion: bool = False
+    """The submitter asked to be told of completion too (S7 tells every other end anyway)."""
 
 
 class JobRepository(Protocol):
@@ -76,6 +80,8 @@ class Publisher(Protocol):
 
 
 JobNotice = Callable[[JobChange, StoredJob], Awaitable[None]]
+PlateNotice = Callable[[StoredJob, str], Awaitable[None]]
+"""Told, each round, of a job waiting on a printer whose plate a person must confirm."""
 FileUrl = Callable[[StoredJob, str], str]
 
 
@@ -96,6 +102,7 @@ class Dispatcher:
         *,
         file_url: FileUrl,
         on_change: JobNotice,
+        on_plate_needed: PlateNotice | None = None,
         policy: DispatchPolicy | None = None,
         probe_interval_ms: int = 2_000,
         clock_ms: Callable[[], int] = cloud_ms,
@@ -108,6 +115,7 @@ class Dispatcher:
         self.policy = policy or DispatchPolicy()
         self._file_url = file_url
         self._on_change = on_change
+        self._on_plate_needed = on_plate_needed
         self._probe_interval_ms = probe_interval_ms
         self._clock_ms = clock_ms
         self._tick_s = tick_s
@@ -212,10 +220,11 @@ class Dispatcher:
                     await self._save(dispatch.cancel_sent(view, now), job)
             case dispatch.Unassign():
                 await self._save(dispatch.unassigned(view), job)
-            case dispatch.PlateNeeded():
-                # The printer raises its own "plate confirmation needed" alert when its print
-                # ends; the job simply waits, in the queue, within its window.
-                pass
+            case dispatch.PlateNeeded(printer_id=printer_id):
+                # The job simply waits, in the queue, within its window; a person is asked
+                # (the listener makes that once per job and printer, not once per round).
+                if self._on_plate_needed is not None:
+                    await self._on_plate_needed(job, printer_id)
 
     async def _send(
         self,
@@ -224,8 +233,25 @@ class Dispatcher:
         job: StoredJob,
         action: str,
     ) -> PublishOutcome:
+        evidence_age = self.link.evidence_age()
         outcome = await self.link.publish(self.link.topics.commands(printer_id), encode(command))
         self.publish_outcomes[outcome] += 1
+        if _history.isEnabledFor(logging.DEBUG):
+            # For the chaos checker: what was sent, and the link evidence it was sent on (S8/S9).
+            fields = {
+                "command_id": command.id,
+                "type": str(getattr(command, "type", action)),
+                "job_id": job.view.id,
+                "printer_id": printer_id,
+                "issued_at": command.issued_at,
+                "not_after": command.not_after,
+                "outcome": outcome.value,
+                "evidence_age_ms": None if evidence_age is None else int(evidence_age * 1000),
+                "probe_interval_ms": self._probe_interval_ms,
+            }
+            _history.debug("command_published", extra={"history": fields})
+            if outcome is not PublishOutcome.SENT:
+                _history.debug("publish_failed", extra={"history": fields})
         await self.jobs.audit(
             f"{action}:{outcome.value}",
             job.view,
@@ -239,6 +265,14 @@ class Dispatcher:
 
     async def _commit(self, change: JobChange, job: StoredJob) -> None:
         await self._save(change.job, job)
+        if change.job.state.terminal and _history.isEnabledFor(logging.DEBUG):
+            fields = {
+                "job_id": change.job.id,
+                "state": change.job.state.value,
+                "reason": change.job.reason,
+                "notify": change.notify,
+            }
+            _history.debug("job_terminal", extra={"history": fields})
         await self._on_change(change, job)
 
     # -- printer events --------------------------------------------------------------------------

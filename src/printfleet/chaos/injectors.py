@@ -1,0 +1,122 @@
+"""Fault injectors against the real processes of a chaos world.
+
+Each injector breaks one thing and heals it, and records both in the history. Broker faults
+act on the Mosquitto process itself (kill -9 and restart on the same port; SIGSTOP and
+SIGCONT); link faults act on the :class:`FaultProxy` between a component and the broker; the
+false reconnect is the 2023 failure whole — the command client's connection times out, every
+reconnect is answered by a fake broker, and (only with safeguards off) the link supervisor takes
+the adapter's word for it; a printer restart cuts the power of the printer that is printing.
+"""
+
+import asyncio
+
+from printfleet.chaos.proxy import FaultProxy, ProxyMode
+from printfleet.chaos.world import World
+
+
+class BrokerKill:
+    """``kill -9`` the broker; restart it on the same port."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def inject(self) -> None:
+        """Kill the broker."""
+        await asyncio.to_thread(self.world.broker.kill)
+        self.world.fault("broker killed (SIGKILL)")
+
+    async def heal(self) -> None:
+        """Start it again."""
+        await asyncio.to_thread(self.world.broker.restart)
+        self.world.fault("heal: broker restarted")
+
+
+class BrokerFreeze:
+    """``SIGSTOP`` the broker: every link stays open and nothing answers."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def inject(self) -> None:
+        """Stop the broker."""
+        await asyncio.to_thread(self.world.broker.freeze)
+        self.world.fault("broker frozen (SIGSTOP)")
+
+    async def heal(self) -> None:
+        """Continue it."""
+        await asyncio.to_thread(self.world.broker.thaw)
+        self.world.fault("heal: broker continued (SIGCONT)")
+
+
+class FalseReconnect:
+    """The 2023 failure: the cloud's command client times out and its adapter lies."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def inject(self) -> None:
+        """Cut the command link; answer reconnects with a fake broker; maybe believe it."""
+        self.world.proxy_out.set_mode(ProxyMode.LIE)
+        trusted = not self.world.settings.safeguards
+        # With safeguards on the supervisor believes only probes that came back through the
+        # broker; with them off it takes the client library's word, as the 2023 cloud did.
+        self.world.cloud.link_out.claims_verified_regardless = trusted
+        self.world.fault("command client timed out; adapter reports a reconnect", trusted=trusted)
+
+    async def heal(self) -> None:
+        """The link really returns; whatever the fake swallowed reaches the broker in a burst."""
+        self.world.cloud.link_out.claims_verified_regardless = False
+        self.world.proxy_out.set_mode(ProxyMode.FORWARD)
+        self.world.fault("heal: command link really back")
+
+
+class ProxyFault:
+    """Any :class:`ProxyMode` on one component's link, then back to forwarding."""
+
+    def __init__(self, world: World, target: str, mode: ProxyMode) -> None:
+        self.world = world
+        self.target = target
+        self.mode = mode
+
+    def _proxy(self) -> FaultProxy:
+        if self.target == "cloud-in":
+            return self.world.proxy_in
+        if self.target == "cloud-out":
+            return self.world.proxy_out
+        return self.world.printers[self.target].proxy
+
+    async def inject(self) -> None:
+        """Switch the link's proxy to the fault mode."""
+        self._proxy().set_mode(self.mode)
+        self.world.fault(f"link {self.target}: {self.mode.value}")
+
+    async def heal(self) -> None:
+        """Forward again (a held pile is delivered first)."""
+        self._proxy().set_mode(ProxyMode.FORWARD)
+        self.world.fault(f"heal: link {self.target} forwards")
+
+
+class PrinterLinkBurst(ProxyFault):
+    """A printer's link keeps every byte and delivers the pile in one burst later."""
+
+    def __init__(self, world: World, printer_id: str) -> None:
+        super().__init__(world, printer_id, ProxyMode.HOLD)
+
+
+class PrinterRestart:
+    """Cut the power of a printer that is printing (or of any, if none is) and boot it."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def inject(self) -> None:
+        """Power cycle mid-print."""
+        slots = self.world.printers.values()
+        printing = [
+            slot.printer_id
+            for slot in slots
+            if slot.hardware is not None and slot.hardware.current_print() is not None
+        ]
+        printer_id = printing[0] if printing else next(iter(self.world.printers))
+        self.world.fault("printer power cycled", printer_id=printer_id, mid_print=bool(printing))
+        await self.world.restart_printer(printer_id)

@@ -1,0 +1,177 @@
+"""The invariant checker for runs against real processes: S1 to S9 over a recorded history.
+
+It judges from what an outside witness recorded — what users asked for, what the hardware
+physically did and when, on the machine's one wall clock — and uses the components' own
+events only to connect a physical start to the command behind it. Every violation names the
+events that prove it.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from printfleet.chaos.checker import Violation, ViolationKind
+from printfleet.chaos.recorder import Kind, RecordedEvent
+from printfleet.protocol.lifecycle import JobState
+
+RECORDING_SLACK_MS = 50
+"""A gate's verdict and its log line are microseconds apart; this absorbs the recorder, not
+the printer's clock error (which the gate must bound itself)."""
+
+
+@dataclass(slots=True)
+class _PrinterTrack:
+    fault_latched: bool = False
+    confirmed_since_last_start: bool = False
+    starts: int = 0
+
+
+@dataclass(slots=True)
+class _Index:
+    intents: dict[str, RecordedEvent] = field(default_factory=dict)
+    published: dict[str, RecordedEvent] = field(default_factory=dict)
+    accepted_starts: dict[tuple[str, str], RecordedEvent] = field(default_factory=dict)
+    terminal: dict[str, RecordedEvent] = field(default_factory=dict)
+    notified: set[str] = field(default_factory=set)
+    started_jobs: dict[str, RecordedEvent] = field(default_factory=dict)
+    started_requests: dict[str, RecordedEvent] = field(default_factory=dict)
+
+
+def _describe(event: RecordedEvent) -> str:
+    keys = ("printer_id", "job_id", "command_id", "type", "outcome", "reason", "state")
+    parts = [f"{key}={event.fields[key]}" for key in keys if event.fields.get(key) is not None]
+    return f"[{event.kind.value} at {event.at}: {', '.join(parts)}]"
+
+
+def check_recorded(
+    events: Iterable[RecordedEvent],
+    *,
+    dispatch_window_ms: int = 30_000,
+    require_terminal: bool = True,
+) -> list[Violation]:
+    """Every violation of S1 to S9 in a recorded history (events in recording order)."""
+    ordered = sorted(events, key=lambda event: event.at)
+    index = _Index()
+    printers: defaultdict[str, _PrinterTrack] = defaultdict(_PrinterTrack)
+    violations: list[Violation] = []
+
+    def flag(kind: ViolationKind, *evidence: RecordedEvent, note: str = "") -> None:
+        text = " ".join(_describe(event) for event in evidence)
+        violations.append(Violation(kind, f"{note}: {text}" if note else text))
+
+    for event in ordered:
+        printer = printers[event.text("printer_id")]
+        match event.kind:
+            case Kind.INTENT_CREATED:
+                index.intents[event.text("job_id")] = event
+            case Kind.COMMAND_PUBLISHED:
+                index.published[event.text("command_id")] = event
+                _check_link_evidence(event, flag)
+            case Kind.COMMAND_RECEIVED:
+                _check_delivery(event, index, flag)
+                if event.text("type") == "start" and event.get("accepted") is True:
+                    index.accepted_starts[(event.text("printer_id"), event.text("job_id"))] = event
+            case Kind.PRINT_STARTED:
+                _check_start(event, printer, index, dispatch_window_ms, flag)
+            case Kind.HEATER_TARGET:
+                target = event.number("target_c")
+                if printer.fault_latched and target is not None and target > 0:
+                    flag(ViolationKind.HEAT_WHILE_FAULTED, event)
+            case Kind.THERMAL_FAULT:
+                printer.fault_latched = True
+            case Kind.FAULT_CLEARED:
+                printer.fault_latched = False
+            case Kind.PLATE_CONFIRMED:
+                printer.confirmed_since_last_start = True
+            case Kind.JOB_TERMINAL:
+                index.terminal.setdefault(event.text("job_id"), event)
+            case Kind.NOTIFICATION_SENT:
+                index.notified.add(event.text("job_id"))
+            case _:
+                pass
+    _check_endings(index, require_terminal=require_terminal, flag=flag)
+    return violations
+
+
+class _Flag(Protocol):
+    def __call__(self, kind: ViolationKind, *evidence: RecordedEvent, note: str = "") -> None:
+        """Report one violation."""
+
+
+def _check_link_evidence(event: RecordedEvent, flag: _Flag) -> None:
+    """S8: bytes of a start left the cloud only on a fresh end-to-end round trip."""
+    if event.text("type") != "start" or event.text("outcome") == "not_sent":
+        return
+    age, interval = event.number("evidence_age_ms"), event.number("probe_interval_ms")
+    if age is None or (interval is not None and age > interval):
+        note = "no round trip at all" if age is None else f"last round trip {age} ms old"
+        flag(ViolationKind.UNVERIFIED_DISPATCH, event, note=note)
+
+
+def _check_delivery(event: RecordedEvent, index: _Index, flag: _Flag) -> None:
+    """S9: a publish refused before any byte left can never arrive."""
+    published = index.published.get(event.text("command_id"))
+    if published is not None and published.text("outcome") == "not_sent":
+        flag(ViolationKind.DELIVERED_AFTER_FAILED_PUBLISH, published, event)
+
+
+def _check_start(
+    event: RecordedEvent,
+    printer: _PrinterTrack,
+    index: _Index,
+    dispatch_window_ms: int,
+    flag: _Flag,
+) -> None:
+    started_jobs, started_requests = index.started_jobs, index.started_requests
+    job_id = event.text("job_id")
+    intent = index.intents.get(job_id)
+    if intent is None:
+        flag(ViolationKind.UNINTENDED_START, event, note="no user asked for this job")
+    command = index.accepted_starts.get((event.text("printer_id"), job_id))
+    if command is not None:
+        not_after, issued_at = command.number("not_after"), command.number("issued_at")
+        if not_after is not None and command.at > not_after + RECORDING_SLACK_MS:
+            note = f"accepted {command.at - not_after} ms after its deadline"
+            flag(ViolationKind.STALE_START, command, event, note=note)
+        if not_after is not None and issued_at is not None:
+            lifetime = not_after - issued_at
+            if lifetime > dispatch_window_ms:
+                flag(ViolationKind.LONG_DEADLINE, command, note=f"valid for {lifetime} ms")
+        published = index.published.get(command.text("command_id"))
+        if published is not None and published.text("outcome") == "not_sent":
+            flag(ViolationKind.DELIVERED_AFTER_FAILED_PUBLISH, published, event)
+    if job_id in started_jobs:
+        flag(ViolationKind.DUPLICATE_START, started_jobs[job_id], event, note="job ran twice")
+    request = "" if intent is None else intent.text("request_id")
+    if request and request in started_requests and started_requests[request] is not event:
+        first = started_requests[request]
+        if first.text("job_id") != job_id:
+            note = f"one request ({request}) printed twice"
+            flag(ViolationKind.DUPLICATE_START, first, event, note=note)
+    started_jobs.setdefault(job_id, event)
+    if request:
+        started_requests.setdefault(request, event)
+    if event.get("busy") is True or printer.fault_latched:
+        flag(ViolationKind.BUSY_START, event)
+    plate_check = event.get("plate_check") is not False
+    objects = event.number("plate_objects") or 0
+    if plate_check and objects > 0:
+        flag(ViolationKind.OCCUPIED_PLATE, event, note=f"{objects} object(s) on the plate")
+    needs_confirmation = event.get("has_plate_sensor") is False
+    if plate_check and needs_confirmation and not printer.confirmed_since_last_start:
+        flag(ViolationKind.UNCONFIRMED_PLATE, event, note="no confirmation since the last print")
+    printer.confirmed_since_last_start = False
+    printer.starts += 1
+
+
+def _check_endings(index: _Index, *, require_terminal: bool, flag: _Flag) -> None:
+    """S7: every job ends, and every end but completion reaches its submitter."""
+    for job_id, intent in index.intents.items():
+        ending = index.terminal.get(job_id)
+        if ending is None:
+            if require_terminal:
+                flag(ViolationKind.NO_TERMINAL_STATE, intent)
+            continue
+        if ending.text("state") != JobState.COMPLETED.value and job_id not in index.notified:
+            flag(ViolationKind.NOT_NOTIFIED, intent, ending)

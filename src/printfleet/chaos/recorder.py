@@ -1,0 +1,169 @@
+"""The history of a run against real processes: structured events, one JSON object a line.
+
+Components write to the ``printfleet.history`` logger at DEBUG level with the event's fields in
+``extra={"history": {...}}`` (the cloud's dispatcher, the printer agent); the chaos harness
+writes what only an outside witness knows (what a user asked for, what the hardware physically
+did, which faults it injected). Nothing is recorded unless a :class:`HistoryRecorder` is
+installed, and the logger never propagates, so a service's own logs never carry these lines.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Self
+
+HISTORY_LOGGER = "printfleet.history"
+
+
+class Kind(StrEnum):
+    """Every kind of event a history holds."""
+
+    INTENT_CREATED = "intent_created"
+    """A user asked for a print: job id, the request it came from, the printer, the window."""
+    COMMAND_PUBLISHED = "command_published"
+    """The cloud tried to publish a command: outcome ``sent``, ``not_sent`` or ``unknown``."""
+    PUBLISH_FAILED = "publish_failed"
+    """A publish that did not get the broker's acknowledgement (``not_sent`` or ``unknown``)."""
+    COMMAND_RECEIVED = "command_received"
+    """A printer judged a command: accepted, or rejected with its reason."""
+    PRINT_STARTED = "print_started"
+    """The hardware physically began a print, with the truth at that instant."""
+    HEATER_TARGET = "heater_target"
+    """The hardware was told to heat."""
+    THERMAL_FAULT = "thermal_fault"
+    """A printer latched a thermal fault."""
+    FAULT_CLEARED = "fault_cleared"
+    """A person cleared a latched fault."""
+    PLATE_CLEARED = "plate_cleared"
+    """A person took everything off a plate."""
+    PLATE_CONFIRMED = "plate_confirmed"
+    """A person confirmed at the printer that its plate is clear."""
+    JOB_TERMINAL = "job_terminal"
+    """A job reached a terminal state."""
+    NOTIFICATION_SENT = "notification_sent"
+    """The submitter of a job was told how it ended."""
+    FAULT_INJECTED = "fault_injected"
+    """The harness broke something (or healed it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One line of a history: wall-clock milliseconds, kind, fields."""
+
+    at: int
+    kind: Kind
+    fields: Mapping[str, object]
+
+    def get(self, name: str) -> object:
+        """A field, or None."""
+        return self.fields.get(name)
+
+    def text(self, name: str) -> str:
+        """A field as text ('' when absent)."""
+        value = self.fields.get(name)
+        return "" if value is None else str(value)
+
+    def number(self, name: str) -> int | None:
+        """An integer field, or None."""
+        value = self.fields.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def to_json(self) -> str:
+        """The JSON line."""
+        return json.dumps({"at": self.at, "kind": self.kind.value, **self.fields}, default=str)
+
+    @classmethod
+    def from_json(cls, line: str) -> "RecordedEvent":
+        """Parse one JSON line; ValueError if it is not an event."""
+        document = json.loads(line)
+        if not isinstance(document, dict):
+            msg = f"not a history event: {line[:80]!r}"
+            raise ValueError(msg)  # noqa: TRY004 - a bad line is a value problem
+        at = document.pop("at")
+        kind = Kind(document.pop("kind"))
+        if not isinstance(at, int):
+            msg = f"event time must be an integer, not {at!r}"
+            raise ValueError(msg)  # noqa: TRY004 - a bad line is a value problem
+        return cls(at, kind, document)
+
+
+def wall_ms() -> int:
+    """True time for the history: the machine's wall clock in milliseconds (cloud time)."""
+    return time.time_ns() // 1_000_000
+
+
+class HistoryRecorder(logging.Handler):
+    """Collects history events in memory and, if given a path, as JSON lines on disk.
+
+    Use as a context manager: it attaches itself to the history logger on entry and detaches on
+    exit. :meth:`record` writes an event directly (the harness's own observations).
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.path = path
+        self.events: list[RecordedEvent] = []
+        self._lock_events = threading.Lock()
+        self._file: IO[str] | None = None
+        self._logger = logging.getLogger(HISTORY_LOGGER)
+        self._previous_level = self._logger.level
+
+    def __enter__(self) -> Self:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w", encoding="utf-8")
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.DEBUG)
+        self._logger.propagate = False
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._logger.removeHandler(self)
+        if not self._logger.handlers:
+            self._logger.setLevel(self._previous_level)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """A component logged an event."""
+        fields = getattr(record, "history", None)
+        try:
+            kind = Kind(record.getMessage())
+        except ValueError:
+            return
+        self.add(
+            RecordedEvent(
+                int(record.created * 1000), kind, dict(fields) if isinstance(fields, dict) else {}
+            )
+        )
+
+    def record(self, kind: Kind, **fields: object) -> RecordedEvent:
+        """Record an event the harness itself witnessed, stamped now."""
+        event = RecordedEvent(wall_ms(), kind, fields)
+        self.add(event)
+        return event
+
+    def add(self, event: RecordedEvent) -> None:
+        """Append an event (thread-safe)."""
+        with self._lock_events:
+            self.events.append(event)
+            if self._file is not None:
+                self._file.write(event.to_json() + "\n")
+                self._file.flush()
+
+    def of(self, *kinds: Kind) -> Iterator[RecordedEvent]:
+        """The events of the given kinds, in order."""
+        wanted = set(kinds)
+        return (event for event in list(self.events) if event.kind in wanted)
+
+
+def load_history(path: Path) -> list[RecordedEvent]:
+    """Read a JSON-lines history back."""
+    with path.open(encoding="utf-8") as handle:
+        return [RecordedEvent.from_json(line) for line in handle if line.strip()]

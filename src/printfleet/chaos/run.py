@@ -1,0 +1,457 @@
+"""``printfleet chaos run``: scenarios of faults injected into real processes, checked for S1-S9.
+
+Each scenario starts a world (:mod:`printfleet.chaos.world`), plays users submitting prints,
+injects its faults at seeded moments, then heals everything and lets people tend the printers
+until every job has ended. The recorded history is judged by
+:func:`printfleet.chaos.real_checker.check_recorded`.
+"""
+
+import asyncio
+import json
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from printfleet.chaos.checker import Violation
+from printfleet.chaos.injectors import (
+    BrokerFreeze,
+    BrokerKill,
+    FalseReconnect,
+    PrinterLinkBurst,
+    PrinterRestart,
+)
+from printfleet.chaos.real_checker import check_recorded
+from printfleet.chaos.recorder import HistoryRecorder, Kind, RecordedEvent
+from printfleet.chaos.world import World, WorldSettings, running_world
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How long and how hard a scenario runs."""
+
+    seed: int = 0
+    safeguards: bool = True
+    quick: bool = True
+    """Time-scaled: a 60 s outage becomes 8 s, windows and deadlines shrink alike."""
+
+    @property
+    def scale(self) -> float:
+        """Real seconds per scenario second."""
+        return 8 / 60 if self.quick else 1.0
+
+
+Body = Callable[[World, random.Random, RunOptions], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A named fault story."""
+
+    name: str
+    summary: str
+    body: Body
+    clock_skew: bool = False
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    """What one run did and what the checker found."""
+
+    scenario: str
+    seed: int
+    safeguards: bool
+    quick: bool
+    seconds: float = 0.0
+    requests: int = 0
+    jobs: int = 0
+    starts: int = 0
+    faults_injected: int = 0
+    settled: bool = False
+    job_states: dict[str, int] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+    events: list[RecordedEvent] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        """The ``--json`` document."""
+        return {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "safeguards": "on" if self.safeguards else "off",
+            "quick": self.quick,
+            "seconds": round(self.seconds, 1),
+            "requests": self.requests,
+            "jobs_submitted": self.jobs,
+            "starts": self.starts,
+            "faults_injected": self.faults_injected,
+            "settled": self.settled,
+            "job_states": self.job_states,
+            "violations": [
+                {"kind": v.kind.name, "invariant": v.kind.value, "evidence": v.evidence}
+                for v in self.violations
+            ],
+        }
+
+    def summary(self) -> str:
+        """The text summary."""
+        lines = [
+            (
+                f"scenario {self.scenario}, seed {self.seed}, safeguards "
+                f"{'on' if self.safeguards else 'off'}{' (quick)' if self.quick else ''}: "
+                f"{self.seconds:.1f} s"
+            ),
+            (
+                f"  requests {self.requests}, jobs {self.jobs}, physical starts {self.starts}, "
+                f"faults injected {self.faults_injected}"
+            ),
+            f"  job states: {', '.join(f'{k} {v}' for k, v in sorted(self.job_states.items()))}"
+            + ("" if self.settled else " (did not settle)"),
+            f"  violations: {len(self.violations)}",
+        ]
+        lines.extend(f"    {v.kind.value}: {v.evidence}" for v in self.violations[:50])
+        if len(self.violations) > 50:  # noqa: PLR2004 - a screenful
+            lines.append(f"    ... and {len(self.violations) - 50} more (see --json)")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The users.
+
+
+async def users_submit(
+    world: World,
+    rng: random.Random,
+    *,
+    seconds: float,
+    every: float,
+    re_requests: int,
+    window: float,
+) -> None:
+    """Users keep asking for prints for ``seconds``, one request every ``every`` s or so."""
+    deadline = time.monotonic() + seconds
+    printers = list(world.printers)
+    while time.monotonic() < deadline:
+        world.submit(rng.choice(printers), window_s=window, re_requests=re_requests)
+        await asyncio.sleep(rng.uniform(0.5, 1.5) * every)
+
+
+async def people_tend(world: World, rng: random.Random, *, seconds: float) -> None:
+    """People walk by and clear plates now and then."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(rng.uniform(0.5, 2.0))
+        await world.tend(rng.choice(list(world.printers)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The scenarios.
+
+
+async def incident_2023_08_15(world: World, rng: random.Random, options: RunOptions) -> None:
+    """Replay of 15 Aug 2023: the command client times out and its adapter lies."""
+    scale = options.scale
+    # Morning: every printer prints something; nobody clears the plates afterwards.
+    for printer_id in world.printers:
+        world.submit(printer_id, window_s=120 * scale, re_requests=1)
+    await asyncio.sleep(20 * scale)
+    # Next prints queue up behind the finished ones.
+    for printer_id in world.printers:
+        world.submit(printer_id, window_s=240 * scale, re_requests=1)
+    await asyncio.sleep(5 * scale)
+    lie = FalseReconnect(world)
+    await lie.inject()
+    # Users keep submitting through the outage; the desktop app re-sends at once.
+    await users_submit(
+        world, rng, seconds=60 * scale, every=5 * scale, re_requests=2, window=120 * scale
+    )
+    await lie.heal()
+    await asyncio.sleep(10 * scale)
+
+
+async def broker_kill(world: World, rng: random.Random, options: RunOptions) -> None:
+    """The broker is killed -9 mid-traffic and restarts on the same port."""
+    scale = options.scale
+    kill = BrokerKill(world)
+    users = asyncio.create_task(
+        users_submit(
+            world, rng, seconds=90 * scale, every=6 * scale, re_requests=1, window=90 * scale
+        )
+    )
+    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
+    await asyncio.sleep(rng.uniform(15, 30) * scale)
+    await kill.inject()
+    await asyncio.sleep(rng.uniform(5, 20) * scale)
+    await kill.heal()
+    await asyncio.gather(users, tend)
+
+
+async def broker_freeze(world: World, rng: random.Random, options: RunOptions) -> None:
+    """The broker is stopped (SIGSTOP) long enough for half-open links, then continued."""
+    scale = options.scale
+    freeze = BrokerFreeze(world)
+    users = asyncio.create_task(
+        users_submit(
+            world, rng, seconds=90 * scale, every=6 * scale, re_requests=1, window=90 * scale
+        )
+    )
+    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
+    await asyncio.sleep(rng.uniform(15, 30) * scale)
+    await freeze.inject()
+    await asyncio.sleep(max(4.0, rng.uniform(10, 40) * scale))
+    await freeze.heal()
+    await asyncio.gather(users, tend)
+
+
+async def printer_restart(world: World, rng: random.Random, options: RunOptions) -> None:
+    """A printer loses power mid-print and boots again: the job fails, nothing reruns."""
+    scale = options.scale
+    restart = PrinterRestart(world)
+    for printer_id in world.printers:
+        world.submit(printer_id, window_s=60 * scale, re_requests=1)
+    tend = asyncio.create_task(people_tend(world, rng, seconds=60 * scale))
+    printing = await world.until(
+        lambda: any(
+            slot.hardware is not None and slot.hardware.current_print() is not None
+            for slot in world.printers.values()
+        ),
+        within=30 * scale + 10,
+    )
+    if printing:
+        await restart.inject()
+    await tend
+
+
+async def printer_link_burst(world: World, rng: random.Random, options: RunOptions) -> None:
+    """A printer's link holds everything, then delivers the pile at once (late starts)."""
+    scale = options.scale
+    burst = PrinterLinkBurst(world, rng.choice(list(world.printers)))
+    users = asyncio.create_task(
+        users_submit(
+            world, rng, seconds=60 * scale, every=4 * scale, re_requests=0, window=90 * scale
+        )
+    )
+    tend = asyncio.create_task(people_tend(world, rng, seconds=60 * scale))
+    await asyncio.sleep(rng.uniform(5, 15) * scale)
+    await burst.inject()
+    await asyncio.sleep(max(5.0, 45 * scale))
+    await burst.heal()
+    await asyncio.gather(users, tend)
+
+
+async def clock_skew(world: World, rng: random.Random, options: RunOptions) -> None:
+    """Printer clocks hours off and drifting; prints must still start only on time."""
+    scale = options.scale
+    world.fault("printer clocks skewed by hours and drifting up to 500 ppm")
+    await asyncio.gather(
+        users_submit(
+            world, rng, seconds=60 * scale, every=4 * scale, re_requests=1, window=60 * scale
+        ),
+        people_tend(world, rng, seconds=60 * scale),
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        Scenario(
+            "incident-2023-08-15",
+            "one of two cloud MQTT clients times out and its adapter reports a reconnect that "
+            "did not happen; users re-submit through a 60 s outage; then the link returns",
+            incident_2023_08_15,
+        ),
+        Scenario("broker-kill", "kill -9 the broker mid-traffic, restart it", broker_kill),
+        Scenario(
+            "broker-freeze", "SIGSTOP the broker (half-open links), then SIGCONT", broker_freeze
+        ),
+        Scenario("printer-restart", "a printer loses power mid-print and boots", printer_restart),
+        Scenario(
+            "printer-link-burst",
+            "a printer's link holds all traffic, then delivers it in one burst",
+            printer_link_burst,
+        ),
+        Scenario(
+            "clock-skew", "printer clocks hours off and drifting", clock_skew, clock_skew=True
+        ),
+    )
+}
+
+
+async def run_scenario(
+    name: str, options: RunOptions, *, history_path: Path | None = None
+) -> ScenarioResult:
+    """Run one scenario against real processes and judge its history."""
+    scenario = SCENARIOS.get(name)
+    if scenario is None:
+        msg = f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}"
+        raise ValueError(msg)
+    rng = random.Random(options.seed)  # noqa: S311 - a replayable schedule, not a secret
+    settings = WorldSettings(
+        safeguards=options.safeguards,
+        dispatch_window_ms=int(30_000 * options.scale),
+        clock_skew=scenario.clock_skew,
+    )
+    began = time.monotonic()
+    result = ScenarioResult(name, options.seed, options.safeguards, options.quick)
+    with (
+        tempfile.TemporaryDirectory(prefix="printfleet-chaos-") as home,
+        HistoryRecorder(history_path) as recorder,
+    ):
+        async with running_world(settings, recorder, seed=options.seed, home=Path(home)) as world:
+            await scenario.body(world, rng, options)
+            result.settled = await world.settle(within=max(30.0, 240 * options.scale))
+            result.requests = world.requests
+            result.jobs = len(world.jobs.rows)
+            result.faults_injected = world.faults_injected
+            result.job_states = world.jobs.states()
+        result.events = list(recorder.events)
+    result.starts = sum(1 for event in result.events if event.kind is Kind.PRINT_STARTED)
+    result.violations = check_recorded(
+        result.events, dispatch_window_ms=settings.dispatch_window_ms, require_terminal=True
+    )
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def write_json(results: list[ScenarioResult]) -> str:
+    """Results as one JSON document (a list when several)."""
+    documents = [result.to_json() for result in results]
+    return json.dumps(documents[0] if len(documents) == 1 else documents, indent=2)
+
+
+def run_command(
+    scenario: str,
+    *,
+    seed: int,
+    seeds: int,
+    safeguards: bool,
+    quick: bool,
+    json_output: bool,
+    timeline: Path | None,
+    history: Path | None,
+) -> int:
+    """``printfleet chaos run``: run, print the summary or JSON, write the timeline; exit code."""
+    names = list(SCENARIOS) if scenario == "all" else [scenario]
+    if any(name not in SCENARIOS for name in names):
+        msg = f"unknown scenario {scenario!r}; known: all, {', '.join(SCENARIOS)}"
+        raise ValueError(msg)
+    results = []
+    for name in names:
+        for number in range(seed, seed + seeds):
+            path = None
+            if history is not None:
+                path = history if len(names) * seeds == 1 else _suffixed(history, name, number)
+            options = RunOptions(seed=number, safeguards=safeguards, quick=quick)
+            result = asyncio.run(run_scenario(name, options, history_path=path))
+            results.append(result)
+            if not json_output:
+                print(result.summary(), flush=True)  # noqa: T201 - the command's output
+            if timeline is not None:
+                target = timeline if len(names) * seeds == 1 else _suffixed(timeline, name, number)
+                write_timeline(result, target)
+    if json_output:
+        print(write_json(results))  # noqa: T201 - the command's output
+    failed = any(result.violations or not result.settled for result in results)
+    return 1 if failed and safeguards else 0
+
+
+def _suffixed(path: Path, name: str, seed: int) -> Path:
+    return path.with_name(f"{path.stem}-{name}-{seed}{path.suffix}")
+
+
+_COLOURS = {
+    Kind.INTENT_CREATED: "#4c78a8",
+    Kind.COMMAND_PUBLISHED: "#9ecae9",
+    Kind.PUBLISH_FAILED: "#e45756",
+    Kind.COMMAND_RECEIVED: "#72b7b2",
+    Kind.PRINT_STARTED: "#54a24b",
+    Kind.PLATE_CLEARED: "#b279a2",
+    Kind.PLATE_CONFIRMED: "#b279a2",
+    Kind.JOB_TERMINAL: "#bab0ac",
+    Kind.NOTIFICATION_SENT: "#eeca3b",
+    Kind.FAULT_INJECTED: "#f58518",
+    Kind.THERMAL_FAULT: "#e45756",
+    Kind.FAULT_CLEARED: "#bab0ac",
+    Kind.HEATER_TARGET: "#ff9da6",
+}
+
+
+def write_timeline(result: ScenarioResult, path: Path) -> None:
+    """An HTML page with an SVG timeline: one lane per printer (and the cloud), faults shaded,
+    violations listed; hover a mark for its fields. No scripts, no external assets."""
+    import html  # noqa: PLC0415
+
+    events = result.events
+    if not events:
+        path.write_text("<p>no events</p>", encoding="utf-8")
+        return
+    first, last = events[0].at, max(event.at for event in events)
+    span = max(1, last - first)
+    lanes = ["cloud", *sorted({e.text("printer_id") for e in events if e.text("printer_id")})]
+    width, lane_height, left = 1100, 36, 110
+
+    def x(at: int) -> float:
+        return left + (at - first) / span * (width - left - 10)
+
+    rows = []
+    for number, lane in enumerate(lanes):
+        y = 30 + number * lane_height
+        rows.append(
+            f'<text x="4" y="{y + 5}" font-size="12">{html.escape(lane)}</text>'
+            f'<line x1="{left}" x2="{width - 10}" y1="{y}" y2="{y}" stroke="#ddd"/>'
+        )
+    marks = []
+    fault_start: int | None = None
+    for event in events:
+        if event.kind is Kind.FAULT_INJECTED:
+            healing = event.text("fault").startswith("heal")
+            if not healing:
+                fault_start = event.at
+            elif fault_start is not None:
+                height = len(lanes) * lane_height
+                shade = x(event.at) - x(fault_start)
+                marks.append(
+                    f'<rect x="{x(fault_start):.1f}" y="12" width="{shade:.1f}"'
+                    f' height="{height}" fill="#f58518" opacity="0.12"/>'
+                )
+                fault_start = None
+        lane = event.text("printer_id") if event.kind is not Kind.COMMAND_PUBLISHED else "cloud"
+        if event.kind in {Kind.INTENT_CREATED, Kind.JOB_TERMINAL, Kind.NOTIFICATION_SENT}:
+            lane = "cloud"
+        y = 30 + (lanes.index(lane) if lane in lanes else 0) * lane_height
+        colour = _COLOURS.get(event.kind, "#888")
+        if event.kind is Kind.COMMAND_RECEIVED and event.get("accepted") is False:
+            colour = "#e45756"
+        size = 6 if event.kind is Kind.PRINT_STARTED else 3
+        title = html.escape(event.to_json())
+        marks.append(
+            f'<circle cx="{x(event.at):.1f}" cy="{y}" r="{size}" fill="{colour}">'
+            f"<title>{title}</title></circle>"
+        )
+    height = 40 + len(lanes) * lane_height
+    legend = " ".join(
+        f'<span style="color:{colour}">&#9679; {kind.value}</span>'
+        for kind, colour in _COLOURS.items()
+    )
+    violations = "".join(
+        f"<li><b>{html.escape(v.kind.value)}</b>: {html.escape(v.evidence)}</li>"
+        for v in result.violations
+    )
+    page = f"""<!doctype html>
+<meta charset="utf-8"><title>printfleet chaos: {html.escape(result.scenario)}</title>
+<body style="font-family:sans-serif">
+<h1>{html.escape(result.scenario)} — seed {result.seed}, safeguards
+{"on" if result.safeguards else "off"}</h1>
+<pre>{html.escape(result.summary())}</pre>
+<p>Shaded: a fault in force. Large green: a physical print start. Red: a refused command or a
+failed publish. Hover a mark for the event.</p>
+<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">
+{"".join(rows)}{"".join(marks)}
+</svg>
+<p style="font-size:12px">{legend}</p>
+<h2>Violations ({len(result.violations)})</h2><ol>{violations}</ol>
+</body>
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")

@@ -1,0 +1,524 @@
+"""A fleet of real components for chaos runs: Mosquitto, the cloud's MQTT side, printer agents.
+
+Everything that decides is the production code: the cloud's link supervisors, fleet view and
+dispatcher; each printer's agent with its gate, journal file and thermal protection, driving a
+simulated printer. Between every component and the broker sits a :class:`FaultProxy`. The cloud
+has two MQTT clients, as the 2023 cloud had: one takes printer traffic in, the other carries
+commands out. The job store is in memory with the real store's compare-and-set and idempotency
+rules. Users, people at the printers and the notifier are played by the harness, which records
+what they did, and what the hardware physically did, into the history.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from printfleet.agent.config import AgentConfig, BrokerAddress
+from printfleet.agent.hardware import HeaterId
+from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, monotonic_ms, new_message_id
+from printfleet.chaos.proxy import FaultProxy
+from printfleet.chaos.recorder import HistoryRecorder, Kind
+from printfleet.cloud.dispatcher import Conflict, Dispatcher, StoredJob, cloud_ms, stage_name
+from printfleet.cloud.fleet_view import FleetView
+from printfleet.cloud.fleet_view import Kind as MessageKind
+from printfleet.cloud.link import LinkSupervisor
+from printfleet.protocol.dispatch import DispatchPolicy, JobChange, JobView
+from printfleet.protocol.gate import GateSettings
+from printfleet.protocol.issuer import CommandIssuer
+from printfleet.protocol.lifecycle import JobState
+from printfleet.protocol.messages import encode
+from printfleet.protocol.signing import CommandSigner
+from printfleet.sim.gcode import SimulatedPrint
+from printfleet.sim.printer import SimulatedPrinter
+from printfleet.sim.samples import make_sample_gcode
+from printfleet.testing import MosquittoBroker
+
+log = logging.getLogger(__name__)
+
+GCODE = make_sample_gcode(4, heat=False).encode()
+SHA256 = hashlib.sha256(GCODE).hexdigest()
+PLATE_CLEAR_OPTION = "The plate is clear"
+FRESH_REPORT_MS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class WorldSettings:
+    """How one world runs."""
+
+    safeguards: bool = True
+    probe_interval_s: float = 1.0
+    dispatch_window_ms: int = 30_000
+    time_scale: float = 20.0
+    """Simulated printer seconds per real second: prints take a few real seconds."""
+    printers: tuple[str, ...] = ("x1", "x1", "p1")
+    clock_skew: bool = False
+    """Give every printer's clock an offset of hours and a drift of hundreds of ppm."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The store.
+
+
+class ChaosJobs:
+    """Jobs in memory with the store's rules: compare-and-set saves, idempotent creation."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, StoredJob] = {}
+        self._by_key: dict[str, str] = {}
+
+    def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
+        """Add a job; with an idempotency key already used, the existing job instead."""
+        if key is not None and key in self._by_key:
+            return self._by_key[key], False
+        self.rows[view.id] = StoredJob(view, 0, owner, "part.gcode", len(GCODE))
+        if key is not None:
+            self._by_key[key] = view.id
+        return view.id, True
+
+    async def open_jobs(self) -> list[StoredJob]:
+        """Every job not over (and cancelled ones a printer may still run)."""
+        return [
+            job
+            for job in self.rows.values()
+            if not job.view.state.terminal
+            or (job.view.state is JobState.CANCELLED and job.view.assigned_printer is not None)
+        ]
+
+    async def save_job(self, job: JobView, *, expected_version: int) -> int:
+        """Compare-and-set on the version."""
+        row = self.rows[job.id]
+        if row.version != expected_version:
+            raise Conflict(job.id, expected_version, row.version)
+        self.rows[job.id] = replace(row, view=job, version=row.version + 1)
+        return row.version + 1
+
+    async def audit(
+        self, action: str, job: JobView, *, command_id: str | None, detail: str
+    ) -> None:
+        """The dispatcher's audit trail is in the history already."""
+
+    def all_terminal(self) -> bool:
+        """Whether every job has ended."""
+        return all(job.view.state.terminal for job in self.rows.values())
+
+    def states(self) -> dict[str, int]:
+        """How many jobs are in each state."""
+        counts: dict[str, int] = {}
+        for job in self.rows.values():
+            counts[job.view.state.value] = counts.get(job.view.state.value, 0) + 1
+        return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# The cloud: two MQTT clients, one fleet view, one dispatcher.
+
+
+class ChaosCloud:
+    """The cloud's MQTT side with its two clients: ``link_in`` for printer traffic,
+    ``link_out`` for commands (the dispatcher publishes through it only)."""
+
+    def __init__(
+        self,
+        inbound: BrokerAddress,
+        outbound: BrokerAddress,
+        jobs: ChaosJobs,
+        issuer: CommandIssuer,
+        *,
+        file_url: Callable[[StoredJob, str], str],
+        recorder: HistoryRecorder,
+        settings: WorldSettings,
+    ) -> None:
+        self.recorder = recorder
+        self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.link_in = LinkSupervisor(
+            inbound, on_message=self._enqueue, probe_interval_s=settings.probe_interval_s
+        )
+        self.link_out = LinkSupervisor(
+            outbound,
+            on_message=lambda topic, payload: None,
+            probe_interval_s=settings.probe_interval_s,
+        )
+        self.fleet = FleetView(cloud_ms)
+        self.policy = DispatchPolicy(
+            dispatch_window_ms=settings.dispatch_window_ms, safeguards=settings.safeguards
+        )
+        self.dispatcher = Dispatcher(
+            jobs,
+            self.fleet,
+            self.link_out,
+            issuer,
+            file_url=file_url,
+            on_change=self._notify,
+            policy=self.policy,
+            probe_interval_ms=int(settings.probe_interval_s * 1000),
+            tick_s=0.2,
+        )
+
+    def _enqueue(self, topic: str, payload: bytes) -> None:
+        self.inbox.put_nowait((topic, payload))
+
+    async def _notify(self, change: JobChange, job: StoredJob) -> None:
+        # The notifier's part: every end but completion reaches the submitter (S7).
+        if change.notify:
+            self.recorder.record(
+                Kind.NOTIFICATION_SENT,
+                job_id=change.job.id,
+                state=change.job.state.value,
+                to=job.owner,
+            )
+
+    async def run(self) -> None:
+        """Both links, the dispatcher and the inbox, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.link_in.run(), name="chaos cloud link in")
+            group.create_task(self.link_out.run(), name="chaos cloud link out")
+            group.create_task(self.dispatcher.run(), name="chaos cloud dispatcher")
+            group.create_task(self._drain(), name="chaos cloud inbox")
+
+    async def _drain(self) -> None:
+        while True:
+            topic, payload = await self.inbox.get()
+            ingested = self.fleet.ingest(topic, payload)
+            if ingested is None:
+                continue
+            if ingested.kind is MessageKind.EVENT and ingested.event is not None:
+                try:
+                    await self.dispatcher.on_event(ingested.event)
+                except Exception:  # one bad event must not stop the inbox
+                    log.exception("handling an event failed")
+            elif ingested.kind is not MessageKind.TELEMETRY:
+                self.dispatcher.wake()
+
+
+# ---------------------------------------------------------------------------------------------
+# Printers: the real agent over a simulated printer whose physics the harness witnesses.
+
+
+class WitnessedPrinter(SimulatedPrinter):
+    """A simulated printer that tells the history what physically happened."""
+
+    def __init__(
+        self, model: str, *, printer_id: str, recorder: HistoryRecorder, **kwargs: object
+    ) -> None:
+        super().__init__(model, **kwargs)  # type: ignore[arg-type]
+        self.printer_id = printer_id
+        self.recorder = recorder
+
+    async def start_print(self, file_name: str) -> SimulatedPrint:
+        """Start, and record the truth at that instant."""
+        objects, busy = self.plate.objects, self.current_print() is not None
+        handle = await super().start_print(file_name)
+        job_id = file_name.removeprefix("job-").removesuffix(".gcode")
+        self.recorder.record(
+            Kind.PRINT_STARTED,
+            printer_id=self.printer_id,
+            job_id=job_id,
+            plate_objects=objects,
+            busy=busy,
+            has_plate_sensor=self.has_plate_sensor,
+            plate_check=True,
+        )
+        return handle
+
+    async def set_heater_target(self, heater: HeaterId, celsius: float) -> None:
+        """Heat, and record that it was asked."""
+        if celsius > 0:
+            self.recorder.record(
+                Kind.HEATER_TARGET,
+                printer_id=self.printer_id,
+                heater=heater.value,
+                target_c=round(celsius),
+            )
+        await super().set_heater_target(heater, celsius)
+
+
+@dataclass(slots=True)
+class PrinterSlot:
+    """One printer: its proxy to the broker, its hardware, its running agent."""
+
+    printer_id: str
+    model: str
+    home: Path
+    proxy: FaultProxy
+    clock_ms: Callable[[], int]
+    hardware: WitnessedPrinter | None = None
+    agent: PrinterAgent | None = None
+    task: asyncio.Task[None] | None = None
+    restarts: int = 0
+
+
+def skewed_clock(rng: random.Random) -> Callable[[], int]:
+    """A printer clock hours off the cloud's and drifting by up to 500 ppm."""
+    # Ahead only: a printer's local clock never reads below zero.
+    offset = rng.randint(3_600_000, 6 * 3_600_000)
+    ppm = rng.randint(-500, 500)
+    origin = monotonic_ms()
+    return lambda: (now := monotonic_ms()) + offset + ((now - origin) * ppm) // 1_000_000
+
+
+@dataclass(slots=True)
+class World:
+    """A running fleet and the harness's hands on it."""
+
+    settings: WorldSettings
+    recorder: HistoryRecorder
+    broker: MosquittoBroker
+    cloud: ChaosCloud
+    proxy_in: FaultProxy
+    proxy_out: FaultProxy
+    jobs: ChaosJobs
+    issuer: CommandIssuer
+    signer: CommandSigner
+    rng: random.Random
+    printers: dict[str, PrinterSlot] = field(default_factory=dict)
+    requests: int = 0
+    faults_injected: int = 0
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    # -- users ----------------------------------------------------------------------------------
+
+    def submit(self, printer_id: str, *, window_s: float, re_requests: int = 0) -> str:
+        """A user asks for a print; the desktop app re-sends it ``re_requests`` times at once.
+
+        With safeguards on, every copy carries the request's idempotency key (one job); with
+        them off, every copy makes a job of its own, as in 2023.
+        """
+        self.requests += 1
+        request_id = f"request-{self.requests}"
+        first = ""
+        for _ in range(1 + re_requests):
+            now = cloud_ms()
+            view = JobView(
+                id=new_message_id(),
+                created_at=now,
+                start_by=now + int(window_s * 1000),
+                state=JobState.QUEUED,
+                sha256=SHA256,
+                printer_id=printer_id,
+            )
+            key = request_id if self.settings.safeguards else None
+            job_id, created = self.jobs.create(view, owner="user", key=key)
+            if created:
+                self.recorder.record(
+                    Kind.INTENT_CREATED,
+                    job_id=job_id,
+                    request_id=request_id,
+                    printer_id=printer_id,
+                    start_by=view.start_by,
+                )
+            first = first or job_id
+        self.cloud.dispatcher.wake()
+        return first
+
+    # -- people at the printers -----------------------------------------------------------------
+
+    async def tend(self, printer_id: str) -> None:
+        """A person takes the finished print off and, on a printer without a sensor, confirms."""
+        slot = self.printers[printer_id]
+        hardware = slot.hardware
+        if hardware is None or hardware.current_print() is not None:
+            return
+        if hardware.plate.objects:
+            hardware.remove_print()
+            self.recorder.record(Kind.PLATE_CLEARED, printer_id=printer_id)
+        if hardware.has_plate_sensor:
+            return
+        if PLATE_PROMPT_ID in hardware.screen.open_prompts:
+            hardware.screen.answer(PLATE_PROMPT_ID, PLATE_CLEAR_OPTION)
+            self.recorder.record(Kind.PLATE_CONFIRMED, printer_id=printer_id, where="screen")
+
+    async def confirm_remotely(self, printer_id: str) -> None:
+        """A user who can see the printer presses "plate is clear" in the dashboard."""
+        confirm = self.issuer.confirm_plate(printer_id, now=cloud_ms(), by="user")
+        link = self.cloud.link_out
+        outcome = await link.publish(link.topics.commands(printer_id), encode(confirm))
+        self.recorder.record(
+            Kind.PLATE_CONFIRMED, printer_id=printer_id, where="remote", outcome=outcome.value
+        )
+
+    async def tend_all(self) -> None:
+        """Tend every printer once."""
+        for printer_id in self.printers:
+            await self.tend(printer_id)
+
+    # -- printers -----------------------------------------------------------------------------
+
+    async def power_on(self, printer_id: str) -> None:
+        """Start (or restart) a printer's hardware and agent."""
+        slot = self.printers[printer_id]
+        objects = 0 if slot.hardware is None else slot.hardware.plate.objects
+        hardware = WitnessedPrinter(
+            slot.model,
+            printer_id=printer_id,
+            recorder=self.recorder,
+            storage_dir=slot.home / "sd",
+            time_scale=self.settings.time_scale,
+            seed=self.rng.randrange(2**31),
+        )
+        hardware.plate.objects = objects  # what lay on the plate is still there
+        config = AgentConfig(
+            printer_id=printer_id,
+            model=slot.model,
+            broker=f"mqtt://127.0.0.1:{slot.proxy.port}",
+            cloud_public_key=self.signer.public_key,
+            data_dir=slot.home,
+            telemetry_period_s=0.2,
+            time_sync_period_s=5.0,
+            keepalive_s=2,
+        )
+        agent = PrinterAgent(
+            config,
+            hardware,
+            clock_ms=slot.clock_ms,
+            gate_settings=GateSettings(safeguards=self.settings.safeguards),
+        )
+
+        async def run() -> None:
+            async with hardware:
+                await agent.run()
+
+        slot.hardware, slot.agent = hardware, agent
+        slot.task = asyncio.create_task(run(), name=f"chaos printer {printer_id}")
+
+    async def power_off(self, printer_id: str) -> None:
+        """Cut a printer's power: the agent and any print stop at once."""
+        slot = self.printers[printer_id]
+        if slot.task is not None:
+            slot.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await slot.task
+        slot.task = None
+
+    async def restart_printer(self, printer_id: str) -> None:
+        """Power cycle mid-whatever: memory is gone, the journal file survives."""
+        await self.power_off(printer_id)
+        self.printers[printer_id].restarts += 1
+        await self.power_on(printer_id)
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    async def until(
+        self, condition: Callable[[], bool], *, within: float, poll: float = 0.1
+    ) -> bool:
+        """Wait for ``condition`` (polled: it spans processes and hardware), or give up."""
+        deadline = time.monotonic() + within
+        while not condition():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(poll)
+        return True
+
+    def fleet_ready(self) -> bool:
+        """Both links verified and every printer reporting a synced clock."""
+        if not (self.cloud.link_in.verified() and self.cloud.link_out.verified()):
+            return False
+        now = cloud_ms()
+        for printer_id in self.printers:
+            view = self.cloud.fleet.view(printer_id)
+            if view is None or not view.clock_synced or now - view.reported_at > FRESH_REPORT_MS:
+                return False
+        return True
+
+    def fault(self, what: str, **fields: object) -> None:
+        """Record an injected fault (or its healing)."""
+        if not what.startswith("heal"):
+            self.faults_injected += 1
+        self.recorder.record(Kind.FAULT_INJECTED, fault=what, **fields)
+
+    async def settle(self, *, within: float) -> bool:
+        """Heal, let people tend the printers, and wait until every job has ended."""
+        for proxy in (self.proxy_in, self.proxy_out, *(s.proxy for s in self.printers.values())):
+            proxy.set_mode(proxy.mode.__class__.FORWARD)
+        self.cloud.link_out.claims_verified_regardless = False
+        deadline = time.monotonic() + within
+        while not self.jobs.all_terminal():
+            if time.monotonic() >= deadline:
+                return False
+            await self.tend_all()
+            await asyncio.sleep(0.25)
+        return True
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    settings: WorldSettings, recorder: HistoryRecorder, *, seed: int, home: Path
+) -> AsyncIterator[World]:
+    """Start a broker, proxies, the cloud and the printers; tear all down on exit."""
+    rng = random.Random(seed)  # noqa: S311 - a replayable world, not a secret
+    signer = CommandSigner.from_private_bytes(rng.randbytes(32))
+    issuer = CommandIssuer(signer, new_message_id)
+    jobs = ChaosJobs()
+    async with contextlib.AsyncExitStack() as stack:
+        broker = await asyncio.to_thread(MosquittoBroker().start)
+        stack.callback(broker.close)
+        files = stack.enter_context(_file_server())
+        proxy_in = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
+        proxy_out = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
+        cloud = ChaosCloud(
+            BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy_in.port}"),
+            BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy_out.port}"),
+            jobs,
+            issuer,
+            file_url=lambda job, printer_id: f"{files}/{stage_name(job.view.id)}",
+            recorder=recorder,
+            settings=settings,
+        )
+        world = World(
+            settings, recorder, broker, cloud, proxy_in, proxy_out, jobs, issuer, signer, rng
+        )
+        cloud_task = asyncio.create_task(cloud.run(), name="chaos cloud")
+        stack.push_async_callback(_cancel, cloud_task)
+        for index, model in enumerate(settings.printers):
+            printer_id = f"{model}-{index}"
+            proxy = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
+            clock = skewed_clock(rng) if settings.clock_skew else monotonic_ms
+            world.printers[printer_id] = PrinterSlot(
+                printer_id, model, home / printer_id, proxy, clock
+            )
+            await world.power_on(printer_id)
+            stack.push_async_callback(world.power_off, printer_id)
+        if not await world.until(world.fleet_ready, within=30):
+            msg = "the fleet did not come up within 30 s (links verified, clocks synced)"
+            raise RuntimeError(msg)
+        # Sensorless printers need a person's word before their first print.
+        for printer_id, slot in world.printers.items():
+            if slot.hardware is not None and not slot.hardware.has_plate_sensor:
+                await world.confirm_remotely(printer_id)
+        yield world
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+@contextlib.contextmanager
+def _file_server() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(GCODE)))
+            self.end_headers()
+            self.wfile.write(GCODE)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="chaos files")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
