@@ -356,6 +356,8 @@ async def test_uploads_are_checked_for_name_size_and_checksum(tmp_path: Path) ->
 
         assert (await off_loop(streamed)).status_code == 413
         assert (await off_loop(lambda: put(".hidden", small))).status_code == 400
+        # The cloud's staged files keep the checksum they were staged with: not replaceable.
+        assert (await off_loop(lambda: put("job-1234.gcode", small))).status_code == 403
         assert [f.name for f in await sim.storage.list_files()] == ["a.gcode"]
         missing = await off_loop(
             lambda: httpx.post(f"{base}/print", json={"file": "nope.gcode"}, headers=headers)

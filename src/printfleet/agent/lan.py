@@ -50,6 +50,8 @@ __all__ = ["FailureLimiter", "LanApi", "lan_app", "serve_lan", "status_of"]
 
 log = logging.getLogger(__name__)
 
+CLOUD_FILE_PREFIX = "job-"
+"""Files the cloud stages are named ``job-<job id>.gcode``; LAN uploads may not use it."""
 MAX_TRACKED_ADDRESSES = 4096
 """Client addresses whose failures are remembered; the least recently failing go first."""
 _SHUTDOWN_S = 2
@@ -287,9 +289,16 @@ def lan_app(agent: PrinterAgent) -> Starlette:
 def status_of(agent: PrinterAgent) -> LanStatus:
     """What ``GET /status`` answers."""
     state = agent.core.state
-    report = agent.telemetry()
     handle = agent.hardware.current_print()
-    progress = report.progress
+    progress = None
+    if handle is not None and state.job_id is not None:
+        snapshot = handle.progress()
+        progress = LanProgress(
+            percent=max(0, min(100, int(snapshot.percent))),
+            layer=max(0, snapshot.layer),
+            total_layers=snapshot.total_layers or 0,
+            time_left_s=int(snapshot.time_left or 0),
+        )
     return LanStatus(
         printer_id=agent.config.printer_id,
         model=agent.hardware.model,
@@ -300,7 +309,7 @@ def status_of(agent: PrinterAgent) -> LanStatus:
         plate=state.plate_status().value,
         fault=state.fault,
         broker_connected=agent.ready.is_set(),
-        progress=None if progress is None else LanProgress(**progress.model_dump()),
+        progress=progress,
         hotend_c=agent.hardware.read_heater(HeaterId.HOTEND).temperature,
         bed_c=agent.hardware.read_heater(HeaterId.BED).temperature,
     )
@@ -320,9 +329,14 @@ def _raise_if_refused(output: Output) -> None:
 
 def _file_name(name: str) -> str:
     try:
-        return validate_file_name(name)
+        validate_file_name(name)
     except FileNameError as error:
         raise _Rejected(400, str(error)) from None
+    if name.startswith(CLOUD_FILE_PREFIX):
+        # The cloud's staged files: the gate trusts their checksum from staging, so nobody
+        # may replace one between its stage and its start.
+        raise _Rejected(403, f"names starting with {CLOUD_FILE_PREFIX!r} are the cloud's")
+    return name
 
 
 def _is_loopback(request: Request) -> bool:
