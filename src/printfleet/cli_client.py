@@ -62,7 +62,7 @@ EXIT_CODES: dict[int, str] = {
     2: "wrong usage: an unknown option or a bad value",
     3: "not logged in, or the token is wrong, expired or revoked",
     4: "the server (or printer) cannot be reached",
-    5: "the server is busy or rate-limits this token: retry after the wait shown",
+    5: "the server is busy or rate-limits this token (429/503): the message says how long to wait",
     6: "the server failed (5xx)",
     130: "interrupted (Ctrl-C)",
 }

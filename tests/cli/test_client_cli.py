@@ -16,6 +16,7 @@ from tests.client.live_cloud import GCODE, PASSWORD, LiveCloud, close_people, li
 from typer.testing import CliRunner, Result
 
 from printfleet.cli import app
+from printfleet.cli_client import EXIT_CODES
 
 __all__ = ["close_people", "live_cloud"]  # fixtures, imported for pytest
 
@@ -328,3 +329,9 @@ def test_help_documents_the_exit_codes() -> None:
     assert result.exit_code == 0
     for line in ("3  not logged in", "4  the server (or printer) cannot be reached", "130"):
         assert line in result.stdout
+
+
+def test_the_readme_documents_the_same_exit_codes() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for code, meaning in EXIT_CODES.items():
+        assert f"| {code} | {meaning} |" in readme

@@ -4,6 +4,8 @@ the server's errors as the SDK's exceptions."""
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import tomllib
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from printfleet.client import (
     InvalidRequest,
     NotFound,
     RetryPolicy,
+    StreamEvent,
     Unauthenticated,
 )
 from printfleet.protocol.lifecycle import JobState
@@ -205,3 +208,37 @@ async def test_the_async_client_covers_the_same_api(live_cloud: LiveCloud, tmp_p
         assert (await client.health()).status == "ok"
         with pytest.raises(NotFound):
             await client.get_printer("no-such-printer")
+
+
+def test_the_event_stream_delivers_the_callers_notifications(
+    live_cloud: LiveCloud, tmp_path: Path
+) -> None:
+    ada = live_cloud.person()
+    printer_id = ada.printer()
+    path = tmp_path / "cube.gcode"
+    path.write_bytes(GCODE)
+    file = ada.client.upload(path)
+    opened = threading.Event()
+    received: queue.Queue[StreamEvent] = queue.Queue()
+
+    def follow() -> None:
+        with Client(live_cloud.url, ada.token) as listener:
+            for event in listener.events(on_open=opened.set):
+                received.put(event)
+                if event.kind == "job_submitted":
+                    return
+
+    follower = threading.Thread(target=follow, name="follower")
+    follower.start()
+    try:
+        assert opened.wait(20)
+        job = ada.client.create_job(file.id, printer_id=printer_id)
+        event = received.get(timeout=20)
+        while event.kind != "job_submitted":
+            event = received.get(timeout=20)
+    finally:
+        follower.join(timeout=30)
+    assert event.notification is not None
+    assert event.notification.job_id == job.id
+    assert event.notification.printer_id == printer_id
+    assert event.id == event.notification.id

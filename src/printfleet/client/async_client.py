@@ -328,14 +328,19 @@ class AsyncClient:
         return await self.send(calls.health())
 
     async def events(
-        self, *, last_event_id: str | None = None, reconnect: bool = True
+        self,
+        *,
+        last_event_id: str | None = None,
+        reconnect: bool = True,
+        on_open: Callable[[], None] | None = None,
     ) -> AsyncGenerator[StreamEvent]:
         """The live event stream, one block at a time, for as long as the caller iterates.
 
         With ``reconnect``, a dropped stream is reopened after a jittered wait with
         ``Last-Event-ID``, so nothing the server still remembers is missed; a ``resync`` or
         ``dropped`` block says to refetch state. Gives up with :class:`Unreachable` after
-        repeated failed connections.
+        repeated failed connections. ``on_open`` is called when a connection's first block
+        has arrived: from then on, everything the server publishes reaches this stream.
         """
         parser = SseParser(last_event_id=last_event_id)
         again = Reconnection(self.policy.backoff.delay)
@@ -354,9 +359,14 @@ class AsyncClient:
                 ) as response:
                     if response.is_success:
                         again.connected()
+                        opened = False
                         async for line in response.aiter_lines():
                             if (event := parser.feed(line)) is not None:
                                 yield event
+                            if not line and not opened:
+                                opened = True
+                                if on_open is not None:
+                                    on_open()
                         ended = True
                         error: PrintfleetError = Unreachable(f"{self.url} ended the event stream")
                         floor = parser.retry_ms / 1000 if parser.retry_ms else None

@@ -77,6 +77,8 @@ def error_for(response: httpx.Response, *, now: float | None = None) -> errors.P
     body = parsed if isinstance(parsed, dict) else None
     code = body.get("error") if body is not None else None
     message = body.get("message") if body is not None else None
+    if (not isinstance(message, str) or not message) and body is None and response.text.strip():
+        message = response.text.strip()[:300]
     if not isinstance(message, str) or not message:
         message = f"HTTP {status} {response.reason_phrase}".strip()
     shared: dict[str, Any] = {
