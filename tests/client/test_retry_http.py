@@ -7,8 +7,10 @@ import json
 import random
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
+from blockbuster import blockbuster_ctx
 from tests.client.faulty_server import FaultyServer, Reply
 
 from printfleet.client import (
@@ -327,3 +329,39 @@ def test_an_answer_of_the_wrong_shape_is_a_server_error() -> None:
         pytest.raises(ServerError, match=r"unexpected answer from .*/api/v1/printers"),
     ):
         client.list_printers()
+
+
+@pytest.mark.asyncio
+async def test_the_async_client_never_blocks_its_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "cube.gcode"
+    path.write_bytes(b"G28\n" * 50_000)
+    stored = {
+        "id": "f1",
+        "name": "cube.gcode",
+        "size": path.stat().st_size,
+        "sha256": "0" * 64,
+        "created_at": 1,
+        "metadata": {
+            "estimated_s": None,
+            "layers": None,
+            "filament_mm": None,
+            "has_thumbnail": False,
+        },
+    }
+    script = [
+        Reply(201, stored, path="/api/v1/files"),
+        Reply(503, OVERLOADED, {"Retry-After": "0"}, path="/api/v1/jobs"),
+        Reply(201, JOB, path="/api/v1/jobs"),
+        Reply(raw=STREAM_1, path="/api/v1/events"),
+    ]
+    with FaultyServer(script) as server, blockbuster_ctx():
+        async with AsyncClient(server.url, "t", policy=policy()) as client:
+            file = await client.upload(path)
+            job = await client.create_job(file.id, printer_id="p1")
+            stream = client.events(reconnect=False)
+            kinds = [event.kind async for event in stream]
+    assert (file.id, job.id) == ("f1", "j1")
+    assert kinds == ["thermal_fault", "dropped"]
+    uploaded = server.requests_to("/api/v1/files")[0]
+    assert uploaded.body.count(b"G28\n") == 50_000
+    assert int(uploaded.headers["content-length"]) == len(uploaded.body)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
+from tests.client.faulty_server import FaultyServer
 from tests.client.live_cloud import GCODE, PASSWORD, LiveCloud
 
 from printfleet.client import (
@@ -242,3 +244,44 @@ def test_the_event_stream_delivers_the_callers_notifications(
     assert event.notification.job_id == job.id
     assert event.notification.printer_id == printer_id
     assert event.id == event.notification.id
+
+
+def test_channels_deliver_a_signed_test_notification(live_cloud: LiveCloud) -> None:
+    ada = live_cloud.person()
+    with FaultyServer() as webhook:
+        channel = ada.client.add_channel(
+            "webhook", f"{webhook.url}/hook?key=private", secret="s" * 16
+        )
+        assert channel.kind == "webhook"
+        assert "private" not in channel.target  # the URL is shown back redacted
+        with pytest.raises(InvalidRequest, match="secret"):
+            ada.client.add_channel("webhook", f"{webhook.url}/hook")
+        assert [c.id for c in ada.client.list_channels()] == [channel.id]
+        sent = ada.client.test_channel(channel.id)
+
+        deadline = time.monotonic() + 20
+        while not webhook.requests_to("/hook"):  # the cloud offers no "delivered" signal
+            assert time.monotonic() < deadline, "the webhook was never called"
+            time.sleep(0.05)
+        hook = webhook.requests_to("/hook")[0]
+        assert hook.headers["x-printfleet-delivery"] == sent.notification_id
+        assert hook.headers["x-printfleet-signature"].startswith("t=")
+        while not any(d.state == "delivered" for d in ada.client.deliveries(channel.id)):
+            assert time.monotonic() < deadline, "the delivery was never marked delivered"
+            time.sleep(0.05)
+    removed = ada.client.remove_channel(channel.id)
+    assert removed.id == channel.id
+    assert ada.client.list_channels() == []
+    with pytest.raises(NotFound):
+        ada.client.deliveries(channel.id)
+
+
+def test_set_temperature_is_sent_and_validated(live_cloud: LiveCloud) -> None:
+    ada = live_cloud.person()
+    printer_id = ada.printer()
+    with pytest.raises(InvalidRequest, match="target_c"):
+        ada.client.set_temperature(printer_id, "hotend", 999)
+    sent = ada.client.set_temperature(printer_id, "bed", 60)
+    assert (sent.printer_id, sent.action) == (printer_id, "temperature.bed")
+    with pytest.raises(NotFound):
+        live_cloud.person("eve").client.set_temperature(printer_id, "bed", 60)

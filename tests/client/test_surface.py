@@ -18,12 +18,13 @@ from printfleet.cloud.api import schemas
 def test_public_names_are_pinned() -> None:
     assert sorted(printfleet.client.__all__) == sorted(
         [
-            "Alert", "AsyncClient", "AuditEntry", "Backoff", "BreakerOpen", "Call",
-            "CircuitBreaker", "Client", "CommandSent", "Conflict", "Forbidden", "Health",
-            "InvalidRequest", "IssuedToken", "Job", "JobDetail", "NotFound", "Notification",
-            "Overloaded", "PrintFile", "Printer", "PrintfleetError", "Provisioned",
-            "RateLimited", "RetryBudget", "RetryPolicy", "ServerError", "Share", "StreamEvent",
-            "Token", "Unauthenticated", "Unreachable", "User",
+            "Alert", "AsyncClient", "AuditEntry", "Backoff", "BreakerOpen", "Call", "Channel",
+            "CircuitBreaker", "Client", "CommandSent", "Conflict", "Delivery", "Forbidden",
+            "Health", "InvalidRequest", "IssuedToken", "Job", "JobDetail", "NotFound",
+            "Notification", "NotificationSent", "Overloaded", "PrintFile", "Printer",
+            "PrintfleetError", "Provisioned", "RateLimited", "RetryBudget", "RetryPolicy",
+            "ServerError", "Share", "StreamEvent", "Token", "Unauthenticated", "Unreachable",
+            "User",
         ]
     )  # fmt: skip
     for name in printfleet.client.__all__:
@@ -51,6 +52,9 @@ MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (models.StoreHealth, schemas.StoreHealth),
     (models.LinkHealth, schemas.LinkHealth),
     (models.Health, schemas.Health),
+    (models.Channel, schemas.ChannelOut),
+    (models.Delivery, schemas.DeliveryOut),
+    (models.NotificationSent, schemas.NotificationSent),
 ]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import anyio.to_thread
 import httpx
 
 from printfleet import __version__
@@ -29,11 +30,16 @@ from printfleet.client.events import Reconnection, SseParser, StreamEvent
 from printfleet.client.models import (
     Alert,
     AuditEntry,
+    Channel,
+    ChannelKind,
     CommandSent,
+    Delivery,
     Health,
+    HeaterName,
     IssuedToken,
     Job,
     JobDetail,
+    NotificationSent,
     Printer,
     PrintFile,
     Provisioned,
@@ -209,6 +215,12 @@ class AsyncClient:
         call = calls.set_plate_check(printer_id, enabled=enabled, confirm=confirm)
         return await self.send(call)
 
+    async def set_temperature(
+        self, printer_id: str, heater: HeaterName, target_c: int
+    ) -> CommandSent:
+        """Preheat or cool a heater in °C (0 turns it off); sent now or not at all (503)."""
+        return await self.send(calls.set_temperature(printer_id, heater, target_c))
+
     async def clear_fault(self, printer_id: str) -> CommandSent:
         """Clear a latched thermal fault, once someone has looked."""
         return await self.send(calls.clear_fault(printer_id))
@@ -228,7 +240,8 @@ class AsyncClient:
 
         Sent once: an upload is not retried (a repeat would store the file twice).
         """
-        body = UploadBody(Path(path), name)
+        # UploadBody stats the file: off the event loop, like the reads.
+        body = await anyio.to_thread.run_sync(UploadBody, Path(path), name)
         headers = headers_for(self.token, body.headers)
         # Through the breaker like any call, but never resent: a streamed body is gone.
         once = self.policy.start("POST", {})
@@ -322,6 +335,28 @@ class AsyncClient:
     async def ack_alert(self, alert_id: str) -> Alert:
         """Acknowledge an alert."""
         return await self.send(calls.ack_alert(alert_id))
+
+    async def list_channels(self) -> list[Channel]:
+        """The caller's notification channels."""
+        return await self.send(calls.list_channels())
+
+    async def add_channel(
+        self, kind: ChannelKind, target: str, *, secret: str | None = None
+    ) -> Channel:
+        """Send alerts and job ends to a webhook (signed with ``secret``) or an Apprise URL."""
+        return await self.send(calls.add_channel(kind, target, secret))
+
+    async def remove_channel(self, channel_id: str) -> Channel:
+        """Stop sending to a channel."""
+        return await self.send(calls.remove_channel(channel_id))
+
+    async def test_channel(self, channel_id: str) -> NotificationSent:
+        """Send a ``test`` notification to a channel now."""
+        return await self.send(calls.test_channel(channel_id))
+
+    async def deliveries(self, channel_id: str, *, limit: int = 100) -> list[Delivery]:
+        """A channel's recent deliveries: attempts, delivered or dead-lettered, last error."""
+        return await self.send(calls.deliveries(channel_id, limit=limit))
 
     async def health(self) -> Health:
         """The server's health (returned, not raised, when it is unavailable)."""

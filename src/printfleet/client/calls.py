@@ -19,11 +19,16 @@ from printfleet.client import errors
 from printfleet.client.models import (
     Alert,
     AuditEntry,
+    Channel,
+    ChannelKind,
     CommandSent,
+    Delivery,
     Health,
+    HeaterName,
     IssuedToken,
     Job,
     JobDetail,
+    NotificationSent,
     Printer,
     PrintFile,
     Provisioned,
@@ -187,6 +192,16 @@ def set_plate_check(printer_id: str, *, enabled: bool, confirm: bool = False) ->
     )
 
 
+def set_temperature(printer_id: str, heater: HeaterName, target_c: int) -> Call[CommandSent]:
+    """Preheat or cool a heater (0 turns it off); sent now or not at all."""
+    return Call(
+        "POST",
+        f"{API}/printers/{printer_id}/temperature",
+        _reader(CommandSent),
+        json={"heater": heater, "target_c": target_c},
+    )
+
+
 def clear_fault(printer_id: str) -> Call[CommandSent]:
     """Clear a latched thermal fault."""
     return Call("POST", f"{API}/printers/{printer_id}/clear-fault", _reader(CommandSent))
@@ -291,6 +306,37 @@ def list_alerts(*, unacked: bool = False) -> Call[list[Alert]]:
 def ack_alert(alert_id: str) -> Call[Alert]:
     """Acknowledge an alert."""
     return Call("POST", f"{API}/alerts/{alert_id}/ack", _reader(Alert))
+
+
+def list_channels() -> Call[list[Channel]]:
+    """The caller's notification channels."""
+    return Call("GET", f"{API}/channels", _reader(list[Channel]))
+
+
+def add_channel(kind: ChannelKind, target: str, secret: str | None = None) -> Call[Channel]:
+    """Add a webhook (with its signing secret) or an Apprise URL."""
+    body = _params(kind=kind, target=target, secret=secret)
+    return Call("POST", f"{API}/channels", _reader(Channel), json=body)
+
+
+def remove_channel(channel_id: str) -> Call[Channel]:
+    """Remove a channel."""
+    return Call("DELETE", f"{API}/channels/{channel_id}", _reader(Channel))
+
+
+def test_channel(channel_id: str) -> Call[NotificationSent]:
+    """Send a ``test`` notification to a channel now."""
+    return Call("POST", f"{API}/channels/{channel_id}/test", _reader(NotificationSent))
+
+
+def deliveries(channel_id: str, *, limit: int = 100) -> Call[list[Delivery]]:
+    """A channel's recent deliveries, newest first."""
+    return Call(
+        "GET",
+        f"{API}/channels/{channel_id}/deliveries",
+        _reader(list[Delivery]),
+        params={"limit": limit},
+    )
 
 
 def health() -> Call[Health]:

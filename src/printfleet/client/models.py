@@ -19,7 +19,9 @@ __all__ = [
     "Actor",
     "Alert",
     "AuditEntry",
+    "Channel",
     "CommandSent",
+    "Delivery",
     "FileMetadata",
     "Health",
     "Heater",
@@ -27,6 +29,7 @@ __all__ = [
     "Job",
     "JobDetail",
     "LinkHealth",
+    "NotificationSent",
     "PrintFile",
     "Printer",
     "Progress",
@@ -41,6 +44,8 @@ __all__ = [
 Role = Literal["owner", "operator", "viewer"]
 ShareRole = Literal["operator", "viewer"]
 TokenScope = Literal["read", "write", "admin"]
+ChannelKind = Literal["webhook", "apprise"]
+HeaterName = Literal["hotend", "bed"]
 
 
 class _Model(BaseModel):
@@ -245,3 +250,34 @@ class Health(_Model):
     status: Literal["ok", "unavailable"]
     store: StoreHealth
     link: LinkHealth | None
+
+
+class Channel(_Model):
+    """Where the caller's alerts and job ends are sent (never its secret, nor URL credentials)."""
+
+    id: str
+    kind: ChannelKind
+    target: str
+    """Redacted: a webhook's scheme and host, an Apprise URL's scheme."""
+    enabled: bool
+    created_at: int
+
+
+class Delivery(_Model):
+    """One notification on its way to a channel, delivered, or given up on."""
+
+    id: str
+    notification_id: str
+    kind: str | None
+    state: Literal["pending", "delivered", "dead_letter"]
+    attempts: int
+    last_error: str
+    created_at: int
+    delivered_at: int | None
+    dead_lettered_at: int | None
+
+
+class NotificationSent(_Model):
+    """A notification was queued; follow it in the channel's deliveries."""
+
+    notification_id: str

@@ -30,11 +30,16 @@ from printfleet.client.events import Reconnection, SseParser, StreamEvent
 from printfleet.client.models import (
     Alert,
     AuditEntry,
+    Channel,
+    ChannelKind,
     CommandSent,
+    Delivery,
     Health,
+    HeaterName,
     IssuedToken,
     Job,
     JobDetail,
+    NotificationSent,
     Printer,
     PrintFile,
     Provisioned,
@@ -232,6 +237,10 @@ class Client:
         """Turn the plate check on, or off (which needs ``confirm=True``)."""
         return self.send(calls.set_plate_check(printer_id, enabled=enabled, confirm=confirm))
 
+    def set_temperature(self, printer_id: str, heater: HeaterName, target_c: int) -> CommandSent:
+        """Preheat or cool a heater in °C (0 turns it off); sent now or not at all (503)."""
+        return self.send(calls.set_temperature(printer_id, heater, target_c))
+
     def clear_fault(self, printer_id: str) -> CommandSent:
         """Clear a latched thermal fault, once someone has looked."""
         return self.send(calls.clear_fault(printer_id))
@@ -345,6 +354,26 @@ class Client:
     def ack_alert(self, alert_id: str) -> Alert:
         """Acknowledge an alert."""
         return self.send(calls.ack_alert(alert_id))
+
+    def list_channels(self) -> list[Channel]:
+        """The caller's notification channels."""
+        return self.send(calls.list_channels())
+
+    def add_channel(self, kind: ChannelKind, target: str, *, secret: str | None = None) -> Channel:
+        """Send alerts and job ends to a webhook (signed with ``secret``) or an Apprise URL."""
+        return self.send(calls.add_channel(kind, target, secret))
+
+    def remove_channel(self, channel_id: str) -> Channel:
+        """Stop sending to a channel."""
+        return self.send(calls.remove_channel(channel_id))
+
+    def test_channel(self, channel_id: str) -> NotificationSent:
+        """Send a ``test`` notification to a channel now."""
+        return self.send(calls.test_channel(channel_id))
+
+    def deliveries(self, channel_id: str, *, limit: int = 100) -> list[Delivery]:
+        """A channel's recent deliveries: attempts, delivered or dead-lettered, last error."""
+        return self.send(calls.deliveries(channel_id, limit=limit))
 
     def health(self) -> Health:
         """The server's health (returned, not raised, when it is unavailable)."""
