@@ -365,4 +365,12 @@ async def test_uploads_are_checked_for_name_size_and_checksum(tmp_path: Path) ->
         assert missing.status_code == 404
         bad = await off_loop(lambda: httpx.post(f"{base}/print", json={"file": 3}, headers=headers))
         assert bad.status_code == 422
+        huge = await off_loop(
+            lambda: httpx.post(f"{base}/confirm-plate", content=b" " * 20_000, headers=headers)
+        )
+        assert huge.status_code == 413
+        garbled = await off_loop(
+            lambda: httpx.post(f"{base}/confirm-plate", content=b"{by", headers=headers)
+        )
+        assert garbled.status_code == 400
         assert sim.current_print() is None

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import math
 import socket
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 CLOUD_FILE_PREFIX = "job-"
 """Files the cloud stages are named ``job-<job id>.gcode``; LAN uploads may not use it."""
+MAX_JSON_BYTES = 16 * 1024
+"""Action bodies are a few fields; anything larger is refused before it is parsed."""
 MAX_TRACKED_ADDRESSES = 4096
 """Client addresses whose failures are remembered; the least recently failing go first."""
 _SHUTDOWN_S = 2
@@ -349,11 +352,15 @@ def _is_loopback(request: Request) -> bool:
 
 
 async def _body(request: Request) -> Any:
-    raw = await request.body()
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise _Rejected(413, f"a request body is at most {MAX_JSON_BYTES} bytes")
     if not raw:
         return {}
     try:
-        return await request.json()
+        return json.loads(raw)
     except ValueError:
         raise _Rejected(400, "the body is not JSON") from None
 
