@@ -14,12 +14,13 @@ import json
 import os
 import re
 import socket
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, ClassVar, NoReturn
 
 import typer
 from pydantic import BaseModel
@@ -346,8 +347,10 @@ class PrinterRow:
     hotend: tuple[float | None, float | None] = (None, None)
     bed: tuple[float | None, float | None] = (None, None)
     percent: int | None = None
-    report_age_s: float | None = None
-    link_age_s: float | None = None
+    reported_at: float | None = None
+    """``time.monotonic()`` when the printer last reported, so that its age keeps counting."""
+    link_evidence_at: float | None = None
+    """``time.monotonic()`` of the cloud's latest broker-link evidence, as last fetched."""
 
     @classmethod
     def of(cls, printer: Printer) -> PrinterRow:
@@ -365,8 +368,8 @@ class PrinterRow:
             hotend=(temps.hotend.current_c, temps.hotend.target_c) if temps else (None, None),
             bed=(temps.bed.current_c, temps.bed.target_c) if temps else (None, None),
             percent=printer.progress.percent if printer.progress else None,
-            report_age_s=printer.report_age_s,
-            link_age_s=printer.link_evidence_age_s,
+            reported_at=_instant(printer.report_age_s),
+            link_evidence_at=_instant(printer.link_evidence_age_s),
         )
 
     def apply(self, kind: str, data: dict[str, Any]) -> None:
@@ -384,10 +387,15 @@ class PrinterRow:
                     setattr(self, heater, (reading.get("current_c"), reading.get("target_c")))
             progress = data.get("progress")
             self.percent = progress.get("percent") if isinstance(progress, dict) else None
-        self.report_age_s = 0.0
+        self.reported_at = time.monotonic()
+
+
+def _instant(age_s: float | None) -> float | None:
+    return None if age_s is None else time.monotonic() - age_s
 
 
 def _printers_table(rows: list[PrinterRow], title: str = "printers") -> Table:
+    now = time.monotonic()
     table = Table(title=title, title_justify="left")
     for column in ("printer", "model", "state", "hotend", "bed", "plate", "job", "heard"):
         table.add_column(column)
@@ -407,8 +415,8 @@ def _printers_table(rows: list[PrinterRow], title: str = "printers") -> Table:
             _heater(*row.bed),
             _styled(row.plate, PLATE_STYLE),
             job,
-            _age(row.report_age_s),
-            _age(row.link_age_s),
+            _age(None if row.reported_at is None else now - row.reported_at),
+            _age(None if row.link_evidence_at is None else now - row.link_evidence_at),
         )
     return table
 
@@ -796,16 +804,29 @@ SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold yellow", "in
 class FleetView:
     """The live view: the printers, and the latest notifications with alerts highlighted."""
 
-    rows: dict[str, PrinterRow]
+    refetch: Callable[[], list[Printer]]
     only: str | None
+    rows: dict[str, PrinterRow] = field(default_factory=dict)
     log: list[Text] = field(default_factory=list)
+    fetched_at: float = 0.0
 
-    def apply(self, event: StreamEvent, refetch: Callable[[], list[Printer]]) -> None:
+    REFETCH_S: ClassVar[float] = 5.0
+    """How often the printers are fetched again: the stream carries no link evidence."""
+
+    def fetch(self) -> None:
+        """Fetch the printers afresh."""
+        # A new dict, not an update: the refresh thread may be drawing the old one.
+        self.rows = {p.id: PrinterRow.of(p) for p in self.refetch() if self._wanted(p.id)}
+        self.fetched_at = time.monotonic()
+
+    def apply(self, event: StreamEvent) -> None:
         """Fold one stream block into the view."""
         if event.kind in {"dropped", "resync"}:
-            self.rows = {p.id: PrinterRow.of(p) for p in refetch() if self._wanted(p.id)}
+            self.fetch()
             self._note(Text(f"{event.kind}: refetched the printers", style="dim"))
             return
+        if time.monotonic() - self.fetched_at > self.REFETCH_S:
+            self.fetch()
         note = event.notification
         if note is None or not self._wanted(note.printer_id):
             return
@@ -823,8 +844,8 @@ class FleetView:
     def _note(self, line: Text) -> None:
         self.log = [*self.log, line][-12:]
 
-    def render(self) -> Group:
-        """The view as rich renderables."""
+    def __rich__(self) -> Group:
+        """The view as rich renderables (Live redraws it, so ages keep counting)."""
         title = f"printer {self.only}" if self.only else "fleet"
         log = Text("\n").join(self.log) if self.log else Text("waiting for events", style="dim")
         return Group(
@@ -861,12 +882,12 @@ def watch(
             return
         if printer is not None:
             client.get_printer(printer)  # fails early, and clearly, for an unknown printer
-        rows = {p.id: PrinterRow.of(p) for p in client.list_printers()}
-        view = FleetView({k: v for k, v in rows.items() if printer in (None, k)}, printer)
-        with Live(view.render(), console=out, refresh_per_second=4) as live:
+        view = FleetView(client.list_printers, printer)
+        view.fetch()
+        with Live(view, console=out, refresh_per_second=4) as live:
             for event in events:
-                view.apply(event, client.list_printers)
-                live.update(view.render())
+                view.apply(event)
+                live.refresh()
                 seen += 1
                 if count is not None and seen >= count:
                     break

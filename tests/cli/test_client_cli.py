@@ -335,3 +335,18 @@ def test_the_readme_documents_the_same_exit_codes() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     for code, meaning in EXIT_CODES.items():
         assert f"| {code} | {meaning} |" in readme
+
+
+def test_watch_refetches_the_fleet_when_told_to_resync(tmp_path: Path) -> None:
+    busy = {**PRINTER, "status": "printing", "job_id": "j7"}
+    script = [
+        Reply(200, [PRINTER], path="/api/v1/printers"),
+        Reply(200, [busy], path="/api/v1/printers"),
+        Reply(raw=b'event: resync\ndata: {"reason": "last_event_id_unknown"}\n\n'),
+    ]
+    with FaultyServer(script) as server:
+        cli = Cli(tmp_path, PRINTFLEET_URL=server.url, PRINTFLEET_TOKEN="pf_x")
+        shown = cli("watch", "--count", "1").stdout
+    assert len(server.requests_to("/api/v1/printers")) == 2
+    assert "resync: refetched the printers" in shown
+    assert "printing" in shown
