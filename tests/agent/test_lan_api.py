@@ -231,6 +231,8 @@ async def test_a_lan_print_needs_a_confirmed_plate_and_runs_to_completion(tmp_pa
         with pytest.raises(LanRefusedError) as refused:
             await off_loop(lambda: lan_print(host, CODE, source))
         assert refused.value.reason == "PLATE_UNCONFIRMED"
+        assert refused.value.detail == "confirm the plate is clear before the next print"
+        assert str(refused.value).startswith("409: PLATE_UNCONFIRMED: confirm")
         assert sim.current_print() is None
         client = LanClient(host, CODE)
         try:

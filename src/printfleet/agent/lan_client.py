@@ -113,7 +113,8 @@ class LanRefusedError(LanError):
     (``PLATE_UNCONFIRMED``, ``BUSY``, ``THERMAL_FAULT``, ...)."""
 
     def __init__(self, status: int, detail: str, reason: str) -> None:
-        super().__init__(status, f"{reason}: {detail}")
+        super().__init__(status, detail)
+        self.args = (f"{status}: {reason}: {detail}",)
         self.reason = reason
 
 

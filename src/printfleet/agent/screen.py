@@ -64,7 +64,7 @@ class PrinterScreen:
             try:
                 self._choose(choice)
             except LanRefusedError as error:
-                self._write(f"Refused by the printer ({error.reason}): {_after_reason(error)}")
+                self._write(f"Refused by the printer ({error.reason}): {error.detail}")
             except LanError as error:
                 self._write(f"Error: {error.detail}")
 
@@ -125,7 +125,3 @@ class PrinterScreen:
         self._write(line)
         if status.fault is not None:
             self._write(f"THERMAL FAULT: {status.fault} — fix the cause, then clear it [f].")
-
-
-def _after_reason(error: LanRefusedError) -> str:
-    return error.detail.removeprefix(f"{error.reason}: ")
