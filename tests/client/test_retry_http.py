@@ -365,3 +365,30 @@ async def test_the_async_client_never_blocks_its_event_loop(tmp_path: Path) -> N
     uploaded = server.requests_to("/api/v1/files")[0]
     assert uploaded.body.count(b"G28\n") == 50_000
     assert int(uploaded.headers["content-length"]) == len(uploaded.body)
+
+
+def test_each_attempt_can_carry_its_own_deadline() -> None:
+    expired = {"error": "deadline_exceeded", "message": "the deadline had passed"}
+    wall = FakeClock()
+    wall.now = NOW
+
+    def sleep(seconds: float) -> None:
+        wall.now += 1.5  # the wait between attempts, as the wall clock sees it
+
+    with (
+        FaultyServer([Reply(504, expired), Reply(200, [])]) as server,
+        Client(
+            server.url,
+            "t",
+            timeout=4.0,
+            send_deadline=True,
+            policy=policy(wall_clock=wall),
+            sleep=sleep,
+        ) as client,
+    ):
+        assert client.list_printers() == []
+    deadlines = [int(r.headers["x-request-deadline"]) for r in server.received]
+    assert deadlines == [int((NOW + 4) * 1000), int((NOW + 5.5) * 1000)]
+    with FaultyServer(default=Reply(200, [])) as server, Client(server.url, "t") as client:
+        client.list_printers()
+    assert "x-request-deadline" not in server.received[0].headers

@@ -51,11 +51,13 @@ from printfleet.client.models import (
 )
 from printfleet.client.retry import RetryPolicy
 from printfleet.client.sync_client import (
+    DEADLINE_HEADER,
     DEFAULT_TIMEOUT,
     STREAM_READ_TIMEOUT,
     UPLOAD_TIMEOUT,
     base_url,
     breaker_open,
+    deadline_after,
     headers_for,
     unreachable,
 )
@@ -72,7 +74,10 @@ class AsyncClient:
 
     Use as an async context manager, or await :meth:`aclose`. ``policy`` may be shared between
     clients so they share one retry budget and breaker; ``sleep`` is how retries wait
-    (replaceable in tests); ``transport`` is passed to httpx.
+    (replaceable in tests); ``transport`` is passed to httpx. With ``send_deadline``, each
+    attempt carries ``X-Request-Deadline`` (now + ``timeout``, by this machine's clock), so a
+    server with admission control drops attempts the client has stopped waiting for; leave it
+    off where the client's clock may be far from the server's.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class AsyncClient:
         policy: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        send_deadline: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.url = base_url(url)
@@ -90,6 +96,8 @@ class AsyncClient:
         """The bearer token; :meth:`login` sets it."""
         self.policy = policy if policy is not None else RetryPolicy()
         self._sleep = sleep
+        self._timeout = timeout
+        self._send_deadline = send_deadline
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(timeout),
@@ -139,6 +147,8 @@ class AsyncClient:
             await self._sleep(wait)
 
     async def _request(self, call: calls.Call[Any], headers: dict[str, str]) -> httpx.Response:
+        if self._send_deadline:
+            headers = {**headers, DEADLINE_HEADER: deadline_after(self.policy, self._timeout)}
         try:
             return await self._http.request(
                 call.method, call.path, params=call.params, json=call.json, headers=headers

@@ -53,7 +53,7 @@ from printfleet.client.retry import RetryPolicy
 from printfleet.client.upload import Progress, UploadBody
 from printfleet.protocol.lifecycle import JobState
 
-__all__ = ["Client", "base_url", "breaker_open", "unreachable"]
+__all__ = ["DEADLINE_HEADER", "Client", "base_url", "breaker_open", "deadline_after", "unreachable"]
 
 T = TypeVar("T")
 
@@ -85,6 +85,16 @@ def breaker_open(url: str, policy: RetryPolicy) -> BreakerOpen:
     return BreakerOpen(f"{url} kept failing; not calling it again for {wait:.1f} s", retry_in=wait)
 
 
+DEADLINE_HEADER = "X-Request-Deadline"
+"""Unix milliseconds after which the caller no longer wants the answer (the cloud's admission
+control drops a request that arrives later)."""
+
+
+def deadline_after(policy: RetryPolicy, seconds: float) -> str:
+    """The deadline header's value ``seconds`` from now, by the policy's wall clock."""
+    return str(int((policy.wall_clock() + seconds) * 1000))
+
+
 def headers_for(token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The request headers: the bearer token (if any) and ``extra``."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -97,7 +107,10 @@ class Client:
 
     Use as a context manager, or call :meth:`close`. ``policy`` may be shared between clients
     so they share one retry budget and breaker; ``sleep`` is how retries wait (replaceable in
-    tests); ``transport`` is passed to httpx.
+    tests); ``transport`` is passed to httpx. With ``send_deadline``, each attempt carries
+    ``X-Request-Deadline`` (now + ``timeout``, by this machine's clock), so a server with
+    admission control drops attempts the client has stopped waiting for; leave it off where the
+    client's clock may be far from the server's.
     """
 
     def __init__(
@@ -108,6 +121,7 @@ class Client:
         policy: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        send_deadline: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = base_url(url)
@@ -115,6 +129,8 @@ class Client:
         """The bearer token; :meth:`login` sets it."""
         self.policy = policy if policy is not None else RetryPolicy()
         self._sleep = sleep
+        self._timeout = timeout
+        self._send_deadline = send_deadline
         self._http = httpx.Client(
             base_url=self.url,
             timeout=httpx.Timeout(timeout),
@@ -164,6 +180,8 @@ class Client:
             self._sleep(wait)
 
     def _request(self, call: calls.Call[Any], headers: dict[str, str]) -> httpx.Response:
+        if self._send_deadline:
+            headers = {**headers, DEADLINE_HEADER: deadline_after(self.policy, self._timeout)}
         try:
             return self._http.request(
                 call.method, call.path, params=call.params, json=call.json, headers=headers
