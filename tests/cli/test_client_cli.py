@@ -350,3 +350,30 @@ def test_watch_refetches_the_fleet_when_told_to_resync(tmp_path: Path) -> None:
     assert len(server.requests_to("/api/v1/printers")) == 2
     assert "resync: refetched the printers" in shown
     assert "printing" in shown
+
+
+def test_confirm_plate_and_an_unhealthy_status(tmp_path: Path) -> None:
+    unhealthy = {
+        "status": "unavailable",
+        "store": {"ok": True},
+        "link": {
+            "connected": False,
+            "verified": False,
+            "evidence_age_s": 42.0,
+            "last_rtt_s": None,
+            "connects": 3,
+        },
+    }
+    script = [
+        Reply(202, {"printer_id": "p1", "action": "confirm_plate"}, path="/api/v1/printers/p1"),
+        Reply(503, unhealthy, path="/health"),
+        Reply(503, unhealthy, path="/health"),
+    ]
+    with FaultyServer(script) as server:
+        cli = Cli(tmp_path, PRINTFLEET_URL=server.url, PRINTFLEET_TOKEN="pf_x")
+        assert "told p1 its plate is clear" in cli("confirm-plate", "p1").stdout
+        shown = cli("status", code=5).stdout
+        assert "unavailable" in shown
+        assert "not verified, evidence 42.0 s" in shown
+        assert cli("status", "--json", code=5).stdout.count('"verified": false') == 1
+    assert server.requests_to("/api/v1/printers/p1/confirm-plate")[0].method == "POST"
