@@ -489,8 +489,14 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from printfleet.cloud.app import Settings, create_app  # noqa: PLC0415
+    from printfleet.cloud.logs import use_json_logs, wants_json  # noqa: PLC0415
 
     _setup_logging(verbose)
+    try:
+        if wants_json():  # PRINTFLEET_LOG_FORMAT=json: one JSON object per line
+            use_json_logs()
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     if not verbose:
         # The embedded broker and its state machine log every connection at INFO.
         for noisy in ("amqtt", "transitions"):
@@ -528,7 +534,10 @@ def serve(
         f"printfleet cloud on http://{host}:{port}, data in {settings.data_dir}", soft_wrap=True
     )
     # log_config=None: keep the logging set up above instead of uvicorn's own.
-    config = uvicorn.Config(create_app(settings), log_config=None, ws="none")
+    # A bounded graceful shutdown: open event streams (/api/v1/events) never end by themselves.
+    config = uvicorn.Config(
+        create_app(settings), log_config=None, ws="none", timeout_graceful_shutdown=5
+    )
     # uvicorn shuts down gracefully on Ctrl-C, then re-raises it: that is a normal exit here.
     with listener, contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run(sockets=[listener])

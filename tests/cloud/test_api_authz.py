@@ -52,6 +52,8 @@ class Case:
     json: Callable[[str, Ids], dict[str, Any]] | None = None
     """The body, given the actor and the ids."""
     upload: bool = False
+    stream: bool = False
+    """An endpoint that streams until the client leaves: only the status line is read."""
     anonymous: int = 401
     label: str = ""
 
@@ -128,6 +130,35 @@ CASES = [
     Case("GET", "/api/v1/alerts", 200, 200, 200, 200),
     # A viewer sees the printer's alerts and may acknowledge them.
     Case("POST", "/api/v1/alerts/{alert}/ack", 200, 404, 200, 403),
+    Case(
+        "POST",
+        "/api/v1/printers/{printer}/temperature",
+        202,
+        404,
+        403,
+        403,
+        json=lambda actor, ids: {"heater": "bed", "target_c": 0},
+    ),
+    # Everyone has a stream of their own, which shows only what they may see.
+    Case("GET", "/api/v1/events", 200, 200, 200, 200, stream=True),
+    Case("GET", "/api/v1/channels", 200, 200, 200, 200),
+    Case(
+        "POST",
+        "/api/v1/channels",
+        201,
+        201,
+        201,
+        403,
+        json=lambda actor, ids: {
+            "kind": "webhook",
+            "target": "http://127.0.0.1:9/hook",
+            "secret": f"{actor}-secret-0123456789",
+        },
+    ),
+    # Channels are personal: another user's is 404, whatever their role on a printer.
+    Case("POST", "/api/v1/channels/{channel}/test", 202, 404, 404, 403),
+    Case("GET", "/api/v1/channels/{channel}/deliveries", 200, 404, 404, 200),
+    Case("DELETE", "/api/v1/channels/{spare_channel}", 200, 404, 404, 403),
 ]
 
 PUBLIC = {("POST", "/api/v1/users"), ("POST", "/api/v1/login")}
@@ -143,6 +174,11 @@ class World:
         token = self.tokens[actor]
         headers = bearer(token) if token is not None else {}
         path = case.path.format(**self.ids)
+        if case.stream:
+            async with self.cloud.client.stream(case.method, path, headers=headers) as response:
+                if response.status_code >= 400:  # an error has a body to read
+                    await response.aread()
+                return response
         if case.upload:
             files = {"file": ("part.gcode", GCODE, "text/plain")}
             return await self.cloud.client.post(path, headers=headers, files=files)
@@ -200,6 +236,15 @@ async def _world(cloud: Running) -> World:
         ids["printer"], kind="thermal_runaway", severity=Severity.CRITICAL, message="hotend"
     )
     ids["alert"] = alert.id
+    for name in ("channel", "spare_channel"):
+        # A webhook nobody listens on: test deliveries fail in the background, harmlessly.
+        channel = await client.post(
+            "/api/v1/channels",
+            headers=bearer(alice),
+            json={"kind": "webhook", "target": "http://127.0.0.1:9/", "secret": "s" * 16},
+        )
+        assert channel.status_code == 201, channel.text
+        ids[name] = channel.json()["id"]
     return world
 
 

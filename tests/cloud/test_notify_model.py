@@ -40,6 +40,7 @@ def make(**overrides: object) -> Notification:
 def test_the_public_api_is_pinned() -> None:
     assert sorted(notify.__all__) == sorted(
         [
+            "ALERT_KINDS",
             "DEFAULT_SEVERITY",
             "DEFAULT_TOLERANCE_S",
             "DELIVERY_HEADER",
@@ -53,6 +54,8 @@ def test_the_public_api_is_pinned() -> None:
             "ChannelKind",
             "DeadLetter",
             "DeadLetterSink",
+            "DeliveryListener",
+            "DeliveryOutcome",
             "DeliveryResult",
             "EventBus",
             "EventStreamResponse",
@@ -72,6 +75,7 @@ def test_the_public_api_is_pinned() -> None:
             "format_control",
             "format_event",
             "from_alert",
+            "goes_to_channels",
             "must_tell_submitter",
             "new_notification_id",
             "parse_retry_after",
@@ -186,7 +190,7 @@ def test_a_thermal_fault_alert_becomes_a_critical_notification() -> None:
 def test_an_unknown_alert_kind_still_reaches_people() -> None:
     alert = AlertBody(kind="target_refused", severity="warning", message="")
     notification = from_alert("p2", alert, user_ids=["alice"])
-    assert notification.kind is NotificationKind.PRINTER_STATE
+    assert notification.kind is NotificationKind.PRINTER_ALERT
     assert notification.severity is Severity.WARNING
     assert notification.message == "p2 raised a target_refused alert."
     assert notification.data == {"alert_kind": "target_refused"}

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Annotated, ClassVar
 
+import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,17 +25,26 @@ from printfleet.agent.config import BrokerAddress
 from printfleet.cloud import api
 from printfleet.cloud.api import ApiContext, CloudMetrics
 from printfleet.cloud.core import CloudCore
-from printfleet.cloud.dispatcher import StoredJob
+from printfleet.cloud.dispatcher import StoredJob, cloud_ms
 from printfleet.cloud.embedded_broker import embedded_broker
 from printfleet.cloud.files import DEFAULT_MAX_UPLOAD_BYTES, FileStorage
 from printfleet.cloud.fleet_view import Ingested
 from printfleet.cloud.migrations import upgrade
+from printfleet.cloud.notify import (
+    AppriseSender,
+    DeliveryOutcome,
+    EventBus,
+    Notifier,
+    WebhookSender,
+)
+from printfleet.cloud.notify.announcer import Announcer
 from printfleet.cloud.service import CloudService, ServiceSettings
-from printfleet.cloud.store import NotFound, PrinterRecord, Severity, Store, new_id, open_store
+from printfleet.cloud.store import JobRecord, PrinterRecord, new_id, open_store
 from printfleet.cloud.store_jobs import StoreJobs
 from printfleet.protocol.dispatch import JobChange
 from printfleet.protocol.issuer import CommandIssuer
-from printfleet.protocol.messages import AlertEvent, RejectedEvent
+from printfleet.protocol.lifecycle import JobEvent
+from printfleet.protocol.messages import RejectedEvent
 from printfleet.protocol.signing import CommandSigner
 
 __all__ = ["KEY_FILE", "Settings", "create_app", "load_or_create_signer", "running_cloud"]
@@ -78,7 +88,6 @@ class Settings(BaseModel):
     """Anyone may create an account. Off: only the first account can be made over HTTP."""
     probe_interval_s: Annotated[float, Field(gt=0)] = 2.0
     """How often the link proves itself through the broker (S8)."""
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``PRINTFLEET_*`` variables; non-None ``overrides`` win (CLI options)."""
@@ -155,43 +164,63 @@ def _for_printers(broker: BrokerAddress) -> str:
 
 
 class _CoreListeners:
-    """Callbacks CloudCore makes: job changes, and every decoded printer message."""
+    """Callbacks CloudCore and the service make: job changes, printer messages, deliveries."""
 
-    def __init__(self, store: Store, metrics: CloudMetrics) -> None:
-        self.store = store
+    def __init__(self, announcer: Announcer, metrics: CloudMetrics) -> None:
+        self.announcer = announcer
         self.metrics = metrics
 
     async def job_changed(self, change: JobChange, job: StoredJob) -> None:
         """A dispatcher-made change (expired, rejected, started, ended, ...)."""
-        self.metrics.job_changes.labels(change.job.state.value).inc()
-        if change.notify:
-            # Notifications (cloud/notify) will be sent from here: every end but completion
-            # (completion too if asked) goes to the submitter (S7).
-            log.info(
-                "job %s of %s is %s %s",
-                change.job.id,
-                job.owner,
-                change.job.state.value,
-                change.job.reason,
-            )
+        view = change.job
+        self.metrics.job_changes.labels(view.state.value).inc()
+        if change.event is JobEvent.STARTED:
+            self.metrics.dispatch_latency.observe(max(0, cloud_ms() - view.created_at) / 1000)
+        # The dispatcher saved the change as the job's next version (compare-and-set).
+        await self.announcer.job_changed(
+            view,
+            change.event,
+            owner=job.owner,
+            name=job.file_name,
+            version=job.version + 1,
+            notify_completion=job.notify_completion,
+        )
+
+    async def job_told(self, job: JobRecord, event: JobEvent | None) -> None:
+        """A person submitted (``event`` None) or cancelled a job through the service."""
+        if event is not None:
+            self.metrics.job_changes.labels(job.view.state.value).inc()
+        await self.announcer.job_changed(
+            job.view,
+            event,
+            owner=job.owner_id,
+            name=job.name,
+            version=job.version,
+            notify_completion=job.notify_completion,
+        )
+
+    async def plate_needed(self, job: StoredJob, printer_id: str) -> None:
+        """A job waits on a plate a person must confirm (S5): ask them, once."""
+        await self.announcer.plate_needed(job.view.id, printer_id)
 
     async def ingested(self, message: Ingested) -> None:
-        """A printer message: refused starts are counted, alerts kept for people to see (S6)."""
+        """A printer message: refused starts counted; alerts, state and progress told (S6)."""
         event = message.event
         if isinstance(event, RejectedEvent) and event.body.command_type == "start":
             self.metrics.rejected_starts.labels(event.body.reason.value).inc()
-        elif isinstance(event, AlertEvent):
-            try:
-                await self.store.add_alert(
-                    event.printer_id,
-                    kind=event.body.kind,
-                    severity=Severity(event.body.severity),
-                    message=event.body.message,
-                    job_id=event.job_id,
-                )
-            except NotFound:
-                # A printer this cloud never provisioned (an open broker): nobody to tell.
-                log.warning("alert from unknown printer %s dropped", event.printer_id)
+        await self.announcer.printer_message(
+            message.printer_id,
+            event=event,
+            telemetry=message.telemetry,
+            presence=message.presence,
+        )
+
+    async def delivery_ended(self, outcome: DeliveryOutcome) -> None:
+        """A notification reached a channel, or was given up on: count and record it."""
+        self.metrics.notifications.labels(
+            outcome.channel.kind.value, "delivered" if outcome.delivered else "failed"
+        ).inc()
+        await self.announcer.delivery_ended(outcome)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +267,21 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             models[printer.id] = printer.model
 
         metrics = CloudMetrics()
-        listeners = _CoreListeners(store, metrics)
+        bus = EventBus()
+        http = await stack.enter_async_context(httpx.AsyncClient())
+
+        async def delivery_ended(outcome: DeliveryOutcome) -> None:
+            await listeners.delivery_ended(outcome)
+
+        notifier = Notifier(
+            bus,
+            webhooks=WebhookSender(http),
+            apprise=AppriseSender(),
+            on_outcome=delivery_ended,
+        )
+        announcer = Announcer(store, notifier)
+        listeners = _CoreListeners(announcer, metrics)
+        service.job_listener = listeners.job_told
         core = CloudCore(
             broker,
             StoreJobs(store),
@@ -246,12 +289,16 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             file_url=file_url,
             on_change=listeners.job_changed,
             on_ingested=listeners.ingested,
+            on_plate_needed=listeners.plate_needed,
             model_of=models.get,
             probe_interval_s=settings.probe_interval_s,
             local_jobs=store,
         )
         service.core = core
         metrics.watch(core)
+        metrics.watch_streams(bus)
+        notifying = asyncio.create_task(notifier.run(), name="printfleet notifier")
+        notifying.add_done_callback(_report_end)
         task = asyncio.create_task(core.run(), name="printfleet cloud core")
         task.add_done_callback(_report_end)
         try:
@@ -263,22 +310,43 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
                 metrics=metrics,
                 open_registration=settings.open_registration,
                 printer_registered=printer_registered,
+                announcer=announcer,
             )
         finally:
+            bus.close()  # open event streams end, so the server can finish
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await _drain(notifier, notifying)
 
 
 def _report_end(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        # Nothing dispatches any more: say so as loudly as possible; /health turns 503.
-        log.critical("the cloud's MQTT core stopped", exc_info=task.exception())
+        # Nothing dispatches (or notifies) any more: say so as loudly as possible.
+        log.critical("%s stopped", task.get_name(), exc_info=task.exception())
+
+
+NOTIFY_DRAIN_S = 5.0
+"""At shutdown, how long deliveries already under way may take to finish."""
+
+
+async def _drain(notifier: Notifier, task: asyncio.Task[None]) -> None:
+    notifier.close()
+    try:
+        async with asyncio.timeout(NOTIFY_DRAIN_S):
+            await asyncio.shield(task)
+    except TimeoutError:
+        # Their delivery rows stay pending in the store, for people to see.
+        log.warning("%d notification deliveries cut short by the shutdown", notifier.in_flight)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The cloud as an ASGI app; ``settings`` default to :meth:`Settings.from_env`."""
     chosen = settings if settings is not None else Settings.from_env()
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -16,6 +16,7 @@ from printfleet.cloud.dispatcher import (
     FileUrl,
     JobNotice,
     JobRepository,
+    PlateNotice,
     cloud_ms,
 )
 from printfleet.cloud.fleet_view import FleetView, Ingested, Kind
@@ -61,6 +62,7 @@ class CloudCore:
         file_url: FileUrl,
         on_change: JobNotice,
         on_ingested: Callable[[Ingested], Awaitable[None]] | None = None,
+        on_plate_needed: PlateNotice | None = None,
         topics: Topics | None = None,
         policy: DispatchPolicy | None = None,
         probe_interval_s: float = 2.0,
@@ -84,6 +86,7 @@ class CloudCore:
             issuer,
             file_url=file_url,
             on_change=on_change,
+            on_plate_needed=on_plate_needed,
             policy=policy,
             probe_interval_ms=int(probe_interval_s * 1000),
         )

@@ -11,7 +11,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,13 +40,16 @@ from printfleet.cloud.store import (
 from printfleet.protocol import dispatch
 from printfleet.protocol.dispatch import PrinterView
 from printfleet.protocol.issuer import CommandIssuer
-from printfleet.protocol.lifecycle import JobState
+from printfleet.protocol.lifecycle import JobEvent, JobState
 from printfleet.protocol.messages import CommandBase, Heater, Telemetry, encode
 from printfleet.protocol.signing import CommandSigner
 
 log = logging.getLogger(__name__)
 
 _RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.OWNER: 2}
+
+JobListener = Callable[[JobRecord, JobEvent | None], Awaitable[None]]
+"""Told of each job a person created (event None) or ended (the event), to notify people."""
 ALL_SCOPES = ("read", "write", "admin")
 
 
@@ -140,6 +143,8 @@ class CloudService:
         self._clock_ms = clock_ms
         self._hasher = PasswordHasher()
         self._file_secret = file_secret or secrets.token_bytes(32)
+        self.job_listener: JobListener | None = None
+        """The app's notifier hook; the dispatcher tells of the changes it makes itself."""
 
     # -- accounts --------------------------------------------------------------------------------
 
@@ -455,6 +460,8 @@ class CloudService:
         )
         if self.core is not None:
             self.core.dispatcher.wake()
+        if created.created and self.job_listener is not None:
+            await self.job_listener(created.job, None)
         return created
 
     async def job(self, principal: Principal, job_id: str) -> JobRecord:
@@ -500,6 +507,8 @@ class CloudService:
             actor=Actor.user(principal.user.id),
             detail={"reason": "cancelled by user"},
         )
+        if self.job_listener is not None:
+            await self.job_listener(ended, JobEvent.CANCELLED)
         printer_id = record.view.assigned_printer
         if printer_id is not None and self.core is not None:
             command = self.issuer.cancel(printer_id, job_id, now=self._clock_ms())

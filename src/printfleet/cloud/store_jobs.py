@@ -3,6 +3,7 @@
 from printfleet.cloud.dispatcher import StoredJob
 from printfleet.cloud.store import Actor, Store
 from printfleet.protocol.dispatch import JobView
+from printfleet.protocol.lifecycle import JobState
 
 
 class StoreJobs:
@@ -28,12 +29,31 @@ class StoreJobs:
                     file_name=file.name if file is not None else record.name,
                     file_size=file.size if file is not None else 0,
                     file_id=record.file_id,
+                    notify_completion=record.notify_completion,
                 )
             )
         return stored
 
     async def save_job(self, job: JobView, *, expected_version: int) -> int:
-        """Compare-and-set; the store raises ``Conflict`` if someone moved the job first."""
+        """Compare-and-set; the store raises ``Conflict`` if someone moved the job first.
+
+        A save that ends a job (expired, rejected, a printer's report of the end) is audited in
+        the same transaction, so the log answers "why did this job end?" for every end (S1).
+        A later save of an ended job (another cancel sent) logs nothing again.
+        """
+        if job.state.terminal:
+            try:
+                record = await self.store.record_terminal(
+                    job,
+                    expected_version=expected_version,
+                    actor=_ended_by(job),
+                    command_id=job.command_id,
+                    detail={"reason": job.reason},
+                )
+            except ValueError:
+                pass  # already ended at this version: a re-save, not an end
+            else:
+                return record.version
         record = await self.store.save_job(job, expected_version=expected_version)
         return record.version
 
@@ -49,3 +69,11 @@ class StoreJobs:
             command_id=command_id,
             detail={"detail": detail},
         )
+
+
+def _ended_by(job: JobView) -> Actor:
+    # Expiry is the cloud's own doing; every other end the dispatcher records is what the
+    # printer reported (an end, a refusal, its journal).
+    if job.state is JobState.EXPIRED or job.assigned_printer is None:
+        return Actor.system("expiry" if job.state is JobState.EXPIRED else "dispatcher")
+    return Actor.printer(job.assigned_printer)

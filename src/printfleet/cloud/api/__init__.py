@@ -8,7 +8,17 @@ itself, and its lifespan, are made by :func:`printfleet.cloud.app.create_app`.
 from fastapi import FastAPI
 
 from printfleet.cloud import web
-from printfleet.cloud.api import accounts, alerts, jobs, operations, printers, uploads
+from printfleet.cloud.api import (
+    accounts,
+    alerts,
+    channels,
+    events,
+    heaters,
+    jobs,
+    operations,
+    printers,
+    uploads,
+)
 from printfleet.cloud.api.context import ApiContext, Context, get_context
 from printfleet.cloud.api.errors import ErrorBody, install_error_handlers
 from printfleet.cloud.api.metrics import CloudMetrics
@@ -26,7 +36,8 @@ __all__ = [
 def install(app: FastAPI) -> None:
     """Add every route and the error handlers to ``app``."""
     install_error_handlers(app)
-    for module in (accounts, printers, uploads, jobs, alerts, operations):
+    routers = (accounts, printers, heaters, uploads, jobs, alerts, events, channels, operations)
+    for module in routers:
         app.include_router(module.router)
     # The dashboard's pages last: "/" and "/web/..." shadow none of the API's routes.
     web.install(app)

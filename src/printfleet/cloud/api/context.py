@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from printfleet.cloud.api.metrics import CloudMetrics
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.files import FileStorage
+from printfleet.cloud.notify.announcer import Announcer
 from printfleet.cloud.service import CloudService
 from printfleet.cloud.store import PrinterRecord, Store
 
@@ -32,6 +33,8 @@ class ApiContext:
     """Whether anyone may create an account; the very first account may always be created."""
     printer_registered: Callable[[PrinterRecord], None] = lambda printer: None
     """Told of each printer provisioned here (the dispatcher's model lookup)."""
+    announcer: Announcer | None = None
+    """Notifications: the event bus behind ``/events``, channels and their deliveries."""
 
 
 def get_context(request: Request) -> ApiContext:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from printfleet.cloud.core import CloudCore
+from printfleet.cloud.notify import EventBus
 from printfleet.cloud.store import Store, StoreError
 from printfleet.protocol.lifecycle import JobState
 
@@ -102,11 +103,32 @@ class CloudMetrics:
             ["state"],
             registry=self.registry,
         )
+        self.dispatch_latency = Histogram(
+            "printfleet_dispatch_latency_seconds",
+            "From a job's creation to its printer accepting the start.",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, float("inf")),
+            registry=self.registry,
+        )
+        self.notifications = Counter(
+            "printfleet_notifications",
+            "Deliveries to people's channels, by channel kind and outcome (after retries).",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.event_streams = Gauge(
+            "printfleet_event_streams",
+            "Server-sent-event streams open now.",
+            registry=self.registry,
+        )
         self._store_up = Gauge(
             "printfleet_store_up",
             "1 if the store answered when these metrics were scraped.",
             registry=self.registry,
         )
+
+    def watch_streams(self, bus: EventBus) -> None:
+        """Report how many event streams ``bus`` feeds."""
+        self.event_streams.set_function(bus.subscriber_count)
 
     def watch(self, core: CloudCore) -> None:
         """Report the link, dispatcher and inbox of ``core`` too."""

@@ -12,10 +12,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from printfleet.cloud.notify import redact_url
 from printfleet.cloud.service import PrinterStatusView, ProvisionedPrinter
 from printfleet.cloud.store import (
     AlertRecord,
     AuditRecord,
+    ChannelKind,
+    ChannelRecord,
+    DeliveryRecord,
     FileRecord,
     JobRecord,
     Role,
@@ -24,7 +28,7 @@ from printfleet.cloud.store import (
     UserRecord,
 )
 from printfleet.protocol.lifecycle import JobState
-from printfleet.protocol.messages import HeaterTelemetry, PlateStatus, PrinterStatus
+from printfleet.protocol.messages import Heater, HeaterTelemetry, PlateStatus, PrinterStatus
 
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 PrinterId = Annotated[
@@ -438,6 +442,90 @@ class AlertOut(BaseModel):
             acked_by=alert.acked_by,
             acked_at=alert.acked_at,
         )
+
+
+# -- notification channels -----------------------------------------------------------------------
+
+
+class NewChannel(_Body):
+    """A place to send the caller's alerts and job ends (docs/api.md, section 3)."""
+
+    kind: ChannelKind
+    target: Annotated[str, Field(min_length=1, max_length=2000)]
+    """A webhook's ``http(s)://`` URL, or an Apprise URL (``mailto://...``, ``ntfy://...``)."""
+    secret: Annotated[str | None, Field(min_length=16, max_length=200)] = None
+    """Signs webhook bodies (HMAC-SHA256); required for webhooks, refused for Apprise."""
+
+
+class ChannelOut(BaseModel):
+    """A channel as its owner sees it later: never its secret, nor credentials in its URL."""
+
+    id: str
+    kind: ChannelKind
+    target: str
+    """Redacted: scheme and host of a webhook, only the scheme of an Apprise URL."""
+    enabled: bool
+    created_at: int
+
+    @classmethod
+    def of(cls, channel: ChannelRecord) -> ChannelOut:
+        """From the store's record."""
+        keep_host = channel.kind is ChannelKind.WEBHOOK
+        return cls(
+            id=channel.id,
+            kind=channel.kind,
+            target=redact_url(channel.target, keep_host=keep_host),
+            enabled=channel.enabled,
+            created_at=channel.created_at,
+        )
+
+
+class DeliveryOut(BaseModel):
+    """One notification on its way to a channel, delivered, or given up on (a dead letter)."""
+
+    id: str
+    notification_id: str
+    kind: str | None
+    state: Literal["pending", "delivered", "dead_letter"]
+    attempts: int
+    last_error: str
+    created_at: int
+    delivered_at: int | None
+    dead_lettered_at: int | None
+
+    @classmethod
+    def of(cls, delivery: DeliveryRecord) -> DeliveryOut:
+        """From the store's record."""
+        state: Literal["pending", "delivered", "dead_letter"] = "pending"
+        if delivery.delivered_at is not None:
+            state = "delivered"
+        elif delivery.dead_lettered_at is not None:
+            state = "dead_letter"
+        kind = delivery.payload.get("kind")
+        return cls(
+            id=delivery.id,
+            notification_id=delivery.event_key,
+            kind=kind if isinstance(kind, str) else None,
+            state=state,
+            attempts=delivery.attempts,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            delivered_at=delivery.delivered_at,
+            dead_lettered_at=delivery.dead_lettered_at,
+        )
+
+
+class NotificationSent(BaseModel):
+    """A notification was queued; follow it in the channel's deliveries."""
+
+    notification_id: str
+
+
+class NewTemperature(_Body):
+    """Preheat or cool one heater; 0 turns it off."""
+
+    heater: Heater
+    target_c: Annotated[int, Field(ge=0, le=300)]
 
 
 class StoreHealth(BaseModel):

@@ -16,6 +16,7 @@ from printfleet.cloud.notify.bus import (
     TooManySubscribersError,
 )
 from printfleet.cloud.notify.model import (
+    ALERT_KINDS,
     DEFAULT_SEVERITY,
     JOB_ENDS,
     DeadLetter,
@@ -25,6 +26,7 @@ from printfleet.cloud.notify.model import (
     NotificationKind,
     Severity,
     from_alert,
+    goes_to_channels,
     must_tell_submitter,
     new_notification_id,
     redact_url,
@@ -32,6 +34,8 @@ from printfleet.cloud.notify.model import (
 from printfleet.cloud.notify.notifier import (
     Channel,
     ChannelKind,
+    DeliveryListener,
+    DeliveryOutcome,
     Notifier,
     NotifierStats,
     NotifyReceipt,
@@ -57,6 +61,7 @@ from printfleet.cloud.notify.webhook import (
 )
 
 __all__ = [
+    "ALERT_KINDS",
     "DEFAULT_SEVERITY",
     "DEFAULT_TOLERANCE_S",
     "DELIVERY_HEADER",
@@ -70,6 +75,8 @@ __all__ = [
     "ChannelKind",
     "DeadLetter",
     "DeadLetterSink",
+    "DeliveryListener",
+    "DeliveryOutcome",
     "DeliveryResult",
     "EventBus",
     "EventStreamResponse",
@@ -89,6 +96,7 @@ __all__ = [
     "format_control",
     "format_event",
     "from_alert",
+    "goes_to_channels",
     "must_tell_submitter",
     "new_notification_id",
     "parse_retry_after",

@@ -25,8 +25,13 @@ JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, 
 class NotificationKind(StrEnum):
     """What happened. Receivers switch on this; the SSE ``event:`` field carries it."""
 
+    JOB_SUBMITTED = "job_submitted"
+    JOB_STAGED = "job_staged"
     JOB_STARTED = "job_started"
     JOB_PROGRESS = "job_progress"
+    JOB_PAUSED = "job_paused"
+    JOB_RESUMED = "job_resumed"
+    JOB_REQUEUED = "job_requeued"
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
     JOB_CANCELLED = "job_cancelled"
@@ -36,7 +41,10 @@ class NotificationKind(StrEnum):
     FAULT_CLEARED = "fault_cleared"
     PRINTER_OFFLINE = "printer_offline"
     PLATE_CONFIRMATION_NEEDED = "plate_confirmation_needed"
+    PRINTER_ALERT = "printer_alert"
+    """An alert kind this version does not know; ``data["alert_kind"]`` names it."""
     PRINTER_STATE = "printer_state"
+    PRINTER_TELEMETRY = "printer_telemetry"
     TEST = "test"
 
 
@@ -61,8 +69,13 @@ JOB_ENDS: frozenset[NotificationKind] = frozenset(
 
 DEFAULT_SEVERITY: Mapping[NotificationKind, Severity] = MappingProxyType(
     {
+        NotificationKind.JOB_SUBMITTED: Severity.INFO,
+        NotificationKind.JOB_STAGED: Severity.INFO,
         NotificationKind.JOB_STARTED: Severity.INFO,
         NotificationKind.JOB_PROGRESS: Severity.INFO,
+        NotificationKind.JOB_PAUSED: Severity.INFO,
+        NotificationKind.JOB_RESUMED: Severity.INFO,
+        NotificationKind.JOB_REQUEUED: Severity.INFO,
         NotificationKind.JOB_COMPLETED: Severity.INFO,
         NotificationKind.JOB_FAILED: Severity.WARNING,
         NotificationKind.JOB_CANCELLED: Severity.INFO,
@@ -72,11 +85,24 @@ DEFAULT_SEVERITY: Mapping[NotificationKind, Severity] = MappingProxyType(
         NotificationKind.FAULT_CLEARED: Severity.INFO,
         NotificationKind.PRINTER_OFFLINE: Severity.WARNING,
         NotificationKind.PLATE_CONFIRMATION_NEEDED: Severity.INFO,
+        NotificationKind.PRINTER_ALERT: Severity.WARNING,
         NotificationKind.PRINTER_STATE: Severity.INFO,
+        NotificationKind.PRINTER_TELEMETRY: Severity.INFO,
         NotificationKind.TEST: Severity.INFO,
     }
 )
 """The severity a kind gets when its creator does not choose one."""
+
+ALERT_KINDS: frozenset[NotificationKind] = frozenset(
+    {
+        NotificationKind.THERMAL_FAULT,
+        NotificationKind.FAULT_CLEARED,
+        NotificationKind.PRINTER_OFFLINE,
+        NotificationKind.PLATE_CONFIRMATION_NEEDED,
+        NotificationKind.PRINTER_ALERT,
+    }
+)
+"""What a printer's people must hear about on every channel they set up, not only live (S6)."""
 
 
 _ID = re.compile(r"[\x21-\x7e]{1,200}")
@@ -91,6 +117,19 @@ def must_tell_submitter(kind: NotificationKind, *, wants_completion: bool = Fals
     if kind is NotificationKind.JOB_COMPLETED:
         return wants_completion
     return kind in JOB_ENDS
+
+
+def goes_to_channels(kind: NotificationKind, *, wants_completion: bool = False) -> bool:
+    """Whether ``kind`` is sent to webhooks and e-mail as well as to the live event streams.
+
+    Alerts, job ends the submitter must hear of (S7) and tests are; progress, state changes
+    and telemetry are for live views only, as a mailbox full of them would hide what matters.
+    """
+    return (
+        kind in ALERT_KINDS
+        or kind is NotificationKind.TEST
+        or must_tell_submitter(kind, wants_completion=wants_completion)
+    )
 
 
 def new_notification_id() -> str:
@@ -229,6 +268,7 @@ _ALERT_KINDS: Mapping[str, NotificationKind] = MappingProxyType(
         "thermal_fault": NotificationKind.THERMAL_FAULT,
         "fault_cleared": NotificationKind.FAULT_CLEARED,
         "plate_confirmation_needed": NotificationKind.PLATE_CONFIRMATION_NEEDED,
+        "printer_offline": NotificationKind.PRINTER_OFFLINE,
     }
 )
 
@@ -237,6 +277,7 @@ _ALERT_TITLES: Mapping[NotificationKind, str] = MappingProxyType(
         NotificationKind.THERMAL_FAULT: "Thermal fault on {printer}: heaters are off",
         NotificationKind.FAULT_CLEARED: "Fault cleared on {printer}",
         NotificationKind.PLATE_CONFIRMATION_NEEDED: "{printer} needs its plate confirmed clear",
+        NotificationKind.PRINTER_OFFLINE: "{printer} is offline",
     }
 )
 
@@ -249,13 +290,14 @@ def from_alert(
     job_id: str | None = None,
     notification_id: str | None = None,
     now: datetime | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Notification:
     """The notification for an alert a printer raised; the printer's own words are the message.
 
-    Alert kinds printfleet does not know yet become ``printer_state`` with the printer's kind in
+    Alert kinds printfleet does not know yet become ``printer_alert`` with the printer's kind in
     ``data["alert_kind"]``, so a newer agent's alert still reaches people.
     """
-    kind = _ALERT_KINDS.get(alert.kind, NotificationKind.PRINTER_STATE)
+    kind = _ALERT_KINDS.get(alert.kind, NotificationKind.PRINTER_ALERT)
     template = _ALERT_TITLES.get(kind, "Alert from {printer}: {kind}")
     message = (
         alert.message if alert.message.strip() else f"{printer_id} raised a {alert.kind} alert."
@@ -268,7 +310,7 @@ def from_alert(
         printer_id=printer_id,
         job_id=job_id,
         severity=Severity(alert.severity),
-        data={"alert_kind": alert.kind},
+        data={**(data or {}), "alert_kind": alert.kind},
         notification_id=notification_id,
         now=now,
     )

@@ -19,7 +19,7 @@ ids are time-ordered UUIDv7s and ``created_at`` is in every payload for that rea
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -46,12 +46,14 @@ class Channel:
     """One of a user's enabled channels, as the caller found it in the store.
 
     ``target`` is the webhook URL or the Apprise URL; ``secret`` signs webhooks (required there).
-    Both may be credentials, so ``repr`` shows only the kind and a redacted target.
+    Both may be credentials, so ``repr`` shows only the kind and a redacted target. ``id`` is the
+    store's id for the channel, handed back in each :class:`DeliveryOutcome`.
     """
 
     kind: ChannelKind
     target: str
     secret: str | None = None
+    id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", ChannelKind(self.kind))
@@ -75,6 +77,22 @@ class NotifyReceipt:
     queued: int
     refused: tuple[Channel, ...] = ()
     """Channels not queued because the notifier was full or closed; the caller records them."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """How one delivery of one notification to one channel ended (after its retries)."""
+
+    notification: Notification
+    channel: Channel
+    delivered: bool
+    attempts: int
+    reason: str
+    """``"delivered"``, or why it was given up."""
+
+
+DeliveryListener = Callable[[DeliveryOutcome], Awaitable[None]]
+"""Told of every delivery's end: the cloud records it, and counts it in its metrics."""
 
 
 @dataclass(slots=True)
@@ -112,10 +130,12 @@ class Notifier:
         apprise: AppriseSender,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        on_outcome: DeliveryListener | None = None,
     ) -> None:
         if max_pending < 1 or max_in_flight < 1:
             raise ValueError("max_pending and max_in_flight must be at least 1")
         self.bus = bus
+        self._on_outcome = on_outcome
         self._webhooks = webhooks
         self._apprise = apprise
         self._max_pending = max_pending
@@ -220,19 +240,22 @@ class Notifier:
                 result = await self._webhooks.deliver(
                     notification, channel.target, channel.secret or ""
                 )
-                delivered = result.delivered
+                delivered, attempts, reason = result.delivered, result.attempts, result.reason
             else:
                 (outcome,) = await self._apprise.send(notification, [channel.target])
-                delivered = outcome.delivered
-        except Exception:
-            # One delivery's bug (or a failing dead-letter sink) must not end the task group.
-            self.stats.errors += 1
-            log.exception("delivery of notification %s to %r raised", notification.id, channel)
-        else:
+                delivered, attempts, reason = outcome.delivered, 1, outcome.reason
             if delivered:
                 self.stats.delivered += 1
             else:
                 self.stats.failed += 1
+            if self._on_outcome is not None:
+                await self._on_outcome(
+                    DeliveryOutcome(notification, channel, delivered, attempts, reason)
+                )
+        except Exception:
+            # One delivery's bug (or a failing dead-letter sink) must not end the task group.
+            self.stats.errors += 1
+            log.exception("delivery of notification %s to %r raised", notification.id, channel)
         finally:
             self._in_flight -= 1
             self._slots.release()

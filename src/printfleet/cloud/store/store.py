@@ -468,6 +468,17 @@ class Store:
                 for printer, share in rows
             ]
 
+    async def printer_audience(self, printer_id: str) -> frozenset[str]:
+        """Every user who can see the printer: its owner and each user it is shared with."""
+        async with self._transaction(write=False) as session:
+            owner = await session.scalar(select(Printer.owner_id).where(Printer.id == printer_id))
+            if owner is None:
+                return frozenset()
+            shared = await session.scalars(
+                select(PrinterShare.user_id).where(PrinterShare.printer_id == printer_id)
+            )
+            return frozenset({owner, *shared})
+
     async def printer_role(self, printer_id: str, user_id: str) -> Role | None:
         """What ``user_id`` may do with the printer, or None if it may not even see it."""
         async with self._transaction(write=False) as session:
@@ -898,10 +909,16 @@ class Store:
         severity: Severity,
         message: str,
         job_id: str | None = None,
+        alert_id: str | None = None,
     ) -> AlertRecord:
-        """Raise an alert; sending it on to people's channels is the notifier's job."""
+        """Raise an alert; sending it on to people's channels is the notifier's job.
+
+        ``alert_id`` (a UUID) makes raising idempotent: the id of the printer event that
+        reported it, say, so that the same event delivered twice raises :class:`AlreadyExists`
+        the second time.
+        """
         row = Alert(
-            id=new_id(),
+            id=alert_id or new_id(),
             printer_id=printer_id,
             job_id=job_id,
             kind=kind,
@@ -982,6 +999,45 @@ class Store:
             )
             return [channel_record(row) for row in rows]
 
+    async def channels_for_users(self, user_ids: Collection[str]) -> list[ChannelRecord]:
+        """The enabled channels of any of ``user_ids``, oldest first."""
+        if not user_ids:
+            return []
+        async with self._transaction(write=False) as session:
+            rows = await session.scalars(
+                select(NotificationChannel)
+                .where(
+                    NotificationChannel.user_id.in_(list(user_ids)),
+                    NotificationChannel.enabled.is_(True),
+                )
+                .order_by(NotificationChannel.created_at, NotificationChannel.id)
+            )
+            return [channel_record(row) for row in rows]
+
+    async def get_channel(self, channel_id: str) -> ChannelRecord:
+        """One channel; raises :class:`NotFound`."""
+        async with self._transaction(write=False) as session:
+            return channel_record(await _get(session, NotificationChannel, channel_id))
+
+    async def delete_channel(self, channel_id: str) -> None:
+        """Remove a channel and its deliveries; raises :class:`NotFound`."""
+        async with self._transaction(write=True) as session:
+            await session.execute(delete(Delivery).where(Delivery.channel_id == channel_id))
+            await session.delete(await _get(session, NotificationChannel, channel_id))
+
+    async def deliveries_for_channel(
+        self, channel_id: str, *, limit: int = 100
+    ) -> list[DeliveryRecord]:
+        """A channel's most recent deliveries, newest first."""
+        async with self._transaction(write=False) as session:
+            rows = await session.scalars(
+                select(Delivery)
+                .where(Delivery.channel_id == channel_id)
+                .order_by(Delivery.created_at.desc(), Delivery.id.desc())
+                .limit(limit)
+            )
+            return [delivery_record(row) for row in rows]
+
     async def enqueue_delivery(
         self, channel_id: str, *, event_key: str, payload: Mapping[str, JSONValue]
     ) -> DeliveryRecord:
@@ -1058,12 +1114,14 @@ class Store:
             claimed = [delivery_record(row) for row in rows]
         return sorted(claimed, key=lambda delivery: (delivery.created_at, delivery.id))
 
-    async def delivery_succeeded(self, delivery_id: str) -> None:
-        """Mark a claimed delivery as delivered."""
+    async def delivery_succeeded(self, delivery_id: str, *, attempts: int | None = None) -> None:
+        """Mark a claimed delivery as delivered (after ``attempts`` tries, if the sender says)."""
         async with self._transaction(write=True) as session:
             row = await _get(session, Delivery, delivery_id)
             if row.delivered_at is None:
                 row.delivered_at = self._clock()
+                if attempts is not None:
+                    row.attempts = max(row.attempts, attempts)
 
     async def delivery_failed(self, delivery_id: str, *, error: str, retry_at: int | None) -> None:
         """Record a failed attempt: try again at ``retry_at``, or give up (dead-letter) if None."""
