@@ -346,7 +346,6 @@ async def _drain(notifier: Notifier, task: asyncio.Task[None]) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The cloud as an ASGI app; ``settings`` default to :meth:`Settings.from_env`."""
     chosen = settings if settings is not None else Settings.from_env()
-    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
