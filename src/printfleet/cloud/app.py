@@ -23,6 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from printfleet import __version__
 from printfleet.agent.config import BrokerAddress
 from printfleet.cloud import api
+from printfleet.cloud.admission import (
+    AdmissionCollector,
+    AdmissionGate,
+    AdmissionLimits,
+    AdmissionMiddleware,
+)
 from printfleet.cloud.api import ApiContext, CloudMetrics
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.dispatcher import StoredJob, cloud_ms
@@ -69,6 +75,12 @@ class Settings(BaseModel):
         "public_url": "PRINTFLEET_PUBLIC_URL",
         "max_upload_bytes": "PRINTFLEET_MAX_UPLOAD_BYTES",
         "open_registration": "PRINTFLEET_OPEN_REGISTRATION",
+        "admission": "PRINTFLEET_ADMISSION",
+        "max_concurrent_requests": "PRINTFLEET_MAX_CONCURRENT_REQUESTS",
+        "rate_limit_per_s": "PRINTFLEET_RATE_LIMIT_PER_S",
+        "rate_limit_burst": "PRINTFLEET_RATE_LIMIT_BURST",
+        "db_pool_size": "PRINTFLEET_DB_POOL_SIZE",
+        "db_pool_timeout_s": "PRINTFLEET_DB_POOL_TIMEOUT_S",
     }
     """Setting -> environment variable."""
 
@@ -88,6 +100,20 @@ class Settings(BaseModel):
     """Anyone may create an account. Off: only the first account can be made over HTTP."""
     probe_interval_s: Annotated[float, Field(gt=0)] = 2.0
     """How often the link proves itself through the broker (S8)."""
+    admission: bool = True
+    """Admission control (cloud/admission.py): shed load early instead of queueing it. Off
+    only to measure what it prevents (``printfleet bench overload``)."""
+    max_concurrent_requests: Annotated[int, Field(ge=1)] = 16
+    """API requests in progress at once; one more gets 503 with a jittered Retry-After."""
+    rate_limit_per_s: Annotated[float, Field(gt=0)] = 20.0
+    """Sustained API requests per second per token (or per address without one); over: 429."""
+    rate_limit_burst: Annotated[float, Field(ge=1)] = 40.0
+    """Requests a token may send at once after being quiet."""
+    db_pool_size: Annotated[int, Field(ge=1)] = 5
+    """Database connections. Small on purpose: more lets more requests wait on the database."""
+    db_pool_timeout_s: Annotated[float, Field(gt=0)] = 1.0
+    """How long a request waits for a free connection before it is answered 503."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``PRINTFLEET_*`` variables; non-None ``overrides`` win (CLI options)."""
@@ -236,7 +262,9 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
     await upgrade(url)
     signer = await asyncio.to_thread(load_or_create_signer, data_dir / KEY_FILE)
     async with contextlib.AsyncExitStack() as stack:
-        store = await open_store(url)
+        store = await open_store(
+            url, pool_size=settings.db_pool_size, pool_timeout_s=settings.db_pool_timeout_s
+        )
         stack.push_async_callback(store.close)
         broker_url = settings.broker_url
         if broker_url is None:
@@ -346,11 +374,20 @@ async def _drain(notifier: Notifier, task: asyncio.Task[None]) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The cloud as an ASGI app; ``settings`` default to :meth:`Settings.from_env`."""
     chosen = settings if settings is not None else Settings.from_env()
+    gate = AdmissionGate(
+        AdmissionLimits(
+            max_concurrent=chosen.max_concurrent_requests,
+            rate_per_s=chosen.rate_limit_per_s,
+            burst=chosen.rate_limit_burst,
+        )
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_cloud(chosen) as context:
             app.state.printfleet = context
+            if chosen.admission:
+                context.metrics.registry.register(AdmissionCollector(gate))
             try:
                 yield
             finally:
@@ -364,4 +401,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     api.install(app)
+    if chosen.admission:
+        app.add_middleware(AdmissionMiddleware, gate=gate)
     return app

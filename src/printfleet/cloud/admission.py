@@ -1,0 +1,312 @@
+"""Admission control: which HTTP requests the cloud takes on, decided before any work is done.
+
+An overloaded server that queues everything ends up answering requests whose callers gave up
+long ago, and the callers' retries keep it there (a metastable failure). This module keeps the
+cloud out of that state by refusing early and cheaply, in this order:
+
+1. a request whose caller's deadline (``X-Request-Deadline``, unix milliseconds) has passed is
+   dropped (504): nobody is waiting for the answer;
+2. each caller (a bearer token, or the client address without one) has a token bucket; a caller
+   over its rate gets 429 with the seconds until it has a token again;
+3. at most ``max_concurrent`` requests run at once; one more gets 503 with a jittered
+   ``Retry-After`` right away, never a place in a queue.
+
+Health, metrics and the printers' file downloads are exempt: a balancer must see the truth and
+printers must get their files while people are being turned away. :class:`AdmissionGate` holds
+the rules and counts (no I/O); :class:`AdmissionMiddleware` is the pure-ASGI shell around the app.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from printfleet.cloud.api.errors import retry_after
+
+__all__ = [
+    "DEADLINE_HEADER",
+    "EXEMPT_PREFIXES",
+    "AdmissionCollector",
+    "AdmissionGate",
+    "AdmissionLimits",
+    "AdmissionMiddleware",
+    "Refusal",
+    "Rejection",
+]
+
+DEADLINE_HEADER = "X-Request-Deadline"
+"""When the caller stops waiting, in unix milliseconds. Absolute rather than relative, so time a
+request spent queued in the network or the kernel counts too; clients need NTP-kept clocks,
+which printfleet assumes anyway (job start windows, S2)."""
+
+EXEMPT_PREFIXES: tuple[str, ...] = ("/health", "/metrics", "/printer-files/")
+"""Paths never refused: health and metrics (the truth for balancers and Prometheus, above all
+under overload) and printer file downloads (a job that was admitted must be able to print)."""
+
+
+class Refusal(enum.Enum):
+    """Why a request was turned away; the label of the rejection counter."""
+
+    EXPIRED = "expired"
+    """Its deadline had passed on arrival (504)."""
+    RATE_LIMITED = "rate_limited"
+    """Its caller is over the per-caller rate (429)."""
+    OVERLOADED = "overloaded"
+    """The concurrency limit was reached (503)."""
+    BAD_DEADLINE = "bad_deadline"
+    """The deadline header was not a number of milliseconds (400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionLimits:
+    """The limits one cloud process enforces."""
+
+    max_concurrent: int = 16
+    """Requests in progress at once. Enough to keep the event loop and the database pool busy;
+    more only lengthens everyone's wait."""
+    rate_per_s: float = 20.0
+    """Sustained requests per second per caller."""
+    burst: float = 40.0
+    """Requests a caller may send at once after being quiet."""
+    max_callers: int = 10_000
+    """Callers whose buckets are remembered; the least recently seen are forgotten first (a
+    forgotten caller starts again with a full bucket)."""
+    exempt: tuple[str, ...] = EXEMPT_PREFIXES
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
+        if not (self.rate_per_s > 0 and math.isfinite(self.rate_per_s)):
+            raise ValueError(f"rate_per_s must be a positive number, got {self.rate_per_s}")
+        if self.burst < 1:
+            raise ValueError(f"burst must be >= 1, got {self.burst}")
+        if self.max_callers < 1:
+            raise ValueError(f"max_callers must be >= 1, got {self.max_callers}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused request's answer: status, the API's error body, headers."""
+
+    reason: Refusal
+    status: int
+    code: str
+    message: str
+    retry_after_s: int | None = None
+
+    def body(self) -> bytes:
+        """The error in the API's one shape (see ``cloud/api/errors.py``)."""
+        return json.dumps({"error": self.code, "message": self.message}).encode()
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class AdmissionGate:
+    """The admission rules and their counts, without I/O: the middleware asks :meth:`enter`
+    and calls :meth:`leave` once an admitted request is done."""
+
+    limits: AdmissionLimits = field(default_factory=AdmissionLimits)
+    clock: Callable[[], float] = time.monotonic
+    """Seconds, for the token buckets."""
+    wall_clock_ms: Callable[[], float] = lambda: time.time() * 1000
+    """Unix milliseconds, for deadlines."""
+    jitter: Callable[[], str] = retry_after
+    """The ``Retry-After`` seconds of a 503; jittered so shed clients do not return in step."""
+    in_flight: int = 0
+    admitted: int = 0
+    exempted: int = 0
+    rejected: collections.Counter[Refusal] = field(default_factory=collections.Counter)
+    _buckets: collections.OrderedDict[str, _Bucket] = field(default_factory=collections.OrderedDict)
+
+    def exempt(self, path: str) -> bool:
+        """Whether ``path`` is never refused."""
+        return path.startswith(self.limits.exempt)
+
+    def enter(self, caller: str, deadline: str | None) -> Rejection | None:
+        """Admit a request (None; the caller must :meth:`leave` later) or say why not.
+
+        ``caller`` names whom the rate applies to; ``deadline`` is the raw header, if any.
+        """
+        rejection = self._check_deadline(deadline)
+        if rejection is None:
+            rejection = self._take_token(caller)
+        if rejection is None and self.in_flight >= self.limits.max_concurrent:
+            # Refund the caller's token: being shed must not also cost it its quota.
+            self._buckets[caller].tokens += 1
+            rejection = Rejection(
+                Refusal.OVERLOADED,
+                503,
+                "overloaded",
+                "the server is at its limit of requests in progress; retry after Retry-After "
+                "seconds",
+                int(self.jitter()),
+            )
+        if rejection is not None:
+            self.rejected[rejection.reason] += 1
+            return rejection
+        self.in_flight += 1
+        self.admitted += 1
+        return None
+
+    def leave(self) -> None:
+        """An admitted request is done (answered, failed or cancelled)."""
+        self.in_flight -= 1
+
+    def _check_deadline(self, deadline: str | None) -> Rejection | None:
+        if deadline is None:
+            return None
+        try:
+            when = float(deadline)
+        except ValueError:
+            when = math.nan
+        if not math.isfinite(when):
+            return Rejection(
+                Refusal.BAD_DEADLINE,
+                400,
+                "invalid_request",
+                f"{DEADLINE_HEADER} must be unix milliseconds, got {deadline[:40]!r}",
+            )
+        if when <= self.wall_clock_ms():
+            return Rejection(
+                Refusal.EXPIRED,
+                504,
+                "deadline_exceeded",
+                f"the request's {DEADLINE_HEADER} had passed when it arrived; it was not run",
+            )
+        return None
+
+    def _take_token(self, caller: str) -> Rejection | None:
+        now = self.clock()
+        limits = self.limits
+        bucket = self._buckets.get(caller)
+        if bucket is None:
+            bucket = self._buckets[caller] = _Bucket(limits.burst, now)
+            if len(self._buckets) > limits.max_callers:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(caller)
+            bucket.tokens = min(
+                limits.burst, bucket.tokens + (now - bucket.updated) * limits.rate_per_s
+            )
+            bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        wait = math.ceil((1 - bucket.tokens) / limits.rate_per_s)
+        return Rejection(
+            Refusal.RATE_LIMITED,
+            429,
+            "rate_limited",
+            f"more than {limits.rate_per_s:g} requests per second from this caller; retry "
+            "after Retry-After seconds",
+            max(1, wait),
+        )
+
+
+def caller_of(scope: Scope) -> str:
+    """Whom a request counts against: its bearer token (hashed: the gate keeps no secrets), or
+    its client address when it has none."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return "token:" + hashlib.sha256(token.strip()).hexdigest()[:32]
+    client = scope.get("client")
+    return f"address:{client[0]}" if client else "address:unknown"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class AdmissionMiddleware:
+    """Pure ASGI middleware applying an :class:`AdmissionGate` to every HTTP request.
+
+    Pure ASGI rather than Starlette's BaseHTTPMiddleware: a refusal is written straight to the
+    connection, without building a Request or running a task, so refusing stays far cheaper
+    than serving.
+    """
+
+    def __init__(self, app: ASGIApp, gate: AdmissionGate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gate = self.gate
+        if scope["type"] != "http" or gate.exempt(scope["path"]):
+            if scope["type"] == "http":
+                gate.exempted += 1
+            await self.app(scope, receive, send)
+            return
+        rejection = gate.enter(caller_of(scope), _header(scope, b"x-request-deadline"))
+        if rejection is not None:
+            await _refuse(rejection, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gate.leave()
+
+
+async def _refuse(rejection: Rejection, send: Send) -> None:
+    body = rejection.body()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if rejection.retry_after_s is not None:
+        headers.append((b"retry-after", str(rejection.retry_after_s).encode()))
+    await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AdmissionCollector:
+    """Prometheus view of a gate: admitted, exempt and rejected (by reason) counts, and the
+    requests in progress, read at scrape time."""
+
+    def __init__(self, gate: AdmissionGate) -> None:
+        self._gate = gate
+
+    def collect(self) -> Iterable[Metric]:
+        """The gate's counts as metric families."""
+        gate = self._gate
+        yield CounterMetricFamily(
+            "printfleet_http_admitted",
+            "API requests admitted by admission control.",
+            value=gate.admitted,
+        )
+        yield CounterMetricFamily(
+            "printfleet_http_exempt",
+            "Requests to exempt paths (health, metrics, printer files), never refused.",
+            value=gate.exempted,
+        )
+        rejected = CounterMetricFamily(
+            "printfleet_http_rejected",
+            "API requests refused by admission control, by reason.",
+            labels=["reason"],
+        )
+        for reason in Refusal:
+            rejected.add_metric([reason.value], gate.rejected[reason])
+        yield rejected
+        yield GaugeMetricFamily(
+            "printfleet_http_in_flight",
+            "Admitted API requests in progress.",
+            value=gate.in_flight,
+        )
