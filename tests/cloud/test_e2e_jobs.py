@@ -50,11 +50,11 @@ from printfleet.testing import MosquittoBroker, free_port
 
 __all__ = ["api_database_url"]  # a fixture, used by name
 
-TIME_SCALE = 20.0
-"""Simulated seconds per real second: a 3-layer print takes about half a real second."""
+TIME_SCALE = 30.0
+"""Simulated seconds per real second: a 3-layer print takes about a third of a real second."""
 SHORT = make_sample_gcode(3, heat=False).encode()
 LONG = make_sample_gcode(30, heat=False).encode()
-"""About 80 simulated seconds: four real ones, long enough to act while it prints."""
+"""About 80 simulated seconds: nearly three real ones, long enough to act while it prints."""
 HOOK_SECRET = "e2e-webhook-secret-0123456789"
 
 
@@ -301,14 +301,21 @@ def starts_of(commands: list[dict[str, Any]], job_id: str) -> list[dict[str, Any
 
 @contextlib.asynccontextmanager
 async def webhook_channel(shop: Shop, receiver: WebhookReceiver) -> AsyncIterator[str]:
-    """Serve ``receiver`` and register it as the user's webhook; yields the channel id."""
+    """Serve ``receiver`` and register it as the user's webhook; yields the channel id.
+
+    The channel goes with the receiver: later notifications (the printers going offline as the
+    test ends) would otherwise be retried against a closed port until the cloud shuts down.
+    """
     async with serve_asgi(receiver.app) as url:
         channel = await shop.call(
             "POST",
             "/api/v1/channels",
             json={"kind": "webhook", "target": f"{url}/hook", "secret": HOOK_SECRET},
         )
-        yield channel["id"]
+        try:
+            yield channel["id"]
+        finally:
+            await shop.call("DELETE", f"/api/v1/channels/{channel['id']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +386,7 @@ async def test_a_job_waits_for_a_clear_plate_and_never_starts_before(
             # ... and while nobody acts, rounds of dispatch pass and nothing starts.
             core = s.cloud.context.core
             assert core is not None
-            await core.dispatcher.wait_ticks(6)
+            await core.dispatcher.wait_ticks(4)
             assert printer.hardware.current_print() is None
             assert starts_of(commands, job_id) == []
             assert feed.of("job_started", job_id) == []
@@ -442,7 +449,7 @@ async def test_a_job_whose_window_passes_expires_is_told_and_never_starts(
                 await feed.wait_for("job_completed", long_job, within=30)
             core = s.cloud.context.core
             assert core is not None
-            await core.dispatcher.wait_ticks(6)
+            await core.dispatcher.wait_ticks(4)
             assert starts_of(commands, job_id) == []
             assert printer.hardware.current_print() is None
             assert (await s.job(job_id))["state"] == "expired"
