@@ -109,11 +109,24 @@ class RunningDemo:
     sample_job_id: str | None = None
 
     async def wait_until_online(self) -> None:
-        """Until every agent is connected and the cloud's link is proven (S8)."""
+        """Until every agent is connected, the cloud's link is proven (S8) and every printer's
+        clock is synced with the cloud's: then a job can be dispatched at once."""
+        core = self.context.core
         async with asyncio.timeout(_STARTUP_TIMEOUT_S):
             await asyncio.gather(*(p.agent.ready.wait() for p in self.printers.values()))
-            if self.context.core is not None:
-                await self.context.core.link.wait_verified()
+            if core is None:
+                return
+            await core.link.wait_verified()
+            fleet = core.fleet
+
+            def synced() -> bool:
+                return all(
+                    (view := fleet.view(printer_id)) is not None and view.clock_synced
+                    for printer_id in self.printers
+                )
+
+            while not synced():  # noqa: ASYNC110 - the fleet view notifies nobody of changes
+                await asyncio.sleep(0.05)
 
 
 class DemoError(Exception):
@@ -318,6 +331,9 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
                     tasks.append(asyncio.create_task(agent.run(), name=f"demo agent {printer_id}"))
                 try:
                     if options.submit_sample:
+                        # Once the printers listen: a command to a printer not yet subscribed
+                        # is lost by design (S9), and the job would wait for a retry.
+                        await demo.wait_until_online()
                         demo.sample_job_id = await _submit_sample(demo, options.sample_layers)
                     yield demo
                 finally:

@@ -845,7 +845,13 @@ function settingsView(main) {
   const channels = h("ul", { class: "plain", "aria-label": "Notification channels" });
   const kind = h("select", { id: "channel-kind" }, h("option", { value: "webhook" }, "Webhook"), h("option", { value: "apprise" }, "E-mail or other (Apprise URL)"));
   const target = h("input", { id: "channel-target", type: "url", required: true, placeholder: "https://example.org/hook or mailto://…" });
-  const secret = h("input", { id: "channel-secret", type: "password", autocomplete: "off" });
+  const secret = h("input", {
+    id: "channel-secret",
+    type: "password",
+    autocomplete: "off",
+    minlength: 16,
+    required: true,
+  });
   const channelError = h("p", { class: "error", role: "alert" });
   const channelForm = h(
     "form",
@@ -855,7 +861,7 @@ function settingsView(main) {
     kind,
     h("label", { for: "channel-target" }, "URL"),
     target,
-    h("label", { for: "channel-secret" }, "Signing secret (webhooks)"),
+    h("label", { for: "channel-secret" }, "Signing secret (webhooks; 16 characters or more)"),
     secret,
     channelError,
     h("button", { type: "submit" }, "Add channel"),
@@ -864,6 +870,7 @@ function settingsView(main) {
     // Apprise URLs (mailto://, ntfy://, ...) are not http URLs.
     target.type = kind.value === "webhook" ? "url" : "text";
     secret.disabled = kind.value !== "webhook";
+    secret.required = kind.value === "webhook";
   });
   const tokens = h("tbody");
   const tokenName = h("input", { id: "token-name", required: true, maxlength: 100 });
@@ -910,6 +917,7 @@ function settingsView(main) {
     try {
       await api.post("/api/v1/channels", body);
       channelForm.reset();
+      kind.dispatchEvent(new Event("change"));
       toast("Channel added");
       await update();
     } catch (failure) {
