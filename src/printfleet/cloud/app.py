@@ -24,12 +24,14 @@ from printfleet import __version__
 from printfleet.agent.config import BrokerAddress
 from printfleet.cloud import api
 from printfleet.cloud.admission import (
+    EXEMPT_PREFIXES,
     AdmissionCollector,
     AdmissionGate,
     AdmissionLimits,
     AdmissionMiddleware,
 )
 from printfleet.cloud.api import ApiContext, CloudMetrics
+from printfleet.cloud.api.events import EVENTS_PATH
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.dispatcher import StoredJob, cloud_ms
 from printfleet.cloud.embedded_broker import embedded_broker
@@ -379,6 +381,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_concurrent=chosen.max_concurrent_requests,
             rate_per_s=chosen.rate_limit_per_s,
             burst=chosen.rate_limit_burst,
+            # An event stream stays open for hours: counted, a few dashboards would hold every
+            # slot and shut the API. Streams have their own bound (16 per user, 429 beyond).
+            exempt=(*EXEMPT_PREFIXES, EVENTS_PATH),
         )
     )
 

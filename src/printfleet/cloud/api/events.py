@@ -16,9 +16,12 @@ from printfleet.cloud.notify import sse_response
 
 router = APIRouter(prefix="/api/v1", tags=["events"], responses=ERROR_RESPONSES)
 
+EVENTS_PATH = "/api/v1/events"
+"""Where the stream is served (the app exempts it from admission control's slots)."""
+
 
 @router.get(
-    "/events",
+    EVENTS_PATH.removeprefix(router.prefix),
     response_class=Response,
     responses={
         200: {
