@@ -5,18 +5,32 @@ and the JSON log format ``printfleet serve`` offers.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.cloud.test_api import Running, api_database_url, bearer, cloud, sign_up
+from tests.cloud.test_api import (
+    Running,
+    api_database_url,
+    bearer,
+    cloud,
+    serving,
+    settings_for,
+    sign_up,
+)
 from tests.cloud.test_e2e_jobs import until
 from tests.cloud.test_notify_support import Reply, WebhookReceiver, serve_asgi
 
 from printfleet.cloud.logs import JsonLogFormatter, use_json_logs, wants_json
-from printfleet.cloud.notify import NotificationKind, goes_to_channels
+from printfleet.cloud.migrations import upgrade
+from printfleet.cloud.notify import Notification, NotificationKind, goes_to_channels
+from printfleet.cloud.store import ChannelKind as StoreChannelKind
+from printfleet.cloud.store import open_store
+from printfleet.testing import MosquittoBroker
 
 __all__ = ["api_database_url", "cloud"]  # fixtures, used by name
 
@@ -176,3 +190,41 @@ def test_json_logs_carry_job_and_printer_ids() -> None:
     assert not wants_json({"PRINTFLEET_LOG_FORMAT": "text"})
     with pytest.raises(ValueError, match="'json' or 'text'"):
         wants_json({"PRINTFLEET_LOG_FORMAT": "yaml"})
+
+
+@pytest.mark.asyncio
+async def test_a_delivery_left_unsettled_by_a_dead_cloud_is_sent_again(
+    api_database_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    receiver = WebhookReceiver(SECRET)
+    async with serve_asgi(receiver.app) as url:
+        # A cloud queued a thermal-fault webhook, then died before sending it.
+        await upgrade(api_database_url)
+        async with await open_store(api_database_url) as store:
+            user = await store.create_user("o@example.org", display_name="O", password_hash="-")
+            channel = await store.create_channel(
+                user.id, kind=StoreChannelKind.WEBHOOK, target=f"{url}/hook", secret=SECRET
+            )
+            lost = Notification.create(
+                NotificationKind.THERMAL_FAULT,
+                title="Thermal fault on x1: heaters are off",
+                message="hotend sensor open",
+                user_ids=[user.id],
+                printer_id="x1",
+            )
+            await store.enqueue_delivery(
+                channel.id, event_key=lost.id, payload=dict(lost.payload())
+            )
+
+        settings = settings_for(tmp_path, api_database_url, mosquitto.url, delivery_lease_s=1.0)
+        async with serving(settings) as cloud:
+            (hook,) = await asyncio.wait_for(receiver.wait_for(1), 10)
+            assert hook.signature_error is None
+            assert json.loads(hook.body) == lost.payload()
+
+            async def settled() -> bool:
+                rows = await cloud.context.store.deliveries_for_channel(channel.id)
+                return rows[0].delivered_at is not None
+
+            await until(settled, within=10)
+        assert len(receiver.received) == 1

@@ -45,7 +45,7 @@ from printfleet.cloud.notify import (
     Notifier,
     WebhookSender,
 )
-from printfleet.cloud.notify.announcer import Announcer
+from printfleet.cloud.notify.announcer import DELIVERY_LEASE_S, Announcer
 from printfleet.cloud.service import CloudService, ServiceSettings
 from printfleet.cloud.store import JobRecord, PrinterRecord, new_id, open_store
 from printfleet.cloud.store_jobs import StoreJobs
@@ -102,6 +102,8 @@ class Settings(BaseModel):
     """Anyone may create an account. Off: only the first account can be made over HTTP."""
     probe_interval_s: Annotated[float, Field(gt=0)] = 2.0
     """How often the link proves itself through the broker (S8)."""
+    delivery_lease_s: Annotated[float, Field(gt=0)] = DELIVERY_LEASE_S
+    """A notification delivery its sender left unsettled this long (it died) is sent again."""
     admission: bool = True
     """Admission control (cloud/admission.py): shed load early instead of queueing it. Off
     only to measure what it prevents (``printfleet bench overload``)."""
@@ -309,7 +311,7 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             apprise=AppriseSender(),
             on_outcome=delivery_ended,
         )
-        announcer = Announcer(store, notifier)
+        announcer = Announcer(store, notifier, delivery_lease_s=settings.delivery_lease_s)
         listeners = _CoreListeners(announcer, metrics)
         service.job_listener = listeners.job_told
         core = CloudCore(
@@ -329,6 +331,10 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
         metrics.watch_streams(bus)
         notifying = asyncio.create_task(notifier.run(), name="printfleet notifier")
         notifying.add_done_callback(_report_end)
+        resending = asyncio.create_task(
+            announcer.resend_unsettled_forever(), name="printfleet delivery resender"
+        )
+        resending.add_done_callback(_report_end)
         task = asyncio.create_task(core.run(), name="printfleet cloud core")
         task.add_done_callback(_report_end)
         try:
@@ -344,9 +350,10 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             )
         finally:
             bus.close()  # open event streams end, so the server can finish
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (resending, task):
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
             await _drain(notifier, notifying)
 
 

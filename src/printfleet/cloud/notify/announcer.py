@@ -10,6 +10,7 @@ table per channel before they are sent, and each outcome is recorded there, so a
 what was delivered and what was given up on (dead letters).
 """
 
+import asyncio
 import logging
 import time
 import uuid
@@ -25,7 +26,7 @@ from printfleet.cloud.notify.model import (
     goes_to_channels,
 )
 from printfleet.cloud.notify.notifier import Channel, ChannelKind, DeliveryOutcome, Notifier
-from printfleet.cloud.store import AlreadyExists, NotFound, Store
+from printfleet.cloud.store import AlreadyExists, NotFound, Store, StoreError
 from printfleet.cloud.store import Severity as AlertSeverity
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.lifecycle import JobEvent
@@ -47,6 +48,9 @@ _NAMESPACE = uuid.UUID("6f1c1f5e-3b7e-4a44-9d0b-8a6c2d7e0f42")
 
 SUMMARY_INTERVAL_S = 5.0
 """At most one telemetry summary and one progress notification per printer this often."""
+DELIVERY_LEASE_S = 120.0
+"""A delivery still unsettled this long after it was queued is sent again, by any replica: its
+sender died. Longer than a webhook's whole retry deadline (60 s), so a live one is left alone."""
 AUDIENCE_TTL_S = 5.0
 """How long who-can-see-a-printer is cached; shares change rarely, telemetry comes often."""
 _MEMORY = 4096
@@ -159,10 +163,12 @@ class Announcer:
         *,
         summary_interval_s: float = SUMMARY_INTERVAL_S,
         audience_ttl_s: float = AUDIENCE_TTL_S,
+        delivery_lease_s: float = DELIVERY_LEASE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.notifier = notifier
+        self._lease_ms = int(delivery_lease_s * 1000)
         self._summary_interval_s = summary_interval_s
         self._audience_ttl_s = audience_ttl_s
         self._clock = clock
@@ -513,7 +519,10 @@ class Announcer:
             if key in self._in_flight:
                 continue  # announced again while the first is still on its way
             delivery = await self.store.enqueue_delivery(
-                record.id, event_key=notification.id, payload=_json(notification)
+                record.id,
+                event_key=notification.id,
+                payload=_json(notification),
+                hold_ms=self._lease_ms,
             )
             if delivery.delivered_at is not None or delivery.dead_lettered_at is not None:
                 continue  # an earlier announcement of the same thing settled it
@@ -522,6 +531,49 @@ class Announcer:
                 Channel(ChannelKind(record.kind.value), record.target, record.secret, id=record.id)
             )
         return channels
+
+    async def resend_unsettled(self) -> int:
+        """Send again the deliveries whose sender died before settling them (a crash, a kill
+        during a restart); how many were queued. Delivery is at least once: receivers
+        deduplicate on the notification id."""
+        queued = 0
+        for delivery in await self.store.claim_deliveries(limit=50, lease_ms=self._lease_ms):
+            try:
+                record = await self.store.get_channel(delivery.channel_id)
+            except NotFound:
+                continue
+            key = (record.id, delivery.event_key)
+            if not record.enabled or key in self._in_flight:
+                continue
+            try:
+                notification = Notification.from_payload(
+                    delivery.payload, user_ids=[record.user_id]
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                await self.store.delivery_failed(
+                    delivery.id, error=f"unreadable stored payload: {error}", retry_at=None
+                )
+                continue
+            channel = Channel(
+                ChannelKind(record.kind.value), record.target, record.secret, id=record.id
+            )
+            self._in_flight[key] = delivery.id
+            if self.notifier.queue(notification, [channel]).refused:
+                del self._in_flight[key]  # due again when this claim's lease ends
+            else:
+                queued += 1
+        if queued:
+            log.warning("sending %d notification deliveries again, left unsettled", queued)
+        return queued
+
+    async def resend_unsettled_forever(self) -> None:
+        """:meth:`resend_unsettled` every quarter lease, until cancelled."""
+        while True:
+            try:
+                await self.resend_unsettled()
+            except StoreError:
+                log.exception("could not look for unsettled notification deliveries")
+            await asyncio.sleep(self._lease_ms / 4000)
 
     async def delivery_ended(self, outcome: DeliveryOutcome) -> None:
         """Record how a delivery ended: delivered, or a dead letter to look at."""
@@ -553,4 +605,11 @@ def _json(notification: Notification) -> dict[str, Any]:
     return dict(notification.payload())
 
 
-__all__ = ["AUDIENCE_TTL_S", "SUMMARY_INTERVAL_S", "Announcer", "derived_id", "job_data"]
+__all__ = [
+    "AUDIENCE_TTL_S",
+    "DELIVERY_LEASE_S",
+    "SUMMARY_INTERVAL_S",
+    "Announcer",
+    "derived_id",
+    "job_data",
+]

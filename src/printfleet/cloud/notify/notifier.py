@@ -167,6 +167,11 @@ class Notifier:
             self.stats.duplicates += 1
             return NotifyReceipt(notification.id, duplicate=True, queued=0)
         self.stats.notified += 1
+        return self.queue(notification, channels)
+
+    def queue(self, notification: Notification, channels: Iterable[Channel]) -> NotifyReceipt:
+        """Queue deliveries of ``notification`` to ``channels`` only, without publishing it
+        again: for deliveries a crashed process left unsettled. Never waits."""
         queued = 0
         refused: list[Channel] = []
         for channel in channels:

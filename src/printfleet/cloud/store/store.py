@@ -1039,15 +1039,28 @@ class Store:
             return [delivery_record(row) for row in rows]
 
     async def enqueue_delivery(
-        self, channel_id: str, *, event_key: str, payload: Mapping[str, JSONValue]
+        self,
+        channel_id: str,
+        *,
+        event_key: str,
+        payload: Mapping[str, JSONValue],
+        hold_ms: int = 0,
     ) -> DeliveryRecord:
         """Queue ``payload`` for a channel, once per ``event_key``: a repeated key returns the
-        delivery queued first. Raises :class:`NotFound` for an unknown channel."""
+        delivery queued first. Raises :class:`NotFound` for an unknown channel.
+
+        ``hold_ms``: a sender that sends it right away keeps :meth:`claim_deliveries` off it
+        for that long; unsettled after that (its sender died), it is due for anyone to send.
+        """
         now = self._clock()
+        row = {
+            **_new_delivery(channel_id, event_key, payload, now),
+            "next_attempt_at": now + hold_ms,
+        }
         async with self._transaction(write=True) as session:
             await session.execute(
                 self._insert(Delivery)
-                .values(_new_delivery(channel_id, event_key, payload, now))
+                .values(row)
                 .on_conflict_do_nothing(index_elements=[Delivery.channel_id, Delivery.event_key])
             )
             return delivery_record(await _delivery(session, channel_id, event_key))
