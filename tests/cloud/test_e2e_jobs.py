@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import time
 import tomllib
@@ -324,8 +325,12 @@ async def webhook_channel(shop: Shop, receiver: WebhookReceiver) -> AsyncIterato
 
 @pytest.mark.asyncio
 async def test_a_print_is_streamed_from_submission_to_completion(
-    api_database_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+    api_database_url: str,
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="printfleet.cloud")
     async with shop(tmp_path, api_database_url, mosquitto) as s:
         x1 = await s.printer("x1")
         async with s.feed().open() as feed:
@@ -357,6 +362,15 @@ async def test_a_print_is_streamed_from_submission_to_completion(
         # The end is audited as what the printer reported (S1).
         ends = [e for e in job["audit"] if e["action"] == "job.completed"]
         assert [(e["actor"]["kind"], e["actor"]["id"]) for e in ends] == [("printer", x1.id)]
+
+        # The cloud's log lines about the job carry its id and its printer's, as fields.
+        about = {
+            record.getMessage().split(" of job ")[0]
+            for record in caplog.records
+            if getattr(record, "job_id", None) == job_id
+            and getattr(record, "printer_id", None) == x1.id
+        }
+        assert {"stage", "start"} <= about
 
         metrics = (await s.client.get("/metrics")).text
         assert "printfleet_dispatch_latency_seconds_count 1.0" in metrics

@@ -172,7 +172,11 @@ class Dispatcher:
             try:
                 await self._carry_out(decision, job, now)
             except Conflict:
-                log.info("job %s changed under us; another dispatcher has it", job.view.id)
+                log.info(
+                    "job %s changed under us; another dispatcher has it",
+                    job.view.id,
+                    extra=_ids(job.view),
+                )
 
     async def _carry_out(self, decision: dispatch.Decision, job: StoredJob, now: int) -> None:
         view = job.view
@@ -236,6 +240,14 @@ class Dispatcher:
         evidence_age = self.link.evidence_age()
         outcome = await self.link.publish(self.link.topics.commands(printer_id), encode(command))
         self.publish_outcomes[outcome] += 1
+        log.info(
+            "%s of job %s to %s: %s",
+            action,
+            job.view.id,
+            printer_id,
+            outcome.value,
+            extra={"job_id": job.view.id, "printer_id": printer_id, "command_id": command.id},
+        )
         if _history.isEnabledFor(logging.DEBUG):
             # For the chaos checker: what was sent, and the link evidence it was sent on (S8/S9).
             fields = {
@@ -296,8 +308,18 @@ class Dispatcher:
             try:
                 await self._commit(change, job)
             except Conflict:
-                log.info("job %s changed under us while applying %s", job.view.id, event.type)
+                log.info(
+                    "job %s changed under us while applying %s",
+                    job.view.id,
+                    event.type,
+                    extra=_ids(job.view),
+                )
         self.wake()
+
+
+def _ids(view: JobView) -> dict[str, str | None]:
+    """``extra=`` for a log line about a job: structured logs carry its and its printer's id."""
+    return {"job_id": view.id, "printer_id": view.assigned_printer or view.printer_id}
 
 
 def stage_name(job_id: str) -> str:
