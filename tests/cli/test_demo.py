@@ -101,7 +101,7 @@ def start_demo(tmp_path: Path) -> Iterator[StartDemo]:
 def test_the_demo_serves_the_dashboard_completes_its_sample_and_stops_on_ctrl_c(
     start_demo: StartDemo,
 ) -> None:
-    demo = start_demo("--time-scale", "25")
+    demo = start_demo("--time-scale", "40")
     url = demo.read_until(r"printfleet demo dashboard on (http://127\.0\.0\.1:\d+)/").group(1)
     password = demo.read_until(r"Password\s+(\S+)").group(1)
     token = demo.read_until(r"API token\s+(pf_\S+)").group(1)
@@ -119,7 +119,7 @@ def test_the_demo_serves_the_dashboard_completes_its_sample_and_stops_on_ctrl_c(
         printers = client.get("/api/v1/printers", headers=auth).json()
         assert sorted(p["model"] for p in printers) == ["p1", "p1", "x1", "x1"]
         # The sample prints on an x1-like printer (its sensor sees a clear plate) and completes:
-        # heating and 20 layers, about 400 s of hardware time at 25x.
+        # heating and 20 layers, about 400 s of hardware time: 10 s at 40x.
         deadline = time.monotonic() + 60
         states: list[str] = []
         while time.monotonic() < deadline:

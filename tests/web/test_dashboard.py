@@ -104,6 +104,8 @@ async def test_a_thermal_fault_shows_an_alert_within_two_seconds_and_can_be_ackn
     demo: RunningDemo, page: Page
 ) -> None:
     await log_in(page, demo)
+    # Through the event stream, which the header says is live.
+    await expect(page.locator("#live-mode")).to_have_text("Live")
     await page.get_by_role("link", name="Alerts").click()
     await expect(page.get_by_role("heading", name="Alerts")).to_be_visible()
     open_before = await page.locator("li.alert.open").count()
@@ -167,3 +169,24 @@ async def test_the_fleet_view_fits_a_phone_and_a_desktop(
             assert path.stat().st_size > 10_000
         finally:
             await context.close()
+
+
+@pytest.mark.asyncio
+async def test_without_the_event_stream_the_page_polls_and_still_shows_a_fault_in_time(
+    demo: RunningDemo, page: Page
+) -> None:
+    # A proxy that breaks streaming, or an older cloud: the stream is not there.
+    await page.route(
+        "**/api/v1/events",
+        lambda route: route.fulfill(
+            status=404, content_type="application/json", body='{"error":"not_found"}'
+        ),
+    )
+    await log_in(page, demo)
+    await expect(page.locator("#live-mode")).to_have_text("Polling")
+    await page.get_by_role("link", name="Alerts").click()
+    fault = page.locator('li.alert.open[data-kind="thermal_fault"]')
+    injected = time.monotonic()
+    demo.printers["x1-01"].hardware.inject_fault(HeaterId.BED, HeaterFault.SENSOR_OPEN)
+    await expect(fault).to_be_visible(timeout=2_000)
+    assert time.monotonic() - injected < 2.0

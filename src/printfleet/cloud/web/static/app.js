@@ -18,6 +18,7 @@ const state = {
   samples: new Map(), // printer id -> [{at, hotend, hotendTarget, bed, bedTarget}]
   view: null,
   liveMode: null,
+  pageTitle: null, // the view's own part of the document title
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -218,7 +219,8 @@ const feed = new LiveFeed(
 let faviconDrawn = null;
 function showAlertCount() {
   const count = unacked().length;
-  document.title = count ? `(${count}) ${BASE_TITLE}` : BASE_TITLE;
+  const page = state.pageTitle ? `${state.pageTitle} · ${BASE_TITLE}` : BASE_TITLE;
+  document.title = count ? `(${count}) ${page}` : page;
   const counter = document.getElementById("alert-count");
   counter.hidden = count === 0;
   counter.textContent = String(count);
@@ -584,7 +586,10 @@ function printerView(main, printerId) {
     }
     const st = printerState(printer);
     title.textContent = printer.name;
-    document.title = `${printer.name} · ${document.title.replace(/ · .*$/, "")}`;
+    if (state.pageTitle !== printer.name) {
+      state.pageTitle = printer.name;
+      showAlertCount();
+    }
     status.replaceChildren(
       badge(`state ${st}`, STATE_LABELS[st] || st),
       ` ${printer.model} · ${printer.id} · plate: ${printer.plate ? PLATE_LABELS[printer.plate] : "–"} · your role: ${printer.role}`,
@@ -1034,6 +1039,7 @@ function render() {
     state.view = null;
     return;
   }
+  state.pageTitle = null;
   state.view = make(main, ...match.slice(1));
   showAlertCount();
   // Move focus to the new page's heading, so keyboard and screen-reader users follow along.
