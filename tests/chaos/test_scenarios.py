@@ -11,12 +11,20 @@ from pathlib import Path
 import pytest
 
 from printfleet.chaos.checker import ViolationKind
+from printfleet.chaos.recorder import Kind
 from printfleet.chaos.run import SCENARIOS, RunOptions, run_scenario, write_json, write_timeline
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(150)]
 
 INCIDENT = "incident-2023-08-15"
-OTHERS = [name for name in SCENARIOS if name != INCIDENT]
+LATE_START = "late-start"
+OTHERS = [
+    pytest.param(name, marks=pytest.mark.postgres)
+    if SCENARIOS[name].database == "postgres"
+    else name
+    for name in SCENARIOS
+    if name not in {INCIDENT, LATE_START}
+]
 
 
 @pytest.mark.asyncio
@@ -43,6 +51,27 @@ async def test_the_2023_incident_with_safeguards_off_shows_phantom_prints() -> N
     assert document["safeguards"] == "off"
     assert len(document["violations"]) == len(result.violations)
     assert {"kind", "invariant", "evidence"} <= set(document["violations"][0])
+
+
+@pytest.mark.asyncio
+async def test_a_start_delivered_after_its_deadline_is_refused_and_the_job_still_ends() -> None:
+    result = await run_scenario(LATE_START, RunOptions(seed=4, safeguards=True))
+    assert result.settled, result.summary()
+    assert result.violations == [], result.summary()
+    refused = [
+        event
+        for event in result.events
+        if event.kind is Kind.COMMAND_RECEIVED
+        and event.text("type") == "start"
+        and event.text("reason") == "STALE"
+    ]
+    assert refused, "the delayed start never arrived: the fault was not injected"
+
+
+@pytest.mark.asyncio
+async def test_without_the_printers_deadline_check_the_late_start_prints() -> None:
+    result = await run_scenario(LATE_START, RunOptions(seed=4, safeguards=False))
+    assert ViolationKind.STALE_START in {v.kind for v in result.violations}, result.summary()
 
 
 @pytest.mark.slow

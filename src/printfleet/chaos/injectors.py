@@ -120,3 +120,62 @@ class PrinterRestart:
         printer_id = printing[0] if printing else next(iter(self.world.printers))
         self.world.fault("printer power cycled", printer_id=printer_id, mid_print=bool(printing))
         await self.world.restart_printer(printer_id)
+
+
+class CloudCrash:
+    """The cloud dies right after recording a start as dispatched, before publishing it, and a
+    fresh cloud (new MQTT clients, empty memory) boots on the same store.
+
+    The cloud runs in the harness's process, so the crash is a cancellation at exactly that
+    await rather than a ``kill -9`` of a process; what the recovery may rely on is the same:
+    only what the store recorded.
+    """
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def inject(self, *, within: float) -> bool:
+        """Crash at the next dispatch (waiting up to ``within`` s for one); then reboot."""
+        return await self.world.crash_cloud_mid_dispatch(within=within)
+
+
+class DatabaseRestart:
+    """``kill -9`` the world's PostgreSQL and start it again on the same data and port."""
+
+    def __init__(self, world: World) -> None:
+        if world.postgres is None:
+            msg = "the database-restart fault needs a world with database='postgres'"
+            raise ValueError(msg)
+        self.postgres = world.postgres
+        self.world = world
+
+    async def inject(self) -> None:
+        """Kill the database server."""
+        await asyncio.to_thread(self.postgres.kill)
+        self.world.fault("database killed (SIGKILL)")
+
+    async def heal(self) -> None:
+        """Start it again."""
+        await asyncio.to_thread(self.postgres.restart)
+        self.world.fault("heal: database restarted")
+
+
+class StartHeldInFlight:
+    """The link between the broker and a printer starts delaying every byte just as a start
+    for it is published, so the start arrives after its deadline: a late start, made certain.
+    The printer must refuse it (S2)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.printer_id: str | None = None
+
+    async def inject(self, delay_s: float, *, within: float) -> bool:
+        """Delay the next start by ``delay_s`` (waiting up to ``within`` s for a start)."""
+        self.printer_id = await self.world.delay_next_start(delay_s, within=within)
+        return self.printer_id is not None
+
+    async def heal(self) -> None:
+        """The link forwards promptly again."""
+        if self.printer_id is not None:
+            self.world.printers[self.printer_id].proxy.set_mode(ProxyMode.FORWARD)
+            self.world.fault("heal: printer link prompt again", printer_id=self.printer_id)

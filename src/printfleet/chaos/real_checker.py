@@ -100,8 +100,8 @@ class _Flag(Protocol):
 
 
 def _check_link_evidence(event: RecordedEvent, flag: _Flag) -> None:
-    """S8: bytes of a start left the cloud only on a fresh end-to-end round trip."""
-    if event.text("type") != "start" or event.text("outcome") == "not_sent":
+    """S8/S9: bytes of a command left the cloud only on a fresh end-to-end round trip."""
+    if event.text("outcome") == "not_sent":
         return
     age, interval = event.number("evidence_age_ms"), event.number("probe_interval_ms")
     if age is None or (interval is not None and age > interval):

@@ -14,14 +14,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from printfleet.chaos.checker import Violation
 from printfleet.chaos.injectors import (
     BrokerFreeze,
     BrokerKill,
+    CloudCrash,
+    DatabaseRestart,
     FalseReconnect,
     PrinterLinkBurst,
     PrinterRestart,
+    StartHeldInFlight,
 )
 from printfleet.chaos.real_checker import check_recorded
 from printfleet.chaos.recorder import HistoryRecorder, Kind, RecordedEvent
@@ -54,6 +58,8 @@ class Scenario:
     summary: str
     body: Body
     clock_skew: bool = False
+    keepalive_s: int = 2
+    database: Literal["memory", "postgres"] = "memory"
 
 
 @dataclass(slots=True)
@@ -133,7 +139,7 @@ async def users_submit(
     deadline = time.monotonic() + seconds
     printers = list(world.printers)
     while time.monotonic() < deadline:
-        world.submit(rng.choice(printers), window_s=window, re_requests=re_requests)
+        await world.submit(rng.choice(printers), window_s=window, re_requests=re_requests)
         await asyncio.sleep(rng.uniform(0.5, 1.5) * every)
 
 
@@ -154,11 +160,11 @@ async def incident_2023_08_15(world: World, rng: random.Random, options: RunOpti
     scale = options.scale
     # Morning: every printer prints something; nobody clears the plates afterwards.
     for printer_id in world.printers:
-        world.submit(printer_id, window_s=120 * scale, re_requests=1)
+        await world.submit(printer_id, window_s=120 * scale, re_requests=1)
     await asyncio.sleep(20 * scale)
     # Next prints queue up behind the finished ones.
     for printer_id in world.printers:
-        world.submit(printer_id, window_s=240 * scale, re_requests=1)
+        await world.submit(printer_id, window_s=240 * scale, re_requests=1)
     await asyncio.sleep(5 * scale)
     lie = FalseReconnect(world)
     await lie.inject()
@@ -209,7 +215,7 @@ async def printer_restart(world: World, rng: random.Random, options: RunOptions)
     scale = options.scale
     restart = PrinterRestart(world)
     for printer_id in world.printers:
-        world.submit(printer_id, window_s=60 * scale, re_requests=1)
+        await world.submit(printer_id, window_s=60 * scale, re_requests=1)
     tend = asyncio.create_task(people_tend(world, rng, seconds=60 * scale))
     printing = await world.until(
         lambda: any(
@@ -252,6 +258,53 @@ async def clock_skew(world: World, rng: random.Random, options: RunOptions) -> N
     )
 
 
+async def late_start(world: World, rng: random.Random, options: RunOptions) -> None:
+    """A start is delayed in flight past its deadline, then delivered: the printer must refuse
+    it."""
+    scale = options.scale
+    held = StartHeldInFlight(world)
+    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
+    for printer_id in world.printers:
+        await world.submit(printer_id, window_s=120 * scale)
+    window_s = world.settings.dispatch_window_ms / 1000
+    # Well past the start's deadline (the dispatch window) before the start arrives.
+    if await held.inject(window_s + 2, within=30 * scale + 10):
+        await asyncio.sleep(window_s + 3)
+        await held.heal()
+    await tend
+
+
+async def cloud_crash(world: World, rng: random.Random, options: RunOptions) -> None:
+    """The cloud dies between recording a start and publishing it; a fresh one takes over."""
+    scale = options.scale
+    crash = CloudCrash(world)
+    tend = asyncio.create_task(people_tend(world, rng, seconds=60 * scale))
+    for printer_id in world.printers:
+        await world.submit(printer_id, window_s=90 * scale, re_requests=1)
+    await crash.inject(within=30 * scale + 10)
+    await users_submit(
+        world, rng, seconds=30 * scale, every=5 * scale, re_requests=1, window=90 * scale
+    )
+    await tend
+
+
+async def database_restart(world: World, rng: random.Random, options: RunOptions) -> None:
+    """PostgreSQL is killed mid-traffic and restarted; the store is the only truth."""
+    scale = options.scale
+    restart = DatabaseRestart(world)
+    users = asyncio.create_task(
+        users_submit(
+            world, rng, seconds=90 * scale, every=6 * scale, re_requests=1, window=90 * scale
+        )
+    )
+    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
+    await asyncio.sleep(rng.uniform(15, 30) * scale)
+    await restart.inject()
+    await asyncio.sleep(rng.uniform(5, 20) * scale)
+    await restart.heal()
+    await asyncio.gather(users, tend)
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
@@ -274,6 +327,24 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "clock-skew", "printer clocks hours off and drifting", clock_skew, clock_skew=True
         ),
+        Scenario(
+            "late-start",
+            "a printer's link delays a start past its deadline, then delivers it",
+            late_start,
+            # The production keep-alive: a link this slow is not yet a dead one.
+            keepalive_s=10,
+        ),
+        Scenario(
+            "cloud-crash",
+            "the cloud dies between recording a start and publishing it; a new one boots",
+            cloud_crash,
+        ),
+        Scenario(
+            "db-restart",
+            "PostgreSQL (the job store) is killed -9 mid-traffic and restarted",
+            database_restart,
+            database="postgres",
+        ),
     )
 }
 
@@ -291,6 +362,8 @@ async def run_scenario(
         safeguards=options.safeguards,
         dispatch_window_ms=int(30_000 * options.scale),
         clock_skew=scenario.clock_skew,
+        keepalive_s=scenario.keepalive_s,
+        database=scenario.database,
     )
     began = time.monotonic()
     result = ScenarioResult(name, options.seed, options.safeguards, options.quick)
@@ -302,9 +375,9 @@ async def run_scenario(
             await scenario.body(world, rng, options)
             result.settled = await world.settle(within=max(30.0, 240 * options.scale))
             result.requests = world.requests
-            result.jobs = len(world.jobs.rows)
+            result.job_states = await world.jobs.states()
+            result.jobs = sum(result.job_states.values())
             result.faults_injected = world.faults_injected
-            result.job_states = world.jobs.states()
         result.events = list(recorder.events)
     result.starts = sum(1 for event in result.events if event.kind is Kind.PRINT_STARTED)
     result.violations = check_recorded(

@@ -20,16 +20,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal, Protocol
 
 from printfleet.agent.config import AgentConfig, BrokerAddress
 from printfleet.agent.hardware import HeaterId
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, monotonic_ms, new_message_id
-from printfleet.chaos.proxy import FaultProxy
+from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.chaos.recorder import HistoryRecorder, Kind
 from printfleet.cloud.dispatcher import Conflict, Dispatcher, StoredJob, cloud_ms, stage_name
 from printfleet.cloud.fleet_view import FleetView
 from printfleet.cloud.fleet_view import Kind as MessageKind
 from printfleet.cloud.link import LinkSupervisor
+from printfleet.cloud.migrations import upgrade
+from printfleet.cloud.store import Store, new_id, open_store
+from printfleet.cloud.store_jobs import StoreJobs
 from printfleet.protocol.dispatch import DispatchPolicy, JobChange, JobView
 from printfleet.protocol.gate import GateSettings
 from printfleet.protocol.issuer import CommandIssuer
@@ -39,7 +43,7 @@ from printfleet.protocol.signing import CommandSigner
 from printfleet.sim.gcode import SimulatedPrint
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
-from printfleet.testing import MosquittoBroker
+from printfleet.testing import MosquittoBroker, PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,11 @@ class WorldSettings:
     printers: tuple[str, ...] = ("x1", "x1", "p1")
     clock_skew: bool = False
     """Give every printer's clock an offset of hours and a drift of hundreds of ppm."""
+    keepalive_s: int = 2
+    """The agents' MQTT keep-alive: short, so dead links are noticed within a quick run."""
+    database: Literal["memory", "postgres"] = "memory"
+    """Jobs in memory (the store's rules, no I/O) or in the real store on a PostgreSQL of the
+    world's own, which the harness can restart."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,7 +83,7 @@ class ChaosJobs:
         self.rows: dict[str, StoredJob] = {}
         self._by_key: dict[str, str] = {}
 
-    def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
+    async def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
         """Add a job; with an idempotency key already used, the existing job instead."""
         if key is not None and key in self._by_key:
             return self._by_key[key], False
@@ -105,16 +114,161 @@ class ChaosJobs:
     ) -> None:
         """The dispatcher's audit trail is in the history already."""
 
-    def all_terminal(self) -> bool:
-        """Whether every job has ended."""
-        return all(job.view.state.terminal for job in self.rows.values())
-
-    def states(self) -> dict[str, int]:
+    async def states(self) -> dict[str, int]:
         """How many jobs are in each state."""
         counts: dict[str, int] = {}
         for job in self.rows.values():
             counts[job.view.state.value] = counts.get(job.view.state.value, 0) + 1
         return counts
+
+
+class StoreBackedJobs:
+    """Jobs in the real store (SQLite or PostgreSQL), through the cloud's own adapter."""
+
+    def __init__(self, store: Store, owner_id: str, file_id: str) -> None:
+        self.store = store
+        self._adapter = StoreJobs(store)
+        self._owner_id = owner_id
+        self._file_id = file_id
+
+    @classmethod
+    async def open(cls, url: str, printers: dict[str, str]) -> "StoreBackedJobs":
+        """Migrate, then provision one user, the printers (id -> model) and the one file."""
+        await upgrade(url)
+        store = await open_store(url)
+        user = await store.create_user(
+            f"chaos-{new_id()}@example.org",
+            display_name="chaos user",
+            password_hash="-",  # noqa: S106 - nobody logs in
+        )
+        for printer_id, model in printers.items():
+            await store.create_printer(
+                printer_id,
+                owner_id=user.id,
+                name=printer_id,
+                model=model,
+                broker_username=f"{printer_id}-{new_id()}",
+                broker_password_hash="-",  # noqa: S106 - the agents connect anonymously
+            )
+        file = await store.create_file(
+            user.id, name="part.gcode", size=len(GCODE), sha256=SHA256, storage_key="chaos"
+        )
+        return cls(store, user.id, file.id)
+
+    async def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
+        """Create through the store (idempotent by key, per owner)."""
+        created = await self.store.create_job(
+            self._owner_id,
+            sha256=view.sha256,
+            start_by=view.start_by,
+            printer_id=view.printer_id,
+            file_id=self._file_id,
+            name="part.gcode",
+            idempotency_key=key,
+        )
+        return created.job.view.id, created.created
+
+    async def open_jobs(self) -> list[StoredJob]:
+        """The dispatcher's view of the store."""
+        return await self._adapter.open_jobs()
+
+    async def save_job(self, job: JobView, *, expected_version: int) -> int:
+        """Compare-and-set, terminal ends audited, as in production."""
+        return await self._adapter.save_job(job, expected_version=expected_version)
+
+    async def audit(
+        self, action: str, job: JobView, *, command_id: str | None, detail: str
+    ) -> None:
+        """The store's audit log."""
+        await self._adapter.audit(action, job, command_id=command_id, detail=detail)
+
+    async def states(self) -> dict[str, int]:
+        """How many jobs are in each state."""
+        counts: dict[str, int] = {}
+        older_than = None
+        while True:
+            page = await self.store.jobs_for_owner(self._owner_id, older_than=older_than)
+            for record in page:
+                state = record.view.state.value
+                counts[state] = counts.get(state, 0) + 1
+            if not page:
+                return counts
+            older_than = page[-1].view.id
+
+    async def close(self) -> None:
+        """Close the store."""
+        await self.store.close()
+
+
+class JobStore(Protocol):
+    """What the world needs of a job store: the dispatcher's repository, creation, a census."""
+
+    async def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
+        """Create a job (or find the one with this idempotency key)."""
+        ...
+
+    async def open_jobs(self) -> list[StoredJob]:
+        """Jobs not over."""
+        ...
+
+    async def save_job(self, job: JobView, *, expected_version: int) -> int:
+        """Compare-and-set."""
+        ...
+
+    async def audit(
+        self, action: str, job: JobView, *, command_id: str | None, detail: str
+    ) -> None:
+        """Log a dispatcher action."""
+        ...
+
+    async def states(self) -> dict[str, int]:
+        """Jobs per state."""
+        ...
+
+
+class DispatchPoint:
+    """Wraps a job store so a fault can strike right after the cloud records a start as
+    dispatched and before it publishes it: the moment a blind re-send, or a start held in
+    flight, would do harm."""
+
+    def __init__(self, inner: JobStore) -> None:
+        self.inner = inner
+        self.armed: Callable[[JobView], None] | None = None
+        """Called once, at the next recorded dispatch."""
+        self.struck = asyncio.Event()
+
+    async def strike_next(self, fault: Callable[[JobView], None], *, within: float) -> bool:
+        """Arm ``fault`` and wait until it struck (False if no dispatch came in time)."""
+        self.struck.clear()
+        self.armed = fault
+        try:
+            async with asyncio.timeout(within):
+                await self.struck.wait()
+        except TimeoutError:
+            self.armed = None
+            return False
+        return True
+
+    async def open_jobs(self) -> list[StoredJob]:
+        """Delegated."""
+        return await self.inner.open_jobs()
+
+    async def save_job(self, job: JobView, *, expected_version: int) -> int:
+        """Delegated; then, if armed and this records a dispatch, the fault."""
+        version = await self.inner.save_job(job, expected_version=expected_version)
+        fault = self.armed
+        if fault is not None and job.state is JobState.DISPATCHED:
+            self.armed = None
+            fault(job)
+            self.struck.set()
+            await asyncio.sleep(0)  # a cancellation the fault made lands here, before publishing
+        return version
+
+    async def audit(
+        self, action: str, job: JobView, *, command_id: str | None, detail: str
+    ) -> None:
+        """Delegated."""
+        await self.inner.audit(action, job, command_id=command_id, detail=detail)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +283,7 @@ class ChaosCloud:
         self,
         inbound: BrokerAddress,
         outbound: BrokerAddress,
-        jobs: ChaosJobs,
+        jobs: DispatchPoint,
         issuer: CommandIssuer,
         *,
         file_url: Callable[[StoredJob, str], str],
@@ -274,18 +428,21 @@ class World:
     cloud: ChaosCloud
     proxy_in: FaultProxy
     proxy_out: FaultProxy
-    jobs: ChaosJobs
+    jobs: JobStore
+    dispatch_point: DispatchPoint
     issuer: CommandIssuer
     signer: CommandSigner
     rng: random.Random
+    make_cloud: Callable[[], ChaosCloud]
+    postgres: PostgresServer | None = None
+    cloud_task: asyncio.Task[None] | None = None
     printers: dict[str, PrinterSlot] = field(default_factory=dict)
     requests: int = 0
     faults_injected: int = 0
-    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     # -- users ----------------------------------------------------------------------------------
 
-    def submit(self, printer_id: str, *, window_s: float, re_requests: int = 0) -> str:
+    async def submit(self, printer_id: str, *, window_s: float, re_requests: int = 0) -> str:
         """A user asks for a print; the desktop app re-sends it ``re_requests`` times at once.
 
         With safeguards on, every copy carries the request's idempotency key (one job); with
@@ -305,7 +462,7 @@ class World:
                 printer_id=printer_id,
             )
             key = request_id if self.settings.safeguards else None
-            job_id, created = self.jobs.create(view, owner="user", key=key)
+            job_id, created = await self._create(view, key)
             if created:
                 self.recorder.record(
                     Kind.INTENT_CREATED,
@@ -317,6 +474,18 @@ class World:
             first = first or job_id
         self.cloud.dispatcher.wake()
         return first
+
+    async def _create(self, view: JobView, key: str | None) -> tuple[str, bool]:
+        # A client that cannot reach the store tries again, backing off; with an idempotency
+        # key a retry can never make a second job.
+        delay = 0.1
+        while True:
+            try:
+                return await self.jobs.create(view, owner="user", key=key)
+            except Exception:  # noqa: BLE001 - any store failure: the user's app retries
+                log.info("job creation failed; retrying in %.1f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
 
     # -- people at the printers -----------------------------------------------------------------
 
@@ -372,7 +541,7 @@ class World:
             data_dir=slot.home,
             telemetry_period_s=0.2,
             time_sync_period_s=5.0,
-            keepalive_s=2,
+            keepalive_s=self.settings.keepalive_s,
         )
         agent = PrinterAgent(
             config,
@@ -433,13 +602,63 @@ class World:
             self.faults_injected += 1
         self.recorder.record(Kind.FAULT_INJECTED, fault=what, **fields)
 
+    async def _all_terminal(self) -> bool:
+        try:
+            states = await self.jobs.states()
+        except Exception:  # noqa: BLE001 - a store still recovering: not settled yet
+            return False
+        return all(JobState(state).terminal for state in states)
+
+    # -- the cloud ------------------------------------------------------------------------------
+
+    async def crash_cloud_mid_dispatch(self, *, within: float) -> bool:
+        """Let the cloud die right after it records its next start, before publishing it;
+        then boot a fresh cloud (new links, empty memory) on the same store."""
+        task = self.cloud_task
+        if task is None:
+            return False
+
+        def crash(job: JobView) -> None:
+            task.cancel()
+
+        if not await self.dispatch_point.strike_next(crash, within=within):
+            return False
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        self.fault("cloud crashed between recording a start and publishing it")
+        self.boot_cloud()
+        return True
+
+    async def delay_next_start(self, delay_s: float, *, within: float) -> str | None:
+        """From just before the cloud's next start is published, delay every byte between the
+        broker and that start's printer by ``delay_s``: the start arrives after its deadline, as
+        over a congested or flapping link. Returns the printer (None if no start came)."""
+        started: list[str] = []
+
+        def delay(job: JobView) -> None:
+            slot = self.printers.get(job.assigned_printer or "")
+            if slot is not None:
+                slot.proxy.delay_s = delay_s
+                slot.proxy.set_mode(ProxyMode.DELAY)
+                started.append(slot.printer_id)
+
+        if not await self.dispatch_point.strike_next(delay, within=within) or not started:
+            return None
+        self.fault("printer link delays a start in flight", printer_id=started[0], by_s=delay_s)
+        return started[0]
+
+    def boot_cloud(self) -> None:
+        """Start a cloud (again) with the world's links and store."""
+        self.cloud = self.make_cloud()
+        self.cloud_task = asyncio.create_task(self.cloud.run(), name="chaos cloud")
+
     async def settle(self, *, within: float) -> bool:
         """Heal, let people tend the printers, and wait until every job has ended."""
         for proxy in (self.proxy_in, self.proxy_out, *(s.proxy for s in self.printers.values())):
-            proxy.set_mode(proxy.mode.__class__.FORWARD)
+            proxy.set_mode(ProxyMode.FORWARD)
         self.cloud.link_out.claims_verified_regardless = False
         deadline = time.monotonic() + within
-        while not self.jobs.all_terminal():
+        while not await self._all_terminal():
             if time.monotonic() >= deadline:
                 return False
             await self.tend_all()
@@ -455,29 +674,58 @@ async def running_world(
     rng = random.Random(seed)  # noqa: S311 - a replayable world, not a secret
     signer = CommandSigner.from_private_bytes(rng.randbytes(32))
     issuer = CommandIssuer(signer, new_message_id)
-    jobs = ChaosJobs()
+    models = {f"{model}-{index}": model for index, model in enumerate(settings.printers)}
     async with contextlib.AsyncExitStack() as stack:
         broker = await asyncio.to_thread(MosquittoBroker().start)
         stack.callback(broker.close)
+        postgres = None
+        jobs: JobStore = ChaosJobs()
+        if settings.database == "postgres":
+            postgres = await asyncio.to_thread(PostgresServer().start)
+            stack.callback(postgres.close)
+            url = await asyncio.to_thread(postgres.create_database, "chaos")
+            stored = await StoreBackedJobs.open(url, models)
+            stack.push_async_callback(stored.close)
+            jobs = stored
         files = stack.enter_context(_file_server())
         proxy_in = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
         proxy_out = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
-        cloud = ChaosCloud(
-            BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy_in.port}"),
-            BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy_out.port}"),
-            jobs,
-            issuer,
-            file_url=lambda job, printer_id: f"{files}/{stage_name(job.view.id)}",
-            recorder=recorder,
-            settings=settings,
-        )
+        dispatch_point = DispatchPoint(jobs)
+
+        def make_cloud() -> ChaosCloud:
+            return ChaosCloud(
+                BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy_in.port}"),
+                BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy_out.port}"),
+                dispatch_point,
+                issuer,
+                file_url=lambda job, printer_id: f"{files}/{stage_name(job.view.id)}",
+                recorder=recorder,
+                settings=settings,
+            )
+
         world = World(
-            settings, recorder, broker, cloud, proxy_in, proxy_out, jobs, issuer, signer, rng
+            settings,
+            recorder,
+            broker,
+            make_cloud(),
+            proxy_in,
+            proxy_out,
+            jobs,
+            dispatch_point,
+            issuer,
+            signer,
+            rng,
+            make_cloud,
+            postgres,
         )
-        cloud_task = asyncio.create_task(cloud.run(), name="chaos cloud")
-        stack.push_async_callback(_cancel, cloud_task)
-        for index, model in enumerate(settings.printers):
-            printer_id = f"{model}-{index}"
+        world.cloud_task = asyncio.create_task(world.cloud.run(), name="chaos cloud")
+
+        async def stop_cloud() -> None:
+            if world.cloud_task is not None:
+                await _cancel(world.cloud_task)
+
+        stack.push_async_callback(stop_cloud)
+        for printer_id, model in models.items():
             proxy = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
             clock = skewed_clock(rng) if settings.clock_skew else monotonic_ms
             world.printers[printer_id] = PrinterSlot(
