@@ -1,0 +1,240 @@
+"""The ``Announcer`` over a real store (SQLite and PostgreSQL), a real notifier and a real webhook
+receiver: who is told what, what leaves the cloud, and that nothing is told twice, even by a
+restarted cloud hearing the same printer message again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import httpx
+import pytest
+from tests.cloud.conftest import FakeClock, Seed
+from tests.cloud.test_notify_support import WebhookReceiver, serve_asgi
+
+from printfleet.cloud.notify import (
+    AppriseSender,
+    DeliveryOutcome,
+    EventBus,
+    Notification,
+    NotificationKind,
+    Notifier,
+    Subscription,
+    WebhookSender,
+)
+from printfleet.cloud.notify.announcer import Announcer
+from printfleet.cloud.store import Actor, ChannelKind, ShareRole, Store
+from printfleet.protocol.lifecycle import JobEvent, JobState
+from printfleet.protocol.messages import (
+    AlertBody,
+    PlateStatus,
+    Presence,
+    PrinterStateBody,
+    PrinterStatus,
+    make_event,
+)
+
+SECRET = "announcer-test-secret-0123"
+ALERT_EVENT_ID = "01900000-0000-7000-8000-0000000000a1"
+
+
+@contextlib.asynccontextmanager
+async def announcing(store: Store) -> AsyncIterator[Announcer]:
+    """An announcer as the app wires it, its notifier running; drained on exit."""
+    announcers: list[Announcer] = []
+
+    async def ended(outcome: DeliveryOutcome) -> None:
+        await announcers[0].delivery_ended(outcome)
+
+    async with httpx.AsyncClient() as client, asyncio.TaskGroup() as group:
+        notifier = Notifier(
+            EventBus(),
+            webhooks=WebhookSender(client, max_attempts=1),
+            apprise=AppriseSender(),
+            on_outcome=ended,
+        )
+        announcers.append(Announcer(store, notifier))
+        group.create_task(notifier.run())
+        try:
+            yield announcers[0]
+        finally:
+            notifier.close()
+
+
+async def taken(subscription: Subscription) -> list[Notification]:
+    """Everything queued for the subscriber now (publishing never waits, so this is all)."""
+    return [await subscription.receive() for _ in range(len(subscription))]
+
+
+@pytest.mark.asyncio
+async def test_job_changes_reach_the_submitter_and_only_ends_owed_leave_the_cloud(
+    store: Store, seed: Seed, clock: FakeClock
+) -> None:
+    receiver = WebhookReceiver(SECRET)
+    async with serve_asgi(receiver.app) as url, announcing(store) as announcer:
+        channel = await store.create_channel(
+            seed.owner.id, kind=ChannelKind.WEBHOOK, target=f"{url}/hook", secret=SECRET
+        )
+        bus = announcer.notifier.bus
+        async with bus.subscribe(seed.owner.id) as mine, bus.subscribe(seed.other.id) as theirs:
+            for notify_completion in (False, True):
+                created = await store.create_job(
+                    seed.owner.id,
+                    sha256=seed.sha256,
+                    start_by=clock.now + 60_000,
+                    printer_id="p1",
+                    name="cube.gcode",
+                    notify_completion=notify_completion,
+                )
+                view = replace(created.job.view, assigned_printer="p1", reason="nozzle clog")
+                changes = [
+                    (JobEvent.STAGED, JobState.STAGED),
+                    (JobEvent.STARTED, JobState.PRINTING),
+                    (JobEvent.COMPLETED, JobState.COMPLETED),
+                    (JobEvent.FAILED, JobState.FAILED),
+                    (JobEvent.CANCELLED, JobState.CANCELLED),
+                    (JobEvent.REJECTED, JobState.REJECTED),
+                    (JobEvent.EXPIRED, JobState.EXPIRED),
+                    (JobEvent.DISPATCHED, JobState.DISPATCHED),  # told when the printer accepts
+                ]
+                for version, (event, state) in enumerate(changes, start=2):
+                    await announcer.job_changed(
+                        replace(view, state=state),
+                        event,
+                        owner=seed.owner.id,
+                        name="cube.gcode",
+                        version=version,
+                        notify_completion=notify_completion,
+                    )
+                # The same change announced again (a retried callback): nothing new.
+                await announcer.job_changed(
+                    replace(view, state=JobState.FAILED),
+                    JobEvent.FAILED,
+                    owner=seed.owner.id,
+                    name="cube.gcode",
+                    version=5,
+                    notify_completion=notify_completion,
+                )
+                told = await taken(mine)
+                assert [n.kind.value for n in told] == [
+                    "job_staged",
+                    "job_started",
+                    "job_completed",
+                    "job_failed",
+                    "job_cancelled",
+                    "job_rejected",
+                    "job_expired",
+                ]
+                assert {n.job_id for n in told} == {view.id}
+                [failed] = [n for n in told if n.kind is NotificationKind.JOB_FAILED]
+                assert failed.data["reason"] == "nozzle clog"
+                assert "nozzle clog" in failed.message
+            assert await taken(theirs) == []
+
+        # Queued per channel before they were sent: every end but completion, and completion
+        # only for the job that asked.
+        rows = await store.deliveries_for_channel(channel.id)
+        kinds = sorted(str(row.payload["kind"]) for row in rows)
+        owed = ["job_cancelled", "job_expired", "job_failed", "job_rejected"]
+        assert kinds == sorted([*owed, *owed, "job_completed"])
+        hooks = await receiver.wait_for(len(rows))
+        assert all(hook.signature_error is None for hook in hooks)
+
+
+@pytest.mark.asyncio
+async def test_an_alert_is_raised_once_for_everyone_who_can_see_the_printer_even_after_a_restart(
+    store: Store, seed: Seed, clock: FakeClock
+) -> None:
+    await store.share_printer(
+        "p1", seed.other.id, ShareRole.VIEWER, actor=Actor.user(seed.owner.id)
+    )
+    stranger = await store.create_user("s@example.org", display_name="S", password_hash="h")
+    alert = make_event(
+        AlertBody(kind="thermal_fault", severity="critical", message="hotend sensor open"),
+        event_id=ALERT_EVENT_ID,
+        printer_id="p1",
+        job_id=None,
+        sent_at=None,
+    )
+    job = await store.create_job(
+        seed.owner.id, sha256=seed.sha256, start_by=clock.now + 60_000, printer_id="p1"
+    )
+    async with announcing(store) as first:
+        bus = first.notifier.bus
+        async with (
+            bus.subscribe(seed.owner.id) as owner,
+            bus.subscribe(seed.other.id) as viewer,
+            bus.subscribe(stranger.id) as outsider,
+        ):
+            await first.printer_message("p1", event=alert)
+            await first.printer_message("p1", event=alert)  # the broker's second copy
+            for _ in range(3):  # a waiting job, every dispatch round
+                await first.plate_needed(job.job.view.id, "p1")
+            for subscription in (owner, viewer):
+                told = await taken(subscription)
+                assert [n.kind for n in told] == [
+                    NotificationKind.THERMAL_FAULT,
+                    NotificationKind.PLATE_CONFIRMATION_NEEDED,
+                ]
+            assert await taken(outsider) == []
+            [fault, plate] = told
+
+    # A restarted cloud: nothing in memory, the same messages heard again.
+    async with (
+        announcing(store) as second,
+        second.notifier.bus.subscribe(seed.owner.id) as owner,
+    ):
+        await second.printer_message("p1", event=alert)
+        await second.plate_needed(job.job.view.id, "p1")
+        assert await taken(owner) == []
+
+    alerts = await store.list_alerts(printer_ids=["p1"])
+    assert sorted(a.kind for a in alerts) == ["plate_confirmation_needed", "thermal_fault"]
+    assert {a.id for a in alerts} == {fault.data["alert_id"], plate.data["alert_id"]}
+    assert plate.job_id == job.job.view.id
+
+
+def _state(status: PrinterStatus) -> PrinterStateBody:
+    return PrinterStateBody(
+        status=status,
+        job_id=None,
+        plate=PlateStatus.CLEAR,
+        has_plate_sensor=True,
+        plate_check=True,
+        fault=None,
+        clock_synced=True,
+    )
+
+
+@pytest.mark.asyncio
+async def test_offline_is_an_alert_only_for_a_printer_seen_online(store: Store, seed: Seed) -> None:
+    offline = Presence(printer_id="p1", online=False)
+    async with (
+        announcing(store) as announcer,
+        announcer.notifier.bus.subscribe(seed.owner.id) as owner,
+    ):
+        # The broker hands a starting cloud every printer's retained "offline": old news.
+        await announcer.printer_message("p1", presence=offline)
+        assert await taken(owner) == []
+
+        event = make_event(
+            _state(PrinterStatus.IDLE),
+            event_id="01900000-0000-7000-8000-0000000000b1",
+            printer_id="p1",
+            job_id=None,
+            sent_at=None,
+        )
+        await announcer.printer_message("p1", event=event)
+        await announcer.printer_message("p1", event=event)  # unchanged: not told again
+        await announcer.printer_message("p1", presence=offline)
+        await announcer.printer_message("p1", presence=offline)
+        told = await taken(owner)
+    assert [(n.kind, n.data.get("online")) for n in told] == [
+        (NotificationKind.PRINTER_STATE, True),
+        (NotificationKind.PRINTER_STATE, False),
+        (NotificationKind.PRINTER_OFFLINE, None),
+    ]
+    assert [a.kind for a in await store.list_alerts(printer_ids=["p1"])] == ["printer_offline"]
