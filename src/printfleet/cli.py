@@ -445,6 +445,61 @@ def bench_fleet(
         raise typer.Exit(1)
 
 
+@bench_app.command("overload")
+def bench_overload(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="CI smoke run: 3 s steps, 40 clients (< 60 s).")
+    ] = False,
+    step: Annotated[
+        float | None, typer.Option(min=0.5, help="Seconds per load step [default: 10].")
+    ] = None,
+    clients: Annotated[
+        int | None, typer.Option(min=1, help="Simulated clients [default: 200].")
+    ] = None,
+    plot: Annotated[Path, typer.Option(help="The PNG plot to write.", dir_okay=False)] = (
+        Path("overload.png")
+    ),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the figures as JSON instead of a table.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit with status 1 when 'built' misses a target.")
+    ] = False,
+) -> None:
+    """Goodput, latency and recovery from 0.5x to 10x capacity: printfleet as built vs naive."""
+    import dataclasses  # noqa: PLC0415 - keeps --help fast
+    import json  # noqa: PLC0415
+
+    from printfleet.bench.overload import (  # noqa: PLC0415
+        OverloadBenchError,
+        OverloadSettings,
+        run_overload_bench,
+    )
+
+    settings = OverloadSettings.quick() if quick else OverloadSettings()
+    given: dict[str, Any] = {"step_s": step, "clients": clients}
+    settings = dataclasses.replace(
+        settings, **{name: value for name, value in given.items() if value is not None}
+    )
+    errors = Console(stderr=True)
+    try:
+        report = run_overload_bench(
+            settings, plot=plot, progress=lambda line: errors.print(line, style="dim")
+        )
+    except OverloadBenchError as error:
+        errors.print(f"[red]overload benchmark failed:[/] {error}")
+        raise typer.Exit(2) from None
+    if json_output:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        out = console if console.is_terminal else Console(width=170)
+        out.print(report.table())
+        for note in report.notes():
+            out.print(f"[yellow]note:[/] {note}")
+    if check and not report.met:
+        raise typer.Exit(1)
+
+
 # -- end of printfleet bench ---------------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from printfleet.cloud.api.errors import retry_after
 __all__ = [
     "DEADLINE_HEADER",
     "EXEMPT_PREFIXES",
+    "STREAM_PREFIXES",
     "AdmissionCollector",
     "AdmissionGate",
     "AdmissionLimits",
@@ -51,6 +52,11 @@ which printfleet assumes anyway (job start windows, S2)."""
 EXEMPT_PREFIXES: tuple[str, ...] = ("/health", "/metrics", "/printer-files/")
 """Paths never refused: health and metrics (the truth for balancers and Prometheus, above all
 under overload) and printer file downloads (a job that was admitted must be able to print)."""
+
+STREAM_PREFIXES: tuple[str, ...] = ("/api/v1/events",)
+"""Long-lived streams: rate-limited and deadline-checked like any request, but not counted
+against the concurrency limit, which a few open dashboards would otherwise use up for good
+(the stream route limits streams per user itself)."""
 
 
 class Refusal(enum.Enum):
@@ -81,6 +87,7 @@ class AdmissionLimits:
     """Callers whose buckets are remembered; the least recently seen are forgotten first (a
     forgotten caller starts again with a full bucket)."""
     exempt: tuple[str, ...] = EXEMPT_PREFIXES
+    streams: tuple[str, ...] = STREAM_PREFIXES
 
     def __post_init__(self) -> None:
         if self.max_concurrent < 1:
@@ -136,15 +143,22 @@ class AdmissionGate:
         """Whether ``path`` is never refused."""
         return path.startswith(self.limits.exempt)
 
-    def enter(self, caller: str, deadline: str | None) -> Rejection | None:
-        """Admit a request (None; the caller must :meth:`leave` later) or say why not.
+    def stream(self, path: str) -> bool:
+        """Whether ``path`` is a long-lived stream, admitted without a concurrency slot."""
+        return path.startswith(self.limits.streams)
+
+    def enter(
+        self, caller: str, deadline: str | None, *, takes_slot: bool = True
+    ) -> Rejection | None:
+        """Admit a request (None) or say why not. An admitted request that ``takes_slot`` (all
+        but streams) holds one of the concurrency slots until :meth:`leave` is called.
 
         ``caller`` names whom the rate applies to; ``deadline`` is the raw header, if any.
         """
         rejection = self._check_deadline(deadline)
         if rejection is None:
             rejection = self._take_token(caller)
-        if rejection is None and self.in_flight >= self.limits.max_concurrent:
+        if rejection is None and takes_slot and self.in_flight >= self.limits.max_concurrent:
             # Refund the caller's token: being shed must not also cost it its quota.
             self._buckets[caller].tokens += 1
             rejection = Rejection(
@@ -158,8 +172,9 @@ class AdmissionGate:
         if rejection is not None:
             self.rejected[rejection.reason] += 1
             return rejection
-        self.in_flight += 1
         self.admitted += 1
+        if takes_slot:
+            self.in_flight += 1
         return None
 
     def leave(self) -> None:
@@ -255,9 +270,15 @@ class AdmissionMiddleware:
                 gate.exempted += 1
             await self.app(scope, receive, send)
             return
-        rejection = gate.enter(caller_of(scope), _header(scope, b"x-request-deadline"))
+        takes_slot = not gate.stream(scope["path"])
+        rejection = gate.enter(
+            caller_of(scope), _header(scope, b"x-request-deadline"), takes_slot=takes_slot
+        )
         if rejection is not None:
             await _refuse(rejection, send)
+            return
+        if not takes_slot:
+            await self.app(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)
