@@ -418,12 +418,12 @@ async def test_a_job_waits_for_a_clear_plate_and_never_starts_before(
         assert len(starts_of(commands, job_id)) == 1
         # Asked once while it waited, not once per dispatch round. (A p1 asks again after the
         # print, for the next one: that is the printer's own alert.)
-        asked = [
+        asks = [
             e
             for e in feed.of("plate_confirmation_needed")
             if e["received_at"] < started["received_at"]
         ]
-        assert len(asked) == (1 if model == "p1" else 0)
+        assert len(asks) == (1 if model == "p1" else 0)
 
 
 async def _plate_reads(s: Shop, printer_id: str, plate: str) -> bool:

@@ -238,3 +238,49 @@ async def test_offline_is_an_alert_only_for_a_printer_seen_online(store: Store, 
         (NotificationKind.PRINTER_OFFLINE, None),
     ]
     assert [a.kind for a in await store.list_alerts(printer_ids=["p1"])] == ["printer_offline"]
+
+
+@pytest.mark.asyncio
+async def test_a_job_end_a_crash_left_untold_is_told_once_by_the_next_cloud(
+    store: Store, seed: Seed, clock: FakeClock
+) -> None:
+    receiver = WebhookReceiver(SECRET)
+    async with serve_asgi(receiver.app) as url:
+        channel = await store.create_channel(
+            seed.owner.id, kind=ChannelKind.WEBHOOK, target=f"{url}/hook", secret=SECRET
+        )
+        ends = []
+        for _ in range(2):
+            created = await store.create_job(
+                seed.owner.id, sha256=seed.sha256, start_by=clock.now + 1_000, printer_id="p1"
+            )
+            ends.append(
+                await store.record_terminal(
+                    replace(created.job.view, state=JobState.EXPIRED, reason="window closed"),
+                    expected_version=created.job.version,
+                    actor=Actor.system("expiry"),
+                )
+            )
+        untold, told = ends
+        async with announcing(store) as before_the_crash:
+            # Only the second end was announced before the cloud died.
+            await before_the_crash.job_changed(
+                told.view, JobEvent.EXPIRED, owner=seed.owner.id, name="", version=told.version
+            )
+        await receiver.wait_for(1)
+        clock.advance(1_000)
+        later = await store.create_channel(
+            seed.owner.id, kind=ChannelKind.WEBHOOK, target=f"{url}/later", secret=SECRET
+        )
+
+        async with announcing(store) as after_the_restart:
+            recent = await store.jobs_ended_since(clock.now - 60_000)
+            assert await after_the_restart.catch_up(recent) == 1
+            assert await after_the_restart.catch_up(recent) == 0
+        hooks = await receiver.wait_for(2)
+
+    assert sorted(hook.body.count(untold.view.id.encode()) for hook in hooks) == [0, 1]
+    assert all(hook.signature_error is None for hook in hooks)
+    # The channel added after those ends was not sent them.
+    assert await store.deliveries_for_channel(later.id) == []
+    assert len(await store.deliveries_for_channel(channel.id)) == 2

@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from tests.cloud.test_notify_support import Reply, WebhookReceiver, serve_asgi
 from printfleet.cloud.logs import JsonLogFormatter, use_json_logs, wants_json
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.notify import Notification, NotificationKind, goes_to_channels
+from printfleet.cloud.store import Actor, open_store
 from printfleet.cloud.store import ChannelKind as StoreChannelKind
-from printfleet.cloud.store import open_store
+from printfleet.protocol.lifecycle import JobState
 from printfleet.testing import MosquittoBroker
 
 __all__ = ["api_database_url", "cloud"]  # fixtures, used by name
@@ -228,3 +230,33 @@ async def test_a_delivery_left_unsettled_by_a_dead_cloud_is_sent_again(
 
             await until(settled, within=10)
         assert len(receiver.received) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_starting_cloud_tells_of_job_ends_a_crash_left_untold(
+    api_database_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    receiver = WebhookReceiver(SECRET)
+    async with serve_asgi(receiver.app) as url:
+        # A cloud expired a job, then died before it queued the submitter's notification.
+        await upgrade(api_database_url)
+        async with await open_store(api_database_url) as store:
+            user = await store.create_user("o@example.org", display_name="O", password_hash="-")
+            await store.create_channel(
+                user.id, kind=StoreChannelKind.WEBHOOK, target=f"{url}/hook", secret=SECRET
+            )
+            created = await store.create_job(
+                user.id, sha256="ab" * 32, start_by=1, model="p1", name="cube.gcode"
+            )
+            await store.record_terminal(
+                replace(created.job.view, state=JobState.EXPIRED, reason="start window closed"),
+                expected_version=created.job.version,
+                actor=Actor.system("expiry"),
+            )
+
+        async with serving(settings_for(tmp_path, api_database_url, mosquitto.url)):
+            (hook,) = await asyncio.wait_for(receiver.wait_for(1), 10)
+        told = json.loads(hook.body)
+        assert (told["kind"], told["job_id"]) == ("job_expired", created.job.view.id)
+        assert told["data"]["reason"] == "start window closed"
+        assert hook.signature_error is None

@@ -12,9 +12,9 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import httpx
 from fastapi import FastAPI
@@ -45,9 +45,16 @@ from printfleet.cloud.notify import (
     Notifier,
     WebhookSender,
 )
-from printfleet.cloud.notify.announcer import DELIVERY_LEASE_S, Announcer
+from printfleet.cloud.notify.announcer import CATCH_UP_S, DELIVERY_LEASE_S, Announcer
 from printfleet.cloud.service import CloudService, ServiceSettings
-from printfleet.cloud.store import JobRecord, PrinterRecord, new_id, open_store
+from printfleet.cloud.store import (
+    JobRecord,
+    PrinterRecord,
+    Store,
+    StoreError,
+    new_id,
+    open_store,
+)
 from printfleet.cloud.store_jobs import StoreJobs
 from printfleet.protocol.dispatch import JobChange
 from printfleet.protocol.issuer import CommandIssuer
@@ -245,13 +252,6 @@ class _CoreListeners:
             presence=message.presence,
         )
 
-    async def delivery_ended(self, outcome: DeliveryOutcome) -> None:
-        """A notification reached a channel, or was given up on: count and record it."""
-        self.metrics.notifications.labels(
-            outcome.channel.kind.value, "delivered" if outcome.delivered else "failed"
-        ).inc()
-        await self.announcer.delivery_ended(outcome)
-
 
 # ---------------------------------------------------------------------------------------------
 # Wiring.
@@ -299,19 +299,7 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             models[printer.id] = printer.model
 
         metrics = CloudMetrics()
-        bus = EventBus()
-        http = await stack.enter_async_context(httpx.AsyncClient())
-
-        async def delivery_ended(outcome: DeliveryOutcome) -> None:
-            await listeners.delivery_ended(outcome)
-
-        notifier = Notifier(
-            bus,
-            webhooks=WebhookSender(http),
-            apprise=AppriseSender(),
-            on_outcome=delivery_ended,
-        )
-        announcer = Announcer(store, notifier, delivery_lease_s=settings.delivery_lease_s)
+        announcer = await _start_notifications(stack, store, settings, metrics)
         listeners = _CoreListeners(announcer, metrics)
         service.job_listener = listeners.job_told
         core = CloudCore(
@@ -328,13 +316,6 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
         )
         service.core = core
         metrics.watch(core)
-        metrics.watch_streams(bus)
-        notifying = asyncio.create_task(notifier.run(), name="printfleet notifier")
-        notifying.add_done_callback(_report_end)
-        resending = asyncio.create_task(
-            announcer.resend_unsettled_forever(), name="printfleet delivery resender"
-        )
-        resending.add_done_callback(_report_end)
         task = asyncio.create_task(core.run(), name="printfleet cloud core")
         task.add_done_callback(_report_end)
         try:
@@ -349,12 +330,53 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
                 announcer=announcer,
             )
         finally:
-            bus.close()  # open event streams end, so the server can finish
-            for running in (resending, task):
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-            await _drain(notifier, notifying)
+            # Dispatch stops first; the stack then ends the event streams, lets deliveries
+            # under way finish, and closes the store last.
+            await _cancelled(task)
+
+
+async def _start_notifications(
+    stack: contextlib.AsyncExitStack, store: Store, settings: Settings, metrics: CloudMetrics
+) -> Announcer:
+    """The event bus, the notifier and the delivery resender, running until ``stack`` closes;
+    job ends a crash left untold are told before this returns (S7)."""
+    bus = EventBus()
+    http = await stack.enter_async_context(httpx.AsyncClient())
+    announcers: list[Announcer] = []
+
+    async def delivery_ended(outcome: DeliveryOutcome) -> None:
+        outcome_label = "delivered" if outcome.delivered else "failed"
+        metrics.notifications.labels(outcome.channel.kind.value, outcome_label).inc()
+        await announcers[0].delivery_ended(outcome)
+
+    notifier = Notifier(
+        bus, webhooks=WebhookSender(http), apprise=AppriseSender(), on_outcome=delivery_ended
+    )
+    announcer = Announcer(store, notifier, delivery_lease_s=settings.delivery_lease_s)
+    announcers.append(announcer)
+    metrics.watch_streams(bus)
+    notifying = _started(notifier.run(), "printfleet notifier")
+    stack.push_async_callback(_drain, notifier, notifying)
+    resending = _started(announcer.resend_unsettled_forever(), "printfleet delivery resender")
+    stack.push_async_callback(_cancelled, resending)
+    stack.callback(bus.close)  # first at exit: open event streams end
+    try:
+        await announcer.catch_up(await store.jobs_ended_since(cloud_ms() - CATCH_UP_MS))
+    except StoreError:
+        log.exception("could not check recent job ends for untold submitters")
+    return announcer
+
+
+def _started(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(coroutine, name=name)
+    task.add_done_callback(_report_end)
+    return task
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _report_end(task: asyncio.Task[None]) -> None:
@@ -363,6 +385,7 @@ def _report_end(task: asyncio.Task[None]) -> None:
         log.critical("%s stopped", task.get_name(), exc_info=task.exception())
 
 
+CATCH_UP_MS = int(CATCH_UP_S * 1000)
 NOTIFY_DRAIN_S = 5.0
 """At shutdown, how long deliveries already under way may take to finish."""
 
@@ -375,9 +398,7 @@ async def _drain(notifier: Notifier, task: asyncio.Task[None]) -> None:
     except TimeoutError:
         # Their delivery rows stay pending in the store, for people to see.
         log.warning("%d notification deliveries cut short by the shutdown", notifier.in_flight)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancelled(task)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

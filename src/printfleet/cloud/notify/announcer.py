@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from printfleet.cloud.notify.model import (
     goes_to_channels,
 )
 from printfleet.cloud.notify.notifier import Channel, ChannelKind, DeliveryOutcome, Notifier
-from printfleet.cloud.store import AlreadyExists, NotFound, Store, StoreError
+from printfleet.cloud.store import AlreadyExists, JobRecord, NotFound, Store, StoreError
 from printfleet.cloud.store import Severity as AlertSeverity
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.lifecycle import JobEvent
@@ -51,6 +51,8 @@ SUMMARY_INTERVAL_S = 5.0
 DELIVERY_LEASE_S = 120.0
 """A delivery still unsettled this long after it was queued is sent again, by any replica: its
 sender died. Longer than a webhook's whole retry deadline (60 s), so a live one is left alone."""
+CATCH_UP_S = 900.0
+"""At start, job ends this recent are checked for submitters a crash left untold."""
 AUDIENCE_TTL_S = 5.0
 """How long who-can-see-a-printer is cached; shares change rarely, telemetry comes often."""
 _MEMORY = 4096
@@ -202,19 +204,7 @@ class Announcer:
         if kind is None:
             return None
         self._job_owners[view.id] = _JobOwner(owner, name)
-        printer = view.assigned_printer or view.printer_id or f"a printer of model {view.model}"
-        title, message = _JOB_TEXT[kind]
-        words = {"name": name, "printer": printer, "reason": view.reason or "no reason given"}
-        notification = Notification.create(
-            kind,
-            title=title.format(**words),
-            message=message.format(**words),
-            user_ids=[owner],
-            printer_id=view.assigned_printer or view.printer_id,
-            job_id=view.id,
-            data=job_data(view, name),
-            notification_id=derived_id("job", view.id, str(version)),
-        )
+        notification = self._job_notification(view, kind, owner=owner, name=name, version=version)
         log.info(
             "job %s is %s: %s",
             view.id,
@@ -227,6 +217,65 @@ class Announcer:
             to_channels=goes_to_channels(kind, wants_completion=notify_completion),
         )
         return notification
+
+    async def catch_up(self, ended: Iterable[JobRecord]) -> int:
+        """Make sure the submitters of ``ended`` jobs were told on their channels (S7).
+
+        A cloud that died between saving a job's end and queueing its notifications told
+        nobody; announced again, an end already queued is recognised by its id and skipped.
+        Returns how many deliveries this queued. Channels added after the end are left out.
+        """
+        queued = 0
+        for job in ended:
+            kind = _JOB_KINDS.get(JobEvent(job.view.state.value))
+            if kind is None or not goes_to_channels(kind, wants_completion=job.notify_completion):
+                continue
+            notification = self._job_notification(
+                job.view, kind, owner=job.owner_id, name=job.name, version=job.version
+            )
+            channels = await self._deliveries_for(notification, None, created_by=job.ended_at)
+            if channels:
+                queued += len(channels)
+                log.warning(
+                    "job %s ended (%s) with its submitter untold: telling them now",
+                    job.view.id,
+                    job.view.state.value,
+                    extra={"job_id": job.view.id, "printer_id": notification.printer_id},
+                )
+                for channel in self.notifier.queue(notification, channels).refused:
+                    await self.delivery_ended(
+                        DeliveryOutcome(
+                            notification,
+                            channel,
+                            delivered=False,
+                            attempts=0,
+                            reason="the notifier was full or shutting down",
+                        )
+                    )
+        return queued
+
+    def _job_notification(
+        self, view: JobView, kind: NotificationKind, *, owner: str, name: str, version: int
+    ) -> Notification:
+        printer = view.assigned_printer or view.printer_id or f"a printer of model {view.model}"
+        title, message = _JOB_TEXT[kind]
+        words = {"name": name, "printer": printer, "reason": view.reason or "no reason given"}
+        return Notification.create(
+            kind,
+            title=title.format(**words),
+            message=message.format(**words),
+            user_ids=[owner],
+            printer_id=view.assigned_printer or view.printer_id,
+            job_id=view.id,
+            data=job_data(view, name),
+            # A job ends once: its end is named by its state, so that whoever announces it
+            # again (a cloud catching up after a crash) names the same notification.
+            notification_id=(
+                derived_id("job", view.id, "end", view.state.value)
+                if view.state.terminal
+                else derived_id("job", view.id, str(version))
+            ),
+        )
 
     async def plate_needed(self, job_id: str, printer_id: str) -> None:
         """A job waits on a printer whose plate a person must confirm: ask, once per pair."""
@@ -508,12 +557,18 @@ class Announcer:
             )
 
     async def _deliveries_for(
-        self, notification: Notification, only: Collection[str] | None
+        self,
+        notification: Notification,
+        only: Collection[str] | None,
+        *,
+        created_by: int | None = None,
     ) -> list[Channel]:
         records = await self.store.channels_for_users(notification.user_ids)
         channels = []
         for record in records:
             if only is not None and record.id not in only:
+                continue
+            if created_by is not None and record.created_at > created_by:
                 continue
             key = (record.id, notification.id)
             if key in self._in_flight:
@@ -581,7 +636,10 @@ class Announcer:
         if channel_id is None:
             return
         notification = outcome.notification
-        delivery_id = self._in_flight.pop((channel_id, notification.id), None)
+        key = (channel_id, notification.id)
+        # Still marked in flight until the outcome is written: announced again meanwhile, it
+        # must look neither unsent nor unsettled.
+        delivery_id = self._in_flight.get(key)
         try:
             if outcome.delivered and delivery_id is not None:
                 await self.store.delivery_succeeded(delivery_id, attempts=outcome.attempts)
@@ -595,6 +653,8 @@ class Announcer:
                 )
         except NotFound:
             pass  # the channel was deleted meanwhile
+        finally:
+            self._in_flight.pop(key, None)
 
 
 def _with_online(summary: _Summary, *, online: bool) -> _Summary:

@@ -658,6 +658,18 @@ class Store:
             )
             return [job_record(row) for row in rows]
 
+    async def jobs_ended_since(self, since: int, *, limit: int = 1000) -> list[JobRecord]:
+        """Jobs that ended at or after ``since`` (cloud ms), oldest end first: what a starting
+        cloud checks its submitters were told of (one range of the (state, ended_at) index)."""
+        async with self._transaction(write=False) as session:
+            rows = await session.scalars(
+                select(Job)
+                .where(Job.state.in_(_TERMINAL), Job.ended_at >= since)
+                .order_by(Job.ended_at, Job.id)
+                .limit(limit)
+            )
+            return [job_record(row) for row in rows]
+
     async def jobs_for_owner(
         self,
         owner_id: str,
