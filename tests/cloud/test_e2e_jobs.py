@@ -482,6 +482,11 @@ async def test_a_job_whose_window_passes_expires_is_told_and_never_starts(
 
         ends = [e for e in (await s.job(job_id))["audit"] if e["action"] == "job.expired"]
         assert [e["actor"]["kind"] for e in ends] == ["system"]
+        # An alert on the printer too, for the people who run it.
+        alerts = await s.call("GET", "/api/v1/alerts")
+        assert [(a["kind"], a["printer_id"]) for a in alerts if a["job_id"] == job_id] == [
+            ("job_expired", printer.id)
+        ]
 
 
 @pytest.mark.asyncio

@@ -143,6 +143,12 @@ async def test_job_changes_reach_the_submitter_and_only_ends_owed_leave_the_clou
         hooks = await receiver.wait_for(len(rows))
         assert all(hook.signature_error is None for hook in hooks)
 
+    # The failures, refusals and expiries are alerts on their printer too, once each.
+    alerts = await store.list_alerts(printer_ids=["p1"])
+    assert sorted(a.kind for a in alerts) == sorted(
+        ["job_expired", "job_failed", "job_rejected"] * 2
+    )
+
 
 @pytest.mark.asyncio
 async def test_an_alert_is_raised_once_for_everyone_who_can_see_the_printer_even_after_a_restart(

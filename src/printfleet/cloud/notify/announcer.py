@@ -11,6 +11,7 @@ what was delivered and what was given up on (dead letters).
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -71,6 +72,11 @@ _JOB_KINDS = {
     JobEvent.EXPIRED: NotificationKind.JOB_EXPIRED,
 }
 """``DISPATCHED`` is missing on purpose: a sent start is told when the printer accepts it."""
+
+_JOB_ALERTS = frozenset(
+    {NotificationKind.JOB_FAILED, NotificationKind.JOB_REJECTED, NotificationKind.JOB_EXPIRED}
+)
+"""Job ends that are also alerts on their printer (S7 tells the submitter in any case)."""
 
 _JOB_TEXT = {
     NotificationKind.JOB_SUBMITTED: ("{name} is queued", "{name} waits for {printer}."),
@@ -216,7 +222,24 @@ class Announcer:
             notification,
             to_channels=goes_to_channels(kind, wants_completion=notify_completion),
         )
+        if kind in _JOB_ALERTS and notification.printer_id is not None:
+            await self._job_alert(view, notification)
         return notification
+
+    async def _job_alert(self, view: JobView, notification: Notification) -> None:
+        # Kept with the printer's alerts, so that the people who run it see the failures and
+        # refusals too; the submitter was told above, so no second notification goes out.
+        assert notification.printer_id is not None  # noqa: S101 - checked by the caller
+        # AlreadyExists: raised already; NotFound: a printer or job this cloud does not know.
+        with contextlib.suppress(AlreadyExists, NotFound):
+            await self.store.add_alert(
+                notification.printer_id,
+                kind=notification.kind.value,
+                severity=AlertSeverity(notification.severity.value),
+                message=notification.message[:500],
+                job_id=view.id,
+                alert_id=derived_id("job alert", view.id, view.state.value),
+            )
 
     async def catch_up(self, ended: Iterable[JobRecord]) -> int:
         """Make sure the submitters of ``ended`` jobs were told on their channels (S7).
