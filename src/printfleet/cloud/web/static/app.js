@@ -109,6 +109,44 @@ function confirmDialog({ title, text, ok, danger = false }) {
   });
 }
 
+// Live updates rebuild lists every second or so. Whatever had keyboard focus inside one (a
+// printer's link, a job's Cancel button) gets it back in the rebuilt list, found by its row's
+// id and its label, so keyboard users are not thrown back to the top of the page.
+const ROW_KEYS = ["printerId", "jobId", "alertId", "channelId", "tokenId"];
+
+function replaceKeepingFocus(container, ...children) {
+  const active = document.activeElement;
+  let key = null;
+  if (active && active !== container && container.contains(active)) {
+    const row = active.closest("[data-printer-id],[data-job-id],[data-alert-id],[data-channel-id],[data-token-id]");
+    const name = row ? ROW_KEYS.find((k) => row.dataset[k] !== undefined) : null;
+    key = {
+      row: name ? [name, row.dataset[name]] : null,
+      tag: active.tagName,
+      label: active.getAttribute("aria-label") || active.textContent,
+    };
+  }
+  container.replaceChildren(...children);
+  if (!key) return;
+  let scope = container;
+  if (key.row) {
+    const attribute = "data-" + key.row[0].replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+    scope = container.querySelector(`[${attribute}="${CSS.escape(key.row[1])}"]`);
+    if (!scope) return;
+  }
+  for (const candidate of scope.querySelectorAll(key.tag)) {
+    if ((candidate.getAttribute("aria-label") || candidate.textContent) === key.label) {
+      candidate.focus({ preventScroll: true });
+      return;
+    }
+  }
+}
+
+// Setting the same text again can make screen readers repeat a live region.
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 async function act(label, action) {
   try {
     await action();
@@ -351,10 +389,10 @@ function fleetView(main) {
       if (key === "time_left") return timeLeft(a) - timeLeft(b);
       return a.name.localeCompare(b.name);
     });
-    summary.textContent = `${printers.length} of ${state.printers.length} printers`;
+    setText(summary, `${printers.length} of ${state.printers.length} printers`);
     const alertsBy = new Map();
     for (const alert of unacked()) alertsBy.set(alert.printer_id, (alertsBy.get(alert.printer_id) || 0) + 1);
-    list.replaceChildren(...printers.map((p) => printerCard(p, alertsBy.get(p.id) || 0)));
+    replaceKeepingFocus(list, ...printers.map((p) => printerCard(p, alertsBy.get(p.id) || 0)));
     if (state.printers.length === 0) {
       list.append(h("li", { class: "empty" }, "No printers yet: provision one with the API or `printfleet demo`."));
     }
@@ -444,7 +482,7 @@ function screenLines(p, jobName) {
 function printerView(main, printerId) {
   const title = h("h1", {}, printerId);
   const status = h("p", { class: "status-line", "aria-live": "polite" });
-  const screen = h("div", { class: "screen", role: "log", "aria-label": "Printer screen" });
+  const screen = h("div", { class: "screen", role: "group", "aria-label": "Printer screen" });
   const chart = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   chart.setAttribute("role", "img");
   chart.setAttribute("aria-label", "Hotend and bed temperature over the last 10 minutes");
@@ -590,10 +628,12 @@ function printerView(main, printerId) {
       state.pageTitle = printer.name;
       showAlertCount();
     }
-    status.replaceChildren(
-      badge(`state ${st}`, STATE_LABELS[st] || st),
-      ` ${printer.model} · ${printer.id} · plate: ${printer.plate ? PLATE_LABELS[printer.plate] : "–"} · your role: ${printer.role}`,
-    );
+    const line = ` ${printer.model} · ${printer.id} · plate: ${printer.plate ? PLATE_LABELS[printer.plate] : "–"} · your role: ${printer.role}`;
+    if (status.dataset.shown !== st + line) {
+      // Only on a change: the line is a live region, read out each time it is replaced.
+      status.dataset.shown = st + line;
+      status.replaceChildren(badge(`state ${st}`, STATE_LABELS[st] || st), line);
+    }
     const running = jobs.find((j) => j.id === printer.job_id);
     screen.replaceChildren(
       ...screenLines(printer, running && running.name).map(([cls, text]) => h("p", { class: cls }, text)),
@@ -611,7 +651,7 @@ function printerView(main, printerId) {
     buttons.clearFault.hidden = !operator || !printer.fault;
     plateCheck.checked = printer.plate_check;
     plateCheck.disabled = printer.role !== "owner";
-    history.replaceChildren(
+    replaceKeepingFocus(history,
       ...jobs.map((j) =>
         h(
           "tr",
@@ -759,7 +799,7 @@ function jobsView(main) {
     jobs = await api.get("/api/v1/jobs?limit=50");
     const names = new Map(state.printers.map((p) => [p.id, p.name]));
     const shown = showAll.checked ? jobs : jobs.filter((j) => !TERMINAL.has(j.state));
-    queue.replaceChildren(
+    replaceKeepingFocus(queue,
       ...shown.map((j) => {
         const where = j.assigned_printer || j.printer_id;
         const cancel = TERMINAL.has(j.state)
@@ -810,7 +850,7 @@ function alertsView(main) {
   main.append(h("h1", {}, "Alerts"), list);
   function update() {
     const names = new Map(state.printers.map((p) => [p.id, p.name]));
-    list.replaceChildren(
+    replaceKeepingFocus(list,
       ...state.alerts.map((a) =>
         h(
           "li",
@@ -945,7 +985,7 @@ function settingsView(main) {
   async function update() {
     try {
       const list = await api.get("/api/v1/channels");
-      channels.replaceChildren(
+      replaceKeepingFocus(channels,
         ...list.map((c) =>
           h(
             "li",
@@ -968,13 +1008,13 @@ function settingsView(main) {
       channelForm.hidden = true;
     }
     const list = await api.get("/api/v1/tokens");
-    tokens.replaceChildren(
+    replaceKeepingFocus(tokens,
       ...list
         .filter((t) => !t.revoked_at)
         .map((t) =>
           h(
             "tr",
-            {},
+            { dataset: { tokenId: t.id } },
             h("td", {}, t.name),
             h("td", {}, t.scopes.join(", ")),
             h("td", {}, clock(t.created_at)),
