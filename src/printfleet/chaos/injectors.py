@@ -9,7 +9,9 @@ the adapter's word for it; a printer restart cuts the power of the printer that 
 """
 
 import asyncio
+import signal
 
+from printfleet.chaos.cloud_process import CloudProcess, CloudProcessConfig
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.chaos.world import World
 
@@ -123,20 +125,68 @@ class PrinterRestart:
 
 
 class CloudCrash:
-    """The cloud dies right after recording a start as dispatched, before publishing it, and a
-    fresh cloud (new MQTT clients, empty memory) boots on the same store.
-
-    The cloud runs in the harness's process, so the crash is a cancellation at exactly that
-    await rather than a ``kill -9`` of a process; what the recovery may rely on is the same:
-    only what the store recorded.
-    """
+    """The cloud, in a process of its own on the world's PostgreSQL, is ``kill -9``-ed right
+    after it records a start as dispatched and before it publishes it; a fresh cloud process
+    (new MQTT clients, empty memory) boots on the same store."""
 
     def __init__(self, world: World) -> None:
+        if world.database_url is None:
+            msg = "the cloud-crash fault needs a world with database='postgres'"
+            raise ValueError(msg)
         self.world = world
+        self.database_url = world.database_url
+        self.processes: list[CloudProcess] = []
 
-    async def inject(self, *, within: float) -> bool:
-        """Crash at the next dispatch (waiting up to ``within`` s for one); then reboot."""
-        return await self.world.crash_cloud_mid_dispatch(within=within)
+    def _process(self, *, crash: bool) -> CloudProcess:
+        world = self.world
+        sensorless = [
+            printer_id
+            for printer_id, slot in world.printers.items()
+            if slot.hardware is not None and not slot.hardware.has_plate_sensor
+        ]
+        config = CloudProcessConfig(
+            inbound_url=f"mqtt://127.0.0.1:{world.proxy_in.port}",
+            outbound_url=f"mqtt://127.0.0.1:{world.proxy_out.port}",
+            database_url=self.database_url,
+            signing_key_hex=world.signer.private_bytes().hex(),
+            files_url=world.files_url,
+            history=str(world.home / f"cloud-process-{len(self.processes)}.jsonl"),
+            printers=list(world.printers),
+            confirm_plates=sensorless if not self.processes else [],
+            dispatch_window_ms=world.settings.dispatch_window_ms,
+            probe_interval_s=world.settings.probe_interval_s,
+            safeguards=world.settings.safeguards,
+            crash_at_dispatch=crash,
+        )
+        process = CloudProcess(config, world.home)
+        self.processes.append(process)
+        return process
+
+    async def hand_over(self) -> None:
+        """The in-process cloud stops; a cloud process armed to crash takes over."""
+        await self.world.stop_cloud()
+        await self._process(crash=True).start()
+
+    async def crash_and_reboot(self, *, within: float) -> bool:
+        """Wait for the armed process to kill itself at a dispatch; boot a fresh one."""
+        crashing = self.processes[-1]
+        try:
+            async with asyncio.timeout(within):
+                code = await crashing.wait_exit()
+        except TimeoutError:
+            await crashing.kill()
+            code = None
+        if code == -signal.SIGKILL:
+            self.world.fault("cloud process killed -9 between recording a start and publishing it")
+        await self._process(crash=False).start()
+        return code == -signal.SIGKILL
+
+    async def finish(self) -> None:
+        """Stop every cloud process and fold what they recorded into the world's history."""
+        for process in self.processes:
+            await process.kill()
+            for event in process.events():
+                self.world.recorder.add(event)
 
 
 class DatabaseRestart:

@@ -275,13 +275,16 @@ async def late_start(world: World, rng: random.Random, options: RunOptions) -> N
 
 
 async def cloud_crash(world: World, rng: random.Random, options: RunOptions) -> None:
-    """The cloud dies between recording a start and publishing it; a fresh one takes over."""
+    """The cloud process is killed -9 between recording a start and publishing it; a fresh one
+    takes over from the store alone."""
     scale = options.scale
     crash = CloudCrash(world)
+    world.on_finish.append(crash.finish)
+    await crash.hand_over()
     tend = asyncio.create_task(people_tend(world, rng, seconds=60 * scale))
     for printer_id in world.printers:
         await world.submit(printer_id, window_s=90 * scale, re_requests=1)
-    await crash.inject(within=30 * scale + 10)
+    await crash.crash_and_reboot(within=30 * scale + 10)
     await users_submit(
         world, rng, seconds=30 * scale, every=5 * scale, re_requests=1, window=90 * scale
     )
@@ -336,8 +339,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "cloud-crash",
-            "the cloud dies between recording a start and publishing it; a new one boots",
+            "the cloud process is killed -9 between recording a start and publishing it; a "
+            "new one boots on the same PostgreSQL",
             cloud_crash,
+            database="postgres",
         ),
         Scenario(
             "db-restart",
@@ -374,11 +379,13 @@ async def run_scenario(
         async with running_world(settings, recorder, seed=options.seed, home=Path(home)) as world:
             await scenario.body(world, rng, options)
             result.settled = await world.settle(within=max(30.0, 240 * options.scale))
+            for finish in world.on_finish:
+                await finish()
             result.requests = world.requests
             result.job_states = await world.jobs.states()
             result.jobs = sum(result.job_states.values())
             result.faults_injected = world.faults_injected
-        result.events = list(recorder.events)
+        result.events = sorted(recorder.events, key=lambda event: event.at)
     result.starts = sum(1 for event in result.events if event.kind is Kind.PRINT_STARTED)
     result.violations = check_recorded(
         result.events, dispatch_window_ms=settings.dispatch_window_ms, require_terminal=True

@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,7 +27,14 @@ from printfleet.agent.hardware import HeaterId
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, monotonic_ms, new_message_id
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.chaos.recorder import HistoryRecorder, Kind
-from printfleet.cloud.dispatcher import Conflict, Dispatcher, StoredJob, cloud_ms, stage_name
+from printfleet.cloud.dispatcher import (
+    Conflict,
+    Dispatcher,
+    JobRepository,
+    StoredJob,
+    cloud_ms,
+    stage_name,
+)
 from printfleet.cloud.fleet_view import FleetView
 from printfleet.cloud.fleet_view import Kind as MessageKind
 from printfleet.cloud.link import LinkSupervisor
@@ -231,7 +238,7 @@ class DispatchPoint:
     dispatched and before it publishes it: the moment a blind re-send, or a start held in
     flight, would do harm."""
 
-    def __init__(self, inner: JobStore) -> None:
+    def __init__(self, inner: JobRepository) -> None:
         self.inner = inner
         self.armed: Callable[[JobView], None] | None = None
         """Called once, at the next recorded dispatch."""
@@ -435,7 +442,12 @@ class World:
     rng: random.Random
     make_cloud: Callable[[], ChaosCloud]
     postgres: PostgresServer | None = None
+    database_url: str | None = None
+    files_url: str = ""
+    home: Path = Path()
     cloud_task: asyncio.Task[None] | None = None
+    on_finish: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run after the settle, before the history is judged (e.g. stop cloud processes)."""
     printers: dict[str, PrinterSlot] = field(default_factory=dict)
     requests: int = 0
     faults_injected: int = 0
@@ -611,23 +623,11 @@ class World:
 
     # -- the cloud ------------------------------------------------------------------------------
 
-    async def crash_cloud_mid_dispatch(self, *, within: float) -> bool:
-        """Let the cloud die right after it records its next start, before publishing it;
-        then boot a fresh cloud (new links, empty memory) on the same store."""
-        task = self.cloud_task
-        if task is None:
-            return False
-
-        def crash(job: JobView) -> None:
-            task.cancel()
-
-        if not await self.dispatch_point.strike_next(crash, within=within):
-            return False
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        self.fault("cloud crashed between recording a start and publishing it")
-        self.boot_cloud()
-        return True
+    async def stop_cloud(self) -> None:
+        """Stop the in-process cloud (a cloud process takes over)."""
+        if self.cloud_task is not None:
+            await _cancel(self.cloud_task)
+            self.cloud_task = None
 
     async def delay_next_start(self, delay_s: float, *, within: float) -> str | None:
         """From just before the cloud's next start is published, delay every byte between the
@@ -646,11 +646,6 @@ class World:
             return None
         self.fault("printer link delays a start in flight", printer_id=started[0], by_s=delay_s)
         return started[0]
-
-    def boot_cloud(self) -> None:
-        """Start a cloud (again) with the world's links and store."""
-        self.cloud = self.make_cloud()
-        self.cloud_task = asyncio.create_task(self.cloud.run(), name="chaos cloud")
 
     async def settle(self, *, within: float) -> bool:
         """Heal, let people tend the printers, and wait until every job has ended."""
@@ -679,6 +674,7 @@ async def running_world(
         broker = await asyncio.to_thread(MosquittoBroker().start)
         stack.callback(broker.close)
         postgres = None
+        url = None
         jobs: JobStore = ChaosJobs()
         if settings.database == "postgres":
             postgres = await asyncio.to_thread(PostgresServer().start)
@@ -717,6 +713,9 @@ async def running_world(
             rng,
             make_cloud,
             postgres,
+            url,
+            files,
+            home,
         )
         world.cloud_task = asyncio.create_task(world.cloud.run(), name="chaos cloud")
 
