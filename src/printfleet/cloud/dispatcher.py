@@ -210,11 +210,11 @@ class Dispatcher:
                 await self._send(printer_id, start, job, "start")
             case dispatch.QueryJournal(printer_id=printer_id):
                 query = self.issuer.journal_query(printer_id, (view.id,), now=now)
-                if (
-                    await self._send(printer_id, query, job, "journal_query")
-                    is not PublishOutcome.NOT_SENT
-                ):
-                    await self._save(dispatch.queried(view, query.id, now), job)
+                # Recorded first: a printer on a fast link answers before the publish returns,
+                # and only the answer to the query the job waits on may settle it. A query that
+                # could not be sent is asked again after the query interval.
+                await self._save(dispatch.queried(view, query.id, now), job)
+                await self._send(printer_id, query, job, "journal_query")
             case dispatch.CancelOnPrinter(printer_id=printer_id):
                 cancel = self.issuer.cancel(printer_id, view.id, now=now)
                 if (
