@@ -33,6 +33,8 @@ async def submit_print(page: Page, printer_id: str, name: str = "cube.gcode") ->
     await page.get_by_role("button", name="Upload and print").click()
     await expect(page.locator("#upload-progress-text")).to_contain_text(f"{name} uploaded")
     assert await page.locator("#upload-progress").evaluate("bar => bar.value") == 100
+    # The job was created once it is in the queue.
+    await expect(page.locator("table.jobs tbody tr", has_text=name)).to_have_count(1)
 
 
 async def job_id_of(demo: RunningDemo, name: str) -> str:
@@ -48,7 +50,6 @@ async def test_log_in_upload_print_and_watch_it_complete_without_reloading(
     await page.evaluate("window.notReloaded = true")
     await submit_print(page, "x1-01")
     row = page.locator("tr", has_text="cube.gcode")
-    await expect(row).to_have_count(1)
     # An x1-like printer's sensor sees a clear plate: the job starts by itself.
     await expect(row).to_have_attribute("data-state", "printing", timeout=20_000)
     await expect(row.get_by_role("button", name="Cancel cube.gcode")).to_be_visible()
@@ -134,6 +135,16 @@ async def test_a_thermal_fault_shows_an_alert_within_two_seconds_and_can_be_ackn
     await page.get_by_role("link", name="Fleet", exact=True).click()
     card = page.locator('li.printer[data-printer-id="x1-03"]')
     await expect(card).to_have_attribute("data-state", "error")
+    # Once the sensor is mended, a person clears the fault, past a warning.
+    demo.printers["x1-03"].hardware.clear_fault(HeaterId.HOTEND, HeaterFault.SENSOR_OPEN)
+    await card.get_by_role("link", name="Demo X1 #03").click()
+    await expect(page.get_by_role("group", name="Printer screen")).to_contain_text("THERMAL FAULT")
+    await page.get_by_role("button", name="Clear thermal fault").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("Warning: the printer turned its heaters off")
+    await dialog.get_by_role("button", name="I have checked it: clear the fault").click()
+    await expect(page.locator(".status-line .badge")).to_have_text("Idle", timeout=10_000)
+    await expect(page.get_by_role("button", name="Clear thermal fault")).to_be_hidden()
 
 
 @pytest.mark.asyncio
@@ -190,3 +201,49 @@ async def test_without_the_event_stream_the_page_polls_and_still_shows_a_fault_i
     demo.printers["x1-01"].hardware.inject_fault(HeaterId.BED, HeaterFault.SENSOR_OPEN)
     await expect(fault).to_be_visible(timeout=2_000)
     assert time.monotonic() - injected < 2.0
+
+
+@pytest.mark.asyncio
+async def test_pause_resume_cancel_and_the_plate_check_from_the_printer_page(
+    demo: RunningDemo, page: Page
+) -> None:
+    long_print = make_sample_gcode(200, heat=False).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield long_print
+
+    file = await demo.context.files.save(demo.principal.user.id, "long.gcode", chunks())
+    created = await demo.context.service.submit_job(
+        demo.principal, file_id=file.id, printer_id="x1-01"
+    )
+    job_row = page.locator(f'tr[data-job-id="{created.job.view.id}"]')
+    await log_in(page, demo)
+    await page.goto(f"{demo.url}/#/printers/x1-01")
+    await expect(job_row).to_have_attribute("data-state", "printing", timeout=20_000)
+    status = page.locator(".status-line .badge")
+
+    await page.get_by_role("button", name="Pause").click()
+    await expect(status).to_have_text("Paused")
+    await expect(job_row).to_have_attribute("data-state", "paused")
+    await page.get_by_role("button", name="Resume").click()
+    await expect(status).to_have_text("Printing")
+    await page.get_by_role("button", name="Cancel print").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Cancel the print").click()
+    await expect(job_row).to_have_attribute("data-state", "cancelled")
+    await expect(status).to_have_text("Idle", timeout=10_000)
+    assert demo.printers["x1-01"].hardware.current_print() is None
+
+    # Turning the plate check off asks first; backing out leaves it on.
+    check = page.get_by_label("Check the plate before every print")
+    await check.uncheck()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("Turn the plate check off?")
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(check).to_be_checked()
+    assert (await demo.context.store.get_printer("x1-01")).plate_check is True
+    await check.uncheck()
+    await dialog.get_by_role("button", name="Turn the plate check off").click()
+    await expect(page.locator("#toast")).to_have_text("Plate check off")
+    assert (await demo.context.store.get_printer("x1-01")).plate_check is False
+    audit = await demo.context.store.audit_for_printer("x1-01", limit=1000)
+    assert "plate_check.off" in [entry.action for entry in audit]
