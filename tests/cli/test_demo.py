@@ -9,6 +9,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -153,3 +154,19 @@ def test_a_second_run_finds_the_same_account_and_stops_by_itself(
     status, log = second.stop()
     assert status == 0, log[-3000:]
     assert "Traceback" not in log
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(  # noqa: S603 - our own console script
+            [str(PRINTFLEET), "demo", "--port", str(port), "--data-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--port 0" in result.stderr
+    assert "Traceback" not in result.stderr
