@@ -70,6 +70,18 @@ def test_collapse_and_slow_recovery_are_reported() -> None:
     assert not report.met
 
 
+def test_the_unloaded_p99_is_the_quieter_of_the_light_steps() -> None:
+    # A hiccup in the first step (a 300 ms p99) must not allow 10x to be that slow too.
+    records = (
+        steady(0, 1.98, 50, 0.01)
+        + [record(1.98, latency=0.3)] * 2
+        + steady(2, 4, 95, 0.3)
+        + steady(4, 6, 50, 0.01)
+    )
+    report = OverloadReport(SETTINGS, 100.0, 10.0, (run(records),))
+    assert any("over 5x the unloaded 10.0 ms" in p for p in report.problems()), report.problems()
+
+
 def test_latency_that_never_comes_back_is_never_recovered() -> None:
     records = steady(0, 2, 50, 0.01) + steady(2, 4, 95, 0.04) + steady(4, 6, 50, 0.5)
     built = run(records)

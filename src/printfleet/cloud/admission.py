@@ -76,7 +76,7 @@ class Refusal(enum.Enum):
 class AdmissionLimits:
     """The limits one cloud process enforces."""
 
-    max_concurrent: int = 16
+    max_concurrent: int = 8
     """Requests in progress at once. Enough to keep the event loop and the database pool busy;
     more only lengthens everyone's wait."""
     rate_per_s: float = 20.0

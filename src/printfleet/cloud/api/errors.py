@@ -168,6 +168,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         403: "Not allowed (role or token scope)",
         404: "Not found, or not visible to this user",
         422: "Invalid request",
+        429: "Too many requests from this token; retry after Retry-After seconds",
         503: "Unavailable for now; retry after Retry-After seconds",
     }.items()
 }
