@@ -39,6 +39,7 @@ MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (models.Temperatures, schemas.Temperatures),
     (models.Progress, schemas.ProgressOut),
     (models.Printer, schemas.PrinterOut),
+    (models.TelemetryPoint, schemas.TelemetryPointOut),
     (models.Provisioned, schemas.ProvisionedOut),
     (models.Share, schemas.ShareOut),
     (models.CommandSent, schemas.CommandSent),

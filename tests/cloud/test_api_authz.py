@@ -93,6 +93,8 @@ CASES = [
         json=lambda actor, ids: {"id": unique(actor), "name": "new", "model": "p1"},
     ),
     Case("GET", "/api/v1/printers/{printer}", 200, 404, 200, 200),
+    # Telemetry history: everyone who sees the printer reads it.
+    Case("GET", "/api/v1/printers/{printer}/telemetry", 200, 404, 200, 200),
     Case(
         "POST",
         "/api/v1/printers/{printer}/shares",

@@ -45,6 +45,7 @@ from printfleet.client.models import (
     Provisioned,
     Share,
     ShareRole,
+    TelemetryPoint,
     Token,
     TokenScope,
     User,
@@ -205,6 +206,20 @@ class AsyncClient:
     async def get_printer(self, printer_id: str) -> Printer:
         """One printer and its latest state."""
         return await self.send(calls.get_printer(printer_id))
+
+    async def printer_telemetry(
+        self,
+        printer_id: str,
+        *,
+        since: int | None = None,
+        last_s: float | None = None,
+        limit: int = 1000,
+    ) -> list[TelemetryPoint]:
+        """A printer's telemetry history, oldest first: since ``since`` (cloud ms) or of the
+        last ``last_s`` seconds; neither means the last 10 minutes."""
+        return await self.send(
+            calls.printer_telemetry(printer_id, since=since, last_s=last_s, limit=limit)
+        )
 
     async def provision_printer(self, printer_id: str, name: str, model: str) -> Provisioned:
         """Provision a printer: its broker login and agent config (the password is shown once)."""

@@ -34,6 +34,7 @@ from printfleet.client.models import (
     Provisioned,
     Share,
     ShareRole,
+    TelemetryPoint,
     Token,
     TokenScope,
     User,
@@ -159,6 +160,18 @@ def list_printers() -> Call[list[Printer]]:
 def get_printer(printer_id: str) -> Call[Printer]:
     """One printer."""
     return Call("GET", f"{API}/printers/{printer_id}", _reader(Printer))
+
+
+def printer_telemetry(
+    printer_id: str, *, since: int | None = None, last_s: float | None = None, limit: int = 1000
+) -> Call[list[TelemetryPoint]]:
+    """A printer's telemetry history, oldest first (``since`` cloud ms or the last ``last_s``)."""
+    return Call(
+        "GET",
+        f"{API}/printers/{printer_id}/telemetry",
+        _reader(list[TelemetryPoint]),
+        params=_params(since=since, last_s=last_s, limit=limit),
+    )
 
 
 def provision_printer(printer_id: str, name: str, model: str) -> Call[Provisioned]:

@@ -36,6 +36,7 @@ __all__ = [
     "Provisioned",
     "Share",
     "StoreHealth",
+    "TelemetryPoint",
     "Temperatures",
     "Token",
     "User",
@@ -122,6 +123,17 @@ class Printer(_Model):
     progress: Progress | None
     link_evidence_age_s: float | None
     """Seconds since the cloud last proved its broker link with a round trip."""
+
+
+class TelemetryPoint(_Model):
+    """One stored telemetry snapshot of a printer (history is kept at a bounded rate)."""
+
+    at: int
+    status: str
+    hotend: Heater
+    bed: Heater
+    percent: int | None
+    job_id: str | None
 
 
 class Provisioned(_Model):

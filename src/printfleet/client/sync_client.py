@@ -45,6 +45,7 @@ from printfleet.client.models import (
     Provisioned,
     Share,
     ShareRole,
+    TelemetryPoint,
     Token,
     TokenScope,
     User,
@@ -238,6 +239,20 @@ class Client:
     def get_printer(self, printer_id: str) -> Printer:
         """One printer and its latest state."""
         return self.send(calls.get_printer(printer_id))
+
+    def printer_telemetry(
+        self,
+        printer_id: str,
+        *,
+        since: int | None = None,
+        last_s: float | None = None,
+        limit: int = 1000,
+    ) -> list[TelemetryPoint]:
+        """A printer's telemetry history, oldest first: since ``since`` (cloud ms) or of the
+        last ``last_s`` seconds; neither means the last 10 minutes."""
+        return self.send(
+            calls.printer_telemetry(printer_id, since=since, last_s=last_s, limit=limit)
+        )
 
     def provision_printer(self, printer_id: str, name: str, model: str) -> Provisioned:
         """Provision a printer: its broker login and agent config (the password is shown once)."""

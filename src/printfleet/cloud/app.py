@@ -56,6 +56,7 @@ from printfleet.cloud.store import (
     open_store,
 )
 from printfleet.cloud.store_jobs import StoreJobs
+from printfleet.cloud.telemetry_history import HistoryCollector, HistoryPolicy, TelemetryHistory
 from printfleet.protocol.dispatch import JobChange
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobEvent
@@ -90,6 +91,8 @@ class Settings(BaseModel):
         "rate_limit_burst": "PRINTFLEET_RATE_LIMIT_BURST",
         "db_pool_size": "PRINTFLEET_DB_POOL_SIZE",
         "db_pool_timeout_s": "PRINTFLEET_DB_POOL_TIMEOUT_S",
+        "telemetry_history_interval_s": "PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S",
+        "telemetry_retention_s": "PRINTFLEET_TELEMETRY_RETENTION_S",
     }
     """Setting -> environment variable."""
 
@@ -126,6 +129,10 @@ class Settings(BaseModel):
     """Database connections. Small on purpose: more lets more requests wait on the database."""
     db_pool_timeout_s: Annotated[float, Field(gt=0)] = 1.0
     """How long a request waits for a free connection before it is answered 503."""
+    telemetry_history_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    """Telemetry history keeps at most one snapshot per printer this often (the charts)."""
+    telemetry_retention_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
+    """Telemetry snapshots older than this are deleted."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -205,9 +212,12 @@ def _for_printers(broker: BrokerAddress) -> str:
 class _CoreListeners:
     """Callbacks CloudCore and the service make: job changes, printer messages, deliveries."""
 
-    def __init__(self, announcer: Announcer, metrics: CloudMetrics) -> None:
+    def __init__(
+        self, announcer: Announcer, metrics: CloudMetrics, history: TelemetryHistory
+    ) -> None:
         self.announcer = announcer
         self.metrics = metrics
+        self.history = history
 
     async def job_changed(self, change: JobChange, job: StoredJob) -> None:
         """A dispatcher-made change (expired, rejected, started, ended, ...)."""
@@ -243,7 +253,10 @@ class _CoreListeners:
         await self.announcer.plate_needed(job.view.id, printer_id)
 
     async def ingested(self, message: Ingested) -> None:
-        """A printer message: refused starts counted; alerts, state and progress told (S6)."""
+        """A printer message: refused starts counted; alerts, state and progress told (S6);
+        telemetry kept as history (never waiting on the store)."""
+        if message.telemetry is not None:
+            self.history.offer(message.telemetry)
         event = message.event
         if isinstance(event, RejectedEvent) and event.body.command_type == "start":
             self.metrics.rejected_starts.labels(event.body.reason.value).inc()
@@ -302,7 +315,18 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
 
         metrics = CloudMetrics()
         announcer = await _start_notifications(stack, store, settings, metrics)
-        listeners = _CoreListeners(announcer, metrics)
+        history = TelemetryHistory(
+            store,
+            HistoryPolicy(
+                interval_s=settings.telemetry_history_interval_s,
+                retention_s=settings.telemetry_retention_s,
+            ),
+            clock_ms=cloud_ms,
+        )
+        metrics.registry.register(HistoryCollector(history))
+        recording = _started(history.run(), "printfleet telemetry history")
+        stack.push_async_callback(_cancelled, recording)
+        listeners = _CoreListeners(announcer, metrics, history)
         service.job_listener = listeners.job_told
         core = CloudCore(
             broker,

@@ -1,8 +1,9 @@
 """``FleetView``: the cloud's latest knowledge of every printer, built from what printers publish.
 
 It keeps only the newest state per printer (telemetry ingestion keeps the latest state in
-memory; history goes to the store at a bounded rate elsewhere). It is evidence for dispatch, not
-a queue: a view older than the dispatch policy allows simply stops counting (S8).
+memory; ``cloud/telemetry_history.py`` puts history in the store at a bounded rate). It is
+evidence for dispatch, not a queue: a view older than the dispatch policy allows simply stops
+counting (S8).
 
 Every payload is treated as hostile: undecodable ones are counted and dropped, and a message
 whose printer id differs from its topic's is refused, whatever the broker's ACLs say.

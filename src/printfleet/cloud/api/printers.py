@@ -23,9 +23,14 @@ from printfleet.cloud.api.schemas import (
     PrinterOut,
     ProvisionedOut,
     ShareOut,
+    TelemetryPointOut,
 )
 from printfleet.cloud.service import InvalidRequest
-from printfleet.cloud.store import AlreadyExists, Role
+from printfleet.cloud.store import AlreadyExists, Role, wall_clock_ms
+from printfleet.cloud.telemetry_history import HistoryPoint
+
+HISTORY_DEFAULT_S = 600
+"""Telemetry history returned when the caller names no start: the dashboard's chart window."""
 
 router = APIRouter(prefix="/api/v1", tags=["printers"], responses=ERROR_RESPONSES)
 
@@ -58,6 +63,36 @@ async def provision_printer(
 async def get_printer(printer_id: str, principal: Reader, context: Context) -> PrinterOut:
     """One printer and its latest known state."""
     return PrinterOut.of(await context.service.printer_status(principal, printer_id))
+
+
+@router.get("/printers/{printer_id}/telemetry")
+async def printer_telemetry(
+    printer_id: str,
+    principal: Reader,
+    context: Context,
+    *,
+    since: Annotated[
+        int | None, Query(ge=0, description="Only snapshots at or after (cloud ms)")
+    ] = None,
+    last_s: Annotated[
+        float | None,
+        Query(gt=0, le=366 * 86_400, description="Only snapshots of the last this many seconds"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> list[TelemetryPointOut]:
+    """A printer's telemetry history, oldest first (anyone who may see the printer).
+
+    Give ``since`` or ``last_s``, not both; neither means the last 10 minutes. History is kept
+    at a bounded rate (one snapshot per printer every ``PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S``)
+    for a bounded time; beyond ``limit`` snapshots, the newest are returned.
+    """
+    await context.service.access(principal, printer_id, Role.VIEWER)
+    if since is not None and last_s is not None:
+        raise InvalidRequest("give since (cloud ms) or last_s (seconds ago), not both")
+    if since is None:
+        since = wall_clock_ms() - int((last_s or HISTORY_DEFAULT_S) * 1000)
+    records = await context.store.telemetry_for(printer_id, since=since, limit=limit)
+    return [TelemetryPointOut.of(HistoryPoint.of(record)) for record in records]
 
 
 @router.post("/printers/{printer_id}/shares", status_code=status.HTTP_201_CREATED)

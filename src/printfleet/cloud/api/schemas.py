@@ -27,6 +27,7 @@ from printfleet.cloud.store import (
     TokenRecord,
     UserRecord,
 )
+from printfleet.cloud.telemetry_history import HistoryPoint
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import Heater, HeaterTelemetry, PlateStatus, PrinterStatus
 
@@ -222,6 +223,31 @@ class PrinterOut(BaseModel):
                 else None
             ),
             link_evidence_age_s=status.link_evidence_age_s,
+        )
+
+
+class TelemetryPointOut(BaseModel):
+    """One stored telemetry snapshot of a printer (history is kept at a bounded rate)."""
+
+    at: int
+    """When the printer reported it (cloud ms)."""
+    status: str
+    hotend: HeaterOut
+    bed: HeaterOut
+    percent: int | None
+    """Progress of the print running then, if any."""
+    job_id: str | None
+
+    @classmethod
+    def of(cls, point: HistoryPoint) -> TelemetryPointOut:
+        """From a decoded snapshot."""
+        return cls(
+            at=point.at,
+            status=point.status,
+            hotend=HeaterOut(current_c=point.hotend_dc / 10, target_c=point.hotend_target_dc / 10),
+            bed=HeaterOut(current_c=point.bed_dc / 10, target_c=point.bed_target_dc / 10),
+            percent=point.percent,
+            job_id=point.job_id,
         )
 
 

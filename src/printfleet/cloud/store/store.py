@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
@@ -23,6 +23,7 @@ from sqlalchemy import (
     case,
     delete,
     exc,
+    insert,
     or_,
     select,
     text,
@@ -1167,6 +1168,29 @@ class Store:
         """Store one telemetry snapshot; the caller decides how often (bounded writes)."""
         async with self._transaction(write=True) as session:
             session.add(TelemetrySample(printer_id=printer_id, at=at, data=dict(data)))
+
+    async def append_telemetry_batch(self, samples: Sequence[TelemetryRecord]) -> int:
+        """Store many snapshots in one transaction; how many were stored.
+
+        Snapshots of printers the store does not know (never provisioned, or deleted since)
+        are skipped rather than failing the batch they share with everyone else's.
+        """
+        if not samples:
+            return 0
+        async with self._transaction(write=True) as session:
+            known = set(
+                await session.scalars(
+                    select(Printer.id).where(Printer.id.in_({s.printer_id for s in samples}))
+                )
+            )
+            rows = [
+                {"printer_id": s.printer_id, "at": s.at, "data": dict(s.data)}
+                for s in samples
+                if s.printer_id in known
+            ]
+            if rows:
+                await session.execute(insert(TelemetrySample), rows)
+            return len(rows)
 
     async def telemetry_for(
         self, printer_id: str, *, since: int | None = None, limit: int = 500
