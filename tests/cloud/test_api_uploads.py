@@ -132,6 +132,8 @@ async def test_good_files_are_kept_with_their_metadata(small_cloud: Running) -> 
     query = dict(part.split("=") for part in urlsplit(link).query.split("&"))
     backdated = f"/printer-files/{body['id']}?expires=1000&token={query['token']}"
     assert (await cloud.client.get(backdated)).status_code == 403
+    forged = link.replace(query["token"], "%C3%A9" * 32)  # non-ASCII: a refusal, not a crash
+    assert (await cloud.client.get(forged)).status_code == 403
     missing = await cloud.client.get(cloud.context.service.file_link_for("no-such-file"))
     assert missing.status_code == 404
     no_link = await cloud.client.get(f"/printer-files/{body['id']}")

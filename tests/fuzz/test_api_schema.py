@@ -34,6 +34,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     """A cloud served by the console script; its URL and a user's token."""
     home = tmp_path_factory.mktemp("schema-cloud")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PRINTFLEET_")}
+    # One fuzzing client sends far more than a person would: without a high per-token rate it
+    # would mostly meet 429s and cover little.
+    environment |= {"PRINTFLEET_RATE_LIMIT_PER_S": "1e5", "PRINTFLEET_RATE_LIMIT_BURST": "1e5"}
     with MosquittoBroker() as broker:
         server = subprocess.Popen(  # noqa: S603 - our own console script
             [
@@ -76,25 +79,14 @@ def api_schema(served: tuple[str, str]) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 
-FILE_LINKS = "/printer-files/"
-"""Printers' signed file links: schemathesis sometimes finds a 500 there with a forged link
-(a follow-up for the files part); left out until it is fixed, so this test does not flake."""
-
-
-def _exercise(
-    api_schema: schemathesis.BaseSchema, served: tuple[str, str], *, file_links: bool
-) -> None:
+def _exercise(api_schema: schemathesis.BaseSchema, served: tuple[str, str]) -> None:
     # Each operation driven by Hypothesis directly: schemathesis's pytest plugin does not run
     # under pytest 9.
     _, token = served
     results = list(api_schema.get_all_operations())
     broken = [result.err() for result in results if isinstance(result, Err)]
     assert broken == [], "the OpenAPI spec has operations schemathesis cannot read"
-    operations = [
-        result.ok()
-        for result in results
-        if isinstance(result, Ok) and result.ok().path.startswith(FILE_LINKS) == file_links
-    ]
+    operations = [result.ok() for result in results if isinstance(result, Ok)]
     assert operations
     for operation in operations:
 
@@ -112,4 +104,4 @@ def _exercise(
 def test_no_input_makes_the_cloud_fail_or_break_its_schema(
     api_schema: schemathesis.BaseSchema, served: tuple[str, str]
 ) -> None:
-    _exercise(api_schema, served, file_links=False)
+    _exercise(api_schema, served)

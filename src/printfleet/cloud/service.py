@@ -408,7 +408,9 @@ class CloudService:
         """Whether a printer's file URL is genuine and unexpired."""
         if expires < self._clock_ms() // 1000:
             return False
-        return hmac.compare_digest(self._file_token(file_id, expires), token)
+        # Bytes, not str: compare_digest refuses non-ASCII text, and a forged link may hold any.
+        expected = self._file_token(file_id, expires).encode()
+        return hmac.compare_digest(expected, token.encode("utf-8", "surrogatepass"))
 
     def _file_token(self, file_id: str, expires: int) -> str:
         message = f"{file_id}:{expires}".encode()
