@@ -175,6 +175,32 @@ function recordSample(id, hotend, bed) {
   state.samples.set(id, list);
 }
 
+// A printer page's chart starts with what the cloud stored before the page was opened
+// (GET .../telemetry); live samples carry on from there. Stored points older than the first
+// live one are put in front; the rest the live samples already cover. A cloud without the
+// route (or a failed request) leaves the chart to live samples alone.
+async function loadHistory(id) {
+  let points;
+  try {
+    const seconds = CHART_WINDOW_MS / 1000;
+    points = await api.get(`/api/v1/printers/${encodeURIComponent(id)}/telemetry?last_s=${seconds}`);
+  } catch {
+    return;
+  }
+  const live = state.samples.get(id) || [];
+  const firstLive = live.length ? live[0].at : Infinity;
+  const stored = points
+    .filter((p) => p.at < firstLive)
+    .map((p) => ({
+      at: p.at,
+      hotend: p.hotend.current_c,
+      hotendTarget: p.hotend.target_c,
+      bed: p.bed.current_c,
+      bedTarget: p.bed.target_c,
+    }));
+  state.samples.set(id, stored.concat(live));
+}
+
 const unacked = () => state.alerts.filter((alert) => !alert.acked_at);
 
 async function refreshCore() {
@@ -610,6 +636,9 @@ function printerView(main, printerId) {
     );
   });
 
+  const drawChart = () =>
+    drawTemperatureChart(chart, state.samples.get(printerId) || [], CHART_WINDOW_MS);
+
   let jobsFetched = 0;
   async function update() {
     printer = state.printers.find((p) => p.id === printerId) || null;
@@ -638,7 +667,7 @@ function printerView(main, printerId) {
     screen.replaceChildren(
       ...screenLines(printer, running && running.name).map(([cls, text]) => h("p", { class: cls }, text)),
     );
-    drawTemperatureChart(chart, state.samples.get(printerId) || [], CHART_WINDOW_MS);
+    drawChart();
     current.textContent = printer.temperatures
       ? `Hotend ${heaterText(printer.temperatures.hotend)} · Bed ${heaterText(printer.temperatures.bed)}`
       : "No temperatures reported yet.";
@@ -667,6 +696,7 @@ function printerView(main, printerId) {
     if (jobs.length === 0) history.append(h("tr", {}, h("td", { colspan: 5 }, "No jobs yet.")));
   }
   update();
+  loadHistory(printerId).then(drawChart);
   return { update };
 }
 

@@ -18,6 +18,9 @@ export function drawTemperatureChart(svg, samples, windowMs, now = Date.now()) {
   svg.replaceChildren();
   const start = now - windowMs;
   const shown = samples.filter((s) => s.at >= start);
+  // What is drawn, for tests and for anyone inspecting the page.
+  svg.dataset.points = String(shown.length);
+  svg.dataset.oldest = shown.length ? String(shown[0].at) : "";
   let top = 50;
   for (const s of shown) top = Math.max(top, s.hotend, s.hotendTarget, s.bed, s.bedTarget);
   top = Math.ceil((top + 10) / 50) * 50;
