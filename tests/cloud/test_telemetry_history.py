@@ -29,7 +29,8 @@ from tests.cloud.test_api import (
 
 from printfleet.client import AsyncClient, NotFound
 from printfleet.cloud.app import Settings
-from printfleet.cloud.store import Store, TelemetryRecord
+from printfleet.cloud.migrations import upgrade
+from printfleet.cloud.store import Store, TelemetryRecord, open_store
 from printfleet.cloud.store.engine import WRITE_OPTION
 from printfleet.cloud.store.models import Printer
 from printfleet.cloud.telemetry_history import (
@@ -227,6 +228,32 @@ async def test_a_slow_store_makes_the_history_drop_and_count_never_wait(
         await history.wait_until(written(50 + 1 + 50))
     assert history.stats.failed == 0
     assert len(await store.telemetry_for("p1", since=0, limit=1000)) == 101
+
+
+@pytest.mark.asyncio
+async def test_a_failed_write_costs_its_batch_not_the_writer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    await upgrade(url)
+    async with (
+        await open_store(url, busy_timeout_ms=100) as store,
+        await open_store(url) as other,
+    ):
+        owner = await store.create_user("o@example.org", display_name="O", password_hash="h")
+        await store.create_printer(
+            "p1", owner_id=owner.id, name="P1", model="mk4", broker_username="p1",
+            broker_password_hash="h",
+        )  # fmt: skip
+        clock = FakeClock()
+        policy = HistoryPolicy(interval_s=0.001, flush_s=0.01)
+        history = TelemetryHistory(store, policy, clock_ms=clock)
+        async with running(history):
+            async with write_lock(other):  # longer than the store's busy timeout
+                history.offer(report("p1", seq=1))
+                await history.wait_until(lambda stats: stats.failed == 1)
+            clock.advance(10)
+            history.offer(report("p1", seq=2))
+            await history.wait_until(written(1))
+        assert [r.at for r in await store.telemetry_for("p1", since=0)] == [T0 + 10]
 
 
 @pytest.mark.asyncio
