@@ -193,9 +193,13 @@ class Dispatcher:
                     size=job.file_size,
                     name=stage_name(view.id),
                 )
-                outcome = await self._send(printer_id, stage, job, "stage")
-                if outcome is not PublishOutcome.NOT_SENT:
-                    await self._save(dispatch.staged_on(view, printer_id, stage.id, now), job)
+                # Recorded first, like a query: a printer on a fast link reports the file staged
+                # (or refuses it) before the publish returns, and only the printer the job is
+                # assigned to, answering its latest stage, may move it.
+                version = await self._save(dispatch.staged_on(view, printer_id, stage.id, now), job)
+                if await self._send(printer_id, stage, job, "stage") is PublishOutcome.NOT_SENT:
+                    # Nothing left, so nothing can answer: free the job for the next round.
+                    await self.jobs.save_job(view, expected_version=version)
             case dispatch.Start(printer_id=printer_id, not_after=not_after):
                 start = self.issuer.start(
                     printer_id,

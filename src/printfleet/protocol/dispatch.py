@@ -488,10 +488,11 @@ def expire(job: JobView) -> JobChange:
 
 
 def staged_on(job: JobView, printer_id: str, command_id: str, now: int) -> JobView:
-    """Record a :class:`Stage` decision once its command is published.
+    """Record a :class:`Stage` decision, before its command is published.
 
-    A stage has no physical effect, so an unsent one is simply retried; only a start must be
-    recorded before it is published.
+    Recorded first because a printer may answer (staged, or refused) before the publish
+    returns, and only an answer from the assigned printer to this command moves the job. A
+    stage has no physical effect: one that could not be sent is undone and planned again.
     """
     return replace(job, assigned_printer=printer_id, stage_sent_at=now, stage_command_id=command_id)
 
