@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import socket
 import tomllib
 import uuid
@@ -30,7 +28,7 @@ from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import HeaterId
 from printfleet.agent.runtime import PrinterAgent
 from printfleet.cloud.api import ApiContext
-from printfleet.cloud.app import KEY_FILE, Settings, create_app
+from printfleet.cloud.app import KEY_FILE, Settings, create_app, running_cloud
 from printfleet.cloud.broker_auth import (
     CLOUD_USER,
     BrokerAccount,
@@ -38,6 +36,9 @@ from printfleet.cloud.broker_auth import (
     new_secret,
     write_mosquitto_files,
 )
+from printfleet.cloud.migrations import upgrade
+from printfleet.cloud.mosquitto_auth import MosquittoAuthSync
+from printfleet.cloud.store import open_store
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
 from printfleet.sim.thermal import HeaterFault
@@ -311,13 +312,6 @@ def secured_broker(tmp_path: Path) -> Iterator[tuple[MosquittoBroker, str, Path]
         yield broker, secret, auth
 
 
-async def _admit(broker: MosquittoBroker, auth: Path, accounts: list[BrokerAccount]) -> None:
-    """What an operator does after provisioning: write the broker's files and reload it."""
-    write_mosquitto_files(auth, accounts)
-    assert broker.pid is not None
-    os.kill(broker.pid, signal.SIGHUP)
-
-
 @dataclass
 class Workshop:
     """One owner and one printer, seen through the API."""
@@ -357,7 +351,15 @@ async def test_a_provisioned_printer_comes_online_prints_and_reports_faults(
 ) -> None:
     broker, secret, auth = secured_broker
     cloud_url = f"mqtt://{CLOUD_USER}:{secret}@127.0.0.1:{broker.port}"
-    async with serving(settings_for(tmp_path, api_database_url, cloud_url)) as cloud:
+    assert broker.pid is not None
+    pid_file = tmp_path / "mosquitto.pid"
+    pid_file.write_text(f"{broker.pid}\n")
+    # The cloud keeps the broker's password file and ACL in step with provisioning and reloads
+    # the broker: nobody edits them by hand.
+    synced = settings_for(
+        tmp_path, api_database_url, cloud_url, mosquitto_auth_dir=auth, mosquitto_pid_file=pid_file
+    )
+    async with serving(synced) as cloud:
         token = await sign_up(cloud.client, "owner@example.org")
         shop = Workshop(cloud.client, token, unique("p1"))
         provisioned = await shop.post(
@@ -376,14 +378,12 @@ async def test_a_provisioned_printer_comes_online_prints_and_reports_faults(
         assert duplicate.status_code == 409
 
         record = await cloud.context.store.get_printer(shop.printer_id)
-        await _admit(
-            broker,
-            auth,
-            [
-                BrokerAccount(CLOUD_USER, hash_password(secret)),
-                BrokerAccount(record.broker_username, record.broker_password_hash),
-            ],
-        )
+        line = f"{record.broker_username}:{record.broker_password_hash}"
+
+        async def admitted() -> bool | None:
+            return line in await asyncio.to_thread((auth / "passwords").read_text) or None
+
+        await eventually(admitted)
         # The agent runs on exactly what provisioning returned, plus where to keep its files.
         settings = tomllib.loads(body["agent_config"])
         config = AgentConfig.model_validate(
@@ -661,3 +661,34 @@ def test_settings_come_from_the_environment_and_options_win() -> None:
     assert defaults.max_upload_bytes == 200 * 1024 * 1024
     with pytest.raises(ValueError, match="max_upload_bytes"):
         Settings.from_env({"PRINTFLEET_MAX_UPLOAD_BYTES": "lots"})
+
+
+@pytest.mark.asyncio
+async def test_keeping_the_broker_files_needs_the_clouds_own_login(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "cloud",
+        broker_url="mqtt://127.0.0.1:1883",
+        mosquitto_auth_dir=tmp_path / "auth",
+    )
+    with pytest.raises(ValueError, match="needs the cloud's own broker login"):
+        async with running_cloud(settings):
+            pass
+    assert not (tmp_path / "auth").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_stale_broker_pid_file_is_reported_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.sqlite3'}"
+    await upgrade(url)
+    pid_file = tmp_path / "mosquitto.pid"
+    pid_file.write_text("999999999\n")  # above any Linux pid_max: no such process
+    async with await open_store(url) as store:
+        sync = MosquittoAuthSync(
+            tmp_path / "auth", store, cloud_password="s3cret", pid_file=pid_file
+        )
+        await sync.sync()
+    assert sync.syncs == 1
+    assert (tmp_path / "auth" / "passwords").read_text().startswith(f"{CLOUD_USER}:$7$")
+    assert "is not running" in caplog.text

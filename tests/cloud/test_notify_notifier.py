@@ -41,6 +41,7 @@ from printfleet.cloud.notify import (
     from_alert,
     verify,
 )
+from printfleet.cloud.notify.notifier import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PENDING
 from printfleet.protocol.messages import AlertBody
 from printfleet.testing import free_port
 
@@ -78,7 +79,11 @@ def job_failed(*users: str) -> Notification:
 
 @contextlib.asynccontextmanager
 async def notifier_for(
-    bus: EventBus, *, on_dead_letter: DeadLetterSink | None = None, **limits: int
+    bus: EventBus,
+    *,
+    on_dead_letter: DeadLetterSink | None = None,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> AsyncIterator[Notifier]:
     """A notifier with real senders; not running yet (see :func:`running`)."""
     async with httpx.AsyncClient() as client:
@@ -86,7 +91,8 @@ async def notifier_for(
             bus,
             webhooks=WebhookSender(client, on_dead_letter=on_dead_letter, max_attempts=3),
             apprise=AppriseSender(on_dead_letter=on_dead_letter, timeout_s=5.0),
-            **limits,
+            max_pending=max_pending,
+            max_in_flight=max_in_flight,
         )
 
 

@@ -32,12 +32,14 @@ from printfleet.cloud.admission import (
 )
 from printfleet.cloud.api import ApiContext, CloudMetrics
 from printfleet.cloud.api.events import EVENTS_PATH
+from printfleet.cloud.broker_auth import CLOUD_USER
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.dispatcher import StoredJob, cloud_ms
 from printfleet.cloud.embedded_broker import embedded_broker
 from printfleet.cloud.files import DEFAULT_MAX_UPLOAD_BYTES, FileStorage
 from printfleet.cloud.fleet_view import Ingested
 from printfleet.cloud.migrations import upgrade
+from printfleet.cloud.mosquitto_auth import MosquittoAuthSync
 from printfleet.cloud.notify import (
     AppriseSender,
     DeliveryOutcome,
@@ -93,6 +95,8 @@ class Settings(BaseModel):
         "db_pool_timeout_s": "PRINTFLEET_DB_POOL_TIMEOUT_S",
         "telemetry_history_interval_s": "PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S",
         "telemetry_retention_s": "PRINTFLEET_TELEMETRY_RETENTION_S",
+        "mosquitto_auth_dir": "PRINTFLEET_MOSQUITTO_AUTH_DIR",
+        "mosquitto_pid_file": "PRINTFLEET_MOSQUITTO_PID_FILE",
     }
     """Setting -> environment variable."""
 
@@ -133,6 +137,12 @@ class Settings(BaseModel):
     """Telemetry history keeps at most one snapshot per printer this often (the charts)."""
     telemetry_retention_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
     """Telemetry snapshots older than this are deleted."""
+    mosquitto_auth_dir: Path | None = None
+    """Where to keep an external Mosquitto's ``passwords`` and ``acl`` files in step with the
+    provisioned printers (cloud/mosquitto_auth.py); needs a broker_url with the cloud's
+    credentials, user ``printfleet-cloud``."""
+    mosquitto_pid_file: Path | None = None
+    """Mosquitto's pid file: it is sent SIGHUP to reload the files after each change."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -310,8 +320,12 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             # cleanly (the printer rejects it, the job says why) instead of the whole tick.
             return service.file_link_for(job.file_id or f"missing-{job.view.id}")
 
+        auth_sync = await _start_auth_sync(stack, store, settings, broker)
+
         def printer_registered(printer: PrinterRecord) -> None:
             models[printer.id] = printer.model
+            if auth_sync is not None:
+                auth_sync.request()
 
         metrics = CloudMetrics()
         announcer = await _start_notifications(stack, store, settings, metrics)
@@ -359,6 +373,30 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             # Dispatch stops first; the stack then ends the event streams, lets deliveries
             # under way finish, and closes the store last.
             await _cancelled(task)
+
+
+async def _start_auth_sync(
+    stack: contextlib.AsyncExitStack, store: Store, settings: Settings, broker: BrokerAddress
+) -> MosquittoAuthSync | None:
+    """With an auth directory set: broker accounts written now and after each provisioning."""
+    if settings.mosquitto_auth_dir is None:
+        return None
+    if broker.username != CLOUD_USER or not broker.password:
+        msg = (
+            f"PRINTFLEET_MOSQUITTO_AUTH_DIR needs the cloud's own broker login in the broker "
+            f"URL: mqtt://{CLOUD_USER}:PASSWORD@host:port"
+        )
+        raise ValueError(msg)
+    sync = MosquittoAuthSync(
+        settings.mosquitto_auth_dir,
+        store,
+        cloud_password=broker.password,
+        pid_file=settings.mosquitto_pid_file,
+    )
+    await sync.sync()
+    task = _started(sync.run(), "printfleet broker accounts")
+    stack.push_async_callback(_cancelled, task)
+    return sync
 
 
 async def _start_notifications(
