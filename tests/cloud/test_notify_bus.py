@@ -293,6 +293,7 @@ async def test_too_many_streams_for_one_user_get_429() -> None:
         refused = await client.get("/events", params={"user": "alice"})
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "5"
+        assert refused.json()["error"] == "too_many_streams"
 
 
 @pytest.mark.asyncio

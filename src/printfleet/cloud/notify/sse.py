@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncGenerator, Mapping
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from printfleet.cloud.notify.bus import EventBus, SubscriptionClosed, TooManySubscribersError
@@ -129,9 +129,12 @@ def sse_response(
         # An over-long id cannot be one of ours; truncated, it resumes nothing and asks for resync.
         last_event_id = last_event_id[: MAX_LAST_EVENT_ID + 1]
     if not bus.has_room_for(user_id):
-        return PlainTextResponse(
-            "too many event streams for this user", status_code=429, headers={"Retry-After": "5"}
-        )
+        # The API's error shape (cloud/api/errors.py), so clients read it like any other 429.
+        body = {
+            "error": "too_many_streams",
+            "message": "too many event streams are open for this user: close one, or retry later",
+        }
+        return JSONResponse(body, status_code=429, headers={"Retry-After": "5"})
     return EventStreamResponse(
         event_stream(
             bus, user_id, last_event_id=last_event_id, keepalive_s=keepalive_s, retry_ms=retry_ms
