@@ -1,9 +1,10 @@
-"""A printer that answers a stage before the cloud records having sent it.
+"""Printers that answer faster than the cloud records having asked.
 
-The agent fetches a small file from a nearby cloud in milliseconds and reports it staged (or
-refuses the stage) at once. If the dispatcher recorded the stage only after the publish
-returned, the answer would find the job assigned to no printer and be ignored; the job would
-then wait on a file that is already there until its whole window passed.
+A printer on a fast link answers a command within milliseconds: the agent reports a small file
+staged (or refuses the stage), or answers a journal query, before the cloud's publish returns.
+Only an answer to the command a job records is read, so if the dispatcher recorded the command
+after publishing it, the answer would be ignored and the job would wait a retry interval, or its
+whole window, for nothing. The cloud-crash chaos scenario found the journal case.
 """
 
 import uuid
@@ -19,13 +20,18 @@ from printfleet.protocol.dispatch import JobChange, JobView
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import (
+    Command,
     Event,
+    JournalQueryCommand,
+    JournalReportBody,
+    JournalStatus,
     PlateStatus,
     PrinterStateBody,
     PrinterStatus,
     RejectedBody,
     StageCommand,
     StagedBody,
+    WireModel,
     decode_command,
     encode,
     make_event,
@@ -38,18 +44,18 @@ NOW = 1_800_000_000_000
 PRINTER = "x1-0"
 SHA = "a" * 64
 
-Answer = Callable[[StageCommand], Event | None]
+Answer = Callable[[Command], Event | None]
 
 
 class AnsweringLink:
-    """A verified link to a printer that answers each stage before ``publish`` returns."""
+    """A verified link to a printer that answers each command before ``publish`` returns."""
 
     def __init__(self, answer: Answer, outcome: PublishOutcome = PublishOutcome.SENT) -> None:
         self.topics = Topics()
         self.dispatcher: Dispatcher | None = None
         self.answer = answer
         self.outcome = outcome
-        self.stages = 0
+        self.sent: list[Command] = []
 
     def verified(self) -> bool:
         return True
@@ -59,8 +65,7 @@ class AnsweringLink:
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> PublishOutcome:
         command = decode_command(payload)
-        assert isinstance(command, StageCommand)
-        self.stages += 1
+        self.sent.append(command)
         event = self.answer(command)
         if event is not None:
             assert self.dispatcher is not None
@@ -68,17 +73,23 @@ class AnsweringLink:
         return self.outcome
 
 
-def _event(body: StagedBody | RejectedBody, job_id: str) -> Event:
+def _event(body: WireModel, job_id: str | None) -> Event:
     return make_event(
-        body, event_id=str(uuid.uuid4()), printer_id=PRINTER, job_id=job_id, sent_at=NOW
+        body,
+        event_id=str(uuid.uuid4()),
+        printer_id=PRINTER,
+        job_id=job_id,
+        sent_at=NOW,
     )
 
 
-def staged(command: StageCommand) -> Event:
+def staged(command: Command) -> Event:
+    assert isinstance(command, StageCommand)
     return _event(StagedBody(sha256=SHA), command.job_id)
 
 
-def refused(command: StageCommand) -> Event:
+def refused(command: Command) -> Event:
+    assert isinstance(command, StageCommand)
     body = RejectedBody(
         command_id=command.id,
         command_type="stage",
@@ -86,6 +97,12 @@ def refused(command: StageCommand) -> Event:
         detail="this printer takes commands over the LAN only",
     )
     return _event(body, command.job_id)
+
+
+def never_started(command: Command) -> Event:
+    assert isinstance(command, JournalQueryCommand)
+    jobs = dict.fromkeys(command.body.job_ids, JournalStatus.UNKNOWN)
+    return _event(JournalReportBody(query_id=command.id, jobs=jobs), None)
 
 
 def _dispatcher(link: AnsweringLink, jobs: ChaosJobs) -> Dispatcher:
@@ -99,10 +116,7 @@ def _dispatcher(link: AnsweringLink, jobs: ChaosJobs) -> Dispatcher:
         fault=None,
         clock_synced=True,
     )
-    report = make_event(
-        state, event_id=str(uuid.uuid4()), printer_id=PRINTER, job_id=None, sent_at=NOW
-    )
-    assert fleet.ingest(Topics().events(PRINTER), encode(report)) is not None
+    assert fleet.ingest(Topics().events(PRINTER), encode(_event(state, None))) is not None
 
     async def on_change(change: JobChange, job: StoredJob) -> None:
         del change, job
@@ -120,15 +134,16 @@ def _dispatcher(link: AnsweringLink, jobs: ChaosJobs) -> Dispatcher:
     return dispatcher
 
 
-def _queued(jobs: ChaosJobs, *, printer_id: str) -> str:
+def _job(jobs: ChaosJobs, state: JobState, **fields: object) -> str:
     job_id = str(uuid.uuid4())
     view = JobView(
         id=job_id,
-        created_at=NOW - 1_000,
+        created_at=NOW - 20_000,
         start_by=NOW + 600_000,
-        state=JobState.QUEUED,
+        state=state,
         sha256=SHA,
-        printer_id=printer_id,
+        printer_id=PRINTER,
+        **fields,  # type: ignore[arg-type]
     )
     jobs.rows[job_id] = StoredJob(view, 0, "alice", "part.gcode", 10)
     return job_id
@@ -137,19 +152,18 @@ def _queued(jobs: ChaosJobs, *, printer_id: str) -> str:
 @pytest.mark.asyncio
 async def test_a_staged_answer_faster_than_the_cloud_still_stages_the_job() -> None:
     jobs = ChaosJobs()
-    job_id = _queued(jobs, printer_id=PRINTER)
+    job_id = _job(jobs, JobState.QUEUED)
     link = AnsweringLink(staged)
     await _dispatcher(link, jobs).tick()
-    assert link.stages == 1
+    assert len(link.sent) == 1
     assert jobs.rows[job_id].view.state is JobState.STAGED
 
 
 @pytest.mark.asyncio
 async def test_a_refusal_faster_than_the_cloud_still_ends_the_job() -> None:
     jobs = ChaosJobs()
-    job_id = _queued(jobs, printer_id=PRINTER)
-    link = AnsweringLink(refused)
-    await _dispatcher(link, jobs).tick()
+    job_id = _job(jobs, JobState.QUEUED)
+    await _dispatcher(AnsweringLink(refused), jobs).tick()
     view = jobs.rows[job_id].view
     assert view.state is JobState.REJECTED
     assert view.reason == "CLOUD_DISABLED: this printer takes commands over the LAN only"
@@ -158,7 +172,7 @@ async def test_a_refusal_faster_than_the_cloud_still_ends_the_job() -> None:
 @pytest.mark.asyncio
 async def test_a_stage_that_was_not_sent_is_undone_and_planned_again() -> None:
     jobs = ChaosJobs()
-    job_id = _queued(jobs, printer_id=PRINTER)
+    job_id = _job(jobs, JobState.QUEUED)
     link = AnsweringLink(lambda command: None, PublishOutcome.NOT_SENT)
     dispatcher = _dispatcher(link, jobs)
     await dispatcher.tick()
@@ -169,4 +183,22 @@ async def test_a_stage_that_was_not_sent_is_undone_and_planned_again() -> None:
         None,
     )
     await dispatcher.tick()  # not held back by a retry timer: nothing was sent
-    assert link.stages == 2
+    assert len(link.sent) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_journal_answer_faster_than_the_cloud_still_settles_the_job() -> None:
+    jobs = ChaosJobs()
+    # Dispatched before a crash; the start never left; its deadline passed long ago.
+    job_id = _job(
+        jobs,
+        JobState.DISPATCHED,
+        assigned_printer=PRINTER,
+        command_id=str(uuid.uuid4()),
+        not_after=NOW - 10_000,
+    )
+    link = AnsweringLink(never_started)
+    await _dispatcher(link, jobs).tick()
+    assert [type(command) for command in link.sent] == [JournalQueryCommand]
+    # The printer never started it: the job goes back to the queue at once, window still open.
+    assert jobs.rows[job_id].view.state is JobState.QUEUED
