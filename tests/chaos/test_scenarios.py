@@ -28,8 +28,9 @@ OTHERS = [
 
 
 @pytest.mark.asyncio
-async def test_the_2023_incident_breaks_no_promise_with_safeguards_on() -> None:
-    result = await run_scenario(INCIDENT, RunOptions(seed=1, safeguards=True))
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_the_2023_incident_breaks_no_promise_with_safeguards_on(seed: int) -> None:
+    result = await run_scenario(INCIDENT, RunOptions(seed=seed, safeguards=True))
     assert result.settled, result.summary()
     assert result.violations == [], result.summary()
     assert result.faults_injected == 1
