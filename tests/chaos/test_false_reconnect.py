@@ -86,7 +86,8 @@ async def test_the_link_supervisor_never_trusts_a_lying_link(mosquitto: Mosquitt
             proxy.set_mode(ProxyMode.LIE)
             await _until(lambda: proxy.fake_sessions > 0 and link.state().connected, within=10)
             # Connected, by the library's account, and every probe acknowledged ...
-            await asyncio.sleep(1.5)
+            acked = proxy.fake_acks
+            await _until(lambda: proxy.fake_acks >= acked + 3, within=10)
             assert link.state().connected
             assert not link.verified()
             outcome = await link.publish(link.topics.commands("x1-0"), b"{}")

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -63,6 +63,8 @@ class FaultProxy:
         self._fakes: set[_FakeSession] = set()
         self.connections = 0
         self.fake_sessions = 0
+        self.fake_acks = 0
+        """Publishes the fake broker acknowledged (and delivered nowhere), over every session."""
         self.replayed_bytes = 0
 
     async def __aenter__(self) -> "FaultProxy":
@@ -104,12 +106,15 @@ class FaultProxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _count_fake_ack(self) -> None:
+        self.fake_acks += 1
+
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         if self.mode is ProxyMode.RESET:
             _abort(client_w)
             return
         if self.mode is ProxyMode.LIE:
-            fake = _FakeSession(client_r, client_w)
+            fake = _FakeSession(client_r, client_w, self._count_fake_ack)
             self._fakes.add(fake)
             self.fake_sessions += 1
             self._spawn(fake.serve(), "proxy fake broker")
@@ -221,6 +226,10 @@ def _split_packet(buffer: bytes | bytearray, start: int) -> tuple[int, int, int]
     return buffer[start], position, end
 
 
+_PUBLISH = 3
+"""MQTT's PUBLISH packet type."""
+
+
 def _fake_reply(first: int, body: bytes) -> bytes:
     """What a broker would answer to one MQTT 3.1.1 packet: an acknowledgement, or nothing."""
     kind, flags = first >> 4, first & 0x0F
@@ -253,9 +262,15 @@ def _fake_reply(first: int, body: bytes) -> bytes:
 class _FakeSession:
     """One client connection answered by the fake broker; keeps every byte it was sent."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_publish_acked: Callable[[], None],
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.on_publish_acked = on_publish_acked
         self.held = bytearray()
         self.complete = 0
         """How many leading bytes of ``held`` are whole packets."""
@@ -270,6 +285,8 @@ class _FakeSession:
                     reply = _fake_reply(first, bytes(self.held[body_start:end]))
                     if reply:
                         self.writer.write(reply)
+                        if first >> 4 == _PUBLISH:
+                            self.on_publish_acked()
                 await self.writer.drain()
         except (ConnectionError, OSError):
             pass
