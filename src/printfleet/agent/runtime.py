@@ -56,22 +56,18 @@ from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
 from printfleet.protocol.messages import (
     AlertBody,
     ConfirmPlateCommand,
-    DecodeError,
     Event,
     HeaterTelemetry,
     JobOutcome,
     Presence,
     PrinterStatus,
     ProgressTelemetry,
-    RejectedBody,
     StartSource,
     Telemetry,
-    decode_command,
     encode,
     make_event,
 )
 from printfleet.protocol.printer import Output, PrinterCore
-from printfleet.protocol.reasons import Reason
 from printfleet.protocol.signing import CommandVerifier
 from printfleet.protocol.topics import Topics
 
@@ -497,16 +493,7 @@ class PrinterAgent:
             now = self._clock_ms()
             if self.hardware.has_plate_sensor:
                 self.core.plate_reading(_plate(self.hardware.read_plate()), now)
-            try:
-                output = self.core.receive(payload, now)
-            except ValueError:
-                detail = _undecodable(payload)
-                if detail is None:
-                    raise
-                # The decoder let through a payload the JSON parser chokes on (an integer too
-                # long to convert): malformed all the same, and no reason to stop the agent.
-                self._refuse_undecodable(detail, now)
-                return
+            output = self.core.receive(payload, now)
             if output.command is None:
                 self.stats.malformed += 1
                 log.warning(
@@ -519,22 +506,6 @@ class PrinterAgent:
             if isinstance(output.command, ConfirmPlateCommand) and output.decision.accepted:
                 # Confirmed remotely: the question on the screen has been answered.
                 await self.hardware.screen.withdraw_prompt(PLATE_PROMPT_ID)
-
-    def _refuse_undecodable(self, detail: str, now: int) -> None:
-        self.stats.malformed += 1
-        log.warning("printer %s refused an undecodable command: %s", self.config.printer_id, detail)
-        body = RejectedBody(
-            command_id=None, command_type="unknown", reason=Reason.MALFORMED, detail=detail[:300]
-        )
-        self._emit(
-            make_event(
-                body,
-                event_id=new_message_id(),
-                printer_id=self.config.printer_id,
-                job_id=None,
-                sent_at=self.core.cloud_now(now),
-            )
-        )
 
     # -- applying decisions ----------------------------------------------------------------------
 
@@ -928,14 +899,3 @@ def _payload_bytes(payload: object) -> bytes:
     if isinstance(payload, str):
         return payload.encode()
     return b""
-
-
-def _undecodable(payload: bytes) -> str | None:
-    """Why decoding `payload` raises something other than a `DecodeError`, if it does."""
-    try:
-        decode_command(payload)
-    except DecodeError:
-        return None
-    except ValueError as error:
-        return f"not JSON: {error}"
-    return None
