@@ -260,7 +260,8 @@ async def _provision(
             model=known.model,
             # The broker (an embedded one gets a new port each run) is the cloud's of today.
             broker=service.settings.broker_url_for_printers,
-            username=printer_id,
+            # As stored: a data dir from before usernames were derived keeps its old ones.
+            username=(await context.store.get_printer(printer_id)).broker_username,
             password=known.password,
             cloud_public_key=service.signer.public_key,
             data_dir=options.data_dir / "printers" / printer_id,

@@ -307,7 +307,7 @@ def secured_broker(tmp_path: Path) -> Iterator[tuple[MosquittoBroker, str, Path]
     """A Mosquitto that lets in only known users, each to its own topics; the cloud's password."""
     secret = new_secret()
     auth = tmp_path / "broker-auth"
-    passwords, acl = write_mosquitto_files(auth, [BrokerAccount(CLOUD_USER, hash_password(secret))])
+    passwords, acl = write_mosquitto_files(auth, BrokerAccount(CLOUD_USER, hash_password(secret)))
     with MosquittoBroker(allow_anonymous=False, password_file=passwords, acl_file=acl) as broker:
         yield broker, secret, auth
 

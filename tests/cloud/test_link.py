@@ -8,18 +8,22 @@ after it reconnects. The link supervisor, under the same fault, delivers nothing
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from tests.agent.peer import running_agent
 
-from printfleet.agent.config import BrokerAddress
+from printfleet.agent.config import AgentConfig, BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.cloud.link import LinkSupervisor, PublishOutcome
 from printfleet.protocol.topics import Topics
+from printfleet.sim import SimulatedPrinter
 from printfleet.testing import MosquittoBroker
 
 PROBE_S = 0.5
@@ -194,3 +198,37 @@ async def test_a_plain_client_replays_a_late_publish_and_the_supervisor_does_not
         finally:
             naive.loop_stop()
             naive.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_printer_cannot_take_over_the_clouds_session(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    # Before S10 the agent of printer "cloud-{instance}" connected as "printfleet-cloud-
+    # {instance}", the cloud's own client id: the broker let each connection push the other off.
+    instance = uuid.uuid4().hex[:12]
+    link = LinkSupervisor(
+        BrokerAddress.parse(mosquitto.url),
+        on_message=lambda topic, payload: None,
+        instance=instance,
+        probe_interval_s=PROBE_S,
+    )
+    config = AgentConfig(
+        printer_id=f"cloud-{instance}", broker=mosquitto.url, data_dir=tmp_path / "agent"
+    )
+    async with running(link.run()):
+        async with asyncio.timeout(10):
+            await link.wait_verified()
+        async with (
+            SimulatedPrinter("p1", storage_dir=tmp_path / "sd") as hardware,
+            running_agent(config, hardware) as (agent, _),
+        ):
+            connected = time.monotonic()
+
+            def probed_since_the_agent_connected() -> bool:
+                age = link.evidence_age()
+                return age is not None and age < time.monotonic() - connected
+
+            await wait_until(probed_since_the_agent_connected, within=10)
+            assert link.state().connects == 1
+            assert agent.ready.is_set()

@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from printfleet.protocol.identities import PRINTER_ID_PATTERN
 from printfleet.protocol.topics import DEFAULT_PREFIX
 
 
@@ -51,7 +52,7 @@ class AgentConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    printer_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    printer_id: Annotated[str, Field(pattern=PRINTER_ID_PATTERN)]
     model: str = "x1"
     broker: str = "mqtt://127.0.0.1:1883"
     username: str | None = None

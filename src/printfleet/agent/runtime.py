@@ -52,6 +52,7 @@ from printfleet.protocol.gate import (
     ShowMessage,
     StartPrint,
 )
+from printfleet.protocol.identities import printer_client_id
 from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
 from printfleet.protocol.messages import (
     AlertBody,
@@ -333,7 +334,8 @@ class PrinterAgent:
             address.port,
             username=address.username,
             password=address.password,
-            identifier=f"printfleet-{self.config.printer_id}",
+            # Derived, never the bare id: no printer id can take over the cloud's session (S10).
+            identifier=printer_client_id(self.config.printer_id),
             clean_session=True,
             will=will,
             keepalive=self.config.keepalive_s,

@@ -328,6 +328,8 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
                 auth_sync.request()
 
         metrics = CloudMetrics()
+        if auth_sync is not None:
+            metrics.watch_broker_accounts(lambda: len(auth_sync.refused))
         announcer = await _start_notifications(stack, store, settings, metrics)
         history = TelemetryHistory(
             store,

@@ -1,8 +1,14 @@
 """Per-printer broker credentials and ACLs for Mosquitto, maintained by the cloud service.
 
-Each printer logs in as its own id and may touch only its own topics: read its commands, write
-its events and telemetry, and its presence (its Will included). The cloud's own user reads and
-writes everything under the prefix. Mosquitto reads both files at start and on SIGHUP.
+Each printer logs in as its own user (``printer.{id}``, see :mod:`printfleet.protocol.identities`;
+printers provisioned before that scheme keep the bare id stored as their username) and may touch
+only its own topics: read its commands, write its events and telemetry, and its presence (its
+Will included). The cloud's own user reads and writes everything under the prefix. Mosquitto
+reads both files at start and on SIGHUP.
+
+No printer account may be a service account or share a username with another (S10): a row that
+would be one is set aside by :func:`screen_accounts`, with the reason, and
+:func:`write_mosquitto_files` refuses to write it.
 
 Password lines use Mosquitto 2's own format (``$7$``: PBKDF2-HMAC-SHA512 with a random salt),
 so the broker needs no extra plugin and no ``mosquitto_passwd`` call.
@@ -12,16 +18,36 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from printfleet.protocol.identities import CLOUD_USER, PRINTER_ID_PATTERN, is_reserved
 from printfleet.protocol.topics import Topics
 
-CLOUD_USER = "printfleet-cloud"
+__all__ = [
+    "CLOUD_USER",
+    "AccountRefused",
+    "BrokerAccount",
+    "PrinterAccount",
+    "RefusedAccount",
+    "acl_text",
+    "hash_password",
+    "new_secret",
+    "screen_accounts",
+    "verify_password",
+    "write_mosquitto_files",
+]
+
 _ITERATIONS = 101
 """What ``mosquitto_passwd`` uses for ``$7$`` hashes."""
+# One token each: Mosquitto splits password lines at ':' and ACL lines at spaces, so anything
+# else could smuggle in a second user or a wider topic.
+_SAFE_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SAFE_HASH = re.compile(r"[^\s:]+")
+_PRINTER_ID = re.compile(PRINTER_ID_PATTERN)
 
 
 def new_secret() -> str:
@@ -54,29 +80,90 @@ def verify_password(password: str, hashed: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class BrokerAccount:
-    """One login: a printer (username = printer id) or the cloud."""
+    """The cloud's login."""
 
     username: str
     password_hash: str
 
 
-def acl_text(topics: Topics) -> str:
-    """The ACL: the cloud sees everything; a printer only its own topics (``%u`` = its id)."""
-    mine = f"{topics.prefix}/printers/%u"
-    return "\n".join(
-        [
-            "# Written by printfleet; edits are overwritten.",
-            f"user {CLOUD_USER}",
-            f"topic readwrite {topics.prefix}/#",
+@dataclass(frozen=True, slots=True)
+class PrinterAccount:
+    """A printer's login; the topics it may use follow from ``printer_id``."""
+
+    printer_id: str
+    username: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedAccount:
+    """A printer account left out of the files, and why."""
+
+    account: PrinterAccount
+    reason: str
+
+
+class AccountRefused(ValueError):  # noqa: N818 - reads as the condition
+    """An account that must not be written (S10); nothing was written."""
+
+
+def screen_accounts(
+    cloud: BrokerAccount, printers: Iterable[PrinterAccount]
+) -> tuple[list[PrinterAccount], list[RefusedAccount]]:
+    """The printer accounts that may be written, and those that may not with the reason.
+
+    Refused: an id that is not topic-safe (a wildcard would widen its ACL), a username or hash
+    that would break the files, a username of the service's (the cloud's, or any reserved
+    name), and a username an earlier account already has (the first keeps it).
+    """
+    taken = {cloud.username: "the cloud"}
+    kept: list[PrinterAccount] = []
+    refused: list[RefusedAccount] = []
+    for account in printers:
+        reason = _refusal(account, taken)
+        if reason is None:
+            taken[account.username] = f"printer {account.printer_id!r}"
+            kept.append(account)
+        else:
+            refused.append(RefusedAccount(account, reason))
+    return kept, refused
+
+
+def _refusal(account: PrinterAccount, taken: dict[str, str]) -> str | None:
+    name = account.username
+    if not _PRINTER_ID.fullmatch(account.printer_id):
+        return f"printer id {account.printer_id!r} is not safe in a topic"
+    if not _SAFE_USERNAME.fullmatch(name) or not _SAFE_HASH.fullmatch(account.password_hash):
+        return f"broker username {name!r} or its password hash would break the broker's files"
+    if name in taken:
+        return f"broker username {name!r} is already taken by {taken[name]}"
+    if is_reserved(name):
+        return f"broker username {name!r} is reserved for the service"
+    return None
+
+
+def acl_text(printers: Sequence[PrinterAccount], topics: Topics) -> str:
+    """The ACL: the cloud sees everything; each printer only its own topics, by its username.
+
+    Explicit ``user`` blocks, not a ``pattern`` over ``%u``: a printer's username is no longer its
+    id, and a pattern would also apply to every other login, the cloud's included.
+    """
+    lines = [
+        "# Written by printfleet; edits are overwritten.",
+        f"user {CLOUD_USER}",
+        f"topic readwrite {topics.prefix}/#",
+    ]
+    for account in printers:
+        mine = f"{topics.prefix}/printers/{account.printer_id}"
+        lines += [
             "",
-            "# Every other user is a printer, limited to its own topics.",
-            f"pattern read {mine}/commands",
-            f"pattern write {mine}/events",
-            f"pattern write {mine}/telemetry",
-            f"pattern readwrite {mine}/presence",
-            "",
+            f"user {account.username}",
+            f"topic read {mine}/commands",
+            f"topic write {mine}/events",
+            f"topic write {mine}/telemetry",
+            f"topic readwrite {mine}/presence",
         ]
-    )
+    return "\n".join(lines) + "\n"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -88,18 +175,27 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def write_mosquitto_files(
-    directory: Path, accounts: Iterable[BrokerAccount], topics: Topics | None = None
+    directory: Path,
+    cloud: BrokerAccount,
+    printers: Iterable[PrinterAccount] = (),
+    topics: Topics | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``passwords`` and ``acl`` into ``directory``; returns their paths."""
+    """Write ``passwords`` and ``acl`` into ``directory``; returns their paths.
+
+    Raises :class:`AccountRefused`, writing nothing, if any account fails
+    :func:`screen_accounts`: screen them first and deal with the refused ones.
+    """
+    if cloud.username != CLOUD_USER or not _SAFE_HASH.fullmatch(cloud.password_hash):
+        msg = f"invalid broker account for the cloud: {cloud.username!r}"
+        raise AccountRefused(msg)
+    kept, refused = screen_accounts(cloud, printers)
+    if refused:
+        raise AccountRefused("; ".join(refusal.reason for refusal in refused))
     directory.mkdir(parents=True, exist_ok=True)
     passwords = directory / "passwords"
     acl = directory / "acl"
-    lines = []
-    for account in accounts:
-        if ":" in account.username or "\n" in account.username:
-            msg = f"invalid broker username {account.username!r}"
-            raise ValueError(msg)
-        lines.append(f"{account.username}:{account.password_hash}")
+    lines = [f"{cloud.username}:{cloud.password_hash}"]
+    lines += [f"{account.username}:{account.password_hash}" for account in kept]
     _write_atomically(passwords, "\n".join(lines) + "\n")
-    _write_atomically(acl, acl_text(topics or Topics()))
+    _write_atomically(acl, acl_text(kept, topics or Topics()))
     return passwords, acl

@@ -28,6 +28,7 @@ import aiomqtt
 import stamina
 
 from printfleet.agent.config import BrokerAddress
+from printfleet.protocol.identities import cloud_client_id
 from printfleet.protocol.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class LinkSupervisor:
             self.broker.port,
             username=self.broker.username,
             password=self.broker.password,
-            identifier=f"printfleet-cloud-{self.instance}",
+            identifier=cloud_client_id(self.instance),
             clean_session=True,
             keepalive=max(2, int(self.probe_interval_s * 2)),
             timeout=self.publish_timeout_s,

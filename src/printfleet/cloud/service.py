@@ -8,6 +8,7 @@ the link supervisor — which refuses to send without fresh evidence (S8/S9).
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -39,6 +40,7 @@ from printfleet.cloud.store import (
 )
 from printfleet.protocol import dispatch
 from printfleet.protocol.dispatch import PrinterView
+from printfleet.protocol.identities import InvalidPrinterId, check_printer_id, printer_username
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobEvent, JobState
 from printfleet.protocol.messages import CommandBase, Heater, Telemetry, encode
@@ -225,29 +227,38 @@ class CloudService:
     async def register_printer(
         self, principal: Principal, printer_id: str, *, name: str, model: str
     ) -> ProvisionedPrinter:
-        """Provision a printer owned by the caller: broker credentials and an agent config."""
+        """Provision a printer owned by the caller: broker credentials and an agent config.
+
+        The id must match ``PRINTER_ID_PATTERN`` and not be reserved (S10; checked here, as the
+        CLI and the demo call this too); its broker username is derived from it, never chosen.
+        An id another user already has is :class:`AlreadyExists`.
+        """
         principal.require(Scope.WRITE)
+        try:
+            check_printer_id(printer_id)
+        except InvalidPrinterId as error:
+            raise InvalidRequest(str(error)) from None
+        username = printer_username(printer_id)
         password = new_secret()
         record = await self.store.create_printer(
             printer_id,
             owner_id=principal.user.id,
             name=name,
             model=model,
-            broker_username=printer_id,
+            broker_username=username,
             broker_password_hash=hash_password(password),
         )
-        config = "\n".join(
-            [
-                f'printer_id = "{printer_id}"',
-                f'model = "{model}"',
-                f'broker = "{self.settings.broker_url_for_printers}"',
-                f'username = "{printer_id}"',
-                f'password = "{password}"',
-                f'cloud_public_key = "{self.signer.public_key}"',
-                "",
-            ]
-        )
-        return ProvisionedPrinter(record, printer_id, password, config)
+        # JSON string literals are TOML basic strings: quoted so no value can add a key.
+        settings = {
+            "printer_id": printer_id,
+            "model": model,
+            "broker": self.settings.broker_url_for_printers,
+            "username": username,
+            "password": password,
+            "cloud_public_key": self.signer.public_key,
+        }
+        config = "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+        return ProvisionedPrinter(record, username, password, config)
 
     async def access(self, principal: Principal, printer_id: str, minimum: Role) -> PrinterRecord:
         """The printer if the caller holds at least ``minimum`` on it.

@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from printfleet.protocol.identities import PRINTER_ID_PATTERN
 from printfleet.protocol.reasons import Reason
 
 PROTOCOL_VERSION: Literal[1] = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Larger payloads are refused before parsing: no legitimate message comes close."""
 
-PrinterId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+PrinterId = Annotated[str, Field(pattern=PRINTER_ID_PATTERN)]
 """Printer ids are safe to put in an MQTT topic: no ``/``, ``+``, ``#`` or upper case."""
 MessageId = Annotated[
     str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -9,7 +9,7 @@ counted here as they happen.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -80,6 +80,21 @@ class _CoreCollector:
         )
 
 
+class _RefusedAccountsCollector:
+    """Reads, when scraped, how many printer accounts the broker's files left out (S10)."""
+
+    def __init__(self, refused: Callable[[], int]) -> None:
+        self._refused = refused
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "printfleet_broker_accounts_refused",
+            "Printer accounts left out of the broker's password file and ACL at its latest "
+            "write, as they would collide with a service account or another printer's.",
+            value=self._refused(),
+        )
+
+
 class CloudMetrics:
     """The cloud's metrics; :meth:`render` produces the exposition text."""
 
@@ -129,6 +144,10 @@ class CloudMetrics:
     def watch_streams(self, bus: EventBus) -> None:
         """Report how many event streams ``bus`` feeds."""
         self.event_streams.set_function(bus.subscriber_count)
+
+    def watch_broker_accounts(self, refused: Callable[[], int]) -> None:
+        """Report how many printer accounts the broker's files were last written without."""
+        self.registry.register(_RefusedAccountsCollector(refused))
 
     def watch(self, core: CloudCore) -> None:
         """Report the link, dispatcher and inbox of ``core`` too."""

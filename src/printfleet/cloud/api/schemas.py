@@ -28,6 +28,7 @@ from printfleet.cloud.store import (
     UserRecord,
 )
 from printfleet.cloud.telemetry_history import HistoryPoint
+from printfleet.protocol.identities import PRINTER_ID_PATTERN
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import Heater, HeaterTelemetry, PlateStatus, PrinterStatus
 
@@ -35,8 +36,11 @@ Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 PrinterId = Annotated[
     str,
     Field(
-        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
-        description="Lower-case letters, digits, '-' and '_': also its broker user name.",
+        pattern=PRINTER_ID_PATTERN,
+        description=(
+            "1-63 lower-case letters, digits, '-' and '_'; not starting with 'printfleet' and "
+            "not a reserved name (admin, root, mosquitto, cloud, ...): see docs/api.md."
+        ),
     ),
 ]
 TokenScope = Literal["read", "write", "admin"]
