@@ -39,6 +39,7 @@ from printfleet.protocol.messages import (
 from printfleet.protocol.reasons import Reason
 from printfleet.protocol.signing import CommandSigner
 from printfleet.protocol.topics import Topics
+from printfleet.testing.roster import MemoryRoster
 
 NOW = 1_800_000_000_000
 PRINTER = "x1-0"
@@ -121,11 +122,14 @@ def _dispatcher(link: AnsweringLink, jobs: ChaosJobs) -> Dispatcher:
     async def on_change(change: JobChange, job: StoredJob) -> None:
         del change, job
 
+    roster = MemoryRoster()
+    roster.add(PRINTER, "x1", "alice")
     dispatcher = Dispatcher(
         jobs,
         fleet,
         link,
         CommandIssuer(CommandSigner.generate(), lambda: str(uuid.uuid4())),
+        roster=roster,
         file_url=lambda job, printer_id: "http://127.0.0.1:1/f",
         on_change=on_change,
         clock_ms=lambda: NOW,
@@ -142,6 +146,7 @@ def _job(jobs: ChaosJobs, state: JobState, **fields: object) -> str:
         start_by=NOW + 600_000,
         state=state,
         sha256=SHA,
+        submitter="alice",
         printer_id=PRINTER,
         **fields,  # type: ignore[arg-type]
     )

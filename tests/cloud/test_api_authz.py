@@ -104,6 +104,10 @@ CASES = [
         403,
         json=lambda actor, ids: {"email": "dave@example.org", "role": "viewer"},
     ),
+    # Only the owner sees who else may use the printer, and takes a share away (Dave's, from
+    # the row above).
+    Case("GET", "/api/v1/printers/{printer}/shares", 200, 404, 403, 200),
+    Case("DELETE", "/api/v1/printers/{printer}/shares/dave@example.org", 200, 404, 403, 403),
     Case("POST", "/api/v1/printers/{printer}/confirm-plate", 202, 404, 403, 403),
     Case(
         "PUT",

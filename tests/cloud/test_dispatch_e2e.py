@@ -31,6 +31,7 @@ from printfleet.protocol.signing import CommandSigner
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
 from printfleet.testing import MosquittoBroker
+from printfleet.testing.roster import MemoryRoster
 
 GCODE = make_sample_gcode(3, heat=False).encode()
 
@@ -76,6 +77,7 @@ class World:
             start_by=now + window_ms,
             state=JobState.QUEUED,
             sha256=hashlib.sha256(GCODE).hexdigest(),
+            submitter="alice",
             printer_id=self.printer_id,
         )
         self.jobs.add(StoredJob(view, 0, "alice", "cube.gcode", len(GCODE)))
@@ -104,15 +106,19 @@ async def cloud_world(broker: MosquittoBroker, file_server: str) -> AsyncIterato
     async def on_change(change: JobChange, job: StoredJob) -> None:
         notices.append(change)
 
+    printer_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    roster = MemoryRoster()
+    roster.add(printer_id, "p1", "alice")
     cloud = CloudCore(
         BrokerAddress.parse(broker.url),
         jobs,
         issuer,
+        roster=roster,
         file_url=lambda job, printer: f"{file_server}/{job.view.id}",
         on_change=on_change,
         probe_interval_s=1.0,
     )
-    world = World(jobs, cloud, issuer, notices, f"e2e-{uuid.uuid4().hex[:8]}", signer)
+    world = World(jobs, cloud, issuer, notices, printer_id, signer)
     async with background(cloud.run()):
         async with asyncio.timeout(10):
             await cloud.link.wait_verified()

@@ -183,9 +183,11 @@ class Shop:
         assert response.status_code < 300, f"{method} {path}: {response.text}"
         return response.json()
 
-    async def printer(self, model: str, *, power_on: bool = True) -> Printer:
+    async def printer(
+        self, model: str, *, power_on: bool = True, printer_id: str | None = None
+    ) -> Printer:
         """Provision a printer of ``model`` ("x1": plate sensor; "p1": none) and its agent."""
-        printer_id = unique(model)
+        printer_id = printer_id or unique(model)
         provisioned = await self.call(
             "POST", "/api/v1/printers", json={"id": printer_id, "name": printer_id, "model": model}
         )

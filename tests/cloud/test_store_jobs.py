@@ -88,12 +88,15 @@ def staged(view: JobView, printer_id: str, now: int) -> JobView:
 
 def test_every_jobview_field_is_stored() -> None:
     # A field added to JobView must get a column, and be written at creation or by every save.
+    # The submitter is the job's owner: the one field stored under another name.
+    renamed = {"submitter": "owner_id"}
     fields = {field.name for field in dataclasses.fields(JobView)}
-    assert fields <= set(Job.__table__.columns.keys())
+    columns = {renamed.get(name, name) for name in fields}
+    assert columns <= set(Job.__table__.columns.keys())
     view = JobView(id="j", created_at=1, start_by=2, state=JobState.QUEUED, sha256="s")
     saved = set(job_mutable_columns(view))
     assert saved | IMMUTABLE_JOB_FIELDS == fields
-    assert set(job_creation_columns(view)) == fields
+    assert set(job_creation_columns(view)) == columns
     assert not saved & IMMUTABLE_JOB_FIELDS
 
 
@@ -121,6 +124,7 @@ async def test_create_job_queues_it_and_audits_who_asked(
         start_by=clock.now + MINUTE,
         state=JobState.QUEUED,
         sha256=seed.sha256,
+        submitter=seed.owner.id,
         printer_id="p1",
     )
     assert (job.version, job.owner_id, job.name, job.notify_completion) == (
@@ -598,13 +602,14 @@ async def test_a_job_view_round_trips_unchanged(
         printer_id=view.printer_id,
         model=view.model,
     )
-    view = replace(view, id=created.job.view.id)
+    view = replace(view, id=created.job.view.id, submitter=seed.owner.id)
     assert created.job.view == JobView(
         id=view.id,
         created_at=view.created_at,
         start_by=view.start_by,
         state=JobState.QUEUED,
         sha256=view.sha256,
+        submitter=seed.owner.id,
         printer_id=view.printer_id,
         model=view.model,
     )

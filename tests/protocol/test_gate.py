@@ -54,9 +54,21 @@ def stage(printer: PrinterCore, issuer: CommandIssuer, job: str = JOB) -> None:
     printer.staged(job, SHA, NOW)
 
 
-def start(issuer: CommandIssuer, job: str = JOB, *, cloud_now: int = NOW + OFFSET) -> CommandBase:
+def start(
+    issuer: CommandIssuer,
+    job: str = JOB,
+    *,
+    cloud_now: int = NOW + OFFSET,
+    plate_check: bool = True,
+) -> CommandBase:
     return issuer.start(
-        "p1", job, now=cloud_now, not_after=cloud_now + 30_000, sha256=SHA, name="a.gcode"
+        "p1",
+        job,
+        now=cloud_now,
+        not_after=cloud_now + 30_000,
+        sha256=SHA,
+        name="a.gcode",
+        plate_check=plate_check,
     )
 
 
@@ -119,6 +131,19 @@ def test_plate_check_off_skips_the_plate_rule_and_is_journaled(
     assert output.decision.accepted
     assert any(r.enabled is False for r in output.records)
     assert printer.state.plate_status() is PlateStatus.UNCHECKED
+    assert send(printer, start(issuer, plate_check=False)).decision.accepted
+
+
+def test_a_start_that_asks_for_the_plate_check_gets_it_whatever_the_printer_says(
+    printer: PrinterCore, issuer: CommandIssuer
+) -> None:
+    # The owner turned the check back on while the printer was away: the printer still has it
+    # off, but the start carries the cloud's setting, and the stricter of the two wins (S5).
+    stage(printer, issuer)
+    off = issuer.set_plate_check("p1", now=NOW + OFFSET, enabled=False, by="owner")
+    assert send(printer, off).decision.accepted
+    assert refusal(send(printer, start(issuer))) is Reason.PLATE_UNCONFIRMED
+    confirm_locally(printer, NOW + 1)
     assert send(printer, start(issuer)).decision.accepted
 
 

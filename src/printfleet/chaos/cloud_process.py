@@ -22,7 +22,7 @@ from printfleet.chaos.recorder import HistoryRecorder, Kind, RecordedEvent, load
 from printfleet.chaos.world import ChaosCloud, DispatchPoint, WorldSettings
 from printfleet.cloud.dispatcher import cloud_ms, stage_name
 from printfleet.cloud.store import open_store
-from printfleet.cloud.store_jobs import StoreJobs
+from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.messages import encode
@@ -123,6 +123,7 @@ async def _serve(config: CloudProcessConfig) -> None:
             BrokerAddress.parse(config.outbound_url),
             point,
             issuer,
+            roster=StoreRoster(store),
             file_url=lambda job, printer_id: f"{config.files_url}/{stage_name(job.view.id)}",
             recorder=recorder,
             settings=settings,

@@ -229,6 +229,14 @@ class AsyncClient:
         """Let another user operate or view a printer the caller owns."""
         return await self.send(calls.share_printer(printer_id, email, role))
 
+    async def shares(self, printer_id: str) -> list[Share]:
+        """Who a printer the caller owns is shared with."""
+        return await self.send(calls.shares(printer_id))
+
+    async def unshare_printer(self, printer_id: str, email: str) -> Share:
+        """Take a share away: that user's waiting jobs leave the printer."""
+        return await self.send(calls.unshare_printer(printer_id, email))
+
     async def confirm_plate(self, printer_id: str) -> CommandSent:
         """Confirm the plate is clear (printers without a plate sensor)."""
         return await self.send(calls.confirm_plate(printer_id))

@@ -190,6 +190,16 @@ def share_printer(printer_id: str, email: str, role: ShareRole) -> Call[Share]:
     )
 
 
+def shares(printer_id: str) -> Call[list[Share]]:
+    """Who a printer the caller owns is shared with."""
+    return Call("GET", f"{API}/printers/{printer_id}/shares", _reader(list[Share]))
+
+
+def unshare_printer(printer_id: str, email: str) -> Call[Share]:
+    """Take a share of a printer the caller owns away; the share as it was."""
+    return Call("DELETE", f"{API}/printers/{printer_id}/shares/{email}", _reader(Share))
+
+
 def confirm_plate(printer_id: str) -> Call[CommandSent]:
     """Confirm the printer's plate is clear."""
     return Call("POST", f"{API}/printers/{printer_id}/confirm-plate", _reader(CommandSent))

@@ -110,6 +110,10 @@ class Printer(_Model):
     model: str
     role: Role
     plate_check: bool
+    """The plate check its owner chose."""
+    plate_check_reported: bool | None = None
+    """The plate check the printer last reported applying (None: not reported yet); no print
+    starts there while the two differ."""
     created_at: int
     online: bool
     status: PrinterStatus | None

@@ -262,6 +262,14 @@ class Client:
         """Let another user operate or view a printer the caller owns."""
         return self.send(calls.share_printer(printer_id, email, role))
 
+    def shares(self, printer_id: str) -> list[Share]:
+        """Who a printer the caller owns is shared with."""
+        return self.send(calls.shares(printer_id))
+
+    def unshare_printer(self, printer_id: str, email: str) -> Share:
+        """Take a share away: that user's waiting jobs leave the printer."""
+        return self.send(calls.unshare_printer(printer_id, email))
+
     def confirm_plate(self, printer_id: str) -> CommandSent:
         """Confirm the plate is clear (printers without a plate sensor)."""
         return self.send(calls.confirm_plate(printer_id))

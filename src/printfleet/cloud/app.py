@@ -57,7 +57,7 @@ from printfleet.cloud.store import (
     new_id,
     open_store,
 )
-from printfleet.cloud.store_jobs import StoreJobs
+from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
 from printfleet.cloud.telemetry_history import HistoryCollector, HistoryPolicy, TelemetryHistory
 from printfleet.protocol.dispatch import JobChange
 from printfleet.protocol.issuer import CommandIssuer
@@ -348,6 +348,7 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             broker,
             StoreJobs(store),
             issuer,
+            roster=StoreRoster(store),
             file_url=file_url,
             on_change=listeners.job_changed,
             on_ingested=listeners.ingested,

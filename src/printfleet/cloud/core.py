@@ -17,6 +17,7 @@ from printfleet.cloud.dispatcher import (
     JobNotice,
     JobRepository,
     PlateNotice,
+    PrinterRoster,
     cloud_ms,
 )
 from printfleet.cloud.fleet_view import FleetView, Ingested, Kind
@@ -59,6 +60,7 @@ class CloudCore:
         jobs: JobRepository,
         issuer: CommandIssuer,
         *,
+        roster: PrinterRoster,
         file_url: FileUrl,
         on_change: JobNotice,
         on_ingested: Callable[[Ingested], Awaitable[None]] | None = None,
@@ -84,6 +86,7 @@ class CloudCore:
             self.fleet,
             self.link,
             issuer,
+            roster=roster,
             file_url=file_url,
             on_change=on_change,
             on_plate_needed=on_plate_needed,

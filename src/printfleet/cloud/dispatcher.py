@@ -11,15 +11,22 @@ printer's journal, never by sending it again.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from printfleet.cloud.fleet_view import FleetView
 from printfleet.cloud.link import PublishOutcome
 from printfleet.cloud.store.errors import Conflict
 from printfleet.protocol import dispatch
-from printfleet.protocol.dispatch import DispatchPolicy, JobChange, JobView, LinkEvidence
+from printfleet.protocol.dispatch import (
+    DispatchPolicy,
+    JobChange,
+    JobView,
+    LinkEvidence,
+    PrinterView,
+    SafetySettings,
+)
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.messages import CommandBase, Event, TimeRequestEvent, encode
 from printfleet.protocol.topics import Topics
@@ -58,6 +65,31 @@ class JobRepository(Protocol):
         self, action: str, job: JobView, *, command_id: str | None, detail: str
     ) -> None:
         """Record who or what caused a command (the system, here)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RosterEntry:
+    """What the store says of one printer, read afresh at every planning round."""
+
+    model: str
+    operators: frozenset[str]
+    """The users who may operate it now: its owner and its operator shares (S1)."""
+    desired: SafetySettings
+    """The safety settings its owner chose (S5)."""
+
+
+class PrinterRoster(Protocol):
+    """The printers as the store knows them: who may print where, and what each must apply."""
+
+    async def roster(self) -> Mapping[str, RosterEntry]:
+        """Every provisioned printer, by id."""
+        ...
+
+    async def audit(
+        self, action: str, printer_id: str, *, command_id: str | None, detail: str
+    ) -> None:
+        """Record a command the cloud sent a printer of its own accord (the system's)."""
         ...
 
 
@@ -100,6 +132,7 @@ class Dispatcher:
         link: Publisher,
         issuer: CommandIssuer,
         *,
+        roster: PrinterRoster,
         file_url: FileUrl,
         on_change: JobNotice,
         on_plate_needed: PlateNotice | None = None,
@@ -109,6 +142,7 @@ class Dispatcher:
         tick_s: float = 0.5,
     ) -> None:
         self.jobs = jobs
+        self.roster = roster
         self.fleet = fleet
         self.link = link
         self.issuer = issuer
@@ -122,6 +156,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._ticked = asyncio.Condition()
         self.ticks = 0
+        self._settings_sent: dict[str, tuple[int, SafetySettings]] = {}
+        """When each printer was last sent which settings: pacing, not a queue."""
         self.publish_outcomes: dict[PublishOutcome, int] = dict.fromkeys(PublishOutcome, 0)
 
     def wake(self) -> None:
@@ -156,18 +192,46 @@ class Dispatcher:
         verified_at = None if age is None or not self.link.verified() else now - int(age * 1000)
         return LinkEvidence(verified_at, self._probe_interval_ms)
 
+    async def views(self) -> dict[str, PrinterView]:
+        """Every provisioned printer heard from: its reports joined with the store's word on
+        who may operate it and which safety settings it must apply, as of now."""
+        roster = await self.roster.roster()
+        heard = self.fleet.views()
+        return {
+            printer_id: replace(
+                heard[printer_id],
+                # The store's model, not the one the printer announces: a printer cannot
+                # join another model's pool by saying so.
+                model=entry.model,
+                operators=entry.operators,
+                desired=entry.desired,
+                settings_sent_at=self._sent_at(printer_id, entry.desired),
+            )
+            for printer_id, entry in roster.items()
+            if printer_id in heard
+        }
+
+    def _sent_at(self, printer_id: str, desired: SafetySettings) -> int | None:
+        # Pacing holds only for the same settings: a change the owner just made goes out now.
+        sent = self._settings_sent.get(printer_id)
+        return sent[0] if sent is not None and sent[1] == desired else None
+
     async def tick(self) -> None:
         """Plan once and carry the decisions out."""
         stored = {job.view.id: job for job in await self.jobs.open_jobs()}
+        printers = await self.views()
         now = self._clock_ms()
         decisions = dispatch.plan(
             now,
             [job.view for job in stored.values()],
-            self.fleet.views(),
+            printers,
             self._evidence(now),
             self.policy,
         )
         for decision in decisions:
+            if isinstance(decision, dispatch.ApplySettings):
+                await self._apply_settings(decision, now)
+                continue
             job = stored[decision.job_id]
             try:
                 await self._carry_out(decision, job, now)
@@ -208,6 +272,7 @@ class Dispatcher:
                     not_after=not_after,
                     sha256=view.sha256,
                     name=stage_name(view.id),
+                    plate_check=decision.plate_check,
                 )
                 # Recorded first: if we crash or the publish fails, the journal settles it.
                 await self._save(dispatch.dispatched(view, start.id, start.not_after), job)
@@ -228,11 +293,51 @@ class Dispatcher:
                     await self._save(dispatch.cancel_sent(view, now), job)
             case dispatch.Unassign():
                 await self._save(dispatch.unassigned(view), job)
+            case dispatch.Withdraw(reason=reason):
+                await self.jobs.audit("withdrawn", view, command_id=None, detail=reason)
+                await self._commit(dispatch.withdraw(view, reason), job)
+            case dispatch.Waiting(reason=reason):
+                await self._save(dispatch.waiting(view, reason), job)
             case dispatch.PlateNeeded(printer_id=printer_id):
                 # The job simply waits, in the queue, within its window; a person is asked
                 # (the listener makes that once per job and printer, not once per round).
                 if self._on_plate_needed is not None:
                     await self._on_plate_needed(job, printer_id)
+
+    async def _apply_settings(self, decision: dispatch.ApplySettings, now: int) -> None:
+        """Send a printer the safety settings its owner chose, until it reports them (S5)."""
+        printer_id = decision.printer_id
+        command = self.issuer.set_plate_check(
+            printer_id,
+            now=now,
+            enabled=decision.settings.plate_check,
+            by="the cloud (the owner's setting)",
+        )
+        outcome = await self.link.publish(self.link.topics.commands(printer_id), encode(command))
+        self.publish_outcomes[outcome] += 1
+        if outcome is not PublishOutcome.NOT_SENT:
+            self._settings_sent[printer_id] = (now, decision.settings)
+        log.info(
+            "plate check %s sent to %s: %s",
+            "on" if decision.settings.plate_check else "off",
+            printer_id,
+            outcome.value,
+            extra={"printer_id": printer_id, "command_id": command.id},
+        )
+        if _history.isEnabledFor(logging.DEBUG):
+            fields = {
+                "command_id": command.id,
+                "printer_id": printer_id,
+                "plate_check": decision.settings.plate_check,
+                "outcome": outcome.value,
+            }
+            _history.debug("settings_published", extra={"history": fields})
+        await self.roster.audit(
+            f"settings.sent:{outcome.value}",
+            printer_id,
+            command_id=command.id,
+            detail=f"plate check {'on' if decision.settings.plate_check else 'off'}",
+        )
 
     async def _send(
         self,
@@ -335,7 +440,9 @@ __all__ = [
     "Conflict",
     "Dispatcher",
     "JobRepository",
+    "PrinterRoster",
     "Publisher",
+    "RosterEntry",
     "StoredJob",
     "cloud_ms",
     "stage_name",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from printfleet.protocol.dispatch import PrinterView
+from printfleet.protocol.dispatch import PrinterView, SafetySettings
 from printfleet.protocol.messages import (
     DecodeError,
     Event,
@@ -152,7 +152,12 @@ class FleetView:
         if ingested.presence is not None:
             presence = ingested.presence
             model = presence.model or view.model
-            self._views[printer_id] = replace(view, online=presence.online, model=model)
+            # A printer that went away may come back with other settings (a restored journal,
+            # a swapped board): what it applies is unknown until its next state report.
+            reported = view.reported if presence.online else None
+            self._views[printer_id] = replace(
+                view, online=presence.online, model=model, reported=reported
+            )
         elif ingested.telemetry is not None:
             report = ingested.telemetry
             self._telemetry[printer_id] = report
@@ -181,4 +186,5 @@ class FleetView:
                 cloud_enabled=body.cloud_enabled,
                 job_id=body.job_id,
                 staged=frozenset(body.staged),
+                reported=SafetySettings(plate_check=body.plate_check),
             )

@@ -288,6 +288,31 @@ class CloudService:
             printer_id, other.id, role, actor=Actor.user(principal.user.id)
         )
 
+    async def shares_of(
+        self, principal: Principal, printer_id: str
+    ) -> list[tuple[UserRecord, ShareRole]]:
+        """The owner reads who else may operate or view the printer."""
+        await self.access(principal, printer_id, Role.OWNER)
+        return await self.store.shares_of(printer_id)
+
+    async def unshare_printer(
+        self, principal: Principal, printer_id: str, email: str
+    ) -> tuple[UserRecord, ShareRole]:
+        """The owner takes a share away (audited); the share as it was. It counts from the next
+        dispatch round: a job of that user waiting on this printer leaves it, and nothing of
+        theirs starts there (S1)."""
+        principal.require(Scope.WRITE)
+        await self.access(principal, printer_id, Role.OWNER)
+        shares = {user.email: (user, role) for user, role in await self.store.shares_of(printer_id)}
+        share = shares.get(email.strip().lower())
+        if share is None or not await self.store.unshare_printer(
+            printer_id, share[0].id, actor=Actor.user(principal.user.id)
+        ):
+            raise NotFound(f"{printer_id} is not shared with {email}")
+        if self.core is not None:
+            self.core.dispatcher.wake()
+        return share
+
     async def printers_for(self, principal: Principal) -> list[PrinterStatusView]:
         """The caller's printers with their live state."""
         accesses: list[PrinterAccess] = await self.store.printers_for_user(principal.user.id)
@@ -328,18 +353,28 @@ class CloudService:
     async def set_plate_check(
         self, principal: Principal, printer_id: str, *, enabled: bool
     ) -> None:
-        """Only the owner may turn the plate check off (S5); audited, and sent to the printer."""
+        """The owner turns the plate check on or off (S5): audited, and desired state.
+
+        The choice is saved first and counts from there: the dispatcher sends it now if the
+        printer can be reached, and again on every reconnect until the printer reports it, and
+        starts nothing there meanwhile. A printer that is away therefore gets it when it is
+        back; nothing is refused for the link being down.
+        """
         principal.require(Scope.WRITE)
         await self.access(principal, printer_id, Role.OWNER)
         await self.store.update_printer(
             printer_id, plate_check=enabled, actor=Actor.user(principal.user.id)
         )
-        command = self.issuer.set_plate_check(
-            printer_id, now=self._clock_ms(), enabled=enabled, by=principal.user.email
+        await self.store.append_audit(
+            Actor.user(principal.user.id),
+            f"plate_check.{'on' if enabled else 'off'}",
+            printer_id=printer_id,
+            job_id=None,
+            command_id=None,
+            detail={"desired": enabled},
         )
-        await self._send(
-            principal, printer_id, command, f"plate_check.{'on' if enabled else 'off'}"
-        )
+        if self.core is not None:
+            self.core.dispatcher.wake()
 
     async def confirm_plate(self, principal: Principal, printer_id: str) -> None:
         """A person confirms remotely that the plate is clear (owner or operator; audited)."""

@@ -1,8 +1,9 @@
-"""The store as the dispatcher sees it: open jobs with what staging needs, compare-and-set saves."""
+"""The store as the dispatcher sees it: open jobs with what staging needs, compare-and-set saves,
+and the roster of printers with who may operate each and the settings each must apply."""
 
-from printfleet.cloud.dispatcher import StoredJob
+from printfleet.cloud.dispatcher import RosterEntry, StoredJob
 from printfleet.cloud.store import Actor, Store
-from printfleet.protocol.dispatch import JobView
+from printfleet.protocol.dispatch import JobView, SafetySettings
 from printfleet.protocol.lifecycle import JobState
 
 
@@ -66,6 +67,37 @@ class StoreJobs:
             action,
             printer_id=job.assigned_printer,
             job_id=job.id,
+            command_id=command_id,
+            detail={"detail": detail},
+        )
+
+
+class StoreRoster:
+    """Adapts :class:`Store` to the dispatcher's ``PrinterRoster``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def roster(self) -> dict[str, RosterEntry]:
+        """Every printer with its operators and desired settings, read now (S1, S5)."""
+        return {
+            printer.id: RosterEntry(
+                model=printer.model,
+                operators=operators,
+                desired=SafetySettings(plate_check=printer.plate_check),
+            )
+            for printer, operators in await self.store.printer_operators()
+        }
+
+    async def audit(
+        self, action: str, printer_id: str, *, command_id: str | None, detail: str
+    ) -> None:
+        """Log a settings command the dispatcher sent of its own accord."""
+        await self.store.append_audit(
+            Actor.system("dispatcher"),
+            action,
+            printer_id=printer_id,
+            job_id=None,
             command_id=command_id,
             detail={"detail": detail},
         )

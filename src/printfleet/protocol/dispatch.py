@@ -43,6 +43,8 @@ class DispatchPolicy:
     """Re-send a stage (idempotent) if no staged report came back in this time."""
     min_start_lead_ms: int = 1_000
     """Do not issue a start whose deadline would be closer than this."""
+    settings_retry_ms: int = 5_000
+    """Re-send a printer's desired safety settings this often until it reports them (S5)."""
     safeguards: bool = True
     """Only the chaos harness's ``--safeguards off`` turns this off."""
 
@@ -57,6 +59,8 @@ class JobView:
     """End of the submitter's start window (cloud ms); after it the job expires."""
     state: JobState
     sha256: str
+    submitter: str = ""
+    """The user who asked for the print: it may start only where this user may operate (S1)."""
     printer_id: str | None = None
     """The printer the submitter chose, or None for any printer of ``model``."""
     model: str | None = None
@@ -76,8 +80,20 @@ class JobView:
 
 
 @dataclass(frozen=True, slots=True)
+class SafetySettings:
+    """A printer's settings that gate a start (S5): desired in the cloud, reported by the printer.
+
+    The cloud starts nothing on a printer until the printer reports exactly what the cloud
+    desires; a start also carries the desired plate check, so a printer that has not caught up
+    with a check turned back on still applies it.
+    """
+
+    plate_check: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class PrinterView:
-    """The cloud's latest knowledge of one printer."""
+    """The cloud's latest knowledge of one printer: what it reported, and what the store says."""
 
     printer_id: str
     model: str
@@ -92,6 +108,15 @@ class PrinterView:
     cloud_enabled: bool = True
     job_id: str | None = None
     staged: frozenset[str] = frozenset()
+    reported: SafetySettings | None = None
+    """The safety settings in the printer's latest state report; None until it sends one."""
+    operators: frozenset[str] = frozenset()
+    """From the store, at this planning round: the users who may operate the printer now (its
+    owner and its operator shares). A job starts only where its submitter is one (S1)."""
+    desired: SafetySettings = SafetySettings()
+    """From the store: the safety settings its owner chose."""
+    settings_sent_at: int | None = None
+    """When the desired settings were last sent to the printer (the shell remembers it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +150,8 @@ class Start:
     job_id: str
     printer_id: str
     not_after: int
+    plate_check: bool = True
+    """The owner's desired plate check, carried in the start itself (S5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +192,47 @@ class CancelOnPrinter:
     printer_id: str
 
 
-Decision = Stage | Start | QueryJournal | Expire | Unassign | PlateNeeded | CancelOnPrinter
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """The submitter may no longer operate the printer the job waits on (S1).
+
+    A job for any printer of a model goes back to the queue for another printer; a job for this
+    very printer is rejected with ``reason``, and its submitter told.
+    """
+
+    job_id: str
+    printer_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The job cannot start yet, and this is why: recorded so people can see it (no command)."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplySettings:
+    """Send a printer its desired safety settings: it reports others, or none yet (S5)."""
+
+    printer_id: str
+    settings: SafetySettings
+
+
+JobDecision = (
+    Stage
+    | Start
+    | QueryJournal
+    | Expire
+    | Unassign
+    | PlateNeeded
+    | CancelOnPrinter
+    | Withdraw
+    | Waiting
+)
+Decision = JobDecision | ApplySettings
 
 _ACTIVE = frozenset({JobState.DISPATCHED, JobState.PRINTING, JobState.PAUSED})
 
@@ -195,38 +262,104 @@ def _report_fresh(printer: PrinterView, now: int, policy: DispatchPolicy) -> boo
     return printer.online and now - printer.reported_at <= policy.report_max_age_ms
 
 
-def _ready_to_start(printer: PrinterView, now: int, policy: DispatchPolicy) -> bool:
-    """S4/S5/S6/S8 as the cloud can see them; the printer's gate checks them again."""
+def may_run_on(job: JobView, printer: PrinterView) -> bool:
+    """S1: whether the job's submitter may operate ``printer`` now (owner or operator share)."""
+    return job.submitter in printer.operators
+
+
+def settings_agree(printer: PrinterView) -> bool:
+    """S5: the printer reported exactly the safety settings the cloud desires."""
+    return printer.reported is not None and printer.reported == printer.desired
+
+
+def start_blocker(printer: PrinterView, now: int, policy: DispatchPolicy) -> str | None:
+    """Why no start may go to ``printer`` now (S4/S5/S6/S8 as the cloud sees them), or None.
+
+    The printer's gate checks all of this again; this is the cloud's half, and the reason it
+    gives is what a waiting job shows.
+    """
+    name = printer.printer_id
     if not policy.safeguards:
-        return printer.online
-    return (
+        return None if printer.online else f"{name} is offline"
+    if not _report_fresh(printer, now, policy):
+        return f"no fresh report from {name}" if printer.online else f"{name} is offline"
+    if not printer.cloud_enabled:
+        return f"{name} takes no jobs from the cloud (LAN only)"
+    if printer.fault is not None:
+        return f"{name} has a thermal fault: {printer.fault}"
+    if printer.status is not PrinterStatus.IDLE or printer.job_id is not None:
+        return f"{name} is busy ({printer.status.value})"
+    if not printer.clock_synced:
+        return f"{name} has not synchronised its clock with the cloud"
+    if printer.reported is None:
+        return f"waiting for {name} to report its safety settings"
+    if printer.reported != printer.desired:
+        word = "on" if printer.desired.plate_check else "off"
+        return f"waiting for {name} to apply its plate check setting ({word})"
+    if printer.desired.plate_check and printer.plate is not PlateStatus.CLEAR:
+        return _PLATE_WAITS[printer.plate].format(name=name)
+    return None
+
+
+_PLATE_WAITS = {
+    PlateStatus.OCCUPIED: "the plate sensor of {name} sees something on the plate",
+    PlateStatus.NEEDS_CONFIRMATION: "the plate of {name} needs a person to confirm it is clear",
+    PlateStatus.UNCHECKED: "{name} has not checked its plate",
+}
+"""A plate the cloud does not positively know to be clear is never ready (S5)."""
+
+
+def _can_stage_on(job: JobView, printer: PrinterView, now: int, policy: DispatchPolicy) -> bool:
+    # A stage is judged fresh like any command, so an unsynced printer would only refuse it. A
+    # stage hands the printer a link to the submitter's file: only where the submitter may print.
+    return (not policy.safeguards or may_run_on(job, printer)) and (
         _report_fresh(printer, now, policy)
-        and printer.status is PrinterStatus.IDLE
-        and printer.job_id is None
+        and printer.cloud_enabled
         and printer.fault is None
         and printer.clock_synced
-        and printer.cloud_enabled
-        and printer.plate in {PlateStatus.CLEAR, PlateStatus.UNCHECKED}
     )
 
 
-def _can_stage_on(printer: PrinterView, now: int, policy: DispatchPolicy) -> bool:
-    # A stage is judged fresh like any command, so an unsynced printer would only refuse it.
-    return (
-        _report_fresh(printer, now, policy)
-        and printer.cloud_enabled
-        and printer.fault is None
-        and printer.clock_synced
-    )
-
-
-def _candidates(job: JobView, printers: Mapping[str, PrinterView]) -> Iterable[PrinterView]:
+def _candidates(
+    job: JobView, printers: Mapping[str, PrinterView], policy: DispatchPolicy
+) -> Iterable[PrinterView]:
+    """The printers a job may go to: its own, or every printer of its model the submitter may
+    operate (a model-wide job is "any printer of that model that I may operate")."""
     if job.printer_id is not None:
         printer = printers.get(job.printer_id)
         return () if printer is None else (printer,)
     return sorted(
-        (p for p in printers.values() if p.model == job.model), key=lambda p: p.printer_id
+        (
+            p
+            for p in printers.values()
+            if p.model == job.model and (not policy.safeguards or may_run_on(job, p))
+        ),
+        key=lambda p: p.printer_id,
     )
+
+
+def plan_settings(
+    now: int, printers: Mapping[str, PrinterView], link: LinkEvidence, policy: DispatchPolicy
+) -> list[ApplySettings]:
+    """Re-send desired safety settings to every reachable printer that reports others (S5).
+
+    A printer that was away when its owner changed a setting learns it as soon as it reports
+    again: on reconnect and re-announce it sends its state, and this sends the settings back
+    until the two agree. A setting is idempotent, so re-sending it is harmless.
+    """
+    if not link.verified(now):
+        return []
+    return [
+        ApplySettings(printer.printer_id, printer.desired)
+        for printer in sorted(printers.values(), key=lambda p: p.printer_id)
+        if not settings_agree(printer)
+        and _report_fresh(printer, now, policy)
+        and printer.cloud_enabled
+        and (
+            printer.settings_sent_at is None
+            or now - printer.settings_sent_at >= policy.settings_retry_ms
+        )
+    ]
 
 
 def plan(
@@ -239,7 +372,10 @@ def plan(
     """What to do now. Expiry needs no link; everything sent to a printer does (S8, S9)."""
     every_job = list(jobs)
     linked = link.verified(now) or not policy.safeguards
-    decisions: list[Decision] = _plan_cancels(every_job, now, printers, policy) if linked else []
+    decisions: list[Decision] = []
+    if linked:
+        decisions.extend(plan_settings(now, printers, link, policy))
+        decisions.extend(_plan_cancels(every_job, now, printers, policy))
     open_jobs = sorted(
         (j for j in every_job if not j.state.terminal), key=lambda j: (j.created_at, j.id)
     )
@@ -251,6 +387,12 @@ def plan(
         if job.state in {JobState.QUEUED, JobState.STAGED} and now >= job.start_by:
             decisions.append(Expire(job.id))
             continue
+        withdraw = _withdrawal(job, printers, policy)
+        if withdraw is not None:
+            # Needs no link: nothing is sent, and a job must not wait on a printer its
+            # submitter lost, whatever the broker does.
+            decisions.append(withdraw)
+            continue
         if not linked:
             continue
         if _settle_due(job, now, printers, policy):
@@ -258,16 +400,35 @@ def plan(
             decisions.append(QueryJournal(job.id, job.assigned_printer))
             continue
         if job.state is JobState.QUEUED:
-            decisions.extend(_plan_staging(job, now, printers, taken | staging, policy))
+            staged = _plan_staging(job, now, printers, taken | staging, policy)
+            decisions.extend(staged)
             if job.assigned_printer is None:
-                staging |= {d.printer_id for d in decisions if isinstance(d, Stage)}
+                staging |= {d.printer_id for d in staged if isinstance(d, Stage)}
         elif job.state is JobState.STAGED:
-            start = _plan_start(job, now, printers, taken, policy)
-            if isinstance(start, Start):
-                taken.add(start.printer_id)
-            if start is not None:
-                decisions.append(start)
+            started = _plan_start(job, now, printers, taken, policy)
+            taken |= {d.printer_id for d in started if isinstance(d, Start)}
+            decisions.extend(started)
     return decisions
+
+
+def _withdrawal(
+    job: JobView, printers: Mapping[str, PrinterView], policy: DispatchPolicy
+) -> Withdraw | None:
+    """S1: a waiting job whose submitter may no longer operate its printer leaves that printer.
+
+    Checked at every planning round, so a share revoked while the job waits takes effect
+    before anything more is sent. A job already dispatched is past the point of choosing.
+    """
+    if not policy.safeguards or job.state not in {JobState.QUEUED, JobState.STAGED}:
+        return None
+    printer_id = job.assigned_printer or job.printer_id
+    if printer_id is None:
+        return None
+    printer = printers.get(printer_id)
+    if printer is None or may_run_on(job, printer):
+        # A printer the cloud has no view of gets nothing: staging and starting check again.
+        return None
+    return Withdraw(job.id, printer_id, f"the submitter may no longer operate {printer_id}")
 
 
 def _plan_cancels(
@@ -292,7 +453,7 @@ def _plan_staging(
     printers: Mapping[str, PrinterView],
     busy: set[str | None],
     policy: DispatchPolicy,
-) -> list[Decision]:
+) -> list[JobDecision]:
     if job.assigned_printer is not None:
         printer = printers.get(job.assigned_printer)
         if printer is not None and job.id in printer.staged:
@@ -303,15 +464,29 @@ def _plan_staging(
             return []
         if job.printer_id is None:
             return [Unassign(job.id)]
-        if printer is not None and _can_stage_on(printer, now, policy):
+        if printer is not None and _can_stage_on(job, printer, now, policy):
             return [Stage(job.id, printer.printer_id)]
         return []
-    for printer in _candidates(job, printers):
+    for printer in _candidates(job, printers, policy):
         if job.printer_id is None and printer.printer_id in busy:
             continue
-        if _can_stage_on(printer, now, policy):
+        if _can_stage_on(job, printer, now, policy):
             return [Stage(job.id, printer.printer_id)]
-    return []
+    if job.printer_id is not None:
+        printer = printers.get(job.printer_id)
+        reason = (
+            f"{job.printer_id} has never reported"
+            if printer is None
+            else start_blocker(printer, now, policy) or f"{job.printer_id} cannot take files now"
+        )
+    else:
+        reason = f"no printer of model {job.model} that the submitter may operate can take it now"
+    return _waiting(job, reason)
+
+
+def _waiting(job: JobView, reason: str) -> list[JobDecision]:
+    # Recorded only when it changes: a reason is for people, not a write per planning round.
+    return [] if reason == job.reason else [Waiting(job.id, reason)]
 
 
 def _plan_start(
@@ -320,24 +495,29 @@ def _plan_start(
     printers: Mapping[str, PrinterView],
     taken: set[str | None],
     policy: DispatchPolicy,
-) -> Decision | None:
-    if job.assigned_printer is None or job.assigned_printer in taken:
-        return None
+) -> list[JobDecision]:
+    if job.assigned_printer is None:
+        return []
+    if job.assigned_printer in taken:
+        return _waiting(job, f"{job.assigned_printer} is running another job")
     printer = printers.get(job.assigned_printer)
     if printer is None:
-        return None
-    if not _ready_to_start(printer, now, policy):
+        return _waiting(job, f"{job.assigned_printer} has never reported")
+    blocker = start_blocker(printer, now, policy)
+    if blocker is not None:
+        waits = _waiting(job, blocker)
         if (
             _report_fresh(printer, now, policy)
             and printer.status is PrinterStatus.IDLE
             and printer.plate is PlateStatus.NEEDS_CONFIRMATION
+            and printer.desired.plate_check
         ):
-            return PlateNeeded(job.id, printer.printer_id)
-        return None
+            return [PlateNeeded(job.id, printer.printer_id), *waits]
+        return waits
     not_after = min(now + policy.dispatch_window_ms, job.start_by)
     if not_after - now < policy.min_start_lead_ms:
-        return None
-    return Start(job.id, printer.printer_id, not_after)
+        return []
+    return [Start(job.id, printer.printer_id, not_after, printer.desired.plate_check)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,7 +674,13 @@ def staged_on(job: JobView, printer_id: str, command_id: str, now: int) -> JobVi
     returns, and only an answer from the assigned printer to this command moves the job. A
     stage has no physical effect: one that could not be sent is undone and planned again.
     """
-    return replace(job, assigned_printer=printer_id, stage_sent_at=now, stage_command_id=command_id)
+    return replace(
+        job,
+        assigned_printer=printer_id,
+        stage_sent_at=now,
+        stage_command_id=command_id,
+        reason="",
+    )
 
 
 def dispatched(job: JobView, command_id: str, not_after: int) -> JobView:
@@ -510,6 +696,7 @@ def dispatched(job: JobView, command_id: str, not_after: int) -> JobView:
         not_after=not_after,
         last_query_at=None,
         query_id=None,
+        reason="",
     )
 
 
@@ -526,6 +713,26 @@ def cancel_sent(job: JobView, now: int) -> JobView:
 def unassigned(job: JobView) -> JobView:
     """Record an :class:`Unassign` decision."""
     return replace(job, assigned_printer=None, stage_sent_at=None, stage_command_id=None)
+
+
+def withdraw(job: JobView, reason: str) -> JobChange:
+    """Carry out a :class:`Withdraw` decision.
+
+    A job for any printer of a model forgets the printer and waits for another it may use; a
+    job for that one printer can never start and is rejected, so its submitter hears of it.
+    """
+    loose = replace(unassigned(job), reason=reason)
+    if job.printer_id is not None:
+        # Unassigned too: the cloud ended it, not a printer's refusal.
+        return _move(loose, JobEvent.REJECTED, reason=reason)
+    if job.state is JobState.STAGED:
+        return _move(loose, JobEvent.REQUEUED, reason=reason)
+    return JobChange(loose, None, notify=False)
+
+
+def waiting(job: JobView, reason: str) -> JobView:
+    """Record a :class:`Waiting` decision: why the job has not started yet."""
+    return replace(job, reason=reason)
 
 
 def cancel(job: JobView) -> JobChange:

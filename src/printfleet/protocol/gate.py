@@ -292,9 +292,15 @@ def _check_freshness(
     return None
 
 
-def _check_plate(state: PrinterState, now_local: int, settings: GateSettings) -> Refusal | None:
-    """S5: a sensor reads clear right now, or a fresh confirmation postdates the last print."""
-    if not state.plate_check or not settings.safeguards:
+def _check_plate(
+    state: PrinterState, now_local: int, settings: GateSettings, *, required: bool = False
+) -> Refusal | None:
+    """S5: a sensor reads clear right now, or a fresh confirmation postdates the last print.
+
+    Skipped only when the printer's own setting is off and the command does not ask for it
+    (``required``: the cloud's desired setting, which may be newer than the printer's).
+    """
+    if not (state.plate_check or required) or not settings.safeguards:
         return None
     if state.has_plate_sensor and state.sensor is not None:
         age = now_local - state.sensor.at_local
@@ -428,7 +434,9 @@ def _on_start(ctx: _Context, command: StartCommand) -> GateDecision:
         lambda: ctx.fresh(command),
         lambda: _check_can_start(ctx.state, command.job_id, ctx.journal, ctx.settings),
         lambda: _check_staged(ctx.state, command.job_id, command.body.sha256),
-        lambda: _check_plate(ctx.state, ctx.now_local, ctx.settings),
+        lambda: _check_plate(
+            ctx.state, ctx.now_local, ctx.settings, required=command.body.plate_check
+        ),
     )
     if refusal is not None:
         return _refuse_command(ctx.state, command, refusal)

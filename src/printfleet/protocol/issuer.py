@@ -109,11 +109,19 @@ class CommandIssuer:
         )
 
     def start(
-        self, printer_id: str, job_id: str, *, now: int, not_after: int, sha256: str, name: str
+        self,
+        printer_id: str,
+        job_id: str,
+        *,
+        now: int,
+        not_after: int,
+        sha256: str,
+        name: str,
+        plate_check: bool = True,
     ) -> StartCommand:
         """A start whose deadline is ``not_after``, clamped to the start lifetime."""
         lifetime = max(0, min(not_after - now, self.lifetimes.start))
-        body = StartBody(sha256=sha256, name=name)
+        body = StartBody(sha256=sha256, name=name, plate_check=plate_check)
         return self._issue(
             StartCommand, printer_id, now=now, lifetime=lifetime, job_id=job_id, body=body
         )

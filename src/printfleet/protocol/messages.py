@@ -62,6 +62,10 @@ class StartBody(WireModel):
 
     sha256: Sha256
     name: FileName
+    plate_check: bool = True
+    """The owner's plate-check setting as the cloud holds it. The printer checks the plate if
+    this *or* its own setting says so: a check turned back on while the printer was away
+    applies to the very next start, before the printer has caught up (S5)."""
 
 
 class EmptyBody(WireModel):

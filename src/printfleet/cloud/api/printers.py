@@ -104,6 +104,25 @@ async def share_printer(
     return ShareOut(printer_id=printer_id, email=body.email.strip().lower(), role=body.role)
 
 
+@router.get("/printers/{printer_id}/shares")
+async def list_shares(printer_id: str, principal: Reader, context: Context) -> list[ShareOut]:
+    """Who the printer is shared with (owner only)."""
+    shares = await context.service.shares_of(principal, printer_id)
+    return [ShareOut(printer_id=printer_id, email=user.email, role=role) for user, role in shares]
+
+
+@router.delete("/printers/{printer_id}/shares/{email}")
+async def unshare_printer(
+    printer_id: str, email: str, principal: Writer, context: Context
+) -> ShareOut:
+    """The owner takes a share away (audited); the share as it was. From the next dispatch
+    round, a job of that user waiting on this printer leaves it (a job for this printer alone is
+    rejected, one for any printer of its model goes back to the queue), and nothing of theirs
+    starts there."""
+    user, role = await context.service.unshare_printer(principal, printer_id, email)
+    return ShareOut(printer_id=printer_id, email=user.email, role=role)
+
+
 @router.post("/printers/{printer_id}/confirm-plate", status_code=status.HTTP_202_ACCEPTED)
 async def confirm_plate(printer_id: str, principal: Writer, context: Context) -> CommandSent:
     """Confirm that the plate is clear (owner or operator), for printers without a plate sensor.
@@ -118,10 +137,13 @@ async def confirm_plate(printer_id: str, principal: Writer, context: Context) ->
 async def set_plate_check(
     printer_id: str, body: PlateCheck, principal: Writer, context: Context
 ) -> PrinterOut:
-    """Turn the printer's plate check on or off (owner only; audited and sent to the printer).
+    """Turn the printer's plate check on or off (owner only; audited).
 
-    Turning it off needs ``{"enabled": false, "confirm": true}``: prints may then start onto a
-    plate nobody checked.
+    The setting is desired state: saved now, sent to the printer now if it can be reached and
+    again whenever it reconnects, until it reports it back (``plate_check_reported``). Turning
+    the check on counts at once; turning it off counts only once the printer reports it, and no
+    print starts there while the two differ. Turning it off needs
+    ``{"enabled": false, "confirm": true}``: prints may then start onto a plate nobody checked.
     """
     # Who may do it is settled first, so a stranger learns nothing from the confirm rule.
     await context.service.access(principal, printer_id, Role.OWNER)

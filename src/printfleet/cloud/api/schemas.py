@@ -175,6 +175,10 @@ class PrinterOut(BaseModel):
     role: Role
     """The caller's role on it: owner, operator or viewer."""
     plate_check: bool
+    """The plate check its owner chose: what the cloud holds the printer to (S5)."""
+    plate_check_reported: bool | None
+    """The plate check the printer last reported applying; None until it reports. While it
+    differs from ``plate_check``, the cloud keeps sending the setting and starts nothing there."""
     created_at: int
     online: bool
     status: PrinterStatus | None
@@ -205,6 +209,11 @@ class PrinterOut(BaseModel):
             model=printer.model,
             role=status.role,
             plate_check=printer.plate_check,
+            plate_check_reported=(
+                view.reported.plate_check
+                if view is not None and view.reported is not None
+                else None
+            ),
             created_at=printer.created_at,
             online=view is not None and view.online,
             status=heard.status if heard is not None else None,

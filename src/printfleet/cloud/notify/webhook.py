@@ -198,7 +198,7 @@ class WebhookSender:
         progress = _Progress()
         started = time.monotonic()
 
-        def retry_or_not(error: Exception) -> bool | float:
+        def retry_or_not(error: BaseException) -> bool | float:
             if not isinstance(error, _RetryableError):
                 return False
             if error.retry_after is None:

@@ -190,7 +190,9 @@ class TelemetryRecord:
 # ---------------------------------------------------------------------------------------------
 # Rows <-> records. The job conversions are the only place that knows how JobView is stored.
 
-IMMUTABLE_JOB_FIELDS = frozenset({"id", "created_at", "start_by", "sha256", "printer_id", "model"})
+IMMUTABLE_JOB_FIELDS = frozenset(
+    {"id", "created_at", "start_by", "sha256", "printer_id", "model", "submitter"}
+)
 """JobView fields fixed when the job is created; saving a view never changes them."""
 
 
@@ -202,6 +204,7 @@ def job_view(row: Job) -> JobView:
         start_by=row.start_by,
         state=row.state,
         sha256=row.sha256,
+        submitter=row.owner_id,
         printer_id=row.printer_id,
         model=row.model,
         assigned_printer=row.assigned_printer,
@@ -219,6 +222,7 @@ def job_view(row: Job) -> JobView:
 def job_creation_columns(view: JobView) -> dict[str, object]:
     """Every JobView field, as the columns of a new row."""
     return {
+        "owner_id": view.submitter,
         "id": view.id,
         "created_at": view.created_at,
         "start_by": view.start_by,

@@ -457,6 +457,17 @@ class Store:
             )
             return True
 
+    async def shares_of(self, printer_id: str) -> list[tuple[UserRecord, ShareRole]]:
+        """Who the printer is shared with, and as what, by e-mail address."""
+        async with self._transaction(write=False) as session:
+            rows = await session.execute(
+                select(User, PrinterShare.role)
+                .join(PrinterShare, PrinterShare.user_id == User.id)
+                .where(PrinterShare.printer_id == printer_id)
+                .order_by(User.email)
+            )
+            return [(user_record(user), role) for user, role in rows]
+
     async def printers_for_user(self, user_id: str) -> list[PrinterAccess]:
         """The printers a user owns or has a share of, with the user's role, by printer id."""
         visible = or_(Printer.owner_id == user_id, PrinterShare.user_id.is_not(None))
@@ -479,6 +490,24 @@ class Store:
                 select(PrinterShare.user_id).where(PrinterShare.printer_id == printer_id)
             )
             return frozenset({owner, *shared})
+
+    async def printer_operators(self) -> list[tuple[PrinterRecord, frozenset[str]]]:
+        """Every printer, by id, with the users who may operate it: its owner and every user
+        it is shared with as operator (two queries, whatever the fleet's size)."""
+        async with self._transaction(write=False) as session:
+            printers = list(await session.scalars(select(Printer).order_by(Printer.id)))
+            shares = await session.execute(
+                select(PrinterShare.printer_id, PrinterShare.user_id).where(
+                    PrinterShare.role == ShareRole.OPERATOR
+                )
+            )
+            operators: dict[str, set[str]] = {}
+            for printer_id, user_id in shares:
+                operators.setdefault(printer_id, set()).add(user_id)
+            return [
+                (printer_record(row), frozenset({row.owner_id, *operators.get(row.id, ())}))
+                for row in printers
+            ]
 
     async def printer_role(self, printer_id: str, user_id: str) -> Role | None:
         """What ``user_id`` may do with the printer, or None if it may not even see it."""
@@ -573,11 +602,11 @@ class Store:
             start_by=start_by,
             state=JobState.QUEUED,
             sha256=sha256,
+            submitter=owner_id,
             printer_id=printer_id,
             model=model,
         )
         details = {
-            "owner_id": owner_id,
             "file_id": file_id,
             "name": name,
             "notify_completion": notify_completion,
