@@ -31,6 +31,7 @@ from printfleet.cloud.dispatcher import (
     Conflict,
     Dispatcher,
     JobRepository,
+    PrinterRoster,
     StoredJob,
     cloud_ms,
     stage_name,
@@ -40,7 +41,7 @@ from printfleet.cloud.fleet_view import Kind as MessageKind
 from printfleet.cloud.link import LinkSupervisor
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.store import Store, new_id, open_store
-from printfleet.cloud.store_jobs import StoreJobs
+from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
 from printfleet.protocol.dispatch import DispatchPolicy, JobChange, JobView
 from printfleet.protocol.gate import GateSettings
 from printfleet.protocol.issuer import CommandIssuer
@@ -51,6 +52,7 @@ from printfleet.sim.gcode import SimulatedPrint
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
 from printfleet.testing import MosquittoBroker, PostgresServer
+from printfleet.testing.roster import MemoryRoster
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ GCODE = make_sample_gcode(4, heat=False).encode()
 SHA256 = hashlib.sha256(GCODE).hexdigest()
 PLATE_CLEAR_OPTION = "The plate is clear"
 FRESH_REPORT_MS = 2_000
+USER = "user"
+"""The one person asking for prints in a world (their printers are all theirs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +297,7 @@ class ChaosCloud:
         jobs: DispatchPoint,
         issuer: CommandIssuer,
         *,
+        roster: PrinterRoster,
         file_url: Callable[[StoredJob, str], str],
         recorder: HistoryRecorder,
         settings: WorldSettings,
@@ -316,6 +321,7 @@ class ChaosCloud:
             self.fleet,
             self.link_out,
             issuer,
+            roster=roster,
             file_url=file_url,
             on_change=self._notify,
             policy=self.policy,
@@ -471,6 +477,7 @@ class World:
                 start_by=now + int(window_s * 1000),
                 state=JobState.QUEUED,
                 sha256=SHA256,
+                submitter=USER,
                 printer_id=printer_id,
             )
             key = request_id if self.settings.safeguards else None
@@ -493,7 +500,7 @@ class World:
         delay = 0.1
         while True:
             try:
-                return await self.jobs.create(view, owner="user", key=key)
+                return await self.jobs.create(view, owner=USER, key=key)
             except Exception:  # noqa: BLE001 - any store failure: the user's app retries
                 log.info("job creation failed; retrying in %.1f s", delay)
             await asyncio.sleep(delay)
@@ -676,6 +683,10 @@ async def running_world(
         postgres = None
         url = None
         jobs: JobStore = ChaosJobs()
+        tenants = MemoryRoster()
+        for printer_id, model in models.items():
+            tenants.add(printer_id, model, USER)
+        roster: PrinterRoster = tenants
         if settings.database == "postgres":
             postgres = await asyncio.to_thread(PostgresServer().start)
             stack.callback(postgres.close)
@@ -683,6 +694,7 @@ async def running_world(
             stored = await StoreBackedJobs.open(url, models)
             stack.push_async_callback(stored.close)
             jobs = stored
+            roster = StoreRoster(stored.store)
         files = stack.enter_context(_file_server())
         proxy_in = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
         proxy_out = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
@@ -694,6 +706,7 @@ async def running_world(
                 BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy_out.port}"),
                 dispatch_point,
                 issuer,
+                roster=roster,
                 file_url=lambda job, printer_id: f"{files}/{stage_name(job.view.id)}",
                 recorder=recorder,
                 settings=settings,
