@@ -538,7 +538,11 @@ def print_(
     ],
     printer: Annotated[str | None, typer.Option(help="Print on this printer.")] = None,
     model: Annotated[
-        str | None, typer.Option(help="Print on whichever printer of this model is free first.")
+        str | None,
+        typer.Option(
+            help="Print on whichever printer of this model that you may operate (yours, or "
+            "shared with you as operator) is free first."
+        ),
     ] = None,
     start_within: Annotated[
         str | None,
@@ -561,7 +565,8 @@ def print_(
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Print a file on a printer, or on any printer of a model; or, with --lan, directly.
+    """Print a file on a printer, or on any printer of a model you may operate; or, with --lan,
+    directly.
 
     The job waits (at most --start-within) until the printer is free and its plate is known
     to be clear; a printer without a plate sensor asks for `printfleet confirm-plate`.

@@ -107,7 +107,7 @@ CASES = [
     # Only the owner sees who else may use the printer, and takes a share away (Dave's, from
     # the row above).
     Case("GET", "/api/v1/printers/{printer}/shares", 200, 404, 403, 200),
-    Case("DELETE", "/api/v1/printers/{printer}/shares/dave@example.org", 200, 404, 403, 403),
+    Case("DELETE", "/api/v1/printers/{printer}/shares/{dave}", 200, 404, 403, 403),
     Case("POST", "/api/v1/printers/{printer}/confirm-plate", 202, 404, 403, 403),
     Case(
         "PUT",
@@ -217,6 +217,7 @@ async def _world(cloud: Running) -> World:
     ids = world.ids
     ids["spare_token"] = spare.json()["id"]
     ids["printer"] = unique("alice")
+    ids["dave"] = "dave@example.org"
     made = await client.post(
         "/api/v1/printers",
         headers=bearer(alice),

@@ -232,11 +232,17 @@ async def printer_state(s: Shop, printer_id: str) -> dict[str, Any]:
 
 
 async def reports(s: Shop, printer_id: str, **wanted: object) -> None:
-    async def matches() -> bool:
-        state = await printer_state(s, printer_id)
-        return all(state[key] == value for key, value in wanted.items())
+    last: dict[str, Any] = {}
 
-    await until(matches, within=30)
+    async def matches() -> bool:
+        last.update(await printer_state(s, printer_id))
+        return all(last[key] == value for key, value in wanted.items())
+
+    try:
+        await until(matches, within=30)
+    except TimeoutError:
+        seen = {key: last.get(key) for key in wanted}
+        raise AssertionError(f"{printer_id} never reported {wanted}; last {seen}") from None
 
 
 @pytest.mark.asyncio

@@ -42,6 +42,10 @@ async def submit_job(
 ) -> JobOut:
     """Queue a print of an uploaded file on a printer, or on any printer of a model.
 
+    A model-wide job means "any printer of that model that I may operate": printers the caller
+    owns or that are shared with them as operator, judged again at every dispatch round, so a
+    share revoked while the job waits takes that printer out of its reach.
+
     The job must start within ``start_within_s`` (default one hour) or it expires, and the
     submitter is told. Retrying with the same ``Idempotency-Key`` is safe: the answer is the
     job the first request created (200 instead of 201); reusing a key for a different

@@ -366,7 +366,9 @@ class NewJob(_Body):
 
     file_id: str
     printer_id: str | None = None
+    """The one printer to print on (you must own it or operate it through a share)."""
     model: str | None = None
+    """Or: any printer of this model that you may operate, at the moment it is chosen."""
     start_within_s: Annotated[int | None, Field(gt=0)] = None
     """How long the job may wait to start; after that it expires and you are told (S2, S7)."""
     notify_completion: bool = False

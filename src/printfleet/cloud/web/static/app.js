@@ -522,6 +522,8 @@ function printerView(main, printerId) {
     clearFault: h("button", { type: "button", class: "danger" }, "Clear thermal fault"),
   };
   const plateCheck = h("input", { type: "checkbox", id: "plate-check" });
+  // The owner's choice is desired state: until the printer reports it, nothing starts there.
+  const plateCheckPending = h("span", { id: "plate-check-pending", class: "pending", role: "status" });
   const history = h("tbody");
   let printer = null;
   let jobs = [];
@@ -560,6 +562,7 @@ function printerView(main, printerId) {
         { class: "setting" },
         plateCheck,
         h("label", { for: "plate-check" }, "Check the plate before every print (recommended)"),
+        plateCheckPending,
       ),
     ),
     h(
@@ -680,6 +683,11 @@ function printerView(main, printerId) {
     buttons.clearFault.hidden = !operator || !printer.fault;
     plateCheck.checked = printer.plate_check;
     plateCheck.disabled = printer.role !== "owner";
+    const pending =
+      printer.plate_check_reported === printer.plate_check
+        ? ""
+        : ` — not yet applied by the printer (it gets it when it is back); nothing starts there until it is`;
+    if (plateCheckPending.textContent !== pending) plateCheckPending.textContent = pending;
     replaceKeepingFocus(history,
       ...jobs.map((j) =>
         h(
@@ -735,7 +743,7 @@ function jobsView(main) {
       {},
       h("legend", {}, "Print on"),
       h("div", { class: "choice" }, byPrinter, h("label", { for: "target-printer" }, "This printer"), printerSelect),
-      h("div", { class: "choice" }, byModel, h("label", { for: "target-model" }, "Any idle printer of model"), modelSelect),
+      h("div", { class: "choice" }, byModel, h("label", { for: "target-model" }, "Any printer you may operate of model"), modelSelect),
     ),
     h("label", { for: "job-within" }, "Start within (or it expires and you are told)"),
     within,
