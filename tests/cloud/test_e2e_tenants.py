@@ -301,3 +301,55 @@ async def test_a_plate_check_turned_on_while_the_printer_was_away_holds_when_it_
             await job_state(s, second, "printing", "completed")
             (start,) = starts_of(commands, second)
             assert start["body"]["plate_check"] is True
+
+
+# -- who may act on a running job ------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_downgraded_operator_loses_the_job_controls_and_the_owner_has_them_all(
+    api_database_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with shop(tmp_path, api_database_url, mosquitto, "yvonne@example.org") as yvonne:
+        xavier = await neighbour(yvonne, "xavier@example.org")
+        zoe = await neighbour(yvonne, "zoe@example.org")
+        hers = await yvonne.printer("x1")
+        share = {"email": "xavier@example.org", "role": "operator"}
+        await yvonne.call("POST", f"/api/v1/printers/{hers.id}/shares", json=share)
+        job_id = await xavier.submit(hers.id, LONG)
+        await job_state(xavier, job_id, "printing")
+
+        # Xavier is made a viewer mid-print: his pause is refused at once.
+        await yvonne.call(
+            "POST",
+            f"/api/v1/printers/{hers.id}/shares",
+            json={"email": "xavier@example.org", "role": "viewer"},
+        )
+        refused = await xavier.client.post(
+            f"/api/v1/jobs/{job_id}/pause", headers={"Authorization": f"Bearer {xavier.token}"}
+        )
+        assert refused.status_code == 403, refused.text
+        assert "may no longer operate" in refused.json()["message"]
+
+        # A stranger does not even learn the job exists.
+        hidden = await zoe.client.post(
+            f"/api/v1/jobs/{job_id}/pause", headers={"Authorization": f"Bearer {zoe.token}"}
+        )
+        assert hidden.status_code == 404
+
+        # The printer's owner answers for everything on it: she sees, pauses, resumes, cancels.
+        assert (await yvonne.job(job_id))["state"] == "printing"
+        await yvonne.call("POST", f"/api/v1/jobs/{job_id}/pause")
+        await job_state(yvonne, job_id, "paused")
+        await yvonne.call("POST", f"/api/v1/jobs/{job_id}/resume")
+        await job_state(yvonne, job_id, "printing")
+        async with xavier.feed().open() as feed:
+            cancelled = await yvonne.call("POST", f"/api/v1/jobs/{job_id}/cancel")
+            assert cancelled["state"] == "cancelled"
+            told = await feed.wait_for("job_cancelled", job_id)
+        assert told["data"]["reason"] == f"cancelled by the owner of {hers.id}"
+        await until(lambda: _idle(hers), within=20)
+
+
+async def _idle(printer: Any) -> bool:
+    return bool(printer.hardware.current_print() is None)

@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from argon2 import PasswordHasher
@@ -513,11 +513,39 @@ class CloudService:
         return created
 
     async def job(self, principal: Principal, job_id: str) -> JobRecord:
-        """One of the caller's jobs."""
-        record = await self.store.load_job(job_id)
-        if record.owner_id != principal.user.id:
+        """A job the caller submitted, or one for or on a printer the caller owns.
+
+        A printer's owner answers for everything on it: they see, cancel, pause and resume
+        any job there, whoever submitted it. Anyone else's job is NotFound, as a missing one is.
+        """
+        try:
+            record = await self.store.load_job(job_id)
+        except NotFound:
+            record = None
+        if record is None or not (
+            record.owner_id == principal.user.id or await self._owns_printer_of(principal, record)
+        ):
             raise NotFound(f"no job {job_id}")
         return record
+
+    async def _owns_printer_of(self, principal: Principal, record: JobRecord) -> bool:
+        printer_id = record.view.assigned_printer or record.view.printer_id
+        if printer_id is None:
+            return False
+        return await self.store.printer_role(printer_id, principal.user.id) is Role.OWNER
+
+    async def _may_act_on(self, principal: Principal, record: JobRecord, printer_id: str) -> None:
+        """S1 for commands to a running job: the submitter must still operate its printer now
+        (a share revoked or turned into a viewer's takes the power away at once); the printer's
+        owner always may."""
+        role = await self.store.printer_role(printer_id, principal.user.id)
+        if role is Role.OWNER or (
+            record.owner_id == principal.user.id
+            and role is not None
+            and _RANK[role] >= _RANK[Role.OPERATOR]
+        ):
+            return
+        raise Forbidden(f"you may no longer operate {printer_id}")
 
     async def jobs_for(
         self,
@@ -549,11 +577,16 @@ class CloudService:
         change = dispatch.cancel(record.view)
         if change.event is None:
             raise InvalidRequest(f"the job is already {record.view.state.value}")
+        view = change.job
+        if record.owner_id != principal.user.id:
+            # The printer's owner stopped someone else's job: its submitter is told who.
+            printer = record.view.assigned_printer or record.view.printer_id
+            view = replace(view, reason=f"cancelled by the owner of {printer}")
         ended = await self.store.record_terminal(
-            change.job,
+            view,
             expected_version=record.version,
             actor=Actor.user(principal.user.id),
-            detail={"reason": "cancelled by user"},
+            detail={"reason": view.reason},
         )
         if self.job_listener is not None:
             await self.job_listener(ended, JobEvent.CANCELLED)
@@ -576,6 +609,8 @@ class CloudService:
         record = await self.job(principal, job_id)
         wanted = JobState.PRINTING if pause else JobState.PAUSED
         printer_id = record.view.assigned_printer
+        if printer_id is not None:
+            await self._may_act_on(principal, record, printer_id)
         if record.view.state is not wanted or printer_id is None:
             raise InvalidRequest(f"the job is {record.view.state.value}")
         now = self._clock_ms()
