@@ -15,7 +15,7 @@ from printfleet.protocol.gate import (
     StartPrint,
 )
 from printfleet.protocol.issuer import CommandIssuer
-from printfleet.protocol.journal import Journal, JournalRecord
+from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
 from printfleet.protocol.messages import (
     CommandBase,
     Heater,
@@ -491,3 +491,14 @@ def test_plate_status_is_reported(
         PlateReading.UNKNOWN: PlateStatus.NEEDS_CONFIRMATION,
     }[reading]
     assert printer.state.plate_status() is expected
+
+
+def test_a_plate_check_setting_sent_again_is_answered_with_the_state_and_alerts_nobody(
+    printer: PrinterCore, issuer: CommandIssuer
+) -> None:
+    on = issuer.set_plate_check("p1", now=NOW + OFFSET, enabled=True, by="the cloud")
+    output = send(printer, on)
+    assert output.decision.accepted
+    kinds = [type(event.body).__name__ for event in output.events]
+    assert kinds == ["AckBody", "PrinterStateBody"]
+    assert [r.kind for r in output.records] == [RecordKind.COMMAND_SEEN]

@@ -206,6 +206,8 @@ class GateDecision:
     records: tuple[JournalRecord, ...] = ()
     actions: tuple[Action, ...] = ()
     events: tuple[Emit, ...] = ()
+    announce: bool = False
+    """Send the full state even if nothing changed: the cloud needs to hear it again."""
 
 
 def accept(
@@ -214,6 +216,7 @@ def accept(
     records: tuple[JournalRecord, ...] = (),
     actions: tuple[Action, ...] = (),
     events: tuple[Emit, ...] = (),
+    announce: bool = False,
 ) -> GateDecision:
     """An acceptance leading to ``state``."""
     return GateDecision(
@@ -221,6 +224,7 @@ def accept(
         reason=None,
         detail="",
         state=state,
+        announce=announce,
         records=records,
         actions=actions,
         events=events,
@@ -537,6 +541,10 @@ def _on_set_plate_check(ctx: _Context, command: SetPlateCheckCommand) -> GateDec
     if refusal is not None:
         return _refuse_command(ctx.state, command, refusal)
     body = command.body
+    if body.enabled == ctx.state.plate_check:
+        # The cloud re-sends the owner's setting until it sees it reported: a copy that
+        # changes nothing alerts nobody, but the state goes out again so the cloud hears it.
+        return accept(ctx.state, events=(_ack(command),), announce=True)
     word = "on" if body.enabled else "OFF"
     alert = AlertBody(
         kind="plate_check_changed",

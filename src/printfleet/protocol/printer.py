@@ -315,7 +315,7 @@ class PrinterCore:
         for record in decision.records:
             self.journal.apply(record)
         events = [self._event(emit, now_local) for emit in decision.events]
-        if changed:
+        if changed or decision.announce:
             events.append(self.state_event(now_local))
         return Output(decision, tuple(events))
 
