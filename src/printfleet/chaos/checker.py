@@ -1,31 +1,57 @@
-"""The invariant checker: reads a history and names every violation of S1 to S7 with evidence.
+"""The invariant checker: reads a history and names every violation of S1 to S9 with evidence.
 
 It judges from physical truth recorded at each start (was the plate really occupied? had the
-deadline really passed in true time?), never from what the code under test believed.
+deadline really passed in true time?) and from the store's truth recorded at each command's
+issue (could the job's submitter operate that printer then? did its owner want the plate
+checked?), never from what the code under test believed. S10 (identities) is a property of how
+names are made, not of a history: ``tests/protocol/test_identities.py`` and
+``tests/cloud/test_broker_auth.py`` check it.
 """
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from printfleet.chaos.simulation import History
+from printfleet.chaos.simulation import History, PhysicalStart
 from printfleet.protocol.lifecycle import JobState
 
 
 class ViolationKind(StrEnum):
-    """Each kind of broken promise, with the invariant it breaks."""
+    """Each kind of broken promise; its value starts with the invariant it breaks (S1-S9)."""
 
-    UNINTENDED_START = "S1 unintended start"
-    STALE_START = "S2 stale start"
+    UNINTENDED_START = "S1 start nobody asked for"
+    FOREIGN_START = "S1 start on a printer its submitter may not operate"
+    FOREIGN_FILE = "S1 file sent to a printer its submitter may not operate"
+    STALE_START = "S2 start after its deadline"
     LONG_DEADLINE = "S2 deadline beyond the dispatch window"
-    DUPLICATE_START = "S3 duplicate start"
+    DUPLICATE_START = "S3 job started twice"
     BUSY_START = "S4 start on a busy or faulted printer"
     OCCUPIED_PLATE = "S5 start on an occupied plate"
     UNCONFIRMED_PLATE = "S5 start on an unconfirmed plate"
+    PLATE_CHECK_NOT_APPLIED = (
+        "S5 start on an unchecked plate: the owner's plate check had not reached the printer"
+    )
     HEAT_WHILE_FAULTED = "S6 heating with a latched fault"
     NO_TERMINAL_STATE = "S7 job without a terminal state"
     NOT_NOTIFIED = "S7 failure nobody was told of"
     UNVERIFIED_DISPATCH = "S8 command issued without link evidence"
     DELIVERED_AFTER_FAILED_PUBLISH = "S9 command delivered after its publish failed"
+
+    @property
+    def invariant(self) -> str:
+        """The invariant's name, e.g. ``S5``."""
+        return self.value.split(" ", 1)[0]
+
+
+AUTHORITY_KINDS = frozenset({ViolationKind.FOREIGN_START, ViolationKind.FOREIGN_FILE})
+"""S1's half about tenants: who may print where."""
+PLATE_KINDS = frozenset(
+    {
+        ViolationKind.OCCUPIED_PLATE,
+        ViolationKind.UNCONFIRMED_PLATE,
+        ViolationKind.PLATE_CHECK_NOT_APPLIED,
+    }
+)
+"""S5: every way a start can land on a plate not known to be clear."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +62,60 @@ class Violation:
     evidence: str
 
 
+def plate_violation(
+    *,
+    occupied: bool,
+    unconfirmed: bool,
+    printer_checks: bool,
+    owner_wants_check: bool,
+) -> tuple[ViolationKind, str] | None:
+    """S5 for one start, judged with the stricter of the printer's own plate-check setting and
+    its owner's desired setting when the start was issued; None if the start was allowed.
+
+    A plate is uncleared if something lies on it, or if it has no sensor and no person said it
+    was clear since the last start. An owner who turned the check back on while the printer was
+    away still wanted it checked, whatever the printer had been told.
+    """
+    if not (occupied or unconfirmed):
+        return None
+    what = " and ".join(
+        word for word, present in (("occupied", occupied), ("unconfirmed", unconfirmed)) if present
+    )
+    if printer_checks:
+        kind = ViolationKind.OCCUPIED_PLATE if occupied else ViolationKind.UNCONFIRMED_PLATE
+        return kind, f"plate {what}"
+    if owner_wants_check:
+        return ViolationKind.PLATE_CHECK_NOT_APPLIED, f"plate {what}; the printer's check was off"
+    return None
+
+
 def check(
     history: History, *, dispatch_window_ms: int = 30_000, require_terminal: bool = False
 ) -> list[Violation]:
     """Every violation in ``history``. ``require_terminal`` once the run has settled."""
     violations: list[Violation] = []
+    for stage in history.issued.values():
+        if stage.kind == "stage" and stage.sent and not stage.submitter_may_operate:
+            where = f"{stage.printer_id} at t={stage.at} ms, job {stage.job_id}"
+            violations.append(
+                Violation(
+                    ViolationKind.FOREIGN_FILE,
+                    f"{where}: {stage.file_url} handed over for {stage.submitter}",
+                )
+            )
     started: dict[str, str] = {}
     for start in history.starts:
         where = f"{start.printer_id} at t={start.at} ms, job {start.job_id}"
         if start.job_id not in history.intents:
             violations.append(Violation(ViolationKind.UNINTENDED_START, where))
+        issued = history.issued.get(start.command_id or "")
+        if issued is not None and not issued.submitter_may_operate:
+            violations.append(
+                Violation(
+                    ViolationKind.FOREIGN_START,
+                    f"{where}: asked for by {issued.submitter}, issued at t={issued.at} ms",
+                )
+            )
         if start.not_after is not None and start.at > start.not_after:
             late = start.at - start.not_after
             violations.append(Violation(ViolationKind.STALE_START, f"{where}: {late} ms late"))
@@ -63,8 +133,9 @@ def check(
         started.setdefault(start.job_id, start.printer_id)
         if start.printer_busy or start.fault_latched:
             violations.append(Violation(ViolationKind.BUSY_START, where))
-        if start.plate_occupied and start.plate_check:
-            violations.append(Violation(ViolationKind.OCCUPIED_PLATE, where))
+        plate = _plate(start, desired=None if issued is None else issued.desired_plate_check)
+        if plate is not None:
+            violations.append(Violation(plate[0], f"{where}: {plate[1]}"))
         if start.link_verified_at_issue is False:
             violations.append(Violation(ViolationKind.UNVERIFIED_DISPATCH, where))
     violations.extend(
@@ -82,3 +153,13 @@ def check(
                 Violation(ViolationKind.NOT_NOTIFIED, f"job {job_id} ended {state.value}")
             )
     return violations
+
+
+def _plate(start: PhysicalStart, *, desired: bool | None) -> tuple[ViolationKind, str] | None:
+    # A start from the printer's own screen answers to the printer's setting alone.
+    return plate_violation(
+        occupied=start.plate_occupied,
+        unconfirmed=not start.has_plate_sensor and not start.plate_confirmed,
+        printer_checks=start.plate_check,
+        owner_wants_check=bool(desired),
+    )

@@ -1,10 +1,12 @@
 """Seeded fault schedules over the deterministic fleet: thousands a minute, each exactly replayable.
 
-One schedule is a world (link faults drawn from the seed) and a sequence of steps — users
-submitting and cancelling, people clearing plates, links that queue and burst, lie or die,
-heaters failing, printers restarting — followed by a settle phase in which the network heals and
-every job must end. The checker judges the history after every step and at the end.
-The Hypothesis state machines in the test suite drive the same actions.
+One schedule is a world (link faults drawn from the seed) and a sequence of steps — tenants
+submitting and cancelling, for one printer or any of a model, owners sharing and revoking their
+printers and turning plate checks on and off (also while a printer is away), people clearing
+plates, links that queue and burst, lie or die, heaters failing, printers restarting — followed
+by a settle phase in which the network heals and every job must end. The checker judges the
+history after every step and at the end. The Hypothesis state machines in the test suite drive
+the same actions.
 """
 
 import concurrent.futures
@@ -12,21 +14,66 @@ import functools
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from printfleet.chaos.checker import Violation, check
-from printfleet.chaos.simulation import FleetSimulation, LinkFaults
+from printfleet.chaos.simulation import USERS, FleetSimulation, LinkFaults, ShareRole
 
 PRINTER_IDS = ("x1-0", "p1-1", "x1-2")
 SETTLE_LIMIT_MS = 600_000
+
+Away = Literal["link dies", "link queues", "power off"]
+AWAYS: tuple[Away, ...] = ("link dies", "link queues", "power off")
 
 
 # -- the actions, shared with the Hypothesis state machines ------------------------------------
 
 
-def submit(sim: FleetSimulation, printer_id: str | None, window_s: int) -> str:
-    """A user submits a job for one printer, or for any x1."""
+def submit(sim: FleetSimulation, user: str, printer_id: str | None, window_s: int) -> str | None:
+    """``user`` submits a job for one printer, or for any x1 they may operate; None if the API
+    refuses it (a printer, or a model, they may not print on)."""
     model = None if printer_id is not None else "x1"
-    return sim.submit(printer_id=printer_id, model=model, window_ms=window_s * 1_000)
+    return sim.submit(user=user, printer_id=printer_id, model=model, window_ms=window_s * 1_000)
+
+
+def owner_submits(sim: FleetSimulation, printer_id: str, window_s: int) -> str:
+    """The printer's owner submits a job for it (never refused)."""
+    job = submit(sim, sim.tenancy.owners[printer_id], printer_id, window_s)
+    assert job is not None  # noqa: S101 - an owner may always print on their printer
+    return job
+
+
+def share(sim: FleetSimulation, printer_id: str, user: str, role: ShareRole | None) -> None:
+    """The owner shares the printer with ``user`` (``None``: takes the share back)."""
+    if role is None:
+        sim.revoke(printer_id, user)
+    else:
+        sim.share(printer_id, user, role)
+
+
+def plate_check_set_while_away(
+    sim: FleetSimulation, printer_id: str, *, enabled: bool, away: Away, seconds: int
+) -> None:
+    """The printer goes away, its owner turns the plate check on or off, and ``seconds`` later
+    the printer is back (whatever lay on its plate is still there)."""
+    ms = seconds * 1_000
+    match away:
+        case "link dies":
+            sim.link.cut(printer_id, down=True)
+        case "link queues":
+            sim.partition_with_burst(printer_id, ms)
+        case "power off":
+            sim.power_off(printer_id)
+    sim.advance(min(ms, 2_000))
+    sim.set_plate_check(printer_id, enabled=enabled)
+    sim.advance(max(0, ms - 2_000))
+    match away:
+        case "link dies":
+            sim.link.cut(printer_id, down=False)
+        case "power off":
+            sim.power_on(printer_id)
+        case "link queues":
+            pass  # the held pile is delivered by itself
 
 
 def person_clears_plate(sim: FleetSimulation, printer_id: str, *, at_screen: bool) -> None:
@@ -38,20 +85,30 @@ def person_clears_plate(sim: FleetSimulation, printer_id: str, *, at_screen: boo
 
 def heater_fails(sim: FleetSimulation, printer_id: str) -> None:
     """A heater misbehaves; the printer's thermal protection latches a fault."""
+    if not sim.printers[printer_id].powered:
+        return
     for event in sim.printers[printer_id].thermal_fault(sim.now, sim.history):
         sim.printer_sends(printer_id, event)
 
 
 def person_clears_fault(sim: FleetSimulation, printer_id: str) -> None:
     """Someone fixes the heater and clears the fault at the printer."""
+    if not sim.printers[printer_id].powered:
+        return
     for event in sim.printers[printer_id].clear_fault(sim.now):
         sim.printer_sends(printer_id, event)
 
 
 def printer_restarts(sim: FleetSimulation, printer_id: str) -> None:
-    """Power cycle mid-whatever."""
+    """Power cycle mid-whatever (a printer that was off simply boots)."""
     for event in sim.printers[printer_id].restart(sim.now, sim.history):
         sim.printer_sends(printer_id, event)
+
+
+def last_prints(sim: FleetSimulation) -> list[str]:
+    """The day ends with every owner's last print, onto whatever the day left behind: a plate
+    nobody cleared, a setting that changed while the printer was away."""
+    return [owner_submits(sim, printer_id, 300) for printer_id in sim.printers]
 
 
 def settle(sim: FleetSimulation) -> None:
@@ -80,6 +137,12 @@ class ScheduleResult:
     jobs: int = 0
     starts: int = 0
     faults_injected: int = 0
+    starts_on_shares: int = 0
+    """Starts on a printer its submitter does not own (an operator share)."""
+    tenancy_changes: int = 0
+    """Shares granted or revoked and plate checks turned on or off."""
+    checks_on_while_away: int = 0
+    """Plate checks turned back on while the printer, its own check off, could not hear it."""
 
     @property
     def ok(self) -> bool:
@@ -97,18 +160,41 @@ def run_schedule(seed: int, *, steps: int = 30, safeguards: bool = True) -> Sche
     )
     sim = FleetSimulation(seed, printers=len(PRINTER_IDS), faults=faults, safeguards=safeguards)
     result = ScheduleResult(seed)
+    # Before the day: owners have shared some printers (and turned some plate checks off).
+    for _ in range(rng.randrange(3)):
+        user, printer_id = rng.choice(USERS), rng.choice(PRINTER_IDS)
+        role: ShareRole = rng.choice(("operator", "viewer"))
+        share(sim, printer_id, user, role)
+        result.steps.append(
+            f"{sim.tenancy.owners[printer_id]} shares {printer_id} with {user} as {role}"
+        )
     sim.advance(12_000)
-    jobs = [submit(sim, PRINTER_IDS[0], 120)]
+    for printer_id in PRINTER_IDS:
+        if rng.random() < 0.25:  # noqa: PLR2004 - one owner in four prints unchecked
+            sim.set_plate_check(printer_id, enabled=False)
+            result.steps.append(f"plate check off for {printer_id}")
+    sim.advance(2_000)
+    jobs = [owner_submits(sim, PRINTER_IDS[0], 120)]
     for _ in range(steps):
         result.steps.append(_random_step(sim, rng, jobs, result))
         result.violations = check(sim.history)
         if result.violations:
             break
     else:
+        jobs.extend(last_prints(sim))
+        result.steps.append("every owner's last print")
         settle(sim)
         result.violations = check(sim.history, require_terminal=True)
     result.jobs = len(jobs)
     result.starts = len(sim.history.starts)
+    result.starts_on_shares = sum(
+        1
+        for start in sim.history.starts
+        if sim.history.submitters.get(start.job_id)
+        not in {None, sim.tenancy.owners[start.printer_id]}
+    )
+    result.tenancy_changes = sim.history.tenancy_changes
+    result.checks_on_while_away = sim.history.checks_on_while_away
     return result
 
 
@@ -132,12 +218,18 @@ def _random_step(
     sim: FleetSimulation, rng: random.Random, jobs: list[str], result: ScheduleResult
 ) -> str:
     printer_id = rng.choice(PRINTER_IDS)
-    match rng.randrange(11):
+    match step := rng.randrange(14):
         case 0 | 1:
-            target = rng.choice((*PRINTER_IDS, None))
+            # Users ask for what the API lets them: a printer they operate, or any x1.
+            user = rng.choice(USERS)
+            mine = [p for p in PRINTER_IDS if sim.tenancy.may_operate(user, p)]
+            target = rng.choice((*mine, None))
             window = rng.randint(5, 180)
-            jobs.append(submit(sim, target, window))
-            return f"submit {target or 'any x1'} within {window}s"
+            job = submit(sim, user, target, window)
+            if job is None:
+                return f"{user} may not print on any x1: refused"
+            jobs.append(job)
+            return f"{user} submits for {target or 'any x1'} within {window}s"
         case 2 | 3:
             ms = rng.randint(100, 25_000)
             sim.advance(ms)
@@ -170,7 +262,7 @@ def _random_step(
                 return f"heater fails on {printer_id}"
             person_clears_fault(sim, printer_id)
             return f"fault cleared on {printer_id}"
-        case _:
+        case 10:
             if _coin(rng) and jobs:
                 job = rng.choice(jobs)
                 sim.cancel(job)
@@ -178,3 +270,29 @@ def _random_step(
             printer_restarts(sim, printer_id)
             result.faults_injected += 1
             return f"{printer_id} restarts"
+        case 11 | 12 | 13 as owner_step:
+            return _owner_step(sim, rng, printer_id, owner_step, result)
+        case _:
+            raise AssertionError(step)
+
+
+def _owner_step(
+    sim: FleetSimulation, rng: random.Random, printer_id: str, step: int, result: ScheduleResult
+) -> str:
+    owner = sim.tenancy.owners[printer_id]
+    if step == 11:  # noqa: PLR2004 - the step numbers of _random_step
+        user = rng.choice(USERS)
+        role: ShareRole | None = rng.choice(("operator", "viewer", None))
+        share(sim, printer_id, user, role)
+        if role is None:
+            return f"{owner} revokes {user}'s share of {printer_id}"
+        return f"{owner} shares {printer_id} with {user} as {role}"
+    enabled = _coin(rng)
+    word = "on" if enabled else "off"
+    if step == 12:  # noqa: PLR2004 - the step numbers of _random_step
+        sim.set_plate_check(printer_id, enabled=enabled)
+        return f"{owner} turns the plate check {word} for {printer_id}"
+    away, seconds = rng.choice(AWAYS), rng.randint(3, 60)
+    plate_check_set_while_away(sim, printer_id, enabled=enabled, away=away, seconds=seconds)
+    result.faults_injected += 1
+    return f"{printer_id} away ({away}, {seconds}s): {owner} turns the plate check {word}"

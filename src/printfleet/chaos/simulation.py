@@ -2,9 +2,13 @@
 
 No sockets and no real clock: one integer of true cloud time advances, messages travel through
 a link that delays, drops, duplicates, reorders and holds them (the 2023 burst), and printers
-keep their own drifting, offset clocks. Every physical start is written to a history with the
-physical truth at that instant, so the checker can judge S1 to S7 from outside the code under
-test. The Hypothesis state machines and ``printfleet chaos sim`` both drive this.
+keep their own drifting, offset clocks. Several tenants own printers and share them (as operators
+or viewers), grant and revoke shares, and turn plate checks on and off, also while a printer is
+away. Every physical start is written to a history with the physical truth at that instant, and
+every stage or start the cloud issues with the store's truth at that instant (could its submitter
+operate the printer? did the owner want the plate checked?), so the checker can judge S1 to S9
+from outside the code under test. The Hypothesis state machines and ``printfleet chaos sim``
+both drive this.
 """
 
 import hashlib
@@ -12,11 +16,18 @@ import heapq
 import itertools
 import random
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
 
 from printfleet.protocol import dispatch
-from printfleet.protocol.dispatch import DispatchPolicy, JobView, LinkEvidence, PrinterView
+from printfleet.protocol.dispatch import (
+    DispatchPolicy,
+    JobView,
+    LinkEvidence,
+    PrinterView,
+    SafetySettings,
+)
 from printfleet.protocol.gate import (
     CancelPrint,
     FetchFile,
@@ -43,6 +54,10 @@ from printfleet.protocol.printer import Output, PrinterCore
 from printfleet.protocol.signing import CommandSigner, CommandVerifier
 
 CLOUD = "cloud"
+USERS = ("ana", "ben", "cai")
+"""The tenants: ana and ben own printers, cai owns none and prints only where shared."""
+OWNERS = ("ana", "ana", "ben")
+"""Printer ``index`` belongs to ``OWNERS[index % 3]``: each owner has an x1 of their own."""
 REPORT_EVERY_MS = 1_000
 """Printers report their full state this often (the real agent's telemetry period)."""
 TIME_SYNC_EVERY_MS = 10_000
@@ -147,7 +162,32 @@ class PhysicalStart:
     printer_busy: bool
     fault_latched: bool
     plate_check: bool
+    """The printer's own plate-check setting at that instant."""
     link_verified_at_issue: bool | None
+    has_plate_sensor: bool = True
+    plate_confirmed: bool = False
+    """A person confirmed the plate clear (at the screen or remotely) since the last start."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCommand:
+    """A stage or start the cloud issued, with the store's truth at that instant (S1, S5)."""
+
+    at: int
+    command_id: str
+    kind: Literal["stage", "start"]
+    printer_id: str
+    job_id: str
+    submitter: str
+    """Who asked for the job, as the user's request said (not as the cloud recorded it)."""
+    submitter_may_operate: bool
+    """Whether the submitter owned the printer or held an operator share at that instant."""
+    desired_plate_check: bool
+    """The owner's plate-check setting at that instant."""
+    sent: bool
+    """Whether it left the cloud (a publish refused for want of link evidence did not)."""
+    file_url: str | None = None
+    """For a stage: the link to the submitter's file that the printer was handed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +213,14 @@ class History:
     heated_while_faulted: list[tuple[int, str]] = field(default_factory=list)
     commands_issued: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
     """Command id -> (issued_at, not_after, link verified when issued)."""
+    submitters: dict[str, str] = field(default_factory=dict)
+    """Job id -> the user who asked for it."""
+    issued: dict[str, IssuedCommand] = field(default_factory=dict)
+    """Command id -> every stage and start, with who could operate and what the owner wanted."""
+    tenancy_changes: int = 0
+    """Shares granted or revoked, plate checks turned on or off: how much the store moved."""
+    checks_on_while_away: int = 0
+    """Plate checks turned back on while the printer, its own check off, could not hear it."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,9 +263,12 @@ class SimPrinter:
         self.stored_records: list[JournalRecord] = []
         # Physical truth, independent of what the core believes.
         self.plate_occupied = False
+        self.confirmed_by_person = False
+        """Someone said the plate is clear since the last start (the checker's S5 witness)."""
         self.printing_job: str | None = None
         self.print_ends_at: int | None = None
         self.fault = False
+        self.powered = True
         self.core = self._fresh_core(has_history=False)
 
     @property
@@ -267,8 +318,11 @@ class SimPrinter:
                                 if command is not None and command.id in history.commands_issued
                                 else None
                             ),
+                            has_plate_sensor=self.has_sensor,
+                            plate_confirmed=self.confirmed_by_person,
                         )
                     )
+                    self.confirmed_by_person = False
                     self.printing_job = job_id
                     self.print_ends_at = now + self.print_ms
                     self.plate_occupied = True
@@ -324,9 +378,12 @@ class SimPrinter:
         if self.printing_job is not None:
             return []
         self.plate_occupied = False
+        if not self.powered:
+            return []
         local = self.clock.local(now)
         self._sense(local)
         if confirm_locally and not self.has_sensor:
+            self.confirmed_by_person = True
             return list(self.core.confirm_plate_locally("person", local).events)
         return [self.core.state_event(local)]
 
@@ -345,12 +402,98 @@ class SimPrinter:
 
     def restart(self, now: int, history: History) -> list[Event]:
         """Power cycle: memory is gone, the journal file survives; a running print is lost."""
+        self.power_off()
+        return self.power_on(now, history)
+
+    def power_off(self) -> None:
+        """The power goes: the running print stops where it is (its part stays on the plate),
+        and the printer hears and says nothing until it is switched on again."""
         self.printing_job = None
         self.print_ends_at = None
+        self.powered = False
+
+    def power_on(self, now: int, history: History) -> list[Event]:
+        """Boot from the journal file: settings and every job acted on are remembered."""
+        del history  # recovery starts nothing
+        self.powered = True
         self.core = self._fresh_core(has_history=True)
         output = self.core.recover(self.clock.local(now))
         self.stored_records.extend(output.records)
         return [*output.events, self.state_event(now)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tenants: who owns which printer, who it is shared with, what each owner chose.
+
+ShareRole = Literal["operator", "viewer"]
+
+
+@dataclass(slots=True)
+class Tenancy:
+    """The store's truth about printers and people; it changes between planning rounds.
+
+    The cloud reads it through a :class:`Roster` at every planning round; the history records
+    it, read directly, at every stage and start, so a cloud that misreads it is caught.
+    """
+
+    owners: dict[str, str]
+    """Printer id -> its owner."""
+    shares: dict[str, dict[str, ShareRole]] = field(default_factory=dict)
+    """Printer id -> user -> role; a viewer may watch but not print."""
+    desired: dict[str, SafetySettings] = field(default_factory=dict)
+    """Printer id -> the safety settings its owner chose (plate check on unless turned off)."""
+
+    def operators(self, printer_id: str) -> frozenset[str]:
+        """The owner and every operator share, now."""
+        shared = self.shares.get(printer_id, {})
+        operators = {user for user, role in shared.items() if role == "operator"}
+        return frozenset({self.owners[printer_id], *operators})
+
+    def settings(self, printer_id: str) -> SafetySettings:
+        """What the owner chose, now."""
+        return self.desired.get(printer_id, SafetySettings())
+
+    def may_operate(self, user: str, printer_id: str) -> bool:
+        """Whether ``user`` may print on ``printer_id`` now."""
+        return user in self.operators(printer_id)
+
+    def share(self, printer_id: str, user: str, role: ShareRole) -> bool:
+        """The owner shares the printer (or changes a share's role); False if nothing changed."""
+        if user == self.owners[printer_id] or self.shares.get(printer_id, {}).get(user) == role:
+            return False
+        self.shares.setdefault(printer_id, {})[user] = role
+        return True
+
+    def revoke(self, printer_id: str, user: str) -> bool:
+        """The owner takes a share back; False if there was none."""
+        return self.shares.get(printer_id, {}).pop(user, None) is not None
+
+    def set_plate_check(self, printer_id: str, *, enabled: bool) -> bool:
+        """The owner turns the plate check on or off; False if it already was."""
+        if self.settings(printer_id).plate_check == enabled:
+            return False
+        self.desired[printer_id] = SafetySettings(plate_check=enabled)
+        return True
+
+
+class Roster(Protocol):
+    """What the cloud reads of the store about a printer at each planning round (a port: tests
+    wrap it to show what the checker catches when the cloud misreads it)."""
+
+    def operators(self, printer_id: str) -> frozenset[str]:
+        """The users who may operate the printer now."""
+        ...
+
+    def settings(self, printer_id: str) -> SafetySettings:
+        """The safety settings its owner chose."""
+        ...
+
+
+Planner = Callable[
+    [int, Iterable[JobView], Mapping[str, PrinterView], LinkEvidence, DispatchPolicy],
+    list[dispatch.Decision],
+]
+"""The shape of :func:`printfleet.protocol.dispatch.plan` (tests wrap it the same way)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,12 +526,19 @@ class FleetSimulation:
         self._new_id = _uuid_factory(self.rng)
         self.issuer = CommandIssuer(self.signer, self._new_id)
         self.jobs: dict[str, JobView] = {}
-        self.views: dict[str, PrinterView] = {}
+        self.heard: dict[str, PrinterView] = {}
+        """What each printer last reported; the store's word is joined in at each round."""
         self.probe_ok_at: int | None = None
         self.printers: dict[str, SimPrinter] = {}
+        self.tenancy = Tenancy(owners={})
+        self.roster: Roster = self.tenancy
+        """What the cloud reads the store through; the checker reads ``tenancy`` itself."""
+        self.planner: Planner = dispatch.plan
+        self._settings_sent: dict[str, tuple[int, SafetySettings]] = {}
         for index in range(printers):
             model = "x1" if index % 2 == 0 else "p1"
             printer_id = f"{model}-{index}"
+            self.tenancy.owners[printer_id] = OWNERS[index % len(OWNERS)]
             self.printers[printer_id] = SimPrinter(
                 printer_id,
                 model,
@@ -406,8 +556,23 @@ class FleetSimulation:
 
     # -- users ----------------------------------------------------------------------------------
 
-    def submit(self, *, printer_id: str | None, model: str | None, window_ms: int) -> str:
-        """A user submits a job for a printer, or for any printer of a model."""
+    def submit(
+        self, *, user: str, printer_id: str | None, model: str | None, window_ms: int
+    ) -> str | None:
+        """``user`` submits a job for a printer, or for any printer of a model.
+
+        None when the API would refuse it: a printer the user may not operate, or a model of
+        which they operate no printer (the rules of ``submit_job``).
+        """
+        if printer_id is not None:
+            allowed = printer_id in self.printers and self.tenancy.may_operate(user, printer_id)
+        else:
+            allowed = any(
+                printer.model == model and self.tenancy.may_operate(user, printer_id)
+                for printer_id, printer in self.printers.items()
+            )
+        if not allowed:
+            return None
         job_id = self._new_id()
         self.jobs[job_id] = JobView(
             id=job_id,
@@ -415,10 +580,12 @@ class FleetSimulation:
             start_by=self.now + window_ms,
             state=JobState.QUEUED,
             sha256=hashlib.sha256(job_id.encode()).hexdigest(),
+            submitter=user,
             printer_id=printer_id,
             model=model,
         )
         self.history.intents[job_id] = self.now
+        self.history.submitters[job_id] = user
         return job_id
 
     def cancel(self, job_id: str) -> None:
@@ -433,11 +600,36 @@ class FleetSimulation:
             self._publish(job.assigned_printer, command)
 
     def confirm_remotely(self, printer_id: str) -> None:
-        """A user presses "plate is clear" in the dashboard (only if it really is)."""
+        """The owner presses "plate is clear" in the dashboard (only if it really is)."""
         printer = self.printers[printer_id]
         if printer.plate_occupied or printer.printing_job is not None:
             return
-        self._publish(printer_id, self.issuer.confirm_plate(printer_id, now=self.now, by="user"))
+        printer.confirmed_by_person = True
+        owner = self.tenancy.owners[printer_id]
+        self._publish(printer_id, self.issuer.confirm_plate(printer_id, now=self.now, by=owner))
+
+    # -- owners ---------------------------------------------------------------------------------
+
+    def share(self, printer_id: str, user: str, role: ShareRole) -> None:
+        """The owner shares a printer with ``user``: as an operator they may print on it."""
+        self.history.tenancy_changes += self.tenancy.share(printer_id, user, role)
+
+    def revoke(self, printer_id: str, user: str) -> None:
+        """The owner takes a share back; it counts from the cloud's next planning round."""
+        self.history.tenancy_changes += self.tenancy.revoke(printer_id, user)
+
+    def set_plate_check(self, printer_id: str, *, enabled: bool) -> None:
+        """The owner turns the plate check on or off: saved as desired state, and nothing more.
+
+        Getting it to the printer, and starting nothing there meanwhile, is the dispatcher's
+        job (as in the cloud's ``set_plate_check`` use case), reachable or not.
+        """
+        changed = self.tenancy.set_plate_check(printer_id, enabled=enabled)
+        self.history.tenancy_changes += changed
+        printer = self.printers[printer_id]
+        reachable = printer.powered and self.link.path_up(printer_id, self.now)
+        if changed and enabled and not printer.core.state.plate_check and not reachable:
+            self.history.checks_on_while_away += 1
 
     # -- the world ------------------------------------------------------------------------------
 
@@ -455,9 +647,13 @@ class FleetSimulation:
                 self._cloud_receives(message.payload)
             else:
                 printer = self.printers[message.to]
+                if not printer.powered:
+                    continue  # nobody listens; nothing is kept for later
                 for event in printer.receive(message.payload, now, self.history):
                     self.printer_sends(printer.printer_id, event)
         for printer in self.printers.values():
+            if not printer.powered:
+                continue
             for event in printer.tick(now, self.history):
                 self.printer_sends(printer.printer_id, event)
             if now - self._last_report.get(printer.printer_id, -(10**9)) >= REPORT_EVERY_MS:
@@ -520,7 +716,7 @@ class FleetSimulation:
         if isinstance(event, PrinterStateEvent):
             body = event.body
             model = self.printers[event.printer_id].model
-            self.views[event.printer_id] = PrinterView(
+            self.heard[event.printer_id] = PrinterView(
                 printer_id=event.printer_id,
                 model=model,
                 online=True,
@@ -532,32 +728,81 @@ class FleetSimulation:
                 cloud_enabled=body.cloud_enabled,
                 job_id=body.job_id,
                 staged=frozenset(body.staged),
+                reported=SafetySettings(plate_check=body.plate_check),
             )
         for job in list(self.jobs.values()):
             change = dispatch.apply_event(job, event, self.now, self.policy)
             if change is not None:
                 self._commit(change)
 
+    def fleet_views(self) -> dict[str, PrinterView]:
+        """Every printer heard from, joined with the store's word as of now (as the real
+        dispatcher's ``views``): who may operate it, which settings it must apply."""
+        views = {}
+        for printer_id, view in self.heard.items():
+            desired = self.roster.settings(printer_id)
+            sent = self._settings_sent.get(printer_id)
+            views[printer_id] = replace(
+                view,
+                operators=self.roster.operators(printer_id),
+                desired=desired,
+                # Pacing holds only for the same settings: an owner's change goes out now.
+                settings_sent_at=sent[0] if sent is not None and sent[1] == desired else None,
+            )
+        return views
+
+    def _issued(
+        self, kind: Literal["stage", "start"], command: CommandBase, *, sent: bool, url: str = ""
+    ) -> None:
+        # The store's truth, read here and not through the roster the cloud was given.
+        printer_id, job_id = command.printer_id, command.job_id or ""
+        submitter = self.history.submitters.get(job_id, "")
+        self.history.issued[command.id] = IssuedCommand(
+            at=self.now,
+            command_id=command.id,
+            kind=kind,
+            printer_id=printer_id,
+            job_id=job_id,
+            submitter=submitter,
+            submitter_may_operate=self.tenancy.may_operate(submitter, printer_id),
+            desired_plate_check=self.tenancy.settings(printer_id).plate_check,
+            sent=sent,
+            file_url=url or None,
+        )
+
     def _dispatch(self) -> None:
-        decisions = dispatch.plan(
-            self.now, self.jobs.values(), self.views, self._link_evidence(), self.policy
+        decisions = self.planner(
+            self.now, self.jobs.values(), self.fleet_views(), self._link_evidence(), self.policy
         )
         for decision in decisions:
+            if isinstance(decision, dispatch.ApplySettings):
+                setting = self.issuer.set_plate_check(
+                    decision.printer_id,
+                    now=self.now,
+                    enabled=decision.settings.plate_check,
+                    by="the cloud (the owner's setting)",
+                )
+                if self._publish(decision.printer_id, setting):
+                    self._settings_sent[decision.printer_id] = (self.now, decision.settings)
+                continue
             job = self.jobs[decision.job_id]
             match decision:
                 case dispatch.Expire():
                     self._commit(dispatch.expire(job))
                 case dispatch.Stage(printer_id=printer_id):
+                    url = f"sim://files/{job.id}"
                     command = self.issuer.stage(
                         printer_id,
                         job.id,
                         now=self.now,
-                        file_url=f"sim://{job.id}",
+                        file_url=url,
                         sha256=job.sha256,
                         size=1,
                         name="part.gcode",
                     )
-                    if self._publish(printer_id, command):
+                    sent = self._publish(printer_id, command)
+                    self._issued("stage", command, sent=sent, url=url)
+                    if sent:
                         self.jobs[job.id] = dispatch.staged_on(
                             job, printer_id, command.id, self.now
                         )
@@ -569,10 +814,11 @@ class FleetSimulation:
                         not_after=not_after,
                         sha256=job.sha256,
                         name="part.gcode",
+                        plate_check=decision.plate_check,
                     )
                     # Recorded before it is published; a lost ack is settled from the journal.
                     self.jobs[job.id] = dispatch.dispatched(job, start.id, start.not_after)
-                    self._publish(printer_id, start)
+                    self._issued("start", start, sent=self._publish(printer_id, start))
                 case dispatch.QueryJournal(printer_id=printer_id):
                     query = self.issuer.journal_query(printer_id, (job.id,), now=self.now)
                     if self._publish(printer_id, query):
@@ -583,6 +829,10 @@ class FleetSimulation:
                         self.jobs[job.id] = dispatch.cancel_sent(job, self.now)
                 case dispatch.Unassign():
                     self.jobs[job.id] = dispatch.unassigned(job)
+                case dispatch.Withdraw(reason=reason):
+                    self._commit(dispatch.withdraw(job, reason))
+                case dispatch.Waiting(reason=reason):
+                    self.jobs[job.id] = dispatch.waiting(job, reason)
                 case dispatch.PlateNeeded():
                     pass
 
@@ -592,9 +842,22 @@ class FleetSimulation:
         """The printer's link goes down while the MQTT client keeps accepting and queueing."""
         self.link.hold(printer_id, self.now + duration_ms)
 
+    def power_off(self, printer_id: str) -> None:
+        """A printer loses power and stays off (until :meth:`power_on`)."""
+        self.printers[printer_id].power_off()
+
+    def power_on(self, printer_id: str) -> None:
+        """A printer that was off boots from its journal and reports its state."""
+        printer = self.printers[printer_id]
+        if printer.powered:
+            return
+        for event in printer.power_on(self.now, self.history):
+            self.printer_sends(printer_id, event)
+
     def heal(self) -> None:
-        """Networks stop misbehaving (for the final settle)."""
+        """Networks stop misbehaving and printers that were off boot (for the final settle)."""
         self.link.faults = LinkFaults(max_delay_ms=self.link.faults.max_delay_ms)
         self.link_lies = False
         for printer_id in self.printers:
             self.link.cut(printer_id, down=False)
+            self.power_on(printer_id)
