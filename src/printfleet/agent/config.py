@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, model_validator
 
 from printfleet.protocol.identities import PRINTER_ID_PATTERN
 from printfleet.protocol.topics import DEFAULT_PREFIX
@@ -75,6 +75,20 @@ class AgentConfig(BaseModel):
     lan_max_failures: Annotated[int, Field(ge=1)] = 5
     """Wrong access codes one client address may send per ``lan_lockout_s`` before 429."""
     lan_lockout_s: Annotated[float, Field(gt=0)] = 60.0
+    lan_header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """A LAN client has this long to send a whole request head, from connecting or from the
+    end of its previous answer; then it is cut off, however slowly its bytes still arrive."""
+    lan_idle_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """A request body (an upload) that stalls this long is cut off."""
+    lan_max_connections: Annotated[int, Field(ge=1)] = 32
+    """Connections the LAN API keeps open at once; past it a new one replaces the oldest idle
+    connection that never carried the access code, or is refused if there is none."""
+    lan_max_connections_per_address: Annotated[int, Field(ge=1)] = 8
+    """The same, for one client address (trusted proxies are held only to the total)."""
+    lan_trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    """Addresses or networks (``192.168.1.10``, ``10.0.0.0/24``) of reverse proxies whose
+    ``X-Forwarded-For`` names the client; from anyone else the header is ignored. Empty: the
+    client is always the socket's peer."""
     report_retry_s: Annotated[float, Field(gt=0)] = 30.0
     """How often unacknowledged local-job reports are sent again while connected."""
     telemetry_buffer: Annotated[int, Field(ge=1, le=10_000)] = 300

@@ -2,9 +2,12 @@
 
 A small Starlette app served by uvicorn inside the agent's own event loop. Every request must
 carry the printer's access code (compared in constant time); an address that sends too many
-wrong codes is refused with 429 and Retry-After until its window passes. Every action goes
-through the agent's local actions, so the same gate judges it as judges cloud commands (S3-S6).
-Off unless the agent config sets ``lan_listen``.
+wrong codes is refused with 429 and Retry-After until its window passes. The address is the
+socket's peer, or what ``X-Forwarded-For`` says only when the peer is a configured proxy.
+Connections live under a budget and deadlines (``lan_connections``) that clients without the
+code cannot use to keep out one that has it. Every action goes through the agent's local
+actions, so the same gate judges it as judges cloud commands (S3-S6). Off unless the agent
+config sets ``lan_listen``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ from printfleet.agent.lan_client import (
     LanProgress,
     LanStatus,
 )
+from printfleet.agent.lan_connections import (
+    ConnectionBudget,
+    LanServerConfig,
+    connection_of,
+    is_trusted_proxy,
+)
 from printfleet.protocol.messages import StartSource
 
 if TYPE_CHECKING:
@@ -57,7 +66,13 @@ MAX_JSON_BYTES = 16 * 1024
 """Action bodies are a few fields; anything larger is refused before it is parsed."""
 MAX_TRACKED_ADDRESSES = 4096
 """Client addresses whose failures are remembered; the least recently failing go first."""
+MAX_HEAD_BYTES = 8 * 1024
+"""A request head still unfinished after this many bytes is refused with 400: what a client
+without the code can make the printer hold per connection."""
+_KEEP_ALIVE_S = 5
 _SHUTDOWN_S = 2
+# Refusals end the connection, so a client without the code holds no slot after its answer.
+_CLOSE = {"Connection": "close"}
 
 
 class FailureLimiter:
@@ -192,7 +207,7 @@ class LanApi:
                 return JSONResponse(
                     {"detail": "too many wrong access codes; try again later"},
                     status_code=429,
-                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                    headers={"Retry-After": str(max(1, math.ceil(wait))), **_CLOSE},
                 )
             given = request.headers.get(ACCESS_CODE_HEADER, "").encode()
             if not hmac.compare_digest(given, self._code):
@@ -202,7 +217,12 @@ class LanApi:
                     self.agent.config.printer_id,
                     address,
                 )
-                return JSONResponse({"detail": "wrong access code"}, status_code=401)
+                return JSONResponse(
+                    {"detail": "wrong access code"}, status_code=401, headers=_CLOSE
+                )
+            connection = connection_of(request.scope)
+            if connection is not None:
+                connection.authenticated = True
             try:
                 return await endpoint(request)
             except _Rejected as rejected:
@@ -413,17 +433,33 @@ async def serve_lan(agent: PrinterAgent) -> None:
     if listen is None:
         msg = "the LAN API is off: lan_listen is not set"
         raise ValueError(msg)
+    settings = agent.config
     host, port = lan_address(listen)
+    proxies = settings.lan_trusted_proxies
+    budget = ConnectionBudget(
+        settings.lan_max_connections,
+        settings.lan_max_connections_per_address,
+        exempt=lambda address: is_trusted_proxy(address, proxies),
+    )
     listener = _listening_socket(host, port)
     started = asyncio.Event()
-    config = uvicorn.Config(
+    config = LanServerConfig(
         lan_app(agent),
+        budget=budget,
+        header_timeout_s=settings.lan_header_timeout_s,
+        idle_timeout_s=settings.lan_idle_timeout_s,
         log_config=None,
         access_log=False,
         lifespan="off",
         ws="none",
-        http="h11",
-        limit_concurrency=32,
+        # uvicorn trusts X-Forwarded-For from loopback by default (and from FORWARDED_ALLOW_IPS):
+        # off unless proxies are configured, and then from them alone.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=[str(network) for network in proxies],
+        # Its limit answers 503 to everyone while idle sockets fill it; the budget replaces it.
+        limit_concurrency=None,
+        timeout_keep_alive=_KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_graceful_shutdown=_SHUTDOWN_S,
     )
     server = _EmbeddedServer(config, started)
