@@ -36,7 +36,14 @@ from printfleet.cloud.broker_auth import CLOUD_USER
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.dispatcher import StoredJob, cloud_ms
 from printfleet.cloud.embedded_broker import embedded_broker
-from printfleet.cloud.files import DEFAULT_MAX_UPLOAD_BYTES, FileStorage
+from printfleet.cloud.files import (
+    DEFAULT_CHECK_WAIT_S,
+    DEFAULT_CHECK_WORKERS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    ArchiveLimits,
+    FileStorage,
+    UploadChecks,
+)
 from printfleet.cloud.fleet_view import Ingested
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.mosquitto_auth import MosquittoAuthSync
@@ -69,6 +76,8 @@ __all__ = ["KEY_FILE", "Settings", "create_app", "load_or_create_signer", "runni
 
 log = logging.getLogger(__name__)
 
+_ARCHIVE = ArchiveLimits()
+
 KEY_FILE = "cloud-signing.key"
 """The cloud's Ed25519 private key in the data directory: 32 raw bytes, mode 0600. Printers
 pin its public half; replicas must share the file."""
@@ -86,6 +95,12 @@ class Settings(BaseModel):
         "printer_broker_url": "PRINTFLEET_PRINTER_BROKER_URL",
         "public_url": "PRINTFLEET_PUBLIC_URL",
         "max_upload_bytes": "PRINTFLEET_MAX_UPLOAD_BYTES",
+        "max_archive_members": "PRINTFLEET_MAX_ARCHIVE_MEMBERS",
+        "max_member_unpacked_bytes": "PRINTFLEET_MAX_MEMBER_UNPACKED_BYTES",
+        "max_unpacked_bytes": "PRINTFLEET_MAX_UNPACKED_BYTES",
+        "max_compression_ratio": "PRINTFLEET_MAX_COMPRESSION_RATIO",
+        "upload_check_workers": "PRINTFLEET_UPLOAD_CHECK_WORKERS",
+        "upload_check_wait_s": "PRINTFLEET_UPLOAD_CHECK_WAIT_S",
         "open_registration": "PRINTFLEET_OPEN_REGISTRATION",
         "admission": "PRINTFLEET_ADMISSION",
         "max_concurrent_requests": "PRINTFLEET_MAX_CONCURRENT_REQUESTS",
@@ -112,6 +127,20 @@ class Settings(BaseModel):
     public_url: str = "http://127.0.0.1:8000"
     """Where printers reach this server to fetch files (scheme, host, port, no trailing /)."""
     max_upload_bytes: Annotated[int, Field(gt=0)] = DEFAULT_MAX_UPLOAD_BYTES
+    max_archive_members: Annotated[int, Field(gt=0)] = _ARCHIVE.max_members
+    """Files a ``.gcode.3mf`` may hold (1024); more: 422."""
+    max_member_unpacked_bytes: Annotated[int, Field(gt=0)] = _ARCHIVE.max_member_bytes
+    """What one file in a ``.gcode.3mf`` may unpack to (256 MiB); more: 413."""
+    max_unpacked_bytes: Annotated[int, Field(gt=0)] = _ARCHIVE.max_total_bytes
+    """What a whole ``.gcode.3mf`` may unpack to (512 MiB); more: 413."""
+    max_compression_ratio: Annotated[float, Field(ge=1)] = _ARCHIVE.max_ratio
+    """Unpacked over packed size, per file in a ``.gcode.3mf`` and for all of it (100); more:
+    422, a decompression bomb. Each cap is checked before inflating and while inflating."""
+    upload_check_workers: Annotated[int, Field(ge=1)] = DEFAULT_CHECK_WORKERS
+    """Uploads whose contents are checked at once (2), in threads of their own, apart from the
+    default executor that password hashing uses."""
+    upload_check_wait_s: Annotated[float, Field(ge=0)] = DEFAULT_CHECK_WAIT_S
+    """How long an upload waits for a check turn (10 s) before 503 with Retry-After."""
     open_registration: bool = False
     """Anyone may create an account. Off: only the first account can be made over HTTP."""
     probe_interval_s: Annotated[float, Field(gt=0)] = 2.0
@@ -299,7 +328,19 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
         if broker_url is None:
             broker_url = (await stack.enter_async_context(embedded_broker())).url
         broker = BrokerAddress.parse(broker_url)
-        files = FileStorage(data_dir / "files", store, max_bytes=settings.max_upload_bytes)
+        files = FileStorage(
+            data_dir / "files",
+            store,
+            max_bytes=settings.max_upload_bytes,
+            limits=ArchiveLimits(
+                max_members=settings.max_archive_members,
+                max_member_bytes=settings.max_member_unpacked_bytes,
+                max_total_bytes=settings.max_unpacked_bytes,
+                max_ratio=settings.max_compression_ratio,
+            ),
+            checks=UploadChecks(settings.upload_check_workers, settings.upload_check_wait_s),
+        )
+        stack.callback(files.close)
         await files.prepare()
         issuer = CommandIssuer(signer, new_id)
         service = CloudService(

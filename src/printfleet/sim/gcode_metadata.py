@@ -1,7 +1,8 @@
 """Slicer comments in G-code: estimated time, layers, filament — for the runner and for uploads.
 
-No I/O: callers pass lines (an open text file, a list, any iterable of str), so the cloud can reuse
-`parse_metadata` on an upload stream as is.
+No I/O: callers pass lines (an open text file, a list, any iterable of str) to `parse_metadata`,
+or whole blocks of lines to a `MetadataReader`, which is how the cloud reads an upload: a block at
+a time, with only the comments that can matter looked at in Python.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from enum import StrEnum
 
 __all__ = [
     "GcodeMetadata",
+    "MetadataReader",
     "SlicerComment",
     "SlicerCommentKind",
     "comment_of",
@@ -78,6 +80,12 @@ _FILAMENT_G = re.compile(
     re.IGNORECASE,
 )
 _CURA_FILAMENT = re.compile(rf"Filament used:\s*({_NUMBER})m?((?:\s*,\s*{_NUMBER}m?)*)")
+_MAYBE_SLICER_COMMENT = re.compile(
+    r"^[^;\n]*;([^\n]*?(?:layer|time|filament)[^\n]*)", re.IGNORECASE | re.MULTILINE
+)
+"""The comment of each line that mentions a word every pattern above contains (case-insensitively,
+as the loosest of them), so the rest never costs a Python call: a superset of what
+`read_slicer_comment` recognises."""
 
 
 def parse_duration(text: str) -> float | None:
@@ -137,49 +145,73 @@ def comment_of(line: str) -> str | None:
     return comment if sep else None
 
 
-def parse_metadata(lines: Iterable[str]) -> GcodeMetadata:
-    """Read a whole G-code file's slicer metadata in one streaming pass.
+class MetadataReader:
+    """Slicer metadata read in one streaming pass, a line or a block of whole lines at a time.
 
     Slicers put some facts at the top and some at the end (PrusaSlicer writes its time estimate
-    after the last move), so every line is read, but only one at a time. Without a total-layers
-    comment the layer count is the number of layer-change markers, if any.
+    after the last move), so every line is read, but only one block at a time. Without a
+    total-layers comment the layer count is the number of layer-change markers, if any.
     """
-    estimated: float | None = None
-    total_layers: int | None = None
-    filament_mm: float | None = None
-    filament_g: float | None = None
-    layer_markers = 0
-    marker_kind: SlicerCommentKind | None = None
-    for line in lines:
+
+    def __init__(self) -> None:
+        self._estimated: float | None = None
+        self._total_layers: int | None = None
+        self._filament_mm: float | None = None
+        self._filament_g: float | None = None
+        self._layer_markers = 0
+        self._marker_kind: SlicerCommentKind | None = None
+
+    def feed_line(self, line: str) -> None:
+        """Read one line."""
         comment = comment_of(line)
-        if comment is None:
-            continue
-        found = read_slicer_comment(comment)
+        if comment is not None:
+            self._note(read_slicer_comment(comment))
+
+    def feed_lines(self, text: str) -> None:
+        """Read a block of whole lines (``\\n``-separated; the last may lack its newline)."""
+        # One C-level scan of the block; a file of millions of moves costs no Python per line.
+        for match in _MAYBE_SLICER_COMMENT.finditer(text):
+            self._note(read_slicer_comment(match[1]))
+
+    def _note(self, found: SlicerComment | None) -> None:
         if found is None:
-            continue
+            return
         match found.kind:
             case SlicerCommentKind.ESTIMATED_TIME:
                 # The first estimate wins: a file that states two (normal and a later summary)
                 # repeats the same figure.
-                estimated = found.value if estimated is None else estimated
+                if self._estimated is None:
+                    self._estimated = found.value
             case SlicerCommentKind.TOTAL_LAYERS:
-                total_layers = int(found.value)
+                self._total_layers = int(found.value)
             case SlicerCommentKind.LAYER_CHANGE | SlicerCommentKind.LAYER_INDEX:
                 # Count one marker style only, the first seen, in case a post-processor added
                 # the other; Cura's raft layers (negative indices) count like any layer.
-                if marker_kind is None:
-                    marker_kind = found.kind
-                if found.kind is marker_kind:
-                    layer_markers += 1
+                if self._marker_kind is None:
+                    self._marker_kind = found.kind
+                if found.kind is self._marker_kind:
+                    self._layer_markers += 1
             case SlicerCommentKind.FILAMENT_MM:
-                filament_mm = found.value
+                self._filament_mm = found.value
             case SlicerCommentKind.FILAMENT_G:
-                filament_g = found.value
-    if total_layers is None and layer_markers > 0:
-        total_layers = layer_markers
-    return GcodeMetadata(
-        estimated_time_s=estimated,
-        layer_count=total_layers,
-        filament_mm=filament_mm,
-        filament_g=filament_g,
-    )
+                self._filament_g = found.value
+
+    def result(self) -> GcodeMetadata:
+        """What the lines read so far say."""
+        total_layers = self._total_layers
+        if total_layers is None and self._layer_markers > 0:
+            total_layers = self._layer_markers
+        return GcodeMetadata(
+            estimated_time_s=self._estimated,
+            layer_count=total_layers,
+            filament_mm=self._filament_mm,
+            filament_g=self._filament_g,
+        )
+
+
+def parse_metadata(lines: Iterable[str]) -> GcodeMetadata:
+    """Read a whole G-code file's slicer metadata in one streaming pass (see `MetadataReader`)."""
+    reader = MetadataReader()
+    for line in lines:
+        reader.feed_line(line)
+    return reader.result()

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from printfleet.cloud.files import (
+    ChecksBusy,
     InvalidFile,
     MalformedUpload,
     UnsupportedFileType,
@@ -77,9 +78,10 @@ STATUS_OF: dict[type[Exception], tuple[int, str]] = {
     UnsupportedFileType: (415, "unsupported_file_type"),
     InvalidFile: (422, "invalid_file"),
     MalformedUpload: (400, "malformed_upload"),
+    ChecksBusy: (503, "upload_checks_busy"),
 }
 
-_RETRY_LATER = (StoreBusy, StoreUnavailable, PrinterUnreachable)
+_RETRY_LATER = (StoreBusy, StoreUnavailable, PrinterUnreachable, ChecksBusy)
 
 
 def error_response(

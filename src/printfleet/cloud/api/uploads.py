@@ -64,15 +64,30 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
     openapi_extra=_UPLOAD_BODY,
     responses={
         400: {"model": ErrorBody, "description": "Not a multipart body with a file part"},
-        413: {"model": ErrorBody, "description": "Larger than the upload limit"},
+        413: {
+            "model": ErrorBody,
+            "description": "Larger than the upload limit, or a .gcode.3mf that unpacks to more "
+            "than the archive limits",
+        },
         415: {"model": ErrorBody, "description": "Not .gcode or .gcode.3mf"},
+        422: {
+            "model": ErrorBody,
+            "description": "Not G-code, or an archive that is corrupt, a decompression bomb, or "
+            "holds too many or odd members",
+        },
+        503: {
+            "model": ErrorBody,
+            "description": "Every upload check is busy (or the store is); retry after "
+            "Retry-After seconds",
+        },
     },
 )
 async def upload_file(request: Request, principal: Writer, context: Context) -> FileOut:
     """Upload a print file (multipart field ``file``): G-code, or a sliced ``.gcode.3mf``.
 
-    The file is checked (text G-code; a complete archive with a plate's G-code) and its slicer
-    metadata read. A rejected upload leaves nothing behind.
+    The file is checked (text G-code; a complete archive with a plate's G-code, unpacked within
+    the archive limits) and its slicer metadata read, a bounded number at once. A rejected
+    upload leaves nothing behind.
     """
     limit = context.files.max_bytes
     length = request.headers.get("content-length", "")
