@@ -83,6 +83,8 @@ class DemoOptions(BaseModel):
     """About 400 s of hardware time with heating: 40 s at the default speed."""
     submit_sample: bool = True
     """Submit the sample print to the first x1-like printer once everything runs."""
+    outbound_allow: tuple[str, ...] = ()
+    """Internal addresses channels may reach (the cloud's ``outbound_allow``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +301,7 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
         broker_url=options.broker_url,
         public_url=url,
         probe_interval_s=options.probe_interval_s,
+        outbound_allow=options.outbound_allow,
     )
     state_path = data_dir / STATE_FILE
     state = await asyncio.to_thread(_load_state, state_path)

@@ -87,6 +87,9 @@ def settings_for(
         "broker_url": broker_url,
         "open_registration": True,
         "probe_interval_s": 1.0,
+        # Test receivers (webhooks, SMTP) listen on loopback, which channels may not reach
+        # by default; the cloud's own port stays refused whatever this says.
+        "outbound_allow": ("127.0.0.1",),
     }
     values.update(changes)
     return Settings(**values)

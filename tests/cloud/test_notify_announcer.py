@@ -10,10 +10,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import httpx
 import pytest
 from tests.cloud.conftest import FakeClock, Seed
-from tests.cloud.test_notify_support import WebhookReceiver, serve_asgi
+from tests.cloud.test_notify_support import LOOPBACK_ALLOWED, WebhookReceiver, serve_asgi
 
 from printfleet.cloud.notify import (
     AppriseSender,
@@ -24,6 +23,7 @@ from printfleet.cloud.notify import (
     Notifier,
     Subscription,
     WebhookSender,
+    outbound_client,
 )
 from printfleet.cloud.notify.announcer import Announcer
 from printfleet.cloud.store import Actor, ChannelKind, ShareRole, Store
@@ -49,11 +49,11 @@ async def announcing(store: Store) -> AsyncIterator[Announcer]:
     async def ended(outcome: DeliveryOutcome) -> None:
         await announcers[0].delivery_ended(outcome)
 
-    async with httpx.AsyncClient() as client, asyncio.TaskGroup() as group:
+    async with outbound_client(LOOPBACK_ALLOWED) as client, asyncio.TaskGroup() as group:
         notifier = Notifier(
             EventBus(),
             webhooks=WebhookSender(client, max_attempts=1),
-            apprise=AppriseSender(),
+            apprise=AppriseSender(policy=LOOPBACK_ALLOWED),
             on_outcome=ended,
         )
         announcers.append(Announcer(store, notifier))

@@ -41,6 +41,7 @@ def test_the_public_api_is_pinned() -> None:
     assert sorted(notify.__all__) == sorted(
         [
             "ALERT_KINDS",
+            "APPRISE_SERVICES",
             "DEFAULT_SEVERITY",
             "DEFAULT_TOLERANCE_S",
             "DELIVERY_HEADER",
@@ -65,12 +66,15 @@ def test_the_public_api_is_pinned() -> None:
             "Notifier",
             "NotifierStats",
             "NotifyReceipt",
+            "OutboundPolicy",
+            "OutboundRefused",
             "Severity",
             "SignatureError",
             "Subscription",
             "SubscriptionClosed",
             "TooManySubscribersError",
             "WebhookSender",
+            "check_apprise_url",
             "event_stream",
             "format_control",
             "format_event",
@@ -78,11 +82,13 @@ def test_the_public_api_is_pinned() -> None:
             "goes_to_channels",
             "must_tell_submitter",
             "new_notification_id",
+            "outbound_client",
             "parse_retry_after",
             "redact_url",
             "sign",
             "sse_response",
             "verify",
+            "vetted_resolution",
         ]
     )
     for name in notify.__all__:

@@ -6,11 +6,11 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 import stamina
 from blockbuster import BlockBuster, blockbuster_ctx
 from tests.cloud.test_notify_support import (
+    LOOPBACK_ALLOWED,
     Reply,
     SmtpServer,
     WebhookReceiver,
@@ -39,6 +39,7 @@ from printfleet.cloud.notify import (
     NotifyReceipt,
     WebhookSender,
     from_alert,
+    outbound_client,
     verify,
 )
 from printfleet.cloud.notify.notifier import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PENDING
@@ -86,11 +87,13 @@ async def notifier_for(
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> AsyncIterator[Notifier]:
     """A notifier with real senders; not running yet (see :func:`running`)."""
-    async with httpx.AsyncClient() as client:
+    async with outbound_client(LOOPBACK_ALLOWED) as client:
         yield Notifier(
             bus,
             webhooks=WebhookSender(client, on_dead_letter=on_dead_letter, max_attempts=3),
-            apprise=AppriseSender(on_dead_letter=on_dead_letter, timeout_s=5.0),
+            apprise=AppriseSender(
+                on_dead_letter=on_dead_letter, timeout_s=5.0, policy=LOOPBACK_ALLOWED
+            ),
             max_pending=max_pending,
             max_in_flight=max_in_flight,
         )

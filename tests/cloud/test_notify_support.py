@@ -30,6 +30,7 @@ from printfleet.cloud.notify import (
     SIGNATURE_HEADER,
     EventBus,
     Notification,
+    OutboundPolicy,
     SignatureError,
     sse_response,
     verify,
@@ -37,6 +38,10 @@ from printfleet.cloud.notify import (
 from printfleet.testing import free_port
 
 LOOPBACK = "127.0.0.1"
+
+LOOPBACK_ALLOWED = OutboundPolicy([LOOPBACK])
+"""The outbound policy with the test receivers' address on its allow-list: they all listen on
+127.0.0.1, which the policy refuses by default."""
 
 
 @contextlib.asynccontextmanager

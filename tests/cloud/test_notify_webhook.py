@@ -12,7 +12,7 @@ import httpx
 import pytest
 import stamina
 from blockbuster import BlockBuster, blockbuster_ctx
-from tests.cloud.test_notify_support import Reply, WebhookReceiver, serve_asgi
+from tests.cloud.test_notify_support import LOOPBACK_ALLOWED, Reply, WebhookReceiver, serve_asgi
 
 from printfleet.cloud.notify import (
     DELIVERY_HEADER,
@@ -23,6 +23,7 @@ from printfleet.cloud.notify import (
     NotificationKind,
     SignatureError,
     WebhookSender,
+    outbound_client,
     parse_retry_after,
     sign,
     verify,
@@ -74,7 +75,7 @@ async def receiver_and_sender(
 ) -> AsyncIterator[tuple[WebhookReceiver, WebhookSender, DeadLetters, str]]:
     receiver = WebhookReceiver(SECRET, script)
     dead = DeadLetters()
-    async with serve_asgi(receiver.app) as base_url, httpx.AsyncClient() as client:
+    async with serve_asgi(receiver.app) as base_url, outbound_client(LOOPBACK_ALLOWED) as client:
         sender = WebhookSender(client, on_dead_letter=dead, **sender_options)  # type: ignore[arg-type]
         yield receiver, sender, dead, f"{base_url}/hook"
 
@@ -171,7 +172,7 @@ async def test_a_dead_receiver_ends_in_the_dead_letter_sink_after_bounded_attemp
     notification = thermal_fault()
     dead = DeadLetters()
     url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
-    async with httpx.AsyncClient() as client:
+    async with outbound_client(LOOPBACK_ALLOWED) as client:
         sender = WebhookSender(client, on_dead_letter=dead, max_attempts=4)
         result = await sender.deliver(notification, url, SECRET)
     assert not result.delivered
@@ -236,7 +237,7 @@ async def test_redirects_are_not_followed() -> None:
 @pytest.mark.usefixtures("no_backoff")
 async def test_a_url_httpx_cannot_use_is_permanent() -> None:
     dead = DeadLetters()
-    async with httpx.AsyncClient() as client:
+    async with outbound_client(LOOPBACK_ALLOWED) as client:
         sender = WebhookSender(client, on_dead_letter=dead)
         result = await sender.deliver(thermal_fault(), "ftp://127.0.0.1/hook", SECRET)
     assert (result.delivered, result.attempts) == (False, 1)
@@ -310,7 +311,7 @@ async def test_a_failing_dead_letter_sink_is_not_swallowed() -> None:
 
     async with (
         serve_asgi(WebhookReceiver(SECRET, [Reply(410)]).app) as base_url,
-        httpx.AsyncClient() as client,
+        outbound_client(LOOPBACK_ALLOWED) as client,
     ):
         sender = WebhookSender(client, on_dead_letter=broken_store)
         with pytest.raises(RuntimeError, match="database is down"):

@@ -38,6 +38,7 @@ async def demo(fresh_mosquitto: MosquittoBroker, tmp_path: Path) -> AsyncIterato
         telemetry_period_s=0.5,
         probe_interval_s=0.5,
         submit_sample=False,
+        outbound_allow=("127.0.0.1",),  # the settings test's webhook receiver
     )
     async with running_demo(options) as running:
         await running.wait_until_online()

@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-import httpx
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from printfleet import __version__
 from printfleet.agent.config import BrokerAddress
@@ -52,9 +51,12 @@ from printfleet.cloud.notify import (
     DeliveryOutcome,
     EventBus,
     Notifier,
+    OutboundPolicy,
     WebhookSender,
+    outbound_client,
 )
 from printfleet.cloud.notify.announcer import CATCH_UP_S, DELIVERY_LEASE_S, Announcer
+from printfleet.cloud.notify.outbound import parse_allow_list
 from printfleet.cloud.service import CloudService, ServiceSettings
 from printfleet.cloud.store import (
     JobRecord,
@@ -112,6 +114,7 @@ class Settings(BaseModel):
         "telemetry_retention_s": "PRINTFLEET_TELEMETRY_RETENTION_S",
         "mosquitto_auth_dir": "PRINTFLEET_MOSQUITTO_AUTH_DIR",
         "mosquitto_pid_file": "PRINTFLEET_MOSQUITTO_PID_FILE",
+        "outbound_allow": "PRINTFLEET_OUTBOUND_ALLOW",
     }
     """Setting -> environment variable."""
 
@@ -172,6 +175,21 @@ class Settings(BaseModel):
     credentials, user ``printfleet-cloud``."""
     mosquitto_pid_file: Path | None = None
     """Mosquitto's pid file: it is sent SIGHUP to reload the files after each change."""
+    outbound_allow: tuple[str, ...] = ()
+    """Internal destinations webhooks and Apprise channels may reach after all (comma- or
+    space-separated in the variable): networks (``10.20.0.0/16``), addresses (``127.0.0.1``),
+    host names (``hooks.lan``, every address they resolve to), each optionally with one port
+    (``127.0.0.1:2525``, ``[fd00::1]:443``). Empty (the default): only public addresses.
+    Loopback, private, CGNAT, link-local (cloud metadata), unique-local, multicast and
+    unspecified addresses are refused otherwise, and the cloud's own port on this machine
+    always (cloud/notify/outbound.py)."""
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _allow_list(cls, value: object) -> object:
+        if isinstance(value, str | list | tuple):
+            return parse_allow_list(value)
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -412,6 +430,7 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
                 open_registration=settings.open_registration,
                 printer_registered=printer_registered,
                 announcer=announcer,
+                outbound=outbound_policy(settings),
             )
         finally:
             # Dispatch stops first; the stack then ends the event streams, lets deliveries
@@ -449,7 +468,8 @@ async def _start_notifications(
     """The event bus, the notifier and the delivery resender, running until ``stack`` closes;
     job ends a crash left untold are told before this returns (S7)."""
     bus = EventBus()
-    http = await stack.enter_async_context(httpx.AsyncClient())
+    outbound = outbound_policy(settings)
+    http = await stack.enter_async_context(outbound_client(outbound))
     announcers: list[Announcer] = []
 
     async def delivery_ended(outcome: DeliveryOutcome) -> None:
@@ -458,7 +478,10 @@ async def _start_notifications(
         await announcers[0].delivery_ended(outcome)
 
     notifier = Notifier(
-        bus, webhooks=WebhookSender(http), apprise=AppriseSender(), on_outcome=delivery_ended
+        bus,
+        webhooks=WebhookSender(http),
+        apprise=AppriseSender(policy=outbound),
+        on_outcome=delivery_ended,
     )
     announcer = Announcer(store, notifier, delivery_lease_s=settings.delivery_lease_s)
     announcers.append(announcer)
@@ -473,6 +496,12 @@ async def _start_notifications(
     except StoreError:
         log.exception("could not check recent job ends for untold submitters")
     return announcer
+
+
+def outbound_policy(settings: Settings) -> OutboundPolicy:
+    """Where this cloud's channels may connect: public addresses, the operator's allow-list,
+    never the cloud's own port."""
+    return OutboundPolicy(settings.outbound_allow, own_urls=[settings.public_url])
 
 
 def _started(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -3,22 +3,29 @@
 A webhook (a URL and the secret that signs each body) or an Apprise URL (e-mail and the other
 services Apprise reaches). Each user sees and manages only their own channels; another user's
 is 404. Deliveries, including the ones given up on (dead letters), are listed per channel.
+
+A target the outbound policy refuses (an internal address, the cloud's own) is refused here with
+422, and again at every connection, since a name's addresses can change after it was added.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated
-from urllib.parse import urlsplit
 
-import apprise
 from fastapi import APIRouter, Query, status
 
 from printfleet.cloud.api.auth import Reader, Writer
 from printfleet.cloud.api.context import ApiContext, Context
 from printfleet.cloud.api.errors import ERROR_RESPONSES
 from printfleet.cloud.api.schemas import ChannelOut, DeliveryOut, NewChannel, NotificationSent
-from printfleet.cloud.notify import Notification, NotificationKind
+from printfleet.cloud.notify import (
+    Notification,
+    NotificationKind,
+    OutboundPolicy,
+    OutboundRefused,
+    check_apprise_url,
+)
 from printfleet.cloud.notify.announcer import Announcer
 from printfleet.cloud.service import InvalidRequest, Principal
 from printfleet.cloud.store import ChannelKind, ChannelRecord, NotFound
@@ -37,8 +44,13 @@ async def list_channels(principal: Reader, context: Context) -> list[ChannelOut]
 
 @router.post("/channels", status_code=status.HTTP_201_CREATED)
 async def add_channel(body: NewChannel, principal: Writer, context: Context) -> ChannelOut:
-    """Add a webhook (``target`` URL and ``secret``) or an Apprise URL (``mailto://...``)."""
-    await _check_target(body)
+    """Add a webhook (``target`` URL and ``secret``) or an Apprise URL (``mailto://...``).
+
+    The target must lead to an address the outbound policy allows: not loopback, private,
+    link-local (cloud metadata), unique-local, multicast or the cloud's own, unless the
+    operator's allow-list (``PRINTFLEET_OUTBOUND_ALLOW``) names it; 422 names the rule.
+    """
+    await _check_target(body, context.outbound)
     existing = await context.store.channels_for_user(principal.user.id)
     if len(existing) >= MAX_CHANNELS_PER_USER:
         raise InvalidRequest(f"a user may have at most {MAX_CHANNELS_PER_USER} channels")
@@ -99,23 +111,27 @@ def _announcer(context: ApiContext) -> Announcer:
     return context.announcer
 
 
-async def _check_target(body: NewChannel) -> None:
+async def _check_target(body: NewChannel, policy: OutboundPolicy) -> None:
     if body.kind is ChannelKind.WEBHOOK:
-        parts = urlsplit(body.target)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise InvalidRequest("a webhook target is an http:// or https:// URL with a host")
         if body.secret is None:
             raise InvalidRequest("a webhook needs a secret (16+ characters) to sign its bodies")
-        return
-    if body.secret is not None:
-        raise InvalidRequest("only webhooks take a secret; Apprise URLs carry their own")
-    # Apprise loads its plugins on first use, reading files: off the event loop.
-    if not await asyncio.to_thread(_apprise_accepts, body.target):
+        check = policy.check_http_url
+    else:
+        if body.secret is not None:
+            raise InvalidRequest("only webhooks take a secret; Apprise URLs carry their own")
+
+        def check(url: str) -> None:
+            check_apprise_url(url, policy)
+
+    try:
+        # A DNS lookup, and for Apprise a first load of its plugins: off the event loop.
+        await asyncio.to_thread(check, body.target)
+    except OutboundRefused as refused:
+        raise InvalidRequest(str(refused)) from None
+    except ValueError as error:
+        if body.kind is ChannelKind.WEBHOOK:
+            raise InvalidRequest(str(error)) from None
         raise InvalidRequest(
-            "not a URL Apprise can use (see https://github.com/caronc/apprise/wiki), "
+            f"{error} (see https://github.com/caronc/apprise/wiki), "
             "e.g. mailtos://user:password@example.org?to=me@example.org"
-        )
-
-
-def _apprise_accepts(url: str) -> bool:
-    return bool(apprise.Apprise().add(url))
+        ) from None

@@ -7,7 +7,7 @@ a handler names exactly what it uses and mypy checks it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +16,7 @@ from printfleet.cloud.api.metrics import CloudMetrics
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.files import FileStorage
 from printfleet.cloud.notify.announcer import Announcer
+from printfleet.cloud.notify.outbound import OutboundPolicy
 from printfleet.cloud.service import CloudService
 from printfleet.cloud.store import PrinterRecord, Store
 
@@ -35,6 +36,8 @@ class ApiContext:
     """Told of each printer provisioned here (the dispatcher's model lookup)."""
     announcer: Announcer | None = None
     """Notifications: the event bus behind ``/events``, channels and their deliveries."""
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    """Where channels may send to; checked when one is added (and at every connection)."""
 
 
 def get_context(request: Request) -> ApiContext:

@@ -4,10 +4,16 @@ A :class:`Notification` goes through a :class:`Notifier` to the in-process :clas
 (server-sent events for the dashboard, CLI and SDK: :func:`sse_response`) and to each of a
 user's channels: signed webhooks (:class:`WebhookSender`; receivers use :func:`verify`) and
 e-mail or any other Apprise service (:class:`AppriseSender`). Deliveries given up on go to a
-dead-letter sink as :class:`DeadLetter` for the store to keep.
+dead-letter sink as :class:`DeadLetter` for the store to keep. Both kinds of channel connect
+only where the :class:`OutboundPolicy` allows.
 """
 
-from printfleet.cloud.notify.apprise_sender import AppriseDelivery, AppriseSender
+from printfleet.cloud.notify.apprise_sender import (
+    APPRISE_SERVICES,
+    AppriseDelivery,
+    AppriseSender,
+    check_apprise_url,
+)
 from printfleet.cloud.notify.bus import (
     BusStats,
     EventBus,
@@ -40,6 +46,12 @@ from printfleet.cloud.notify.notifier import (
     NotifierStats,
     NotifyReceipt,
 )
+from printfleet.cloud.notify.outbound import (
+    OutboundPolicy,
+    OutboundRefused,
+    outbound_client,
+    vetted_resolution,
+)
 from printfleet.cloud.notify.sse import (
     EventStreamResponse,
     event_stream,
@@ -62,6 +74,7 @@ from printfleet.cloud.notify.webhook import (
 
 __all__ = [
     "ALERT_KINDS",
+    "APPRISE_SERVICES",
     "DEFAULT_SEVERITY",
     "DEFAULT_TOLERANCE_S",
     "DELIVERY_HEADER",
@@ -86,12 +99,15 @@ __all__ = [
     "Notifier",
     "NotifierStats",
     "NotifyReceipt",
+    "OutboundPolicy",
+    "OutboundRefused",
     "Severity",
     "SignatureError",
     "Subscription",
     "SubscriptionClosed",
     "TooManySubscribersError",
     "WebhookSender",
+    "check_apprise_url",
     "event_stream",
     "format_control",
     "format_event",
@@ -99,9 +115,11 @@ __all__ = [
     "goes_to_channels",
     "must_tell_submitter",
     "new_notification_id",
+    "outbound_client",
     "parse_retry_after",
     "redact_url",
     "sign",
     "sse_response",
     "verify",
+    "vetted_resolution",
 ]

@@ -1,8 +1,16 @@
 """E-mail and the other Apprise services (ntfy, Telegram, Slack...): one send per URL, off the loop.
 
 Apprise is synchronous and blocking, so each URL is sent in a worker thread (``asyncio.to_thread``)
-and all URLs of one notification go out concurrently. Apprise's own call timeout bounds each send;
-a thread cannot be cancelled, so a send that outlives it is reported as failed and left to finish.
+and all URLs of one notification go out concurrently. The plugins' socket timeouts and the
+sender's own deadline bound each send; a thread cannot be cancelled, so a send that outlives the
+deadline is reported as failed and left to finish.
+
+Only the services in :data:`APPRISE_SERVICES` are used: their plugins connect through
+``requests`` or ``smtplib``, so :func:`~printfleet.cloud.notify.outbound.vetted_resolution` vets
+every connection they make (redirects are not followed either), and where the URL names the
+server (e-mail, JSON/XML/form, self-hosted ntfy, Gotify, Mattermost, Rocket.Chat, Apprise API),
+:func:`check_apprise_url` vets it when the channel is added. Other services, some of which reach
+local sockets or resolve names where no policy can see, are refused.
 
 Plain SMTP to a local relay, without TLS or a login (what a self-hosted set-up and the tests use)::
 
@@ -18,12 +26,14 @@ import contextlib
 import importlib
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from types import MappingProxyType
 
 import apprise
+from apprise.plugins.base import NotifyBase
 
 from printfleet.cloud.notify.model import (
     DeadLetter,
@@ -32,6 +42,7 @@ from printfleet.cloud.notify.model import (
     Severity,
     redact_url,
 )
+from printfleet.cloud.notify.outbound import OutboundPolicy, vetted_resolution
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,99 @@ _NOTIFY_TYPE = MappingProxyType(
 )
 
 
+class Reach(StrEnum):
+    """Where an Apprise service's plugin connects."""
+
+    SMTP = "smtp"
+    """The SMTP server the URL names (or its provider's, for well-known mail domains)."""
+    URL_HOST = "url host"
+    """The host in the URL."""
+    NTFY = "ntfy"
+    """ntfy.sh, or the host in the URL for a private ntfy server."""
+    SERVICE = "service"
+    """The service's own public API host, fixed in the plugin."""
+
+
+APPRISE_SERVICES: Mapping[str, Reach] = MappingProxyType(
+    {
+        **dict.fromkeys(["mailto", "mailtos"], Reach.SMTP),
+        **dict.fromkeys(
+            [
+                *("json", "jsons", "xml", "xmls", "form", "forms"),
+                *("gotify", "gotifys", "mmost", "mmosts"),
+                *("rocket", "rockets", "apprise", "apprises"),
+            ],
+            Reach.URL_HOST,
+        ),
+        **dict.fromkeys(["ntfy", "ntfys"], Reach.NTFY),
+        **dict.fromkeys(
+            ["tgram", "slack", "discord", "pover", "pbul", "gchat", "opsgenie", "pagerduty"],
+            Reach.SERVICE,
+        ),
+    }
+)
+"""The Apprise schemes printfleet sends to, and where each one's plugin connects."""
+
+UNUSABLE = "not a URL Apprise can use"
+
+
+def _schemes(plugin: NotifyBase) -> set[str]:
+    schemes: set[str] = set()
+    for value in (type(plugin).protocol, type(plugin).secure_protocol):
+        if isinstance(value, str):
+            schemes.add(value.lower())
+        elif isinstance(value, (list, tuple)):
+            schemes.update(str(item).lower() for item in value)
+    return schemes
+
+
+def apprise_plugin(url: str, asset: apprise.AppriseAsset | None = None) -> NotifyBase:
+    """Apprise's plugin for ``url``, if it is one printfleet sends to; ``ValueError`` says why
+    not. Blocking the first time (Apprise loads its plugins)."""
+    plugin = apprise.Apprise.instantiate(url, asset=asset)
+    if plugin is None:
+        raise ValueError(UNUSABLE)
+    if not _schemes(plugin) & APPRISE_SERVICES.keys():
+        allowed = ", ".join(f"{scheme}://" for scheme in APPRISE_SERVICES)
+        msg = (
+            f"{plugin.service_name} is not a service printfleet sends to: only those whose "
+            f"connections it can check are ({allowed})"
+        )
+        raise ValueError(msg)
+    # Like webhooks: a message goes to the server its owner named, not to where that server
+    # points next (each hop would be vetted anyway).
+    plugin.redirects = False
+    return plugin
+
+
+def apprise_destination(plugin: NotifyBase) -> tuple[str, int] | None:
+    """The server the plugin connects to when its URL names it; None for a fixed service."""
+    reach = next(
+        APPRISE_SERVICES[scheme] for scheme in _schemes(plugin) if scheme in APPRISE_SERVICES
+    )
+    secure = bool(plugin.secure)
+    default_port = 443 if secure else 80
+    if reach is Reach.SMTP:
+        host = str(getattr(plugin, "smtp_host", "") or plugin.host or "")
+        return host, int(plugin.port or 25)
+    if reach is Reach.URL_HOST or (
+        reach is Reach.NTFY and getattr(plugin, "mode", None) != "cloud"
+    ):
+        return str(plugin.host or ""), int(plugin.port or default_port)
+    return None
+
+
+def check_apprise_url(url: str, policy: OutboundPolicy) -> None:
+    """Refuse an Apprise URL printfleet will not send to: ``ValueError`` for a URL or service
+    it does not use, ``OutboundRefused`` for a server the policy refuses. Blocking."""
+    destination = apprise_destination(apprise_plugin(url))
+    if destination is not None:
+        host, port = destination
+        if not host:
+            raise ValueError(UNUSABLE)
+        policy.check_host(host, port)
+
+
 @dataclass(frozen=True, slots=True)
 class AppriseDelivery:
     """What became of one Apprise URL; ``target`` may hold credentials and stays out of ``repr``."""
@@ -65,12 +169,18 @@ class AppriseSender:
     """Sends notifications through Apprise URLs (``mailto://``, ``ntfy://``, ``tgram://``, ...)."""
 
     def __init__(
-        self, *, timeout_s: float = 30.0, on_dead_letter: DeadLetterSink | None = None
+        self,
+        *,
+        timeout_s: float = 30.0,
+        on_dead_letter: DeadLetterSink | None = None,
+        policy: OutboundPolicy | None = None,
     ) -> None:
+        """``policy`` vets every connection; the default refuses every internal address."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self._timeout_s = timeout_s
         self._on_dead_letter = on_dead_letter
+        self._policy = policy or OutboundPolicy()
         # In memory only: Apprise would otherwise keep per-service state in a cache directory.
         self._asset = apprise.AppriseAsset(storage_mode=apprise.PersistentStoreMode.MEMORY)
 
@@ -97,8 +207,7 @@ class AppriseSender:
 
     async def _send_one(self, notification: Notification, url: str) -> AppriseDelivery:
         try:
-            # A little longer than Apprise's own limit, which should answer first and say which.
-            async with asyncio.timeout(self._timeout_s + 5.0):
+            async with asyncio.timeout(self._timeout_s):
                 delivery = await asyncio.to_thread(self._send_blocking, notification, url)
         except TimeoutError:
             delivery = AppriseDelivery(url, delivered=False, reason="no answer in time")
@@ -125,24 +234,25 @@ class AppriseSender:
         return delivery
 
     def _send_blocking(self, notification: Notification, url: str) -> AppriseDelivery:
-        # One Apprise object per URL: its result is then this URL's result, and a bad URL cannot
-        # hide behind a good one.
-        sender = apprise.Apprise(asset=self._asset)
+        # The plugin is called directly, in this thread, rather than through Apprise.notify(),
+        # which may hand it to a pool of its own: the vetting below must see every connection.
         try:
-            if not sender.add(url):
-                return AppriseDelivery(url, delivered=False, reason="not a URL Apprise can use")
-            result = sender.notify(
-                body=notification.text(),
-                title=notification.title,
-                notify_type=_NOTIFY_TYPE[notification.severity],
-                body_format=apprise.NotifyFormat.TEXT,
-                timeout=self._timeout_s,
-            )
-        except Exception as error:  # noqa: BLE001 - plugin code: any error is a failed delivery
-            # The type only: a plugin's message may quote the URL, credentials and all.
-            return AppriseDelivery(
-                url, delivered=False, reason=f"{type(error).__name__} in Apprise"
-            )
-        if result:
-            return AppriseDelivery(url, delivered=True, reason="delivered")
-        return AppriseDelivery(url, delivered=False, reason=f"Apprise: {result.status.name}")
+            plugin = apprise_plugin(url, self._asset)
+        except ValueError as error:
+            return AppriseDelivery(url, delivered=False, reason=str(error))
+        with vetted_resolution(self._policy) as vetting:
+            try:
+                delivered = plugin.notify(
+                    body=notification.text(),
+                    title=notification.title,
+                    notify_type=_NOTIFY_TYPE[notification.severity],
+                    body_format=apprise.NotifyFormat.TEXT,
+                )
+            except Exception as error:  # noqa: BLE001 - plugin code: any error is a failed delivery
+                # The type only: a plugin's message may quote the URL, credentials and all.
+                delivered, reason = False, f"{type(error).__name__} in Apprise"
+            else:
+                reason = "delivered" if delivered else "Apprise: FAILURE"
+        if vetting.refused is not None:
+            delivered, reason = False, f"refused by the outbound policy: {vetting.refused.rule}"
+        return AppriseDelivery(url, delivered=bool(delivered), reason=reason)

@@ -13,6 +13,11 @@ backoff and full jitter (or after ``Retry-After`` when the receiver sends one), 
 ``max_attempts`` times and never past ``deadline_s``. Other statuses are final at once: a 4xx
 will not improve by repeating it, and 410 Gone is how a receiver says "stop". Redirects are not
 followed: a signed body should reach the host its owner registered, and no other.
+
+The client should be :func:`~printfleet.cloud.notify.outbound.outbound_client`, which vets every
+connection against the outbound policy; a refused destination is a permanent failure. Reasons
+name a status or an error class, never what the receiver sent: a receiver's bytes in the
+deliveries list would make the cloud a reader of other people's ports.
 """
 
 import asyncio
@@ -30,6 +35,7 @@ import stamina
 import stamina.instrumentation
 
 from printfleet.cloud.notify.model import DeadLetter, DeadLetterSink, Notification, redact_url
+from printfleet.cloud.notify.outbound import OutboundRefused
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +161,8 @@ _RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.Remote
 
 
 def _describe(error: Exception) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    # The class alone: a message may quote the bytes the other end sent (h11 does).
+    return type(error).__name__
 
 
 class WebhookSender:
@@ -292,6 +298,14 @@ class WebhookSender:
                 retry_after = parse_retry_after(
                     response.headers.get("retry-after"), now=self._clock()
                 )
+        except OutboundRefused as refused:
+            progress.last_reason = f"refused by the outbound policy: {refused.rule}"
+            return DeliveryResult(
+                delivered=False,
+                attempts=progress.attempts,
+                status_code=None,
+                reason=progress.last_reason,
+            )
         except _RETRYABLE_TRANSPORT as error:
             progress.last_reason = _describe(error)
             raise _RetryableError(progress.last_reason) from error
