@@ -1,20 +1,38 @@
-"""Broker security against a real Mosquitto: a printer reaches only its own topics, and no printer
-account can be written as, or beside, a service account (S10)."""
+"""Broker security against a real Mosquitto: a printer reaches only its own topics, no printer
+account can be written as, or beside, a service account, and with client ids bound to usernames
+no login can push another off the broker (S10)."""
 
 import asyncio
 import os
+import re
 import signal
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from tests.cloud.test_api import (
+    _running,
+    _wait_for_login,
+    bearer,
+    eventually,
+    serving,
+    settings_for,
+    sign_up,
+    unique,
+)
 
+from printfleet.agent.config import AgentConfig
+from printfleet.agent.runtime import PrinterAgent
+from printfleet.cloud.app import Settings
 from printfleet.cloud.broker_auth import (
     CLOUD_USER,
+    FILE_MODE,
     AccountRefused,
     BrokerAccount,
     PrinterAccount,
+    cloud_replica,
     hash_password,
     new_secret,
     screen_accounts,
@@ -23,6 +41,7 @@ from printfleet.cloud.broker_auth import (
 )
 from printfleet.protocol.identities import printer_username
 from printfleet.protocol.topics import Topics
+from printfleet.sim.printer import SimulatedPrinter
 from printfleet.testing import MosquittoBroker
 
 TOPICS = Topics()
@@ -213,3 +232,204 @@ async def test_an_old_printer_keeps_its_stored_username_and_only_its_topics(
                 assert (TOPICS.events("p-a"), b"forged event") not in received
             finally:
                 reader.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# Client ids bound to usernames (issue 12): with Mosquitto's use_username_as_clientid, as the
+# README configures it, no login can take another's session, and each cloud replica logs in
+# with an account of its own.
+
+
+@pytest.fixture
+def bound(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A broker on the cloud-written files, client ids bound to usernames; replica ``b``."""
+    passwords, acl = write_mosquitto_files(
+        tmp_path / "auth", CLOUD, [account("p-a"), account("p-b")], cloud_replicas=["b"]
+    )
+    broker = MosquittoBroker(
+        allow_anonymous=False, password_file=passwords, acl_file=acl, username_as_client_id=True
+    )
+    with broker:
+        yield broker
+
+
+def login(broker: MosquittoBroker, username: str, password: str, identifier: str) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        "127.0.0.1",
+        broker.port,
+        username=username,
+        password=password,
+        identifier=identifier,
+        clean_session=True,
+    )
+
+
+async def answers(client: aiomqtt.Client, topic: str) -> None:
+    """The broker acknowledges a QoS 1 publish: the session is alive, not taken over."""
+    await client.publish(topic, b"still here", qos=1, timeout=5)
+
+
+async def pushed_off(client: aiomqtt.Client) -> None:
+    """Until the broker drops ``client``'s session."""
+
+    async def drain() -> None:
+        async for _ in client.messages:
+            pass
+
+    with pytest.raises(aiomqtt.MqttError):
+        await asyncio.wait_for(drain(), 10)
+
+
+@pytest.mark.asyncio
+async def test_no_login_can_push_another_off_when_client_ids_are_bound(
+    bound: MosquittoBroker,
+) -> None:
+    printer_b = (printer_username("p-b"), SECRETS["p-b"])
+    async with (
+        login(bound, printer_username("p-a"), SECRETS["p-a"], "printer.p-a") as printer_a,
+        login(bound, CLOUD_USER, SECRETS["cloud"], "printfleet-cloud.x") as cloud,
+    ):
+        # Printer b's credentials, asking for printer a's client id and then the cloud's.
+        for taken in ("printer.p-a", "printfleet-cloud", "printfleet-cloud.x"):
+            async with login(bound, *printer_b, taken) as impostor:
+                await answers(impostor, TOPICS.presence("p-b"))
+                await answers(printer_a, TOPICS.presence("p-a"))
+                await answers(cloud, TOPICS.presence("p-a"))
+    # The broker gave each login its username as client id, whatever it asked for.
+    log = bound.log_path.read_text()
+    assert re.search(r"New client connected from \S+ as printer\.p-b \(", log)
+    assert not re.search(r"as printer\.p-a \(.*u'printer\.p-b'", log)
+    assert "Client printer.p-a already connected, closing old connection" not in log
+
+
+@pytest.mark.asyncio
+async def test_without_bound_client_ids_a_login_pushes_another_off(
+    secured: MosquittoBroker,
+) -> None:
+    # What the option prevents (a broker configured before issue 12): printer b's credentials
+    # take printer a's session, and printer a's owner is told it went offline.
+    async with (
+        login(secured, printer_username("p-a"), SECRETS["p-a"], "printer.p-a") as victim,
+        login(secured, printer_username("p-b"), SECRETS["p-b"], "printer.p-a"),
+    ):
+        await pushed_off(victim)
+
+
+@pytest.mark.asyncio
+async def test_each_cloud_replica_logs_in_as_itself_and_keeps_its_session(
+    bound: MosquittoBroker, tmp_path: Path
+) -> None:
+    users = [line.split(":")[0] for line in (tmp_path / "auth" / "passwords").read_text().split()]
+    assert users == [CLOUD_USER, "printfleet-cloud.b", "printer.p-a", "printer.p-b"]
+    acl = (tmp_path / "auth" / "acl").read_text()
+    assert f"user printfleet-cloud.b\ntopic readwrite {TOPICS.prefix}/#" in acl
+    received: list[tuple[str, bytes]] = []
+    async with (
+        login(bound, CLOUD_USER, SECRETS["cloud"], "printfleet-cloud.a") as first,
+        login(bound, "printfleet-cloud.b", SECRETS["cloud"], "printfleet-cloud.b") as second,
+        login(bound, printer_username("p-a"), SECRETS["p-a"], "printer.p-a") as printer_a,
+    ):
+        await second.subscribe(TOPICS.all_printers("events"), qos=1)
+        reader = asyncio.create_task(collect(second, received))
+        try:
+            await answers(first, TOPICS.commands("p-a"))
+            await printer_a.publish(TOPICS.events("p-a"), b"to every replica", qos=1)
+            await wait_for(received, (TOPICS.events("p-a"), b"to every replica"))
+            await answers(first, TOPICS.commands("p-a"))
+        finally:
+            reader.cancel()
+    # A replica's name is the cloud's, never a printer's.
+    _, refused = screen_accounts(CLOUD, [PrinterAccount("p-x", "printfleet-cloud.b", "$7$x")])
+    assert [r.reason for r in refused] == [
+        "broker username 'printfleet-cloud.b' is reserved for the service"
+    ]
+    with pytest.raises(AccountRefused, match="cloud replica name"):
+        write_mosquitto_files(tmp_path / "other", CLOUD, cloud_replicas=["B b"])
+
+
+def test_the_written_files_are_readable_by_the_brokers_group_only(tmp_path: Path) -> None:
+    passwords, acl = write(tmp_path / "auth", account("p-a"))
+    for path in (passwords, acl):
+        assert path.stat().st_mode & 0o777 == FILE_MODE == 0o640
+    assert not [p.name for p in (tmp_path / "auth").iterdir() if p.name.startswith(".")]
+
+
+def test_replica_names_come_from_the_environment() -> None:
+    settings = Settings.from_env({"PRINTFLEET_MOSQUITTO_CLOUD_REPLICAS": "eu-1, eu-2,"})
+    assert settings.mosquitto_cloud_replicas == ("eu-1", "eu-2")
+    with pytest.raises(ValueError, match="cloud replica name"):
+        Settings.from_env({"PRINTFLEET_MOSQUITTO_CLOUD_REPLICAS": "EU 1"})
+    assert cloud_replica("printfleet-cloud.eu-1") == "eu-1"
+    assert cloud_replica(CLOUD_USER) == ""
+    assert cloud_replica("printer.p-a") is None
+
+
+@pytest.mark.asyncio
+async def test_two_clouds_and_an_agent_stay_on_a_broker_that_binds_client_ids(
+    tmp_path: Path,
+) -> None:
+    # The first cloud keeps the broker's files, with an account for replica "b"; the second
+    # logs in as that replica. Both links, and the printer's agent, keep their first session.
+    secret = new_secret()
+    auth = tmp_path / "auth"
+    passwords, acl = write_mosquitto_files(auth, BrokerAccount(CLOUD_USER, hash_password(secret)))
+    with MosquittoBroker(
+        allow_anonymous=False, password_file=passwords, acl_file=acl, username_as_client_id=True
+    ) as broker:
+        assert broker.pid is not None
+        pid_file = tmp_path / "mosquitto.pid"
+        pid_file.write_text(f"{broker.pid}\n")
+        first = settings_for(
+            tmp_path / "a",
+            f"sqlite+aiosqlite:///{tmp_path / 'a.sqlite3'}",
+            f"mqtt://{CLOUD_USER}:{secret}@127.0.0.1:{broker.port}",
+            mosquitto_auth_dir=auth,
+            mosquitto_pid_file=pid_file,
+            mosquitto_cloud_replicas=("b",),
+        )
+        second = settings_for(
+            tmp_path / "b",
+            f"sqlite+aiosqlite:///{tmp_path / 'b.sqlite3'}",
+            f"mqtt://printfleet-cloud.b:{secret}@127.0.0.1:{broker.port}",
+        )
+        async with serving(first) as cloud_a, serving(second) as cloud_b:
+            await cloud_a.link_verified()
+            await cloud_b.link_verified()
+            token = await sign_up(cloud_a.client, "ada@example.org")
+            printer_id = unique("p1")
+            provisioned = await cloud_a.client.post(
+                "/api/v1/printers",
+                headers=bearer(token),
+                json={"id": printer_id, "name": "P", "model": "p1"},
+            )
+            assert provisioned.status_code == 201, provisioned.text
+            config = AgentConfig.model_validate(
+                {
+                    **tomllib.loads(provisioned.json()["agent_config"]),
+                    "data_dir": tmp_path / "agent",
+                    "telemetry_period_s": 0.2,
+                }
+            )
+            await _wait_for_login(broker, config)
+            async with (
+                SimulatedPrinter("p1", storage_dir=tmp_path / "sd", time_scale=20) as hardware,
+                _running(PrinterAgent(config, hardware).run()),
+            ):
+
+                async def online() -> bool | None:
+                    answer = await cloud_a.client.get(
+                        f"/api/v1/printers/{printer_id}", headers=bearer(token)
+                    )
+                    return answer.json()["online"] or None
+
+                await eventually(online)
+                await cloud_a.link_verified()
+                await cloud_b.link_verified()
+            for cloud in (cloud_a, cloud_b):
+                assert cloud.context.core is not None
+                assert cloud.context.core.link.state().connects == 1
+        log = broker.log_path.read_text()
+    assert re.search(r"as printfleet-cloud \(", log)
+    assert re.search(r"as printfleet-cloud\.b \(", log)
+    assert re.search(rf"as printer\.{printer_id} \(", log)
+    assert "already connected, closing old connection" not in log

@@ -22,6 +22,10 @@ from printfleet.cloud.store import (
 )
 from printfleet.cloud.store.models import ApiToken
 
+DAY_MS = 24 * 3_600_000
+LATER = T0 + DAY_MS
+"""When the tokens made here expire, unless a test says otherwise."""
+
 # ---------------------------------------------------------------------------------------------
 # Users.
 
@@ -57,14 +61,19 @@ async def test_an_email_address_is_taken_once(store: Store) -> None:
 async def test_a_token_is_kept_only_as_its_digest(store: Store, seed: Seed) -> None:
     token = "pf_" + "s3cr3t" * 8
     record = await store.create_token(
-        seed.owner.id, name="laptop", token=token, scopes=["jobs:write", "jobs:read", "jobs:read"]
+        seed.owner.id,
+        name="laptop",
+        token=token,
+        scopes=["jobs:write", "jobs:read", "jobs:read"],
+        expires_at=LATER,
     )
-    assert (record.name, record.scopes, record.last_used_at, record.revoked_at) == (
-        "laptop",
-        ("jobs:read", "jobs:write"),
-        None,
-        None,
-    )
+    assert (
+        record.name,
+        record.scopes,
+        record.last_used_at,
+        record.revoked_at,
+        record.expires_at,
+    ) == ("laptop", ("jobs:read", "jobs:write"), None, None, LATER)
     async with store.engine.connect() as connection:
         stored = (await connection.execute(select(ApiToken.__table__))).one()._asdict()
     assert stored["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()
@@ -76,7 +85,9 @@ async def test_a_token_is_kept_only_as_its_digest(store: Store, seed: Seed) -> N
 async def test_authentication_notes_use_at_most_once_a_minute(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    record = await store.create_token(seed.owner.id, name="ci", token="t-1", scopes=[])
+    record = await store.create_token(
+        seed.owner.id, name="ci", token="t-1", scopes=[], expires_at=LATER
+    )
     assert await store.authenticate_token("t-2") is None
 
     used = await store.authenticate_token("t-1")
@@ -99,9 +110,13 @@ async def test_authentication_notes_use_at_most_once_a_minute(
 async def test_a_revoked_token_no_longer_authenticates(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    first = await store.create_token(seed.owner.id, name="a", token="t-a", scopes=["x"])
+    first = await store.create_token(
+        seed.owner.id, name="a", token="t-a", scopes=["x"], expires_at=LATER
+    )
     clock.advance(1)
-    second = await store.create_token(seed.owner.id, name="b", token="t-b", scopes=["x"])
+    second = await store.create_token(
+        seed.owner.id, name="b", token="t-b", scopes=["x"], expires_at=LATER
+    )
     revoked = await store.revoke_token(first.id)
     assert revoked.revoked_at == clock.now
     clock.advance(1_000)
@@ -117,10 +132,28 @@ async def test_a_revoked_token_no_longer_authenticates(
 
 
 @pytest.mark.asyncio
+async def test_an_expired_token_is_returned_to_be_refused_and_not_noted_as_used(
+    store: Store, seed: Seed, clock: FakeClock
+) -> None:
+    record = await store.create_token(
+        seed.owner.id, name="ci", token="t-1", scopes=[], expires_at=T0 + 60_000
+    )
+    assert not record.expired(T0 + 59_999)
+    clock.advance(60_000)
+    expired = await store.authenticate_token("t-1")
+    assert expired is not None
+    assert expired.expired(clock.now)
+    # Presented after its end, it was not used: the listing keeps the last real use (none).
+    [listed] = await store.tokens_for_user(seed.owner.id)
+    assert listed.last_used_at is None
+    assert listed.expires_at == T0 + 60_000
+
+
+@pytest.mark.asyncio
 async def test_one_digest_one_token(store: Store, seed: Seed) -> None:
-    await store.create_token(seed.owner.id, name="a", token="same", scopes=[])
+    await store.create_token(seed.owner.id, name="a", token="same", scopes=[], expires_at=LATER)
     with pytest.raises(AlreadyExists):
-        await store.create_token(seed.other.id, name="b", token="same", scopes=[])
+        await store.create_token(seed.other.id, name="b", token="same", scopes=[], expires_at=LATER)
 
 
 # ---------------------------------------------------------------------------------------------

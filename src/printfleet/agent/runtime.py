@@ -38,6 +38,7 @@ from printfleet.agent.hardware import (
 )
 from printfleet.agent.journal_store import JournalFile
 from printfleet.agent.thermal import READING_PERIOD, ThermalFault, ThermalGuard
+from printfleet.log_redaction import redact, redact_tokens_in_logs
 from printfleet.protocol.gate import (
     Action,
     CancelPrint,
@@ -243,6 +244,8 @@ class PrinterAgent:
     async def run(self) -> None:
         """Run every loop until cancelled."""
         name = self.config.printer_id
+        # Staged files' links carry a capability token that httpx would log with each fetch.
+        redact_tokens_in_logs()
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -598,7 +601,8 @@ class PrinterAgent:
         try:
             digest = await self._download(action)
         except (httpx.HTTPError, OSError, ValueError) as error:
-            detail = f"download failed: {error}"
+            # An HTTP error names the URL, token and all; the detail is logged and sent on.
+            detail = f"download failed: {redact(str(error))}"
         else:
             if digest != action.sha256:
                 detail = f"sha256 mismatch: got {digest[:12]}…, expected {action.sha256[:12]}…"

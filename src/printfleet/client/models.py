@@ -71,6 +71,8 @@ class Token(_Model):
     created_at: int
     last_used_at: int | None
     revoked_at: int | None
+    expires_at: int
+    """When the token stops working (cloud ms); the server refuses it with 401 after that."""
 
 
 class IssuedToken(Token):

@@ -31,7 +31,7 @@ from printfleet.cloud.admission import (
 )
 from printfleet.cloud.api import ApiContext, CloudMetrics
 from printfleet.cloud.api.events import EVENTS_PATH
-from printfleet.cloud.broker_auth import CLOUD_USER
+from printfleet.cloud.broker_auth import CLOUD_USER, cloud_replica, cloud_username
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.dispatcher import StoredJob, cloud_ms
 from printfleet.cloud.embedded_broker import embedded_broker
@@ -57,7 +57,13 @@ from printfleet.cloud.notify import (
 )
 from printfleet.cloud.notify.announcer import CATCH_UP_S, DELIVERY_LEASE_S, Announcer
 from printfleet.cloud.notify.outbound import parse_allow_list
-from printfleet.cloud.service import CloudService, ServiceSettings
+from printfleet.cloud.service import (
+    MAX_TOKEN_LIFETIME_S,
+    MIN_TOKEN_LIFETIME_S,
+    TOKEN_LIFETIME_S,
+    CloudService,
+    ServiceSettings,
+)
 from printfleet.cloud.store import (
     JobRecord,
     PrinterRecord,
@@ -66,8 +72,11 @@ from printfleet.cloud.store import (
     new_id,
     open_store,
 )
+from printfleet.cloud.store.engine import make_sqlite_private
+from printfleet.cloud.store.sealing import SECRETS_KEY_FILE, load_or_create_secret_box
 from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
 from printfleet.cloud.telemetry_history import HistoryCollector, HistoryPolicy, TelemetryHistory
+from printfleet.log_redaction import redact_tokens_in_logs
 from printfleet.protocol.dispatch import JobChange
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobEvent
@@ -114,12 +123,15 @@ class Settings(BaseModel):
         "telemetry_retention_s": "PRINTFLEET_TELEMETRY_RETENTION_S",
         "mosquitto_auth_dir": "PRINTFLEET_MOSQUITTO_AUTH_DIR",
         "mosquitto_pid_file": "PRINTFLEET_MOSQUITTO_PID_FILE",
+        "mosquitto_cloud_replicas": "PRINTFLEET_MOSQUITTO_CLOUD_REPLICAS",
+        "token_lifetime_s": "PRINTFLEET_TOKEN_LIFETIME_S",
         "outbound_allow": "PRINTFLEET_OUTBOUND_ALLOW",
     }
     """Setting -> environment variable."""
 
     data_dir: Path = Path(".printfleet/cloud")
-    """The signing key, uploaded files, and the SQLite database unless one is given."""
+    """The signing key, the secrets key, uploaded files, and the SQLite database unless one is
+    given; made private to the cloud's user at start (0700, its files 0600)."""
     database_url: str | None = None
     """SQLite or PostgreSQL (``postgresql+asyncpg://...``); default a SQLite file in data_dir."""
     broker_url: str | None = None
@@ -175,6 +187,26 @@ class Settings(BaseModel):
     credentials, user ``printfleet-cloud``."""
     mosquitto_pid_file: Path | None = None
     """Mosquitto's pid file: it is sent SIGHUP to reload the files after each change."""
+    mosquitto_cloud_replicas: tuple[str, ...] = ()
+    """Other cloud replicas on the same broker (comma-separated names in the environment): each
+    is written an account ``printfleet-cloud.{name}`` with the cloud's password, and logs in
+    with it. Mosquitto's ``use_username_as_clientid`` makes a username its client id, so
+    replicas sharing one would push each other off the broker."""
+    token_lifetime_s: Annotated[int, Field(ge=MIN_TOKEN_LIFETIME_S, le=MAX_TOKEN_LIFETIME_S)] = (
+        TOKEN_LIFETIME_S
+    )
+    """How long a login's API token works (30 days), and a created one that does not say."""
+
+    @field_validator("mosquitto_cloud_replicas", mode="before")
+    @classmethod
+    def _replica_names(cls, value: object) -> object:
+        names = value.split(",") if isinstance(value, str) else value
+        if isinstance(names, list | tuple):
+            names = tuple(str(name).strip() for name in names if str(name).strip())
+            for name in names:
+                cloud_username(name)  # ValueError: says what a name may be
+        return names
+
     outbound_allow: tuple[str, ...] = ()
     """Internal destinations webhooks and Apprise channels may reach after all (comma- or
     space-separated in the variable): networks (``10.20.0.0/16``), addresses (``127.0.0.1``),
@@ -249,6 +281,30 @@ def _create_signer(path: Path) -> CommandSigner:
         temporary.unlink()
     log.info("made a new cloud signing key in %s", path)
     return signer
+
+
+def _make_private(data_dir: Path, url: str) -> None:
+    """The data directory 0700 and a SQLite store's files 0600: they hold the signing key, the
+    secrets key, the database and uploaded files, none of them for other users. Blocking."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_private_tree(data_dir, children=False)
+    for path in make_sqlite_private(url):
+        log.warning("%s was readable by other users; it is 0600 now", path)
+
+
+def _make_private_tree(directory: Path, *, children: bool = True) -> None:
+    # Only directories: every file the cloud writes under them is made 0600 already. Not the
+    # data directory's other children: an operator may keep something there for another user.
+    below = [child for child in directory.iterdir() if child.is_dir()] if children else []
+    for path in (directory, *below):
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            try:
+                path.chmod(mode & 0o700)
+            except PermissionError:
+                log.warning("%s is readable by other users, and not ours to chmod 700", path)
+            else:
+                log.info("%s was open to other users; it is 0700 now", path)
 
 
 def _file_link_secret(signer: CommandSigner) -> bytes:
@@ -333,15 +389,23 @@ class _CoreListeners:
 async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
     """Build the whole cloud, run its MQTT core, and take it all down on exit."""
     data_dir = settings.data_dir
-    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     url = settings.store_url()
-    await upgrade(url)
+    await asyncio.to_thread(_make_private, data_dir, url)
     signer = await asyncio.to_thread(load_or_create_signer, data_dir / KEY_FILE)
+    secrets = await asyncio.to_thread(load_or_create_secret_box, data_dir / SECRETS_KEY_FILE)
+    await upgrade(url, secrets=secrets)
     async with contextlib.AsyncExitStack() as stack:
         store = await open_store(
-            url, pool_size=settings.db_pool_size, pool_timeout_s=settings.db_pool_timeout_s
+            url,
+            pool_size=settings.db_pool_size,
+            pool_timeout_s=settings.db_pool_timeout_s,
+            secrets=secrets,
         )
         stack.push_async_callback(store.close)
+        # Rows kept as given by a tool without the key, or under a key since rotated; a value
+        # no key here opens (a replica with another key file) stops the start, saying so.
+        if sealed := await store.seal_secrets():
+            log.info("sealed the secrets of %d notification channels", sealed)
         broker_url = settings.broker_url
         if broker_url is None:
             broker_url = (await stack.enter_async_context(embedded_broker())).url
@@ -360,6 +424,7 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
         )
         stack.callback(files.close)
         await files.prepare()
+        await asyncio.to_thread(_make_private_tree, files.root)
         issuer = CommandIssuer(signer, new_id)
         service = CloudService(
             store,
@@ -368,6 +433,7 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
             settings=ServiceSettings(
                 public_url=settings.public_url.rstrip("/"),
                 broker_url_for_printers=settings.printer_broker_url or _for_printers(broker),
+                token_lifetime_s=settings.token_lifetime_s,
             ),
             file_secret=_file_link_secret(signer),
         )
@@ -444,17 +510,26 @@ async def _start_auth_sync(
     """With an auth directory set: broker accounts written now and after each provisioning."""
     if settings.mosquitto_auth_dir is None:
         return None
-    if broker.username != CLOUD_USER or not broker.password:
+    own = cloud_replica(broker.username)
+    if own is None or not broker.password:
         msg = (
             f"PRINTFLEET_MOSQUITTO_AUTH_DIR needs the cloud's own broker login in the broker "
-            f"URL: mqtt://{CLOUD_USER}:PASSWORD@host:port"
+            f"URL: mqtt://{CLOUD_USER}:PASSWORD@host:port (or {CLOUD_USER}.REPLICA)"
         )
         raise ValueError(msg)
+    if settings.mosquitto_auth_dir.absolute().is_relative_to(settings.data_dir.absolute()):
+        log.warning(
+            "%s is inside the data directory, which only the cloud's user may enter: Mosquitto, "
+            "running as another user, cannot read the files there",
+            settings.mosquitto_auth_dir,
+        )
+    replicas = {*settings.mosquitto_cloud_replicas, *([own] if own else [])}
     sync = MosquittoAuthSync(
         settings.mosquitto_auth_dir,
         store,
         cloud_password=broker.password,
         pid_file=settings.mosquitto_pid_file,
+        cloud_replicas=sorted(replicas),
     )
     await sync.sync()
     task = _started(sync.run(), "printfleet broker accounts")
@@ -563,6 +638,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 app.state.printfleet = None
 
+    redact_tokens_in_logs()  # printers' file links in the access log
     app = FastAPI(
         title="printfleet",
         version=__version__,

@@ -2,7 +2,9 @@
 
 Log calls that concern a job or a printer pass ``extra={"job_id": ..., "printer_id": ...}``;
 this formatter puts those ids in their own fields, so a log pipeline can answer "everything about
-this job" without parsing messages.
+this job" without parsing messages. It also masks capability tokens (``token=<redacted>``) in
+every line, whichever logger wrote it; :func:`redact_tokens_in_logs` does so for the loggers
+that write request URLs, whatever the format.
 """
 
 import json
@@ -12,10 +14,13 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+from printfleet.log_redaction import redact, redact_tokens_in_logs
+
 __all__ = [
     "CONTEXT_FIELDS",
     "LOG_FORMAT_VARIABLE",
     "JsonLogFormatter",
+    "redact_tokens_in_logs",
     "use_json_logs",
     "wants_json",
 ]
@@ -33,14 +38,14 @@ class JsonLogFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         for name in CONTEXT_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False, default=str)
 
 

@@ -4,7 +4,11 @@ With ``PRINTFLEET_MOSQUITTO_AUTH_DIR`` set, the cloud writes ``passwords`` and `
 (see :mod:`printfleet.cloud.broker_auth`: each printer may use only its own topics) when it
 starts and after every provisioning, then tells Mosquitto to reload them with SIGHUP, reading its
 pid from ``PRINTFLEET_MOSQUITTO_PID_FILE``. Point Mosquitto's ``password_file`` and ``acl_file``
-at the two files. Bursts of provisioning are coalesced into one write and one reload.
+at the two files, and set ``use_username_as_clientid true`` so that no login can take another's
+client id. Cloud replicas named in ``PRINTFLEET_MOSQUITTO_CLOUD_REPLICAS`` get accounts of their
+own (``printfleet-cloud.{name}``, the cloud's password): with client ids bound to usernames,
+replicas sharing one would push each other off the broker. Bursts of provisioning are coalesced
+into one write and one reload.
 
 A stored printer account that must not reach the broker (S10: its username is the cloud's, is
 reserved, or is another printer's — rows from before usernames were derived may hold any of
@@ -19,6 +23,7 @@ import logging
 import os
 import signal
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from printfleet.cloud.broker_auth import (
@@ -54,11 +59,14 @@ class MosquittoAuthSync:
         cloud_password: str,
         pid_file: Path | None = None,
         topics: Topics | None = None,
+        cloud_replicas: Sequence[str] = (),
     ) -> None:
         self.directory = directory
         self.store = store
         self.pid_file = pid_file
         self.topics = topics or Topics()
+        self.cloud_replicas = tuple(sorted(set(cloud_replicas)))
+        """Replicas that log in as ``printfleet-cloud.{name}``, each written an account."""
         # Hashed once: the file is rewritten often, and the salt may as well stay put.
         self._cloud = BrokerAccount(CLOUD_USER, hash_password(cloud_password))
         self._wanted = asyncio.Event()
@@ -80,7 +88,12 @@ class MosquittoAuthSync:
             (PrinterAccount(p.id, p.broker_username, p.broker_password_hash) for p in printers),
         )
         await asyncio.to_thread(
-            write_mosquitto_files, self.directory, self._cloud, kept, self.topics
+            write_mosquitto_files,
+            self.directory,
+            self._cloud,
+            kept,
+            self.topics,
+            cloud_replicas=self.cloud_replicas,
         )
         await asyncio.to_thread(self._reload)
         self.syncs += 1

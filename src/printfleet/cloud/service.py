@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from argon2 import PasswordHasher
@@ -53,6 +54,12 @@ _RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.OWNER: 2}
 JobListener = Callable[[JobRecord, JobEvent | None], Awaitable[None]]
 """Told of each job a person created (event None) or ended (the event), to notify people."""
 ALL_SCOPES = ("read", "write", "admin")
+TOKEN_LIFETIME_S = 30 * 24 * 3_600
+"""How long a token works unless its creator asks otherwise: a login's, or one from POST
+/api/v1/tokens without ``expires_in_s``."""
+MAX_TOKEN_LIFETIME_S = 365 * 24 * 3_600
+"""The longest a created token may ask to work."""
+MIN_TOKEN_LIFETIME_S = 60
 
 
 class Scope(StrEnum):
@@ -69,6 +76,10 @@ class Forbidden(Exception):  # noqa: N818 - reads as the HTTP status it becomes
 
 class InvalidRequest(ValueError):  # noqa: N818 - reads as the HTTP status it becomes
     """The request makes no sense (422), with a message that says why."""
+
+
+class TokenExpired(Exception):  # noqa: N818 - reads as the condition
+    """A bearer token that worked once but has passed its expiry (401, saying so)."""
 
 
 class PrinterUnreachable(Exception):  # noqa: N818 - reads as the condition
@@ -118,6 +129,8 @@ class ServiceSettings:
     public_url: str = "http://127.0.0.1:8000"
     """Where printers fetch staged files."""
     broker_url_for_printers: str = "mqtt://127.0.0.1:1883"
+    token_lifetime_s: int = TOKEN_LIFETIME_S
+    """How long a login's token works, and a created one that does not say."""
     default_start_within_s: int = 3_600
     max_start_within_s: int = 7 * 24 * 3_600
     file_link_ttl_s: int = 3_600
@@ -181,19 +194,43 @@ class CloudService:
         return await self.create_token(user, token_name, (Scope.READ.value, Scope.WRITE.value))
 
     async def create_token(
-        self, user: UserRecord, name: str, scopes: Iterable[str]
+        self,
+        user: UserRecord,
+        name: str,
+        scopes: Iterable[str],
+        *,
+        lifetime_s: int | None = None,
     ) -> tuple[TokenRecord, str]:
-        """A new API token; its value is returned only now."""
+        """A new API token, working for ``lifetime_s`` (default ``settings.token_lifetime_s``;
+        at most :data:`MAX_TOKEN_LIFETIME_S`); its value is returned only now."""
         wanted = set(scopes)
         unknown = wanted - set(ALL_SCOPES)
         if unknown or not wanted:
             raise InvalidRequest(f"scopes must be some of {ALL_SCOPES}, not {sorted(unknown)}")
+        lifetime = self.settings.token_lifetime_s if lifetime_s is None else lifetime_s
+        if not MIN_TOKEN_LIFETIME_S <= lifetime <= MAX_TOKEN_LIFETIME_S:
+            msg = (
+                f"a token may work for {MIN_TOKEN_LIFETIME_S} s to {MAX_TOKEN_LIFETIME_S} s "
+                f"(365 days), not {lifetime} s"
+            )
+            raise InvalidRequest(msg)
         token = "pf_" + secrets.token_urlsafe(32)
-        record = await self.store.create_token(user.id, name=name, token=token, scopes=wanted)
+        record = await self.store.create_token(
+            user.id,
+            name=name,
+            token=token,
+            scopes=wanted,
+            expires_at=self._clock_ms() + lifetime * 1000,
+        )
         return record, token
 
     async def issue_token(
-        self, principal: Principal, name: str, scopes: Iterable[str]
+        self,
+        principal: Principal,
+        name: str,
+        scopes: Iterable[str],
+        *,
+        lifetime_s: int | None = None,
     ) -> tuple[TokenRecord, str]:
         """A new token for the caller, with no scope the caller's own token lacks."""
         principal.require(Scope.WRITE)
@@ -202,7 +239,7 @@ class CloudService:
             # Otherwise a read-only token could mint itself a read/write one.
             extra = sorted(wanted - principal.scopes)
             raise Forbidden(f"this token cannot grant scopes it lacks: {extra}")
-        return await self.create_token(principal.user, name, wanted)
+        return await self.create_token(principal.user, name, wanted, lifetime_s=lifetime_s)
 
     async def tokens_for(self, principal: Principal) -> list[TokenRecord]:
         """The caller's tokens, revoked ones included, oldest first."""
@@ -216,10 +253,18 @@ class CloudService:
         return await self.store.revoke_token(token_id)
 
     async def authenticate(self, token: str) -> Principal | None:
-        """The caller behind a bearer token, if the token is live."""
+        """The caller behind a bearer token, if the token is live; None for an unknown or
+        revoked one. Raises :class:`TokenExpired` for one past its expiry."""
         record = await self.store.authenticate_token(token)
         if record is None:
             return None
+        if record.expired(self._clock_ms()):
+            expired = datetime.fromtimestamp(record.expires_at / 1000, UTC)
+            msg = (
+                f"the token expired at {expired:%Y-%m-%d %H:%M} UTC: log in again, or create "
+                "a new token"
+            )
+            raise TokenExpired(msg)
         return Principal(await self.store.get_user(record.user_id), frozenset(record.scopes))
 
     # -- printers ----------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class MosquittoBroker(ServiceProcess):
         allow_anonymous: bool = True,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        username_as_client_id: bool = False,
         extra_config: Sequence[str] = (),
         binary: Path | None = None,
         ready_timeout: float = 10.0,
@@ -93,6 +94,10 @@ class MosquittoBroker(ServiceProcess):
         self.allow_anonymous = allow_anonymous
         self.password_file = password_file
         self.acl_file = acl_file
+        self.username_as_client_id = username_as_client_id
+        """``use_username_as_clientid true``, as printfleet's README configures Mosquitto: each
+        login's client id is its username, whatever it asks for (logins without one are
+        refused)."""
         self.extra_config = tuple(extra_config)
 
     @property
@@ -130,6 +135,8 @@ class MosquittoBroker(ServiceProcess):
             lines.append(f"password_file {self.password_file}")
         if self.acl_file is not None:
             lines.append(f"acl_file {self.acl_file}")
+        if self.username_as_client_id:
+            lines.append("use_username_as_clientid true")
         lines.extend(self.extra_config)
         (directory / "mosquitto.conf").write_text("\n".join(lines) + "\n")
 

@@ -45,7 +45,7 @@ async def register(body: NewUser, context: Context) -> UserOut:
 
 @router.post("/login")
 async def login(body: Login, context: Context) -> TokenCreated:
-    """Exchange e-mail and password for a new read/write token."""
+    """Exchange e-mail and password for a new read/write token (it expires: 30 days by default)."""
     result = await context.service.login(body.email, body.password, token_name=body.token_name)
     if result is None:
         # One answer for an unknown address and a wrong password: no hint which it was.
@@ -62,8 +62,13 @@ async def list_tokens(principal: Reader, context: Context) -> list[TokenOut]:
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED)
 async def create_token(body: NewToken, principal: Writer, context: Context) -> TokenCreated:
-    """A new token for scripts or the SDK, e.g. read-only for a dashboard; shown this once."""
-    record, token = await context.service.issue_token(principal, body.name, body.scopes)
+    """A new token for scripts or the SDK, e.g. read-only for a dashboard; shown this once.
+
+    It works for ``expires_in_s`` seconds (at most 365 days), by default as long as a login's.
+    """
+    record, token = await context.service.issue_token(
+        principal, body.name, body.scopes, lifetime_s=body.expires_in_s
+    )
     return TokenCreated.created(record, token)
 
 

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from printfleet.cloud.api.context import Context
 from printfleet.cloud.api.errors import Unauthenticated
-from printfleet.cloud.service import Principal, Scope
+from printfleet.cloud.service import Principal, Scope, TokenExpired
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -30,7 +30,10 @@ async def authenticated(
     """The caller behind the bearer token; 401 without a live one."""
     if credentials is None:
         raise Unauthenticated("this needs an API token: Authorization: Bearer pf_...")
-    principal = await context.service.authenticate(credentials.credentials)
+    try:
+        principal = await context.service.authenticate(credentials.credentials)
+    except TokenExpired as expired:
+        raise Unauthenticated(str(expired), code="invalid_token") from None
     if principal is None:
         raise Unauthenticated("the token is unknown or revoked", code="invalid_token")
     return principal

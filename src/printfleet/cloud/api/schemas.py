@@ -13,7 +13,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from printfleet.cloud.notify import redact_url
-from printfleet.cloud.service import PrinterStatusView, ProvisionedPrinter
+from printfleet.cloud.service import (
+    MAX_TOKEN_LIFETIME_S,
+    MIN_TOKEN_LIFETIME_S,
+    PrinterStatusView,
+    ProvisionedPrinter,
+)
 from printfleet.cloud.store import (
     AlertRecord,
     AuditRecord,
@@ -90,6 +95,11 @@ class NewToken(_Body):
 
     name: Annotated[str, Field(min_length=1, max_length=100)]
     scopes: Annotated[list[TokenScope], Field(min_length=1)] = ["read"]
+    expires_in_s: (
+        Annotated[int, Field(ge=MIN_TOKEN_LIFETIME_S, le=MAX_TOKEN_LIFETIME_S, strict=True)] | None
+    ) = None
+    """How long the token works, in seconds (at most 365 days); by default as long as a login's
+    token (30 days unless the server says otherwise)."""
 
 
 class TokenOut(BaseModel):
@@ -101,6 +111,8 @@ class TokenOut(BaseModel):
     created_at: int
     last_used_at: int | None
     revoked_at: int | None
+    expires_at: int
+    """When the token stops working (cloud ms); after that it is refused with 401."""
 
     @classmethod
     def of(cls, token: TokenRecord) -> TokenOut:
@@ -112,6 +124,7 @@ class TokenOut(BaseModel):
             created_at=token.created_at,
             last_used_at=token.last_used_at,
             revoked_at=token.revoked_at,
+            expires_at=token.expires_at,
         )
 
 

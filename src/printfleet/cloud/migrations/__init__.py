@@ -1,5 +1,7 @@
 """The store's schema migrations (Alembic), shipped in the package so the cloud can bring its
-database up to date on start: ``await upgrade(url)``.
+database up to date on start: ``await upgrade(url, secrets=box)``, where ``box`` is the data
+directory's :class:`~printfleet.cloud.store.sealing.SecretBox` (revision 0002 seals existing
+secrets with it; an empty database needs none).
 
 Works on SQLite and PostgreSQL through the same async drivers as the store. Replicas starting
 together take turns (an advisory lock on PostgreSQL, the write lock on SQLite), so each finds
@@ -22,6 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from printfleet.cloud.store.engine import create_engine, database_url
+from printfleet.cloud.store.sealing import SecretBox
 
 __all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
 
@@ -32,28 +35,35 @@ _ONE_COMMAND_AT_A_TIME = threading.Lock()
 URL_ATTRIBUTE = "printfleet.url"
 """Where ``alembic_config`` puts the database URL for ``env.py`` (``Config.attributes``, which,
 unlike the ini options, does not treat ``%`` in a password as interpolation)."""
+SECRETS_ATTRIBUTE = "printfleet.secrets"
+"""Where ``alembic_config`` puts the :class:`SecretBox` for revisions that seal or open secrets."""
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, *, secrets: SecretBox | None = None) -> Config:
     """An Alembic configuration for the store's migrations against ``url``; no ini file needed."""
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent))
     # Revision files are named r<id>_<slug>.py: a module name may not start with a digit.
     config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
     config.attributes[URL_ATTRIBUTE] = database_url(url)
+    if secrets is not None:
+        config.attributes[SECRETS_ATTRIBUTE] = secrets
     return config
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` up to ``revision`` (default: the newest)."""
+async def upgrade(url: str, revision: str = "head", *, secrets: SecretBox | None = None) -> None:
+    """Migrate the database at ``url`` up to ``revision`` (default: the newest), sealing
+    existing secrets with ``secrets``."""
     # Alembic is synchronous and reads its scripts from disk; a worker thread keeps both off
     # the caller's event loop, and env.py runs its own loop there for the async driver.
-    await asyncio.to_thread(_run, command.upgrade, alembic_config(url), revision)
+    config = alembic_config(url, secrets=secrets)
+    await asyncio.to_thread(_run, command.upgrade, config, revision)
 
 
-async def downgrade(url: str, revision: str) -> None:
+async def downgrade(url: str, revision: str, *, secrets: SecretBox | None = None) -> None:
     """Migrate the database at ``url`` down to ``revision`` (``"base"``: drop everything)."""
-    await asyncio.to_thread(_run, command.downgrade, alembic_config(url), revision)
+    config = alembic_config(url, secrets=secrets)
+    await asyncio.to_thread(_run, command.downgrade, config, revision)
 
 
 def _run(alembic_command: Callable[[Config, str], None], config: Config, revision: str) -> None:

@@ -56,6 +56,11 @@ async def _migrate_online(url: URL) -> None:
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
                 )
             await connection.run_sync(_migrate)
+        if engine.dialect.name == "sqlite":
+            # Move the migrations' writes into the database file and empty the WAL, so page
+            # images a revision replaced (secrets from before they were sealed) leave the disk.
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         await engine.dispose()
 

@@ -6,6 +6,9 @@ The store and the migrations both get their engines here, so both see the same s
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -43,6 +46,43 @@ def database_url(url: str | URL) -> URL:
     if backend == "sqlite" and parsed.database in {None, "", ":memory:"}:
         raise ValueError("the store needs a SQLite file, not an in-memory database")
     return parsed
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of a SQLite URL, or None for PostgreSQL."""
+    parsed = database_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database is None:
+        return None
+    return Path(parsed.database)
+
+
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+"""Files SQLite keeps beside a database, which hold its pages too."""
+
+
+def make_sqlite_private(url: str | URL) -> list[Path]:
+    """Make a SQLite store's files readable by this user only (0600); returns those changed.
+
+    A missing database is created empty with mode 0600 before SQLite opens it: SQLite gives
+    the WAL and shared-memory files it creates later the database's own mode, so they are
+    private from their first byte. Files that exist already are narrowed. Blocking; nothing
+    to do for PostgreSQL.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return []
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    changed = []
+    for candidate in (path, *(path.with_name(path.name + tail) for tail in SQLITE_COMPANIONS)):
+        try:
+            mode = candidate.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            candidate.chmod(mode & 0o700)
+            changed.append(candidate)
+    return changed
 
 
 def redacted(url: str | URL) -> str:

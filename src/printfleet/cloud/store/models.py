@@ -106,6 +106,8 @@ class ApiToken(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    """Every token ends; the service chooses when (see ``CloudService.create_token``)."""
 
 
 class Printer(Base):
@@ -247,8 +249,9 @@ class NotificationChannel(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     kind: Mapped[ChannelKind] = mapped_column(_enum(ChannelKind, "channel_kind"))
     target: Mapped[str] = mapped_column(Text)
+    """Sealed (``store.sealing``): an Apprise URL may hold a password, a webhook URL a token."""
     secret: Mapped[str | None] = mapped_column(Text)
-    """Signs webhook bodies; stored as given, since it must be used, not only checked."""
+    """Signs webhook bodies, so it must be used, not only checked: sealed, never hashed."""
     enabled: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[int] = mapped_column(BigInteger)
 

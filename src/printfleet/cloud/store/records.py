@@ -56,6 +56,11 @@ class TokenRecord:
     created_at: int
     last_used_at: int | None
     revoked_at: int | None
+    expires_at: int
+
+    def expired(self, now: int) -> bool:
+        """Whether the token has stopped working by ``now`` (cloud ms)."""
+        return now >= self.expires_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +283,7 @@ def token_record(row: ApiToken) -> TokenRecord:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        expires_at=row.expires_at,
     )
 
 

@@ -85,6 +85,12 @@ from printfleet.cloud.store.records import (
     token_record,
     user_record,
 )
+from printfleet.cloud.store.sealing import (
+    SecretBox,
+    SecretUnreadable,
+    is_sealed,
+    seal_context,
+)
 from printfleet.cloud.store.values import (
     Actor,
     AuditNote,
@@ -133,12 +139,14 @@ async def open_store(
     connect_timeout_s: float = 5.0,
     busy_timeout_ms: int = 5_000,
     clock: Callable[[], int] = wall_clock_ms,
+    secrets: SecretBox | None = None,
 ) -> Store:
     """Connect to the database at ``url`` (SQLite file or PostgreSQL) and check that it answers.
 
     The schema must exist already: run ``printfleet.cloud.migrations.upgrade(url)`` first.
-    ``clock`` gives the cloud time (ms) the store stamps rows with. Raises
-    :class:`StoreUnavailable` if the database cannot be reached.
+    ``clock`` gives the cloud time (ms) the store stamps rows with. ``secrets`` seals secret
+    columns (see :class:`Store`). Raises :class:`StoreUnavailable` if the database cannot be
+    reached.
     """
     engine = create_engine(
         url,
@@ -147,7 +155,7 @@ async def open_store(
         connect_timeout_s=connect_timeout_s,
         busy_timeout_ms=busy_timeout_ms,
     )
-    store = Store(engine, clock=clock)
+    store = Store(engine, clock=clock, secrets=secrets)
     try:
         await store.ping()
     except BaseException:
@@ -161,14 +169,26 @@ class Store:
 
     Every method runs in a transaction of its own. Besides the errors each names, any method
     may raise :class:`StoreBusy` (no connection or lock in time) or :class:`StoreUnavailable`.
+
+    Secret columns (a channel's target and secret) are sealed with ``secrets``, the data
+    directory's key, and opened when read. The cloud always passes it; a store opened without
+    one (a test, a tool) keeps what it writes as given and cannot read sealed values
+    (:class:`SecretUnreadable`); :meth:`seal_secrets` seals such values later.
     """
 
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+        secrets: SecretBox | None = None,
+    ) -> None:
         self.engine = engine
         """The engine, for health checks and tests; prefer the methods."""
         self.url = redacted(engine.url)
         """The database URL, password masked."""
         self._clock = clock
+        self._secrets = secrets
         self._dialect = engine.dialect.name
         self._readers = async_sessionmaker(engine, expire_on_commit=False)
         self._writers = async_sessionmaker(
@@ -275,9 +295,10 @@ class Store:
             return None if row is None else user_record(row)
 
     async def create_token(
-        self, user_id: str, *, name: str, token: str, scopes: Iterable[str]
+        self, user_id: str, *, name: str, token: str, scopes: Iterable[str], expires_at: int
     ) -> TokenRecord:
-        """Register an API token the caller generated; only its digest is kept."""
+        """Register an API token the caller generated, working until ``expires_at`` (cloud ms);
+        only its digest is kept."""
         row = ApiToken(
             id=new_id(),
             user_id=user_id,
@@ -287,13 +308,15 @@ class Store:
             created_at=self._clock(),
             last_used_at=None,
             revoked_at=None,
+            expires_at=expires_at,
         )
         async with self._transaction(write=True) as session:
             session.add(row)
         return token_record(row)
 
     async def authenticate_token(self, token: str) -> TokenRecord | None:
-        """The live (not revoked) token with this value, or None; notes that it was used."""
+        """The unrevoked token with this value, or None; notes that it was used unless it has
+        expired (the caller checks :meth:`TokenRecord.expired`, to say why it refuses)."""
         async with self._transaction(write=False) as session:
             row = await session.scalar(
                 select(ApiToken).where(ApiToken.token_sha256 == token_digest(token))
@@ -302,6 +325,8 @@ class Store:
                 return None
             record = token_record(row)
         now = self._clock()
+        if record.expired(now):
+            return record
         stale = now - TOKEN_TOUCH_INTERVAL_MS
         if record.last_used_at is None or record.last_used_at <= stale:
             async with self._transaction(write=True) as session:
@@ -1017,19 +1042,20 @@ class Store:
         secret: str | None = None,
         enabled: bool = True,
     ) -> ChannelRecord:
-        """Add a notification channel for a user."""
+        """Add a notification channel for a user; its target and secret are sealed."""
+        channel_id = new_id()
         row = NotificationChannel(
-            id=new_id(),
+            id=channel_id,
             user_id=user_id,
             kind=kind,
-            target=target,
-            secret=secret,
+            target=self._seal(target, "target", channel_id),
+            secret=None if secret is None else self._seal(secret, "secret", channel_id),
             enabled=enabled,
             created_at=self._clock(),
         )
         async with self._transaction(write=True) as session:
             session.add(row)
-        return channel_record(row)
+        return replace(channel_record(row), target=target, secret=secret)
 
     async def channels_for_user(self, user_id: str) -> list[ChannelRecord]:
         """A user's channels, oldest first."""
@@ -1039,7 +1065,7 @@ class Store:
                 .where(NotificationChannel.user_id == user_id)
                 .order_by(NotificationChannel.created_at, NotificationChannel.id)
             )
-            return [channel_record(row) for row in rows]
+            return [self._channel(row) for row in rows]
 
     async def channels_for_users(self, user_ids: Collection[str]) -> list[ChannelRecord]:
         """The enabled channels of any of ``user_ids``, oldest first."""
@@ -1054,12 +1080,64 @@ class Store:
                 )
                 .order_by(NotificationChannel.created_at, NotificationChannel.id)
             )
-            return [channel_record(row) for row in rows]
+            return [self._channel(row) for row in rows]
 
     async def get_channel(self, channel_id: str) -> ChannelRecord:
         """One channel; raises :class:`NotFound`."""
         async with self._transaction(write=False) as session:
-            return channel_record(await _get(session, NotificationChannel, channel_id))
+            return self._channel(await _get(session, NotificationChannel, channel_id))
+
+    async def seal_secrets(self) -> int:
+        """Seal every secret column value not yet sealed under the newest key: values kept as
+        given (by a store without the key, or before sealing existed) and values sealed under
+        an older key. Returns how many rows changed. Raises ValueError without a key, and
+        :class:`SecretUnreadable` for a value no key at hand opens (nothing is changed then).
+        """
+        box = self._secrets
+        if box is None:
+            raise ValueError("sealing secrets needs the data directory's secrets key")
+        changed = 0
+        async with self._transaction(write=True) as session:
+            rows = await session.scalars(
+                select(NotificationChannel).order_by(NotificationChannel.id).with_for_update()
+            )
+            for row in rows:
+                target = self._reseal(box, row.target, "target", row.id)
+                secret = row.secret
+                if secret is not None:
+                    secret = self._reseal(box, secret, "secret", row.id)
+                if (target, secret) != (row.target, row.secret):
+                    row.target, row.secret = target, secret
+                    changed += 1
+        return changed
+
+    def _seal(self, value: str, column: str, channel_id: str) -> str:
+        if self._secrets is None:
+            return value
+        return self._secrets.seal(value, context=_channel_context(column, channel_id))
+
+    def _reveal(self, stored: str, column: str, channel_id: str) -> str:
+        context = _channel_context(column, channel_id)
+        if self._secrets is None:
+            if is_sealed(stored):
+                msg = f"{context} is sealed, and this store was opened without the secrets key"
+                raise SecretUnreadable(msg)
+            return stored
+        return self._secrets.open(stored, context=context)
+
+    @staticmethod
+    def _reseal(box: SecretBox, stored: str, column: str, channel_id: str) -> str:
+        if box.is_current(stored):
+            return stored
+        context = _channel_context(column, channel_id)
+        return box.seal(box.open(stored, context=context), context=context)
+
+    def _channel(self, row: NotificationChannel) -> ChannelRecord:
+        return replace(
+            channel_record(row),
+            target=self._reveal(row.target, "target", row.id),
+            secret=None if row.secret is None else self._reveal(row.secret, "secret", row.id),
+        )
 
     async def delete_channel(self, channel_id: str) -> None:
         """Remove a channel and its deliveries; raises :class:`NotFound`."""
@@ -1256,8 +1334,22 @@ _Row = TypeVar("_Row", bound=Base)
 async def _get(session: AsyncSession, entity: type[_Row], key: str) -> _Row:
     row = await session.get(entity, key)
     if row is None:
-        raise NotFound(f"no {entity.__tablename__} row {key}")
+        # Worded as the service words "not yours", so a missing id and someone else's read
+        # alike, and never naming a table.
+        raise NotFound(f"no {_NOUNS.get(entity, 'such thing')} {key}")
     return row
+
+
+_NOUNS: dict[type[Base], str] = {
+    User: "user",
+    ApiToken: "token",
+    Printer: "printer",
+    File: "file",
+    Job: "job",
+    Alert: "alert",
+    NotificationChannel: "channel",
+    Delivery: "delivery",
+}
 
 
 async def _delivery(session: AsyncSession, channel_id: str, event_key: str) -> Delivery:
@@ -1299,6 +1391,10 @@ def _request_of(job: JobRecord) -> tuple[object, ...]:
     return (view.sha256, view.printer_id, view.model, job.file_id, job.name, job.notify_completion)
 
 
+def _channel_context(column: str, channel_id: str) -> str:
+    return seal_context(NotificationChannel.__tablename__, column, channel_id)
+
+
 def _normal_email(email: str) -> str:
     return email.strip().lower()
 
@@ -1326,9 +1422,11 @@ def _integrity_error(error: exc.IntegrityError) -> StoreError:
     name = _sqlite_error(error)
     code = str(getattr(error.orig, "sqlstate", "") or getattr(error.orig, "pgcode", ""))
     if name == "SQLITE_CONSTRAINT_FOREIGNKEY" or code == "23503":
-        return NotFound(f"refers to a row that does not exist: {_first_line(error)}")
+        # Callers see these words; the driver's, naming tables and columns, stay in the
+        # exception's cause, for the log.
+        return NotFound("it refers to something that does not exist")
     if name in {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"} or code == "23505":
-        return AlreadyExists(f"already exists: {_first_line(error)}")
+        return AlreadyExists("it already exists")
     return StoreError(f"constraint violated: {_first_line(error)}")
 
 
