@@ -752,6 +752,54 @@ def confirm_plate(
             out.print(f"told {sent.printer_id} its plate is clear")
 
 
+def share(
+    printer: Annotated[str, typer.Argument(help="A printer you own.")],
+    email: Annotated[str | None, typer.Argument(help="Share it with this person.")] = None,
+    role: Annotated[
+        str, typer.Option(help="operator (may print on it) or viewer (may only watch it).")
+    ] = "operator",
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Take this person's share away instead.")
+    ] = False,
+    json_output: JsonOption = False,
+    profile: ProfileOption = None,
+) -> None:
+    """Who may use your printer: with no e-mail, list its shares; with one, share it as
+    operator (may print on it) or viewer, or --remove the share (that person's waiting jobs
+    leave the printer at once, and a job they run there can no longer be paused by them)."""
+    with _reported():
+        if role not in {"operator", "viewer"}:
+            raise CliError(f"--role must be operator or viewer, not {role!r}", USAGE)
+        if remove and email is None:
+            raise CliError(
+                "say whose share to remove: printfleet share PRINTER EMAIL --remove", USAGE
+            )
+    login, client = _connected(profile)
+    with _reported(login.url), client:
+        if email is None:
+            found = client.shares(printer)
+            if json_output:
+                _print_json(found)
+                return
+            table = Table("shared with", "role")
+            for share in found:
+                table.add_row(share.email, share.role)
+            out.print(table if found else f"{printer} is not shared with anyone")
+            return
+        if remove:
+            share = client.unshare_printer(printer, email)
+        else:
+            share = client.share_printer(
+                printer, email, "operator" if role == "operator" else "viewer"
+            )
+        if json_output:
+            _print_json(share)
+        elif remove:
+            out.print(f"{share.email} may no longer use {share.printer_id}")
+        else:
+            out.print(f"{share.email} is now {share.role} of {share.printer_id}")
+
+
 alerts_app = typer.Typer(help="Alerts from your printers: list them, acknowledge them.")
 
 
@@ -909,5 +957,6 @@ def install(app: typer.Typer) -> None:
     app.command()(cancel)
     app.command()(watch)
     app.command("confirm-plate")(confirm_plate)
+    app.command()(share)
     app.add_typer(alerts_app, name="alerts")
     app.command()(status)

@@ -377,3 +377,20 @@ def test_confirm_plate_and_an_unhealthy_status(tmp_path: Path) -> None:
         assert "not verified, evidence 42.0 s" in shown
         assert cli("status", "--json", code=5).stdout.count('"verified": false') == 1
     assert server.requests_to("/api/v1/printers/p1/confirm-plate")[0].method == "POST"
+
+
+def test_share_list_and_remove(live_cloud: LiveCloud, cli: Cli) -> None:
+    ada, bo = live_cloud.person("ada"), live_cloud.person("bo")
+    printer_id = ada.printer()
+    cli("login", live_cloud.url, "--token", ada.token)
+    assert "not shared with anyone" in cli("share", printer_id).stdout
+    granted = cli.json("share", printer_id, bo.email)
+    assert (granted["email"], granted["role"]) == (bo.email, "operator")
+    assert "viewer" in cli("share", printer_id, bo.email, "--role", "viewer").stdout
+    assert [(s["email"], s["role"]) for s in cli.json("share", printer_id)] == [
+        (bo.email, "viewer")
+    ]
+    assert "may no longer use" in cli("share", printer_id, bo.email, "--remove").stdout
+    assert cli.json("share", printer_id) == []
+    assert "not found" in cli("share", printer_id, bo.email, "--remove", code=1).stderr
+    assert "--role must be" in cli("share", printer_id, bo.email, "--role", "boss", code=2).stderr

@@ -47,8 +47,9 @@ def test_accounts_and_tokens(live_cloud: LiveCloud) -> None:
             anonymous.register("short@example.org", "short")
 
     client = ada.client
-    read_only = client.create_token("dashboard", ["read"])
+    read_only = client.create_token("dashboard", ["read"], expires_in_s=3_600)
     assert read_only.scopes == ["read"]
+    assert 3_500_000 < read_only.expires_at - read_only.created_at <= 3_600_000
     assert [t.name for t in client.list_tokens()] == ["login", "laptop", "dashboard"]
     with Client(live_cloud.url, read_only.token) as dashboard:
         assert dashboard.list_printers() == []

@@ -189,9 +189,12 @@ class AsyncClient:
         """The caller's tokens, revoked ones included."""
         return await self.send(calls.list_tokens())
 
-    async def create_token(self, name: str, scopes: list[TokenScope]) -> IssuedToken:
-        """A new token (no stronger than this client's), e.g. read-only for a dashboard."""
-        return await self.send(calls.create_token(name, scopes))
+    async def create_token(
+        self, name: str, scopes: list[TokenScope], *, expires_in_s: int | None = None
+    ) -> IssuedToken:
+        """A new token (no stronger than this client's), e.g. read-only for a dashboard; it
+        expires after ``expires_in_s`` seconds (the server's default if None)."""
+        return await self.send(calls.create_token(name, scopes, expires_in_s=expires_in_s))
 
     async def revoke_token(self, token_id: str) -> Token:
         """Revoke one of the caller's tokens."""

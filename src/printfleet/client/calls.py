@@ -137,11 +137,15 @@ def list_tokens() -> Call[list[Token]]:
     return Call("GET", f"{API}/tokens", _reader(list[Token]))
 
 
-def create_token(name: str, scopes: list[TokenScope]) -> Call[IssuedToken]:
-    """A new token for the caller."""
-    return Call(
-        "POST", f"{API}/tokens", _reader(IssuedToken), json={"name": name, "scopes": scopes}
-    )
+def create_token(
+    name: str, scopes: list[TokenScope], *, expires_in_s: int | None = None
+) -> Call[IssuedToken]:
+    """A new token for the caller; it expires after ``expires_in_s`` (the server's default if
+    None)."""
+    body: dict[str, Any] = {"name": name, "scopes": scopes}
+    if expires_in_s is not None:
+        body["expires_in_s"] = expires_in_s
+    return Call("POST", f"{API}/tokens", _reader(IssuedToken), json=body)
 
 
 def revoke_token(token_id: str) -> Call[Token]:

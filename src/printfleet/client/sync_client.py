@@ -222,9 +222,12 @@ class Client:
         """The caller's tokens, revoked ones included."""
         return self.send(calls.list_tokens())
 
-    def create_token(self, name: str, scopes: list[TokenScope]) -> IssuedToken:
-        """A new token (no stronger than this client's), e.g. read-only for a dashboard."""
-        return self.send(calls.create_token(name, scopes))
+    def create_token(
+        self, name: str, scopes: list[TokenScope], *, expires_in_s: int | None = None
+    ) -> IssuedToken:
+        """A new token (no stronger than this client's), e.g. read-only for a dashboard; it
+        expires after ``expires_in_s`` seconds (the server's default if None)."""
+        return self.send(calls.create_token(name, scopes, expires_in_s=expires_in_s))
 
     def revoke_token(self, token_id: str) -> Token:
         """Revoke one of the caller's tokens."""
