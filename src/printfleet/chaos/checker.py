@@ -11,7 +11,7 @@ names are made, not of a history: ``tests/protocol/test_identities.py`` and
 from dataclasses import dataclass
 from enum import StrEnum
 
-from printfleet.chaos.simulation import History, PhysicalStart
+from printfleet.chaos.simulation import History
 from printfleet.protocol.lifecycle import JobState
 
 
@@ -62,31 +62,39 @@ class Violation:
     evidence: str
 
 
-def plate_violation(
+def plate_violations(
     *,
     occupied: bool,
     unconfirmed: bool,
     printer_checks: bool,
     owner_wants_check: bool,
-) -> tuple[ViolationKind, str] | None:
+    occupied_as: str = "something on the plate",
+) -> list[tuple[ViolationKind, str]]:
     """S5 for one start, judged with the stricter of the printer's own plate-check setting and
-    its owner's desired setting when the start was issued; None if the start was allowed.
+    its owner's desired setting when the start was issued: each broken rule with a note.
 
     A plate is uncleared if something lies on it, or if it has no sensor and no person said it
     was clear since the last start. An owner who turned the check back on while the printer was
     away still wanted it checked, whatever the printer had been told.
     """
-    if not (occupied or unconfirmed):
-        return None
-    what = " and ".join(
-        word for word, present in (("occupied", occupied), ("unconfirmed", unconfirmed)) if present
-    )
     if printer_checks:
-        kind = ViolationKind.OCCUPIED_PLATE if occupied else ViolationKind.UNCONFIRMED_PLATE
-        return kind, f"plate {what}"
-    if owner_wants_check:
-        return ViolationKind.PLATE_CHECK_NOT_APPLIED, f"plate {what}; the printer's check was off"
-    return None
+        return [
+            *([(ViolationKind.OCCUPIED_PLATE, occupied_as)] if occupied else []),
+            *(
+                [(ViolationKind.UNCONFIRMED_PLATE, "no confirmation since the last print")]
+                if unconfirmed
+                else []
+            ),
+        ]
+    if owner_wants_check and (occupied or unconfirmed):
+        what = " and ".join(
+            word
+            for word, present in ((occupied_as, occupied), ("no confirmation", unconfirmed))
+            if present
+        )
+        note = f"{what}; the owner wanted the plate checked, the printer's check was off"
+        return [(ViolationKind.PLATE_CHECK_NOT_APPLIED, note)]
+    return []
 
 
 def check(
@@ -133,9 +141,16 @@ def check(
         started.setdefault(start.job_id, start.printer_id)
         if start.printer_busy or start.fault_latched:
             violations.append(Violation(ViolationKind.BUSY_START, where))
-        plate = _plate(start, desired=None if issued is None else issued.desired_plate_check)
-        if plate is not None:
-            violations.append(Violation(plate[0], f"{where}: {plate[1]}"))
+        violations.extend(
+            Violation(kind, f"{where}: {note}")
+            for kind, note in plate_violations(
+                occupied=start.plate_occupied,
+                unconfirmed=not start.has_plate_sensor and not start.plate_confirmed,
+                printer_checks=start.plate_check,
+                # A start from the printer's own screen answers to the printer's setting alone.
+                owner_wants_check=issued is not None and issued.desired_plate_check,
+            )
+        )
         if start.link_verified_at_issue is False:
             violations.append(Violation(ViolationKind.UNVERIFIED_DISPATCH, where))
     violations.extend(
@@ -153,13 +168,3 @@ def check(
                 Violation(ViolationKind.NOT_NOTIFIED, f"job {job_id} ended {state.value}")
             )
     return violations
-
-
-def _plate(start: PhysicalStart, *, desired: bool | None) -> tuple[ViolationKind, str] | None:
-    # A start from the printer's own screen answers to the printer's setting alone.
-    return plate_violation(
-        occupied=start.plate_occupied,
-        unconfirmed=not start.has_plate_sensor and not start.plate_confirmed,
-        printer_checks=start.plate_check,
-        owner_wants_check=bool(desired),
-    )

@@ -5,11 +5,14 @@ act on the Mosquitto process itself (kill -9 and restart on the same port; SIGST
 SIGCONT); link faults act on the :class:`FaultProxy` between a component and the broker; the
 false reconnect is the 2023 failure whole — the command client's connection times out, every
 reconnect is answered by a fake broker, and (only with safeguards off) the link supervisor takes
-the adapter's word for it; a printer restart cuts the power of the printer that is printing.
+the adapter's word for it; a printer restart cuts the power of the printer that is printing; a
+printer away is one whose agent is stopped, or whose link goes silent while its connection stays
+open (a frozen agent, as the broker and the cloud see it).
 """
 
 import asyncio
 import signal
+from typing import Literal
 
 from printfleet.chaos.cloud_process import CloudProcess, CloudProcessConfig
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
@@ -122,6 +125,38 @@ class PrinterRestart:
         printer_id = printing[0] if printing else next(iter(self.world.printers))
         self.world.fault("printer power cycled", printer_id=printer_id, mid_print=bool(printing))
         await self.world.restart_printer(printer_id)
+
+
+class PrinterAway:
+    """A printer leaves and comes back with whatever lay on its plate: its agent ``stopped``
+    (power off, then on: a new connection, settings restored from its journal), or ``frozen``
+    (its link black-holed: the TCP connection stays open and nothing passes either way, until
+    the keep-alive gives up on both sides).
+
+    The agents run in the harness's own process, so a frozen agent is the link's silence, not
+    a SIGSTOP; what the broker and the cloud see is the same half-open connection.
+    """
+
+    def __init__(self, world: World, printer_id: str, how: Literal["stopped", "frozen"]) -> None:
+        self.world = world
+        self.printer_id = printer_id
+        self.how = how
+
+    async def inject(self) -> None:
+        """The printer goes away."""
+        if self.how == "stopped":
+            await self.world.power_off(self.printer_id)
+        else:
+            self.world.printers[self.printer_id].proxy.set_mode(ProxyMode.BLACKHOLE)
+        self.world.fault(f"printer {self.how}", printer_id=self.printer_id)
+
+    async def heal(self) -> None:
+        """The printer comes back."""
+        if self.how == "stopped":
+            await self.world.power_on(self.printer_id)
+        else:
+            self.world.printers[self.printer_id].proxy.set_mode(ProxyMode.FORWARD)
+        self.world.fault(f"heal: printer no longer {self.how}", printer_id=self.printer_id)
 
 
 class CloudCrash:

@@ -1,9 +1,16 @@
 """The invariant checker for runs against real processes: S1 to S9 over a recorded history.
 
-It judges from what an outside witness recorded — what users asked for, what the hardware
-physically did and when, on the machine's one wall clock — and uses the components' own
-events only to connect a physical start to the command behind it. Every violation names the
-events that prove it.
+It judges from what an outside witness recorded — what users asked for, what owners granted,
+revoked and chose, what the hardware physically did and when, on the machine's one wall clock —
+and uses the components' own events only to connect a physical start to the command behind it.
+Every violation names the events that prove it.
+
+Who may operate a printer, and whether its owner wants the plate checked, is judged as of the
+moment the cloud issued the command (its ``issued_at``, on the same clock): the dispatcher reads
+the roster and stamps its commands in one step of its event loop, and the harness changes the
+roster and records the change in one step of the same loop, so a change recorded before that
+instant was read, and one recorded after it was not. A change stamped in the very millisecond
+could be either; it is given the benefit of the doubt both ways.
 """
 
 from collections import defaultdict
@@ -11,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from printfleet.chaos.checker import Violation, ViolationKind
+from printfleet.chaos.checker import Violation, ViolationKind, plate_violations
 from printfleet.chaos.recorder import Kind, RecordedEvent
 from printfleet.protocol.lifecycle import JobState
 
@@ -28,7 +35,44 @@ class _PrinterTrack:
 
 
 @dataclass(slots=True)
+class _Roster:
+    """Every recorded change of what the store says of each printer, in time order."""
+
+    changes: dict[str, list[RecordedEvent]] = field(default_factory=dict)
+
+    def _around(self, printer_id: str, at: int) -> tuple[RecordedEvent | None, ...]:
+        """The entry in force just before ``at``, and with changes stamped ``at`` applied."""
+        before = upto = None
+        for change in self.changes.get(printer_id, []):
+            if change.at < at:
+                before = change
+            if change.at <= at:
+                upto = change
+        return before, upto
+
+    def may_operate(self, user: str, printer_id: str, at: int) -> bool:
+        """Whether ``user`` was the owner or an operator of the printer at ``at``; a printer
+        the roster never mentions is nobody's."""
+        return any(
+            entry is not None and user in _names(entry.get("operators"))
+            for entry in self._around(printer_id, at)
+        )
+
+    def wants_check(self, printer_id: str, at: int) -> bool:
+        """Whether the owner wanted the plate checked at ``at`` (on unless turned off)."""
+        return all(
+            entry is None or entry.get("plate_check") is not False
+            for entry in self._around(printer_id, at)
+        )
+
+
+def _names(value: object) -> set[str]:
+    return {str(name) for name in value} if isinstance(value, list) else set()
+
+
+@dataclass(slots=True)
 class _Index:
+    roster: _Roster = field(default_factory=_Roster)
     intents: dict[str, RecordedEvent] = field(default_factory=dict)
     published: dict[str, RecordedEvent] = field(default_factory=dict)
     accepted_starts: dict[tuple[str, str], RecordedEvent] = field(default_factory=dict)
@@ -60,14 +104,20 @@ def check_recorded(
         text = " ".join(_describe(event) for event in evidence)
         violations.append(Violation(kind, f"{note}: {text}" if note else text))
 
+    # Who asked for what, and who could print where, are known before anything is judged: a
+    # store on another process may hand a job to the dispatcher before its creator records it.
+    for event in ordered:
+        if event.kind is Kind.INTENT_CREATED:
+            index.intents[event.text("job_id")] = event
+        elif event.kind is Kind.ROSTER_CHANGED:
+            index.roster.changes.setdefault(event.text("printer_id"), []).append(event)
     for event in ordered:
         printer = printers[event.text("printer_id")]
         match event.kind:
-            case Kind.INTENT_CREATED:
-                index.intents[event.text("job_id")] = event
             case Kind.COMMAND_PUBLISHED:
                 index.published[event.text("command_id")] = event
                 _check_link_evidence(event, flag)
+                _check_file_handed_over(event, index, flag)
             case Kind.COMMAND_RECEIVED:
                 _check_delivery(event, index, flag)
                 if event.text("type") == "start" and event.get("accepted") is True:
@@ -107,6 +157,29 @@ def _check_link_evidence(event: RecordedEvent, flag: _Flag) -> None:
     if age is None or (interval is not None and age > interval):
         note = "no round trip at all" if age is None else f"last round trip {age} ms old"
         flag(ViolationKind.UNVERIFIED_DISPATCH, event, note=note)
+
+
+def _submitter(index: _Index, job_id: str) -> str:
+    intent = index.intents.get(job_id)
+    return "" if intent is None else intent.text("submitter")
+
+
+def _issued_at(command: RecordedEvent) -> int:
+    issued_at = command.number("issued_at")
+    return command.at if issued_at is None else issued_at
+
+
+def _check_file_handed_over(event: RecordedEvent, index: _Index, flag: _Flag) -> None:
+    """S1: a stage hands the printer a link to the submitter's file; only where they may print."""
+    if event.text("type") != "stage" or event.text("outcome") == "not_sent":
+        return
+    job_id, printer_id = event.text("job_id"), event.text("printer_id")
+    submitter = _submitter(index, job_id)
+    if not index.roster.may_operate(submitter, printer_id, _issued_at(event)):
+        intent = index.intents.get(job_id)
+        evidence = (event,) if intent is None else (intent, event)
+        note = f"{submitter or 'nobody'} may not operate {printer_id}"
+        flag(ViolationKind.FOREIGN_FILE, *evidence, note=note)
 
 
 def _check_delivery(event: RecordedEvent, index: _Index, flag: _Flag) -> None:
@@ -154,13 +227,24 @@ def _check_start(
         started_requests.setdefault(request, event)
     if event.get("busy") is True or printer.fault_latched:
         flag(ViolationKind.BUSY_START, event)
-    plate_check = event.get("plate_check") is not False
+    printer_id = event.text("printer_id")
+    wants_check = False  # a start from the printer's own screen answers to its setting alone
+    if command is not None:
+        submitter, issued_at = _submitter(index, job_id), _issued_at(command)
+        if intent is not None and not index.roster.may_operate(submitter, printer_id, issued_at):
+            note = f"asked for by {submitter or 'nobody'}, who could not operate {printer_id}"
+            flag(ViolationKind.FOREIGN_START, intent, command, event, note=note)
+        wants_check = index.roster.wants_check(printer_id, issued_at)
     objects = event.number("plate_objects") or 0
-    if plate_check and objects > 0:
-        flag(ViolationKind.OCCUPIED_PLATE, event, note=f"{objects} object(s) on the plate")
-    needs_confirmation = event.get("has_plate_sensor") is False
-    if plate_check and needs_confirmation and not printer.confirmed_since_last_start:
-        flag(ViolationKind.UNCONFIRMED_PLATE, event, note="no confirmation since the last print")
+    for kind, note in plate_violations(
+        occupied=objects > 0,
+        unconfirmed=event.get("has_plate_sensor") is False
+        and not printer.confirmed_since_last_start,
+        printer_checks=event.get("plate_check") is not False,
+        owner_wants_check=wants_check,
+        occupied_as=f"{objects} object(s) on the plate",
+    ):
+        flag(kind, event, note=note)
     printer.confirmed_since_last_start = False
     printer.starts += 1
 

@@ -24,7 +24,8 @@ class Kind(StrEnum):
     """Every kind of event a history holds."""
 
     INTENT_CREATED = "intent_created"
-    """A user asked for a print: job id, the request it came from, the printer, the window."""
+    """A user asked for a print: job id, the request it came from, who asked, the printer (or
+    the model, for any printer of it), the window."""
     COMMAND_PUBLISHED = "command_published"
     """The cloud tried to publish a command: outcome ``sent``, ``not_sent`` or ``unknown``."""
     PUBLISH_FAILED = "publish_failed"
@@ -49,6 +50,10 @@ class Kind(StrEnum):
     """The submitter of a job was told how it ended."""
     FAULT_INJECTED = "fault_injected"
     """The harness broke something (or healed it)."""
+    ROSTER_CHANGED = "roster_changed"
+    """The store's word on a printer, as it is from now on: who may operate it (its owner and
+    operator shares) and the plate check its owner wants. Recorded for every printer when the
+    world starts, then at every share, revocation and setting a person makes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ until every job has ended. The recorded history is judged by
 """
 
 import asyncio
+import contextlib
 import json
 import random
 import tempfile
@@ -23,6 +24,7 @@ from printfleet.chaos.injectors import (
     CloudCrash,
     DatabaseRestart,
     FalseReconnect,
+    PrinterAway,
     PrinterLinkBurst,
     PrinterRestart,
     StartHeldInFlight,
@@ -30,6 +32,9 @@ from printfleet.chaos.injectors import (
 from printfleet.chaos.real_checker import check_recorded
 from printfleet.chaos.recorder import HistoryRecorder, Kind, RecordedEvent
 from printfleet.chaos.world import World, WorldSettings, running_world
+from printfleet.protocol.dispatch import SafetySettings
+from printfleet.protocol.lifecycle import JobState
+from printfleet.protocol.messages import PlateStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,8 @@ class Scenario:
     clock_skew: bool = False
     keepalive_s: int = 2
     database: Literal["memory", "postgres"] = "memory"
+    owners: tuple[str, ...] = ()
+    """Who owns each printer (x1-0, x1-1, p1-2); empty: one user owns all three."""
 
 
 @dataclass(slots=True)
@@ -308,6 +315,159 @@ async def database_restart(world: World, rng: random.Random, options: RunOptions
     await asyncio.gather(users, tend)
 
 
+async def tenants_and_settings(world: World, rng: random.Random, options: RunOptions) -> None:
+    """Two tenants: ana owns x1-0 and p1-2, ben owns x1-1. Model-wide jobs from both, a share
+    revoked while a job waits on it, and plate checks turned back on while their printers are
+    away (one stopped, one frozen) and come back with a print on the plate."""
+    del rng  # the story is fixed; its timing is the real processes'
+    scale = options.scale
+    window = max(20.0, 150 * scale)
+    within = 5 + 30 * scale
+    # ben may print on ana's x1-0; ana may only watch ben's x1-1.
+    world.share("x1-0", "ben", "operator")
+    world.share("x1-1", "ana", "viewer")
+
+    # S1: "any x1" means any x1 I may operate: ana's second job waits for x1-0, on the plate
+    # her first one left there, and never goes to ben's idle x1-1.
+    await world.submit(None, model="x1", user="ana", window_s=window)
+    second = await world.submit(None, model="x1", user="ana", window_s=window)
+    await world.submit(None, model="x1", user="ben", window_s=window)
+    await _until_staged_on(world, second, "x1-0", within=within)
+    # ben's next job goes to the first x1 he may use, ana's, and waits there on its plate; ana
+    # takes the share back while it waits, and it moves to ben's own x1-1.
+    moved = await world.submit(None, model="x1", user="ben", window_s=window)
+    await _until_staged_on(world, moved, "x1-0", within=within)
+    world.revoke("x1-0", "ben")
+    await _until_staged_on(world, moved, "x1-1", within=within)
+    await world.tend("x1-1")
+    await _until_ended(world, moved, within=within)
+    await world.tend("x1-0")
+    await _until_ended(world, second, within=within)
+
+    # S5, both at once: one printer stopped, one frozen.
+    await asyncio.gather(
+        _plate_check_turned_on_while_away(
+            world, "x1-0", "stopped", scale=scale, window=window, within=within
+        ),
+        _plate_check_turned_on_while_away(
+            world, "p1-2", "frozen", scale=scale, window=window, within=within
+        ),
+    )
+
+
+async def _plate_check_turned_on_while_away(
+    world: World,
+    printer_id: str,
+    how: Literal["stopped", "frozen"],
+    *,
+    scale: float,
+    window: float,
+    within: float,
+) -> None:
+    """Check off, a print ends and stays on the plate, the printer goes away, its owner turns
+    the check back on and asks for a print, the printer returns: nothing may start onto the
+    old print; the job waits until a person has cleared (and, without a sensor, confirmed)."""
+    owner = world.owners[printer_id]
+    model = world.printers[printer_id].model
+    await world.tend(printer_id)
+    world.set_plate_check(printer_id, enabled=False)
+    await _until_reported(world, printer_id, check=False, within=within)
+    first = await world.submit(printer_id, user=owner, window_s=window)
+    await _until_ended(world, first, within=within)
+    await _until_idle_with_a_print_on(world, printer_id, within=within)
+    away = PrinterAway(world, printer_id, how)
+    await away.inject()
+    # Away as the cloud sees it: no fresh report, so nothing is sent there (and lost) now.
+    await _until(world, lambda: not world.reachable(printer_id), within=within)
+    world.set_plate_check(printer_id, enabled=True)
+    # "Any printer of my model": the owner may operate no other, so it waits for this one.
+    waiting = await world.submit(None, model=model, user=owner, window_s=window)
+    await asyncio.sleep(max(1.0, 10 * scale))  # how long the printer stays away
+    await away.heal()
+    await _until_reported(world, printer_id, check=True, within=within)
+    await _until_held_by_the_plate(world, waiting, printer_id, within=within)
+    await world.tend(printer_id)
+    slot = world.printers[printer_id]
+    if slot.hardware is not None and not slot.hardware.has_plate_sensor:
+        await world.confirm_remotely(printer_id)
+    await _until_ended(world, waiting, within=within)
+
+
+async def _until(world: World, condition: Callable[[], bool], *, within: float) -> bool:
+    # A story step that does not happen in time is not a failure in itself: the checker judges
+    # what did happen, and the settle ends every job.
+    return await world.until(condition, within=within)
+
+
+async def _until_idle_with_a_print_on(world: World, printer_id: str, *, within: float) -> bool:
+    def idle_with_a_print() -> bool:
+        hardware = world.printers[printer_id].hardware
+        return (
+            hardware is not None and hardware.current_print() is None and hardware.plate.objects > 0
+        )
+
+    return await _until(world, idle_with_a_print, within=within)
+
+
+async def _until_staged_on(world: World, job_id: str, printer_id: str, *, within: float) -> bool:
+    """Until the job's file is on ``printer_id`` and it waits to start there (or it went ahead:
+    what the checker judges)."""
+
+    async def staged() -> bool:
+        job = await world.jobs.job(job_id)
+        if job is None:
+            return False
+        waits = job.state is JobState.STAGED and job.assigned_printer == printer_id
+        return waits or job.state not in {JobState.QUEUED, JobState.STAGED}
+
+    return await world.eventually(staged, within=within)
+
+
+async def _until_held_by_the_plate(
+    world: World, job_id: str, printer_id: str, *, within: float
+) -> bool:
+    """Until the job waits on ``printer_id`` for its plate alone (staged there, the printer
+    applying the owner's check and reporting a plate not known clear) for two planning rounds,
+    or went ahead: what the checker judges."""
+
+    async def held() -> bool:
+        job = await world.jobs.job(job_id)
+        if job is None:
+            return False
+        if job.state not in {JobState.QUEUED, JobState.STAGED}:
+            return True
+        view = world.cloud.fleet.view(printer_id)
+        return (
+            job.state is JobState.STAGED
+            and job.assigned_printer == printer_id
+            and view is not None
+            and view.reported == SafetySettings(plate_check=True)
+            and view.plate is not PlateStatus.CLEAR
+        )
+
+    if not await world.eventually(held, within=within):
+        return False
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            await world.cloud.dispatcher.wait_ticks(2)
+    return True
+
+
+async def _until_ended(world: World, job_id: str, *, within: float) -> bool:
+    async def ended() -> bool:
+        job = await world.jobs.job(job_id)
+        return job is not None and job.state.terminal
+
+    return await world.eventually(ended, within=within)
+
+
+async def _until_reported(world: World, printer_id: str, *, check: bool, within: float) -> bool:
+    applied = SafetySettings(plate_check=check)
+    return await _until(
+        world, lambda: world.reported_settings(printer_id) == applied, within=within
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
@@ -336,6 +496,14 @@ SCENARIOS: dict[str, Scenario] = {
             late_start,
             # The production keep-alive: a link this slow is not yet a dead one.
             keepalive_s=10,
+        ),
+        Scenario(
+            "tenants-and-settings",
+            "two tenants print on any printer of a model; a share is revoked while a job waits "
+            "on it; a plate check is turned back on while its printer is away (stopped, then "
+            "frozen) and the printer returns with a print on its plate",
+            tenants_and_settings,
+            owners=("ana", "ben", "ana"),
         ),
         Scenario(
             "cloud-crash",
@@ -369,6 +537,7 @@ async def run_scenario(
         clock_skew=scenario.clock_skew,
         keepalive_s=scenario.keepalive_s,
         database=scenario.database,
+        owners=scenario.owners,
     )
     began = time.monotonic()
     result = ScenarioResult(name, options.seed, options.safeguards, options.quick)

@@ -5,8 +5,10 @@ dispatcher; each printer's agent with its gate, journal file and thermal protect
 simulated printer. Between every component and the broker sits a :class:`FaultProxy`. The cloud
 has two MQTT clients, as the 2023 cloud had: one takes printer traffic in, the other carries
 commands out. The job store is in memory with the real store's compare-and-set and idempotency
-rules. Users, people at the printers and the notifier are played by the harness, which records
-what they did, and what the hardware physically did, into the history.
+rules, and so is the roster of who may operate which printer and which settings its owner chose
+(or both are in the real store on PostgreSQL). Users, owners, people at the printers and the
+notifier are played by the harness, which records what they did, and what the hardware
+physically did, into the history.
 """
 
 import asyncio
@@ -42,7 +44,7 @@ from printfleet.cloud.link import LinkSupervisor
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.store import Store, new_id, open_store
 from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
-from printfleet.protocol.dispatch import DispatchPolicy, JobChange, JobView
+from printfleet.protocol.dispatch import DispatchPolicy, JobChange, JobView, SafetySettings
 from printfleet.protocol.gate import GateSettings
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState
@@ -61,7 +63,7 @@ SHA256 = hashlib.sha256(GCODE).hexdigest()
 PLATE_CLEAR_OPTION = "The plate is clear"
 FRESH_REPORT_MS = 2_000
 USER = "user"
-"""The one person asking for prints in a world (their printers are all theirs)."""
+"""The one person asking for prints in a world whose printers all have one owner."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,9 @@ class WorldSettings:
     database: Literal["memory", "postgres"] = "memory"
     """Jobs in memory (the store's rules, no I/O) or in the real store on a PostgreSQL of the
     world's own, which the harness can restart."""
+    owners: tuple[str, ...] = ()
+    """Who owns each printer (in ``printers``' order); empty: :data:`USER` owns them all. Other
+    owners need the memory store, whose roster the harness changes as owners do."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +137,15 @@ class ChaosJobs:
             counts[job.view.state.value] = counts.get(job.view.state.value, 0) + 1
         return counts
 
+    def user_id(self, user: str) -> str:
+        """A person's id in this store: their name."""
+        return user
+
+    async def job(self, job_id: str) -> JobView | None:
+        """One job as stored now."""
+        row = self.rows.get(job_id)
+        return None if row is None else row.view
+
 
 class StoreBackedJobs:
     """Jobs in the real store (SQLite or PostgreSQL), through the cloud's own adapter."""
@@ -166,6 +180,19 @@ class StoreBackedJobs:
         )
         return cls(store, user.id, file.id)
 
+    def user_id(self, user: str) -> str:
+        """A person's id in this store: there is one user, and every printer is theirs."""
+        del user
+        return self._owner_id
+
+    async def job(self, job_id: str) -> JobView | None:
+        """One job as stored now."""
+        try:
+            record = await self.store.load_job(job_id)
+        except Exception:  # noqa: BLE001 - unknown, or a store still recovering: not known now
+            return None
+        return record.view
+
     async def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
         """Create through the store (idempotent by key, per owner)."""
         created = await self.store.create_job(
@@ -173,6 +200,7 @@ class StoreBackedJobs:
             sha256=view.sha256,
             start_by=view.start_by,
             printer_id=view.printer_id,
+            model=view.model,
             file_id=self._file_id,
             name="part.gcode",
             idempotency_key=key,
@@ -234,6 +262,14 @@ class JobStore(Protocol):
 
     async def states(self) -> dict[str, int]:
         """Jobs per state."""
+        ...
+
+    def user_id(self, user: str) -> str:
+        """The id the store knows ``user`` by (what rosters and jobs name them with)."""
+        ...
+
+    async def job(self, job_id: str) -> JobView | None:
+        """One job as stored now (None if unknown)."""
         ...
 
 
@@ -378,6 +414,8 @@ class WitnessedPrinter(SimulatedPrinter):
         super().__init__(model, **kwargs)  # type: ignore[arg-type]
         self.printer_id = printer_id
         self.recorder = recorder
+        self.own_plate_check: Callable[[], bool] = lambda: True
+        """The printer's own plate-check setting now (the harness points it at the agent)."""
 
     async def start_print(self, file_name: str) -> SimulatedPrint:
         """Start, and record the truth at that instant."""
@@ -391,7 +429,7 @@ class WitnessedPrinter(SimulatedPrinter):
             plate_objects=objects,
             busy=busy,
             has_plate_sensor=self.has_plate_sensor,
-            plate_check=True,
+            plate_check=self.own_plate_check(),
         )
         return handle
 
@@ -457,17 +495,34 @@ class World:
     printers: dict[str, PrinterSlot] = field(default_factory=dict)
     requests: int = 0
     faults_injected: int = 0
+    roster: MemoryRoster | None = None
+    """Who may operate which printer and what each owner chose, when the harness keeps it (the
+    memory store); None when the real store on PostgreSQL does."""
+    owners: dict[str, str] = field(default_factory=dict)
+    """Printer id -> its owner."""
+    shares: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Printer id -> user -> role ("operator" or "viewer"), as owners granted them."""
 
     # -- users ----------------------------------------------------------------------------------
 
-    async def submit(self, printer_id: str, *, window_s: float, re_requests: int = 0) -> str:
-        """A user asks for a print; the desktop app re-sends it ``re_requests`` times at once.
+    async def submit(
+        self,
+        printer_id: str | None,
+        *,
+        window_s: float,
+        re_requests: int = 0,
+        user: str = USER,
+        model: str | None = None,
+    ) -> str:
+        """``user`` asks for a print on a printer, or on any printer of ``model`` they may
+        operate; the desktop app re-sends it ``re_requests`` times at once.
 
         With safeguards on, every copy carries the request's idempotency key (one job); with
         them off, every copy makes a job of its own, as in 2023.
         """
         self.requests += 1
         request_id = f"request-{self.requests}"
+        submitter = self.jobs.user_id(user)
         first = ""
         for _ in range(1 + re_requests):
             now = cloud_ms()
@@ -477,30 +532,33 @@ class World:
                 start_by=now + int(window_s * 1000),
                 state=JobState.QUEUED,
                 sha256=SHA256,
-                submitter=USER,
+                submitter=submitter,
                 printer_id=printer_id,
+                model=model if printer_id is None else None,
             )
             key = request_id if self.settings.safeguards else None
-            job_id, created = await self._create(view, key)
+            job_id, created = await self._create(view, user, key)
             if created:
                 self.recorder.record(
                     Kind.INTENT_CREATED,
                     job_id=job_id,
                     request_id=request_id,
+                    submitter=submitter,
                     printer_id=printer_id,
+                    model=view.model,
                     start_by=view.start_by,
                 )
             first = first or job_id
         self.cloud.dispatcher.wake()
         return first
 
-    async def _create(self, view: JobView, key: str | None) -> tuple[str, bool]:
+    async def _create(self, view: JobView, user: str, key: str | None) -> tuple[str, bool]:
         # A client that cannot reach the store tries again, backing off; with an idempotency
         # key a retry can never make a second job.
         delay = 0.1
         while True:
             try:
-                return await self.jobs.create(view, owner=USER, key=key)
+                return await self.jobs.create(view, owner=user, key=key)
             except Exception:  # noqa: BLE001 - any store failure: the user's app retries
                 log.info("job creation failed; retrying in %.1f s", delay)
             await asyncio.sleep(delay)
@@ -537,6 +595,71 @@ class World:
         for printer_id in self.printers:
             await self.tend(printer_id)
 
+    # -- owners ---------------------------------------------------------------------------------
+
+    def _roster(self) -> MemoryRoster:
+        if self.roster is None:
+            msg = "owners change shares and settings only in a world with the memory store"
+            raise RuntimeError(msg)
+        return self.roster
+
+    def record_roster(self, printer_id: str) -> None:
+        """Witness what the store now says of ``printer_id``; the checker judges every stage
+        and start against it."""
+        if self.roster is None:
+            # The real store's roster, as the world provisioned it and nobody changes it: its
+            # one user owns every printer, plate check on.
+            operators, plate_check = [self.jobs.user_id(self.owners[printer_id])], True
+        else:
+            entry = self.roster.entries[printer_id]
+            operators, plate_check = sorted(entry.operators), entry.desired.plate_check
+        viewers = sorted(u for u, r in self.shares.get(printer_id, {}).items() if r == "viewer")
+        self.recorder.record(
+            Kind.ROSTER_CHANGED,
+            printer_id=printer_id,
+            operators=operators,
+            plate_check=plate_check,
+            viewers=viewers,
+        )
+
+    def share(self, printer_id: str, user: str, role: Literal["operator", "viewer"]) -> None:
+        """The owner shares a printer; an operator may print on it, a viewer only watch."""
+        self.shares.setdefault(printer_id, {})[user] = role
+        self._apply_shares(printer_id)
+
+    def revoke(self, printer_id: str, user: str) -> None:
+        """The owner takes a share back, while jobs may be waiting on it."""
+        self.shares.get(printer_id, {}).pop(user, None)
+        self._apply_shares(printer_id)
+
+    def _apply_shares(self, printer_id: str) -> None:
+        roster = self._roster()
+        owner = self.owners[printer_id]
+        shared = self.shares.get(printer_id, {})
+        operators = {owner, *(user for user, role in shared.items() if role == "operator")}
+        # Changed and witnessed in one step of the event loop: no planning round falls between.
+        roster.set_operators(printer_id, frozenset(operators))
+        self.record_roster(printer_id)
+        self.cloud.dispatcher.wake()
+
+    def set_plate_check(self, printer_id: str, *, enabled: bool) -> None:
+        """The owner turns the plate check on or off: saved as desired state; the dispatcher
+        takes it to the printer (as the cloud's ``set_plate_check`` use case leaves it to)."""
+        self._roster().set_plate_check(printer_id, enabled=enabled)
+        self.record_roster(printer_id)
+        self.cloud.dispatcher.wake()
+
+    def reachable(self, printer_id: str) -> bool:
+        """Whether the cloud has a report from the printer fresh enough to send it anything."""
+        view = self.cloud.fleet.view(printer_id)
+        max_age = self.cloud.policy.report_max_age_ms
+        return view is not None and view.online and cloud_ms() - view.reported_at <= max_age
+
+    def reported_settings(self, printer_id: str) -> SafetySettings | None:
+        """The safety settings the printer last reported to the cloud (None: unknown)."""
+        view = self.cloud.fleet.view(printer_id)
+        return None if view is None else view.reported
+
     # -- printers -----------------------------------------------------------------------------
 
     async def power_on(self, printer_id: str) -> None:
@@ -568,6 +691,7 @@ class World:
             clock_ms=slot.clock_ms,
             gate_settings=GateSettings(safeguards=self.settings.safeguards),
         )
+        hardware.own_plate_check = lambda: agent.core.state.plate_check
 
         async def run() -> None:
             async with hardware:
@@ -620,6 +744,21 @@ class World:
         if not what.startswith("heal"):
             self.faults_injected += 1
         self.recorder.record(Kind.FAULT_INJECTED, fault=what, **fields)
+
+    async def all_jobs_ended(self) -> bool:
+        """Whether every job the world holds is in a terminal state."""
+        return await self._all_terminal()
+
+    async def eventually(
+        self, condition: Callable[[], Awaitable[bool]], *, within: float, poll: float = 0.1
+    ) -> bool:
+        """Wait for an asynchronous ``condition`` (one that asks the store), or give up."""
+        deadline = time.monotonic() + within
+        while not await condition():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(poll)
+        return True
 
     async def _all_terminal(self) -> bool:
         try:
@@ -680,21 +819,9 @@ async def running_world(
     async with contextlib.AsyncExitStack() as stack:
         broker = await asyncio.to_thread(MosquittoBroker().start)
         stack.callback(broker.close)
-        postgres = None
-        url = None
-        jobs: JobStore = ChaosJobs()
-        tenants = MemoryRoster()
-        for printer_id, model in models.items():
-            tenants.add(printer_id, model, USER)
-        roster: PrinterRoster = tenants
-        if settings.database == "postgres":
-            postgres = await asyncio.to_thread(PostgresServer().start)
-            stack.callback(postgres.close)
-            url = await asyncio.to_thread(postgres.create_database, "chaos")
-            stored = await StoreBackedJobs.open(url, models)
-            stack.push_async_callback(stored.close)
-            jobs = stored
-            roster = StoreRoster(stored.store)
+        owners = dict(zip(models, settings.owners or (USER,) * len(models), strict=True))
+        stores = await _open_stores(settings, models, owners, stack)
+        jobs = stores.jobs
         files = stack.enter_context(_file_server())
         proxy_in = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
         proxy_out = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
@@ -706,7 +833,7 @@ async def running_world(
                 BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy_out.port}"),
                 dispatch_point,
                 issuer,
-                roster=roster,
+                roster=stores.roster,
                 file_url=lambda job, printer_id: f"{files}/{stage_name(job.view.id)}",
                 recorder=recorder,
                 settings=settings,
@@ -725,11 +852,15 @@ async def running_world(
             signer,
             rng,
             make_cloud,
-            postgres,
-            url,
+            stores.postgres,
+            stores.url,
             files,
             home,
+            roster=stores.tenants,
+            owners=owners,
         )
+        for printer_id in models:
+            world.record_roster(printer_id)
         world.cloud_task = asyncio.create_task(world.cloud.run(), name="chaos cloud")
 
         async def stop_cloud() -> None:
@@ -753,6 +884,39 @@ async def running_world(
             if slot.hardware is not None and not slot.hardware.has_plate_sensor:
                 await world.confirm_remotely(printer_id)
         yield world
+
+
+@dataclass(frozen=True, slots=True)
+class _Stores:
+    jobs: JobStore
+    roster: PrinterRoster
+    tenants: MemoryRoster | None
+    postgres: PostgresServer | None = None
+    url: str | None = None
+
+
+async def _open_stores(
+    settings: WorldSettings,
+    models: dict[str, str],
+    owners: dict[str, str],
+    stack: contextlib.AsyncExitStack,
+) -> _Stores:
+    """Jobs and the roster: in memory (owners as the settings say), or in the real store on a
+    PostgreSQL of the world's own (one user owning every printer)."""
+    if settings.database == "memory":
+        tenants = MemoryRoster()
+        for printer_id, model in models.items():
+            tenants.add(printer_id, model, owners[printer_id])
+        return _Stores(ChaosJobs(), tenants, tenants)
+    if settings.owners:
+        msg = "a world on PostgreSQL has one owner; tenants need the memory store"
+        raise ValueError(msg)
+    postgres = await asyncio.to_thread(PostgresServer().start)
+    stack.callback(postgres.close)
+    url = await asyncio.to_thread(postgres.create_database, "chaos")
+    stored = await StoreBackedJobs.open(url, models)
+    stack.push_async_callback(stored.close)
+    return _Stores(stored, StoreRoster(stored.store), None, postgres, url)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
