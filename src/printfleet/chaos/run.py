@@ -500,8 +500,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "tenants-and-settings",
             "two tenants print on any printer of a model; a share is revoked while a job waits "
-            "on it; a plate check is turned back on while its printer is away (stopped, then "
-            "frozen) and the printer returns with a print on its plate",
+            "on it; plate checks are turned back on while their printers are away (one "
+            "stopped, one frozen) and the printers return with a print on the plate",
             tenants_and_settings,
             owners=("ana", "ben", "ana"),
         ),
