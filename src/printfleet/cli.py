@@ -590,8 +590,15 @@ def serve(
     )
     # log_config=None: keep the logging set up above instead of uvicorn's own.
     # A bounded graceful shutdown: open event streams (/api/v1/events) never end by themselves.
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1, and
+    # anything relayed from there could choose the address that rate limits count; the app
+    # trusts proxies only when PRINTFLEET_TRUSTED_PROXIES names them.
     config = uvicorn.Config(
-        create_app(settings), log_config=None, ws="none", timeout_graceful_shutdown=5
+        create_app(settings),
+        log_config=None,
+        ws="none",
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
     )
     # uvicorn shuts down gracefully on Ctrl-C, then re-raises it: that is a normal exit here.
     with listener, contextlib.suppress(KeyboardInterrupt):

@@ -27,6 +27,7 @@ from printfleet.cloud.admission import (
     AdmissionMiddleware,
     Refusal,
 )
+from printfleet.cloud.callers import VerifiedCallers, token_digest
 from printfleet.testing import MosquittoBroker
 
 
@@ -152,10 +153,13 @@ async def test_refused_clients_are_told_different_waits() -> None:
 
 
 @pytest.mark.asyncio
-async def test_each_token_has_its_own_rate_and_is_told_when_to_return() -> None:
+async def test_each_account_has_its_own_rate_and_is_told_when_to_return() -> None:
     held = HeldApp()
     clock = FakeClock()
     gate = AdmissionGate(AdmissionLimits(rate_per_s=0.5, burst=2), clock=clock)
+    # What the API tells the gate once it has authenticated these tokens.
+    gate.callers.verified("pf_ada", "ada-id")
+    gate.callers.verified("pf_bob", "bob-id")
     ada, bob = bearer("pf_ada"), bearer("pf_bob")
     async with served(gate, held) as client:
         assert [(await client.get("/api/v1/jobs", headers=ada)).status_code for _ in range(2)] == [
@@ -166,7 +170,8 @@ async def test_each_token_has_its_own_rate_and_is_told_when_to_return() -> None:
         assert limited.status_code == 429
         assert limited.json()["error"] == "rate_limited"
         assert limited.headers["Retry-After"] == "2"  # one token at 0.5/s
-        # Another token, and callers without one (counted by address), are not affected.
+        # Another account, and callers without a verified token (counted by address), are not
+        # affected.
         assert (await client.get("/api/v1/jobs", headers=bob)).status_code == 200
         assert (await client.get("/api/v1/jobs")).status_code == 200
 
@@ -175,6 +180,35 @@ async def test_each_token_has_its_own_rate_and_is_told_when_to_return() -> None:
         assert (await client.get("/api/v1/jobs", headers=ada)).status_code == 429
     assert held.ran == 5
     assert gate.rejected[Refusal.RATE_LIMITED] == 2
+
+
+@pytest.mark.asyncio
+async def test_bearers_the_api_has_not_verified_count_against_their_address() -> None:
+    held = HeldApp()
+    gate = AdmissionGate(AdmissionLimits(rate_per_s=0.01, burst=3), clock=FakeClock())
+    gate.callers.verified("pf_ada", "ada-id")
+    async with served(gate, held) as client:
+        made_up = [
+            (await client.get("/api/v1/jobs", headers=bearer(f"pf_{n}"))).status_code
+            for n in range(4)
+        ]
+        assert made_up == [200, 200, 200, 429]
+        assert (await client.get("/api/v1/jobs")).status_code == 429
+        # A verified token draws on its account's bucket, not the address's.
+        assert (await client.get("/api/v1/jobs", headers=bearer("pf_ada"))).status_code == 200
+        # Once the API has refused it (revoked, expired), it is the address's again.
+        gate.callers.refused("pf_ada")
+        assert (await client.get("/api/v1/jobs", headers=bearer("pf_ada"))).status_code == 429
+
+
+def test_verified_callers_are_bounded_and_keep_no_tokens() -> None:
+    callers = VerifiedCallers(max_entries=2)
+    for n in range(3):
+        callers.verified(f"pf_secret_{n}", f"user-{n}")
+    assert len(callers) == 2
+    assert callers.account_of(token_digest(b"pf_secret_0")) is None  # the oldest is forgotten
+    assert callers.account_of(token_digest(b"pf_secret_2")) == "user-2"
+    assert "pf_secret" not in repr(vars(callers))
 
 
 def test_a_shed_request_does_not_cost_its_caller_a_token() -> None:
@@ -298,7 +332,11 @@ async def test_a_full_database_pool_is_answered_503_soon(
             busy = await cloud.client.get("/api/v1/jobs", headers=bearer(token))
             waited = time.monotonic() - started
         assert busy.status_code == 503
-        assert busy.json()["error"] == "store_busy"
+        assert busy.json() == {
+            "error": "store_busy",
+            # The store's own words name the database; they are for the log.
+            "message": "the database is busy; retry after Retry-After seconds",
+        }
         assert 1 <= int(busy.headers["Retry-After"]) <= 4
         assert waited < 5
         assert (await cloud.client.get("/api/v1/jobs", headers=bearer(token))).status_code == 200

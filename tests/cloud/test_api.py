@@ -105,8 +105,14 @@ async def serving(settings: Settings) -> AsyncIterator[Running]:
     # Printers fetch files from here, so the public URL must be the real port.
     settings = settings.model_copy(update={"public_url": url})
     app = create_app(settings)
+    # As printfleet serve runs it: proxy headers are the app's to trust (trusted_proxies).
     config = uvicorn.Config(
-        app, log_config=None, ws="none", access_log=False, timeout_graceful_shutdown=5
+        app,
+        log_config=None,
+        ws="none",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]), name="uvicorn")

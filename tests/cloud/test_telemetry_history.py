@@ -361,9 +361,9 @@ async def test_reports_through_mosquitto_become_history_readers_of_the_printer_c
                 await sdk.printer_telemetry(printer_id)
         hidden = await client.get(path, headers=bearer(stranger))
         assert hidden.status_code == 404
+        # Both bounds given: the later one counts.
         both = await client.get(f"{path}?since=0&last_s=60", headers=bearer(owner))
-        assert both.status_code == 422
-        assert "not both" in both.json()["message"]
+        assert both.json() == points
         negative = await client.get(f"{path}?last_s=-5", headers=bearer(owner))
         assert negative.status_code == 422
 

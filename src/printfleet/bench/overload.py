@@ -125,7 +125,16 @@ class OverloadSettings:
         """The cloud's settings for ``config``."""
         base: dict[str, Any] = {"data_dir": str(data_dir), "open_registration": True}
         if config == "built":
-            return base
+            # Rate limits are per account, and one account stands in here for every simulated
+            # client: each gets the quota it would have as a person with an account of its own.
+            from printfleet.cloud.app import Settings  # noqa: PLC0415 - the cloud's, only here
+
+            defaults = Settings()
+            return {
+                **base,
+                "rate_limit_per_s": defaults.rate_limit_per_s * self.clients,
+                "rate_limit_burst": defaults.rate_limit_burst * self.clients,
+            }
         return {
             **base,
             "admission": False,

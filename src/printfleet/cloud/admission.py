@@ -6,42 +6,49 @@ cloud out of that state by refusing early and cheaply, in this order:
 
 1. a request whose caller's deadline (``X-Request-Deadline``, unix milliseconds) has passed is
    dropped (504): nobody is waiting for the answer;
-2. each caller (a bearer token, or the client address without one) has a token bucket; a caller
-   over its rate gets 429 with the seconds until it has a token again;
+2. each caller has a token bucket; a caller over its rate gets 429 with the seconds until it
+   has a token again. A caller is what the server has verified: the account behind a bearer
+   token the API has authenticated (:class:`VerifiedCallers`), else the client address. A
+   bearer the API has not verified counts against its address, so making up a new one per
+   request earns no fresh bucket;
 3. at most ``max_concurrent`` requests run at once; one more gets 503 with a jittered
    ``Retry-After`` right away, never a place in a queue.
 
 Health, metrics and the printers' file downloads are exempt: a balancer must see the truth and
 printers must get their files while people are being turned away. :class:`AdmissionGate` holds
 the rules and counts (no I/O); :class:`AdmissionMiddleware` is the pure-ASGI shell around the app.
+:class:`BodyLimitMiddleware` refuses request bodies over a size limit before the app reads them.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
-import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from printfleet.cloud.api.errors import retry_after
+from printfleet.cloud.callers import VerifiedCallers, token_digest
 
 __all__ = [
     "DEADLINE_HEADER",
+    "DEFAULT_MAX_BODY_BYTES",
     "EXEMPT_PREFIXES",
     "STREAM_PREFIXES",
     "AdmissionCollector",
     "AdmissionGate",
     "AdmissionLimits",
     "AdmissionMiddleware",
+    "BodyLimitMiddleware",
     "Refusal",
     "Rejection",
+    "caller_of",
 ]
 
 DEADLINE_HEADER = "X-Request-Deadline"
@@ -80,7 +87,7 @@ class AdmissionLimits:
     """Requests in progress at once. Enough to keep the event loop and the database pool busy;
     more only lengthens everyone's wait."""
     rate_per_s: float = 20.0
-    """Sustained requests per second per caller."""
+    """Sustained requests per second per caller (an account, or an address)."""
     burst: float = 40.0
     """Requests a caller may send at once after being quiet."""
     max_callers: int = 10_000
@@ -127,6 +134,8 @@ class AdmissionGate:
     and calls :meth:`leave` once an admitted request is done."""
 
     limits: AdmissionLimits = field(default_factory=AdmissionLimits)
+    callers: VerifiedCallers = field(default_factory=VerifiedCallers)
+    """Which bearer tokens stand for which account (the API tells it)."""
     clock: Callable[[], float] = time.monotonic
     """Seconds, for the token buckets."""
     wall_clock_ms: Callable[[], float] = lambda: time.time() * 1000
@@ -232,14 +241,19 @@ class AdmissionGate:
         )
 
 
-def caller_of(scope: Scope) -> str:
-    """Whom a request counts against: its bearer token (hashed: the gate keeps no secrets), or
-    its client address when it has none."""
+def caller_of(scope: Scope, callers: VerifiedCallers) -> str:
+    """Whom a request counts against: the account of its bearer token if the API has verified
+    that token, else its client address. Anyone can send a bearer, so an unverified one must
+    not earn a bucket of its own; the address is the one thing the server saw for itself
+    (behind a proxy, only once the app has been told to trust it: ``trusted_proxies``)."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():
-                return "token:" + hashlib.sha256(token.strip()).hexdigest()[:32]
+                account = callers.account_of(token_digest(token.strip()))
+                if account is not None:
+                    return f"account:{account}"
+            break
     client = scope.get("client")
     return f"address:{client[0]}" if client else "address:unknown"
 
@@ -272,7 +286,9 @@ class AdmissionMiddleware:
             return
         takes_slot = not gate.stream(scope["path"])
         rejection = gate.enter(
-            caller_of(scope), _header(scope, b"x-request-deadline"), takes_slot=takes_slot
+            caller_of(scope, gate.callers),
+            _header(scope, b"x-request-deadline"),
+            takes_slot=takes_slot,
         )
         if rejection is not None:
             await _refuse(rejection, send)
@@ -296,6 +312,86 @@ async def _refuse(rejection: Rejection, send: Send) -> None:
         headers.append((b"retry-after", str(rejection.retry_after_s).encode()))
     await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+"""The largest request body a JSON route takes: the biggest legitimate one (a channel with a
+2000-character URL) is a few KiB."""
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware refusing, with 413 in the API's error shape, any request body over
+    ``max_bytes``, before the app reads it.
+
+    A declared ``Content-Length`` over the limit is refused on the headers alone. A body without
+    one (chunked) is read here up to the limit and no further, then handed to the app whole, so
+    neither JSON parsing nor anything else ever holds more than ``max_bytes`` of it. The refusal
+    closes the connection, so the rest of the body is never read. ``streamed`` names the
+    ``(method, path)`` pairs that read their body as a stream and enforce a limit of their own
+    (uploads).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        streamed: Collection[tuple[str, str]] = (),
+    ) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        self.app = app
+        self.max_bytes = max_bytes
+        self.streamed = frozenset(streamed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None:
+            # The server delivers no more than the declared length, so the header is the bound.
+            if length.strip().isdigit() and int(length) > self.max_bytes:
+                await self._refuse(send)
+                return
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before its body was complete: nobody to answer
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+        whole: Message | None = {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal whole
+            if whole is not None:
+                message, whole = whole, None
+                return message
+            return await receive()  # from here on, only the disconnect
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": "body_too_large",
+                "message": f"the request body is larger than the limit of {self.max_bytes} bytes",
+            }
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            # The rest of the body is not wanted: closing is the only way not to read it.
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 class AdmissionCollector:

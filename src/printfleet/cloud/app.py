@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator, Coroutine, Mapping
@@ -18,20 +19,25 @@ from typing import Annotated, Any, ClassVar
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from printfleet import __version__
 from printfleet.agent.config import BrokerAddress
 from printfleet.cloud import api
 from printfleet.cloud.admission import (
+    DEFAULT_MAX_BODY_BYTES,
     EXEMPT_PREFIXES,
     AdmissionCollector,
     AdmissionGate,
     AdmissionLimits,
     AdmissionMiddleware,
+    BodyLimitMiddleware,
 )
 from printfleet.cloud.api import ApiContext, CloudMetrics
 from printfleet.cloud.api.events import EVENTS_PATH
+from printfleet.cloud.api.uploads import UPLOAD_PATH
 from printfleet.cloud.broker_auth import CLOUD_USER, cloud_replica, cloud_username
+from printfleet.cloud.callers import VerifiedCallers
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.dispatcher import StoredJob, cloud_ms
 from printfleet.cloud.embedded_broker import embedded_broker
@@ -44,6 +50,7 @@ from printfleet.cloud.files import (
     UploadChecks,
 )
 from printfleet.cloud.fleet_view import Ingested
+from printfleet.cloud.login_backoff import BackoffPolicy, LoginBackoff
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.mosquitto_auth import MosquittoAuthSync
 from printfleet.cloud.notify import (
@@ -117,6 +124,10 @@ class Settings(BaseModel):
         "max_concurrent_requests": "PRINTFLEET_MAX_CONCURRENT_REQUESTS",
         "rate_limit_per_s": "PRINTFLEET_RATE_LIMIT_PER_S",
         "rate_limit_burst": "PRINTFLEET_RATE_LIMIT_BURST",
+        "max_body_bytes": "PRINTFLEET_MAX_BODY_BYTES",
+        "trusted_proxies": "PRINTFLEET_TRUSTED_PROXIES",
+        "login_free_failures": "PRINTFLEET_LOGIN_FREE_FAILURES",
+        "login_backoff_max_s": "PRINTFLEET_LOGIN_BACKOFF_MAX_S",
         "db_pool_size": "PRINTFLEET_DB_POOL_SIZE",
         "db_pool_timeout_s": "PRINTFLEET_DB_POOL_TIMEOUT_S",
         "telemetry_history_interval_s": "PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S",
@@ -170,9 +181,21 @@ class Settings(BaseModel):
     the pool size plus a few: more only queue for connections (``printfleet bench overload``:
     8 halves the p50 under overload compared with 16, at the same goodput)."""
     rate_limit_per_s: Annotated[float, Field(gt=0)] = 20.0
-    """Sustained API requests per second per token (or per address without one); over: 429."""
+    """Sustained API requests per second per account (per client address for requests without
+    a token the API has verified); over: 429."""
     rate_limit_burst: Annotated[float, Field(ge=1)] = 40.0
-    """Requests a token may send at once after being quiet."""
+    """Requests an account (or address) may send at once after being quiet."""
+    max_body_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_BODY_BYTES
+    """The largest request body any route but uploads takes (64 KiB); larger: 413, refused
+    before it is read. Uploads have their own limit, ``max_upload_bytes``."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses or networks (``10.0.0.5,fd00::/8``) of reverse proxies whose
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed. Empty (the default): none is,
+    and rate limits and login backoff count the address that connected."""
+    login_free_failures: Annotated[int, Field(ge=1)] = 5
+    """Wrong passwords in a row an account, or an address, may have before it must wait."""
+    login_backoff_max_s: Annotated[float, Field(ge=1)] = 300.0
+    """The longest wait after wrong passwords (it starts at 1 s and doubles per failure)."""
     db_pool_size: Annotated[int, Field(ge=1)] = 5
     """Database connections. Small on purpose: more lets more requests wait on the database."""
     db_pool_timeout_s: Annotated[float, Field(gt=0)] = 1.0
@@ -223,6 +246,21 @@ class Settings(BaseModel):
             return parse_allow_list(value)
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for entry in _entries(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                msg = f"trusted_proxies: {entry!r} is not an IP address or network"
+                raise ValueError(msg) from None
+        return value
+
+    def trusted_proxy_list(self) -> list[str]:
+        """``trusted_proxies`` as a list."""
+        return _entries(self.trusted_proxies)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``PRINTFLEET_*`` variables; non-None ``overrides`` win (CLI options)."""
@@ -240,6 +278,10 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'printfleet.sqlite3'}"
+
+
+def _entries(listed: str) -> list[str]:
+    return [entry.strip() for entry in listed.split(",") if entry.strip()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,8 +428,11 @@ class _CoreListeners:
 
 
 @contextlib.asynccontextmanager
-async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
-    """Build the whole cloud, run its MQTT core, and take it all down on exit."""
+async def running_cloud(
+    settings: Settings, *, callers: VerifiedCallers | None = None
+) -> AsyncIterator[ApiContext]:
+    """Build the whole cloud, run its MQTT core, and take it all down on exit. ``callers`` is
+    admission control's registry of verified tokens, which the API keeps up to date."""
     data_dir = settings.data_dir
     url = settings.store_url()
     await asyncio.to_thread(_make_private, data_dir, url)
@@ -496,6 +541,14 @@ async def running_cloud(settings: Settings) -> AsyncIterator[ApiContext]:
                 open_registration=settings.open_registration,
                 printer_registered=printer_registered,
                 announcer=announcer,
+                callers=callers if callers is not None else VerifiedCallers(),
+                logins=LoginBackoff(
+                    BackoffPolicy(
+                        free_failures=settings.login_free_failures,
+                        max_delay_s=settings.login_backoff_max_s,
+                        forget_after_s=max(900.0, settings.login_backoff_max_s),
+                    )
+                ),
                 outbound=outbound_policy(settings),
             )
         finally:
@@ -616,6 +669,7 @@ async def _drain(notifier: Notifier, task: asyncio.Task[None]) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The cloud as an ASGI app; ``settings`` default to :meth:`Settings.from_env`."""
     chosen = settings if settings is not None else Settings.from_env()
+    callers = VerifiedCallers()
     gate = AdmissionGate(
         AdmissionLimits(
             max_concurrent=chosen.max_concurrent_requests,
@@ -624,12 +678,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # An event stream stays open for hours: counted, a few dashboards would hold every
             # slot and shut the API. Streams have their own bound (16 per user, 429 beyond).
             exempt=(*EXEMPT_PREFIXES, EVENTS_PATH),
-        )
+        ),
+        callers=callers,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running_cloud(chosen) as context:
+        async with running_cloud(chosen, callers=callers) as context:
             app.state.printfleet = context
             if chosen.admission:
                 context.metrics.registry.register(AdmissionCollector(gate))
@@ -647,6 +702,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     api.install(app)
+    # Each add_middleware wraps what is there: the last added sees a request first.
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=chosen.max_body_bytes, streamed={("POST", UPLOAD_PATH)}
+    )
     if chosen.admission:
         app.add_middleware(AdmissionMiddleware, gate=gate)
+    if chosen.trusted_proxies:
+        # Only now is a forwarded address believed, and only from these peers; the server
+        # itself must trust none (printfleet serve runs uvicorn with proxy_headers=False).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=chosen.trusted_proxy_list())
     return app

@@ -321,12 +321,17 @@ class CloudService:
     async def share_printer(
         self, principal: Principal, printer_id: str, email: str, role: ShareRole
     ) -> None:
-        """The owner shares a printer with another user as operator or viewer."""
+        """The owner shares a printer with another user as operator or viewer.
+
+        An address without an account is answered as if shared, and nothing is stored: anyone
+        may own a printer, so any other answer would tell them which addresses have accounts.
+        """
         principal.require(Scope.WRITE)
         await self.access(principal, printer_id, Role.OWNER)
         other = await self.store.user_by_email(email)
         if other is None:
-            raise NotFound(f"no user {email}")
+            log.info("printer %s: no account to share with at the address given", printer_id)
+            return
         if other.id == principal.user.id:
             raise InvalidRequest("you own this printer; a share is for someone else")
         await self.store.share_printer(

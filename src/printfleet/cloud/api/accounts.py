@@ -7,12 +7,19 @@ API (that is how a fresh install gets its first user), unless the operator opens
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from sqlalchemy import exc, select
 
 from printfleet.cloud.api.auth import Reader, Writer
 from printfleet.cloud.api.context import Context
-from printfleet.cloud.api.errors import ERROR_RESPONSES, RegistrationClosed, Unauthenticated
+from printfleet.cloud.api.errors import (
+    ERROR_RESPONSES,
+    ErrorBody,
+    RegistrationClosed,
+    TooManyLogins,
+    Unauthenticated,
+    error_responses,
+)
 from printfleet.cloud.api.schemas import Login, NewToken, NewUser, TokenCreated, TokenOut, UserOut
 from printfleet.cloud.store import AlreadyExists, Store, StoreUnavailable
 from printfleet.cloud.store.models import User
@@ -29,7 +36,7 @@ async def _has_users(store: Store) -> bool:
         raise StoreUnavailable(f"database {store.url} is unavailable") from error
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED)
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
 async def register(body: NewUser, context: Context) -> UserOut:
     """Create an account: always the first one, others only if registration is open."""
     if not context.open_registration and await _has_users(context.store):
@@ -43,14 +50,35 @@ async def register(body: NewUser, context: Context) -> UserOut:
     return UserOut.of(user)
 
 
-@router.post("/login")
-async def login(body: Login, context: Context) -> TokenCreated:
+@router.post(
+    "/login",
+    responses={
+        401: {"model": ErrorBody, "description": "Wrong e-mail address or password"},
+        429: {
+            "model": ErrorBody,
+            "description": "Too many wrong passwords for this account or from this address, "
+            "or too many requests; retry after Retry-After seconds",
+        },
+    },
+)
+async def login(body: Login, request: Request, context: Context) -> TokenCreated:
     """Exchange e-mail and password for a new read/write token (it expires: 30 days by default)."""
-    result = await context.service.login(body.email, body.password, token_name=body.token_name)
+    address = request.client.host if request.client is not None else "unknown"
+    # Before the password is hashed: a guesser made to wait costs the server nothing.
+    attempt = context.logins.begin(body.email, address)
+    if attempt.wait_s is not None:
+        raise TooManyLogins(attempt.wait_s)
+    try:
+        result = await context.service.login(body.email, body.password, token_name=body.token_name)
+    except BaseException:
+        context.logins.abandoned(attempt)
+        raise
     if result is None:
         # One answer for an unknown address and a wrong password: no hint which it was.
         raise Unauthenticated("wrong e-mail address or password", code="invalid_credentials")
+    context.logins.succeeded(attempt)
     record, token = result
+    context.callers.verified(token, record.user_id)
     return TokenCreated.created(record, token)
 
 
@@ -69,6 +97,7 @@ async def create_token(body: NewToken, principal: Writer, context: Context) -> T
     record, token = await context.service.issue_token(
         principal, body.name, body.scopes, lifetime_s=body.expires_in_s
     )
+    context.callers.verified(token, record.user_id)
     return TokenCreated.created(record, token)
 
 

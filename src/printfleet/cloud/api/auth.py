@@ -2,7 +2,9 @@
 
 Routes declare what they need by parameter type: ``Reader`` (a live token with the read
 scope) or ``Writer`` (the write scope). Writers are checked here, before a body is read, and
-the service checks the scope again where it acts, so no transport can skip it.
+the service checks the scope again where it acts, so no transport can skip it. Each verdict is
+passed on to admission control, which counts a verified token's requests against its account
+and every other request against its address.
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ async def authenticated(
     try:
         principal = await context.service.authenticate(credentials.credentials)
     except TokenExpired as expired:
+        context.callers.refused(credentials.credentials)
         raise Unauthenticated(str(expired), code="invalid_token") from None
     if principal is None:
+        context.callers.refused(credentials.credentials)
         raise Unauthenticated("the token is unknown or revoked", code="invalid_token")
+    # From now on admission control counts this token's requests against its account.
+    context.callers.verified(credentials.credentials, principal.user.id)
     return principal
 
 

@@ -13,8 +13,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from printfleet.cloud.api.metrics import CloudMetrics
+from printfleet.cloud.callers import VerifiedCallers
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.files import FileStorage
+from printfleet.cloud.login_backoff import LoginBackoff
 from printfleet.cloud.notify.announcer import Announcer
 from printfleet.cloud.notify.outbound import OutboundPolicy
 from printfleet.cloud.service import CloudService
@@ -36,6 +38,10 @@ class ApiContext:
     """Told of each printer provisioned here (the dispatcher's model lookup)."""
     announcer: Announcer | None = None
     """Notifications: the event bus behind ``/events``, channels and their deliveries."""
+    callers: VerifiedCallers = field(default_factory=VerifiedCallers)
+    """Told which bearer tokens authenticate as whom, for admission control's rate limits."""
+    logins: LoginBackoff = field(default_factory=LoginBackoff)
+    """Failed logins per account and per address, and the waits they impose."""
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     """Where channels may send to; checked when one is added (and at every connection)."""
 

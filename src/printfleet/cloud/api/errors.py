@@ -7,7 +7,10 @@ that clients can branch on.
 
 from __future__ import annotations
 
+import functools
+import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
@@ -36,6 +39,8 @@ from printfleet.cloud.store import (
     StoreUnavailable,
 )
 
+log = logging.getLogger(__name__)
+
 
 class ErrorBody(BaseModel):
     """What every error response carries."""
@@ -58,6 +63,18 @@ class Unauthenticated(Exception):  # noqa: N818 - reads as the HTTP status it be
 
 class RegistrationClosed(Exception):  # noqa: N818 - reads as the condition
     """Accounts are not open to everyone here (403)."""
+
+
+class TooManyLogins(Exception):  # noqa: N818 - reads as the condition
+    """Too many wrong passwords lately for this account or from this address (429): wait
+    ``retry_after_s`` seconds (see ``cloud/login_backoff.py``)."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            "too many wrong passwords for this account or from this address; retry after "
+            "Retry-After seconds"
+        )
+        self.retry_after_s = retry_after_s
 
 
 # Exception type -> (status, code). Subclasses are matched through their bases, so order only
@@ -102,6 +119,15 @@ def retry_after() -> str:
     return str(random.randint(1, 4))  # noqa: S311 - jitter, not secrecy
 
 
+_STORE_TROUBLE = {
+    "store_busy": "the database is busy; retry after Retry-After seconds",
+    "store_unavailable": "the database is unavailable; retry after Retry-After seconds",
+    "store_error": "the database could not do this",
+}
+"""What a client is told of the database's own troubles: the store's messages name the
+database, its tables and the driver's words, which are the operator's business (logged)."""
+
+
 def _mapped(error: Exception) -> JSONResponse:
     for kind in type(error).__mro__:
         if kind in STATUS_OF:
@@ -110,7 +136,15 @@ def _mapped(error: Exception) -> JSONResponse:
     else:  # pragma: no cover - only registered types reach this handler
         status, code = 500, "internal_error"
     headers = {"Retry-After": retry_after()} if isinstance(error, _RETRY_LATER) else None
-    return error_response(status, code, str(error) or code.replace("_", " "), headers=headers)
+    message = str(error) or code.replace("_", " ")
+    if code in _STORE_TROUBLE:
+        if isinstance(error, _RETRY_LATER):
+            # These come in floods under overload, and /health tells of them.
+            log.debug("%s: %s", code, message)
+        else:
+            log.error("%s: %s", code, message, exc_info=error)
+        message = _STORE_TROUBLE[code]
+    return error_response(status, code, message, headers=headers)
 
 
 async def _handle_mapped(request: Request, error: Exception) -> Response:
@@ -135,11 +169,56 @@ async def _handle_validation(request: Request, error: Exception) -> Response:
     return error_response(422, "invalid_request", message, details=details)
 
 
+async def _handle_too_many_logins(request: Request, error: Exception) -> Response:
+    assert isinstance(error, TooManyLogins)  # noqa: S101 - registered for this type only
+    return error_response(
+        429,
+        "too_many_failed_logins",
+        str(error),
+        headers={"Retry-After": str(error.retry_after_s)},
+    )
+
+
 async def _handle_http(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for this type only
-    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return error_response(
-        error.status_code, code, str(error.detail), headers=dict(error.headers or {}) or None
+    code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(
+        error.status_code, "http_error"
+    )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:  # noqa: PLR2004 - the status named above
+        # Starlette names only the methods of the first route that matched the path; a path is
+        # often served by several (GET and POST /api/v1/jobs), and Allow must name them all.
+        methods = _documented_methods(request)
+        if methods:
+            headers["Allow"] = ", ".join(methods)
+    return error_response(error.status_code, code, str(error.detail), headers=headers or None)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _documented_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document gives the request's path (HEAD with GET, as Starlette
+    answers it); none for a path the document does not describe."""
+    path = request.scope["path"]
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    paths = request.app.openapi().get("paths", {})
+    methods: set[str] = set()
+    for template, operations in paths.items():
+        if _template(template).fullmatch(path):
+            methods |= {method.upper() for method in operations} & _METHODS
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+@functools.cache
+def _template(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}/]+\})", template)
+    return re.compile(
+        "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
     )
 
 
@@ -159,19 +238,36 @@ def install_error_handlers(app: FastAPI) -> None:
     handlers[Unauthenticated] = _handle_unauthenticated
     handlers[RequestValidationError] = _handle_validation
     handlers[StarletteHTTPException] = _handle_http
+    handlers[TooManyLogins] = _handle_too_many_logins
     for kind, handler in handlers.items():
         app.add_exception_handler(kind, handler)
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        401: "No valid bearer token",
-        403: "Not allowed (role or token scope)",
-        404: "Not found, or not visible to this user",
-        422: "Invalid request",
-        429: "Too many requests from this token; retry after Retry-After seconds",
-        503: "Unavailable for now; retry after Retry-After seconds",
-    }.items()
+RESPONSE_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request: a body that cannot be read as JSON text, or an X-Request-Deadline "
+    "that is not unix milliseconds",
+    401: "No valid bearer token",
+    403: "Not allowed (role or token scope)",
+    404: "Not found, or not visible to this user (the two are answered alike)",
+    409: "Conflicts with what exists (a unique name taken, or changed concurrently)",
+    413: "The request body is larger than the server's limit (PRINTFLEET_MAX_BODY_BYTES)",
+    422: "Invalid request",
+    429: "Too many requests from this account (or, without a verified token, this address); "
+    "retry after Retry-After seconds",
+    503: "Unavailable for now; retry after Retry-After seconds",
+    504: "The request's X-Request-Deadline had passed when it arrived; it was not run",
 }
-"""The error responses most routes can give, for the OpenAPI document."""
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """The OpenAPI entries of these error statuses, described as above."""
+    return {
+        status: {"model": ErrorBody, "description": RESPONSE_DESCRIPTIONS[status]}
+        for status in statuses
+    }
+
+
+ERROR_RESPONSES = error_responses(400, 401, 403, 404, 413, 422, 429, 503, 504)
+"""The error responses every API route can give, for the OpenAPI document: admission control
+(400, 429, 503, 504) and the body limit (413) stand in front of every route. Routes add the
+ones only they give (409, ...)."""

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from printfleet.cloud.api.auth import Reader, Writer
 from printfleet.cloud.api.context import Context
-from printfleet.cloud.api.errors import ERROR_RESPONSES
+from printfleet.cloud.api.errors import ERROR_RESPONSES, error_responses
 from printfleet.cloud.api.schemas import AuditOut, JobDetail, JobOut, NewJob
 from printfleet.protocol.lifecycle import JobState
 
@@ -92,7 +92,7 @@ async def get_job(job_id: str, principal: Reader, context: Context) -> JobDetail
     return JobDetail(**JobOut.of(job).model_dump(), audit=[AuditOut.of(entry) for entry in audit])
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=error_responses(409))
 async def cancel_job(job_id: str, principal: Writer, context: Context) -> JobOut:
     """Cancel a job; a printer it was sent to is told, now and again while it still runs it."""
     return JobOut.of(await context.service.cancel_job(principal, job_id))

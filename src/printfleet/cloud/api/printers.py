@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, status
 
 from printfleet.cloud.api.auth import Reader, Writer
 from printfleet.cloud.api.context import Context
-from printfleet.cloud.api.errors import ERROR_RESPONSES
+from printfleet.cloud.api.errors import ERROR_RESPONSES, error_responses
 from printfleet.cloud.api.schemas import (
     AuditOut,
     CommandSent,
@@ -25,12 +25,15 @@ from printfleet.cloud.api.schemas import (
     ShareOut,
     TelemetryPointOut,
 )
-from printfleet.cloud.service import InvalidRequest
 from printfleet.cloud.store import AlreadyExists, Role, wall_clock_ms
 from printfleet.cloud.telemetry_history import HistoryPoint
 
 HISTORY_DEFAULT_S = 600
 """Telemetry history returned when the caller names no start: the dashboard's chart window."""
+
+CLOUD_MS_MAX = 2**53 - 1
+"""The latest cloud time a query may name: far beyond any real one, within every client's
+exact integers, and well inside the database's 64-bit columns."""
 
 router = APIRouter(prefix="/api/v1", tags=["printers"], responses=ERROR_RESPONSES)
 
@@ -41,7 +44,7 @@ async def list_printers(principal: Reader, context: Context) -> list[PrinterOut]
     return [PrinterOut.of(view) for view in await context.service.printers_for(principal)]
 
 
-@router.post("/printers", status_code=status.HTTP_201_CREATED)
+@router.post("/printers", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
 async def provision_printer(
     body: NewPrinter, principal: Writer, context: Context
 ) -> ProvisionedOut:
@@ -72,7 +75,8 @@ async def printer_telemetry(
     context: Context,
     *,
     since: Annotated[
-        int | None, Query(ge=0, description="Only snapshots at or after (cloud ms)")
+        int | None,
+        Query(ge=0, le=CLOUD_MS_MAX, description="Only snapshots at or after (cloud ms)"),
     ] = None,
     last_s: Annotated[
         float | None,
@@ -82,15 +86,15 @@ async def printer_telemetry(
 ) -> list[TelemetryPointOut]:
     """A printer's telemetry history, oldest first (anyone who may see the printer).
 
-    Give ``since`` or ``last_s``, not both; neither means the last 10 minutes. History is kept
-    at a bounded rate (one snapshot per printer every ``PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S``)
-    for a bounded time; beyond ``limit`` snapshots, the newest are returned.
+    ``since`` (cloud ms) and ``last_s`` (seconds ago) each bound the start, and given both, the
+    later bound counts; with neither, the last 10 minutes. History is kept at a bounded rate
+    (one snapshot per printer every ``PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S``) for a bounded
+    time; beyond ``limit`` snapshots, the newest are returned.
     """
     await context.service.access(principal, printer_id, Role.VIEWER)
-    if since is not None and last_s is not None:
-        raise InvalidRequest("give since (cloud ms) or last_s (seconds ago), not both")
-    if since is None:
-        since = wall_clock_ms() - int((last_s or HISTORY_DEFAULT_S) * 1000)
+    if last_s is not None or since is None:
+        recent = wall_clock_ms() - int((last_s or HISTORY_DEFAULT_S) * 1000)
+        since = recent if since is None else max(since, recent)
     records = await context.store.telemetry_for(printer_id, since=since, limit=limit)
     return [TelemetryPointOut.of(HistoryPoint.of(record)) for record in records]
 
@@ -145,13 +149,7 @@ async def set_plate_check(
     print starts there while the two differ. Turning it off needs
     ``{"enabled": false, "confirm": true}``: prints may then start onto a plate nobody checked.
     """
-    # Who may do it is settled first, so a stranger learns nothing from the confirm rule.
-    await context.service.access(principal, printer_id, Role.OWNER)
-    if not body.enabled and not body.confirm:
-        raise InvalidRequest(
-            "turning the plate check off lets prints start onto an occupied plate; "
-            'send {"enabled": false, "confirm": true} to do it anyway'
-        )
+    # The confirm rule is the body's (PlateCheck), checked before anything about the printer.
     await context.service.set_plate_check(principal, printer_id, enabled=body.enabled)
     return PrinterOut.of(await context.service.printer_status(principal, printer_id))
 
@@ -168,7 +166,10 @@ async def printer_audit(
     principal: Reader,
     context: Context,
     printer_id: str,
-    since: Annotated[int | None, Query(description="Only entries at or after (cloud ms)")] = None,
+    since: Annotated[
+        int | None,
+        Query(ge=0, le=CLOUD_MS_MAX, description="Only entries at or after (cloud ms)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     """A printer's audit log, oldest first (owner only): who or what did each thing to it."""

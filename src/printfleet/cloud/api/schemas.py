@@ -8,9 +8,20 @@ creates them.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from printfleet.cloud.notify import redact_url
 from printfleet.cloud.service import (
@@ -18,6 +29,7 @@ from printfleet.cloud.service import (
     MIN_TOKEN_LIFETIME_S,
     PrinterStatusView,
     ProvisionedPrinter,
+    ServiceSettings,
 )
 from printfleet.cloud.store import (
     AlertRecord,
@@ -37,7 +49,9 @@ from printfleet.protocol.identities import PRINTER_ID_PATTERN
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import Heater, HeaterTelemetry, PlateStatus, PrinterStatus
 
-Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
+# \s is not the same set everywhere: JSON Schema's (ECMA-262) has U+FEFF and not U+0085, the
+# server's (Rust regex) the other way round. Both named, so server and schema agree.
+Email = Annotated[str, Field(pattern=r"^[^@\s\x85\ufeff]+@[^@\s\x85\ufeff]+$", max_length=320)]
 PrinterId = Annotated[
     str,
     Field(
@@ -49,9 +63,27 @@ PrinterId = Annotated[
     ),
 ]
 TokenScope = Literal["read", "write", "admin"]
+MAX_START_WITHIN_S = ServiceSettings().max_start_within_s
+"""The longest a job may wait to start: the service's own bound, stated in the schema."""
+
+
+def _json_integer(value: object) -> object:
+    # pydantic's int takes false for 0 and "300" for 300, which an integer in JSON Schema is
+    # not; 300.0 it must take, as JSON Schema counts it an integer.
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+JSON_INTEGER = BeforeValidator(_json_integer)
+"""Makes an ``int`` an integer as JSON Schema means it: a number without a fraction, never a
+boolean or text. Last in ``Annotated``, after any Field: placed before one, it would turn the
+bounds into keywords JSON Schema does not know (``ge`` for ``minimum``)."""
 
 
 class _Body(BaseModel):
+    # Booleans are StrictBool and integers JSON_INTEGER: the schema (and so every client) says
+    # "yes" is no boolean and false no number, and the server must agree.
     model_config = ConfigDict(extra="forbid")
 
 
@@ -96,7 +128,7 @@ class NewToken(_Body):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     scopes: Annotated[list[TokenScope], Field(min_length=1)] = ["read"]
     expires_in_s: (
-        Annotated[int, Field(ge=MIN_TOKEN_LIFETIME_S, le=MAX_TOKEN_LIFETIME_S, strict=True)] | None
+        Annotated[int, Field(ge=MIN_TOKEN_LIFETIME_S, le=MAX_TOKEN_LIFETIME_S), JSON_INTEGER] | None
     ) = None
     """How long the token works, in seconds (at most 365 days); by default as long as a login's
     token (30 days unless the server says otherwise)."""
@@ -318,9 +350,29 @@ class ShareOut(BaseModel):
 class PlateCheck(_Body):
     """Turn the plate check (S5) on or off. Off needs ``confirm: true`` as well."""
 
-    enabled: bool
-    confirm: bool = False
+    # The confirm rule in the schema too, so that clients (and schema fuzzing) see it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"enabled": {"const": True}}},
+                {"properties": {"confirm": {"const": True}}, "required": ["confirm"]},
+            ]
+        },
+    )
+
+    enabled: StrictBool
+    confirm: StrictBool = False
     """Required to turn it off: prints may then start onto an occupied plate."""
+
+    @model_validator(mode="after")
+    def _off_is_confirmed(self) -> Self:
+        if not self.enabled and not self.confirm:
+            raise ValueError(
+                "turning the plate check off lets prints start onto an occupied plate; "
+                'send {"enabled": false, "confirm": true} to do it anyway'
+            )
+        return self
 
 
 class CommandSent(BaseModel):
@@ -374,17 +426,43 @@ class FileOut(BaseModel):
 # -- jobs ----------------------------------------------------------------------------------------
 
 
+def _no_default(schema: dict[str, JsonValue]) -> None:
+    # A default of null would contradict the field's schema, which has no null in it.
+    schema.pop("default", None)
+
+
 class NewJob(_Body):
-    """Print an uploaded file on one printer, or on any printer of a model you operate."""
+    """Print an uploaded file on one printer, or on any printer of a model you operate: give
+    exactly one of ``printer_id`` and ``model``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["printer_id"]}, {"required": ["model"]}]},
+    )
 
     file_id: str
-    printer_id: str | None = None
+    # Left out rather than null: "exactly one of" is then a rule the schema can state.
+    printer_id: str | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
     """The one printer to print on (you must own it or operate it through a share)."""
-    model: str | None = None
+    model: str | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
     """Or: any printer of this model that you may operate, at the moment it is chosen."""
-    start_within_s: Annotated[int | None, Field(gt=0)] = None
-    """How long the job may wait to start; after that it expires and you are told (S2, S7)."""
-    notify_completion: bool = False
+    start_within_s: Annotated[int, Field(gt=0, le=MAX_START_WITHIN_S), JSON_INTEGER] | None = None
+    """How long the job may wait to start (default an hour, at most a week); after that it
+    expires and you are told (S2, S7)."""
+    notify_completion: StrictBool = False
+
+    @field_validator("printer_id", "model", mode="before")
+    @classmethod
+    def _left_out_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("leave it out instead of sending null")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.printer_id is None) == (self.model is None):
+            raise ValueError("give exactly one of printer_id and model")
+        return self
 
 
 class JobOut(BaseModel):
@@ -579,7 +657,7 @@ class NewTemperature(_Body):
     """Preheat or cool one heater; 0 turns it off."""
 
     heater: Heater
-    target_c: Annotated[int, Field(ge=0, le=300)]
+    target_c: Annotated[int, Field(ge=0, le=300), JSON_INTEGER]
 
 
 class StoreHealth(BaseModel):

@@ -25,6 +25,9 @@ from printfleet.cloud.store import NotFound
 
 router = APIRouter(tags=["files"], responses=ERROR_RESPONSES)
 
+UPLOAD_PATH = "/api/v1/files"
+"""Where files are uploaded: the one route that streams its body, under a limit of its own."""
+
 _FORM_OVERHEAD = 64 * 1024
 """Room for multipart boundaries and headers around the file itself."""
 
@@ -59,7 +62,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 
 
 @router.post(
-    "/api/v1/files",
+    UPLOAD_PATH,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_UPLOAD_BODY,
     responses={
