@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from tests.protocol.conftest import counter_ids
 
 from printfleet.cloud.fleet_view import FleetView, Kind
+from printfleet.protocol.dispatch import SafetySettings
 from printfleet.protocol.gate import PrinterState
 from printfleet.protocol.messages import (
     HeaterTelemetry,
@@ -71,6 +72,28 @@ def test_presence_offline_marks_the_printer_offline() -> None:
     view = fleet.view("p1")
     assert view is not None
     assert not view.online
+
+
+def test_a_printer_back_from_away_is_unknown_until_it_reports_again() -> None:
+    # Its settings and its clock sync may have changed while it was away (S5): the old report
+    # must not stand for the new printer.
+    fleet = view_at()
+    core = PrinterCore(
+        PrinterState("p1", has_plate_sensor=True), verifier=None, new_id=counter_ids()
+    )
+    fleet.ingest(TOPICS.events("p1"), encode(core.state_event(0)))
+    fleet.ingest(TOPICS.telemetry("p1"), encode(telemetry()))
+    before = fleet.view("p1")
+    assert before is not None
+    assert before.reported == SafetySettings(plate_check=True)
+    assert before.clock_synced
+    fleet.ingest(TOPICS.presence("p1"), encode(Presence(printer_id="p1", online=False)))
+    fleet.ingest(TOPICS.presence("p1"), encode(Presence(printer_id="p1", online=True)))
+    back = fleet.view("p1")
+    assert back is not None
+    assert back.online
+    assert back.reported is None
+    assert not back.clock_synced
 
 
 def test_hostile_messages_are_counted_and_dropped() -> None:

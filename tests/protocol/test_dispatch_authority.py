@@ -213,6 +213,8 @@ def test_settings_are_resent_at_a_measured_pace_and_only_over_a_proven_link() ->
     assert dispatch.plan_settings(NOW, fleet(stale), LINK, POLICY) == []
     agreeing = replace(view, reported=ON)
     assert dispatch.plan_settings(NOW, fleet(agreeing), LINK, POLICY) == []
+    unsynced = replace(view, clock_synced=False)  # it would refuse the command anyway
+    assert dispatch.plan_settings(NOW, fleet(unsynced), LINK, POLICY) == []
 
 
 def test_a_wait_reason_is_recorded_once_not_every_round() -> None:

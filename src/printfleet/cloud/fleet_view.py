@@ -154,9 +154,12 @@ class FleetView:
             model = presence.model or view.model
             # A printer that went away may come back with other settings (a restored journal,
             # a swapped board): what it applies is unknown until its next state report.
+            # Its clock sync too: a power cycle forgets it, and commands sent before the printer
+            # says it is synced again would only be refused.
             reported = view.reported if presence.online else None
+            synced = view.clock_synced and presence.online
             self._views[printer_id] = replace(
-                view, online=presence.online, model=model, reported=reported
+                view, online=presence.online, model=model, reported=reported, clock_synced=synced
             )
         elif ingested.telemetry is not None:
             report = ingested.telemetry

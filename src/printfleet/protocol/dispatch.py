@@ -355,6 +355,8 @@ def plan_settings(
         if not settings_agree(printer)
         and _report_fresh(printer, now, policy)
         and printer.cloud_enabled
+        # An unsynced printer refuses every command as of unknown age: wait for its sync.
+        and printer.clock_synced
         and (
             printer.settings_sent_at is None
             or now - printer.settings_sent_at >= policy.settings_retry_ms
