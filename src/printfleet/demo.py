@@ -198,8 +198,15 @@ def _listen(host: str, port: int) -> socket.socket:
 @contextlib.asynccontextmanager
 async def _served(settings: Settings, listener: socket.socket) -> AsyncIterator[ApiContext]:
     app = create_app(settings)
+    # No proxy headers: uvicorn would otherwise believe X-Forwarded-For from loopback, and the
+    # rate limits must key on the real peer (PRINTFLEET_TRUSTED_PROXIES says otherwise).
     config = uvicorn.Config(
-        app, log_config=None, ws="none", access_log=False, timeout_graceful_shutdown=3
+        app,
+        log_config=None,
+        ws="none",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        proxy_headers=False,
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[listener]), name="demo cloud http")

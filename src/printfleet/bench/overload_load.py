@@ -106,6 +106,7 @@ def serve_cloud(settings: dict[str, Any], ready: Connection, log_file: str) -> N
         ws="none",
         backlog=4096,
         timeout_graceful_shutdown=2,
+        proxy_headers=False,  # as `printfleet serve`: no forwarded header is believed
     )
     ready.send(port)
     ready.close()
