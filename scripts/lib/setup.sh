@@ -53,7 +53,11 @@ pf_have_postgres() {
   command -v initdb >/dev/null 2>&1 && command -v pg_isready >/dev/null 2>&1
 }
 
+# pf_system_packages [MODE]: what this machine lacks, installed with apt. MODE "run" (the demo)
+# needs only Python: the demo's broker and database run in-process. "dev" (the default, the
+# tests) adds the real servers the tests start and the browser the dashboard tests drive.
 pf_system_packages() {
+  local mode=${1:-dev}
   local -a missing=()
   local python version
   if python=$(pf_find_python); then
@@ -65,10 +69,12 @@ pf_system_packages() {
   else
     missing+=(python3 python3-venv)
   fi
-  pf_have_mosquitto || missing+=(mosquitto)
-  pf_have_postgres || missing+=(postgresql)
-  # The dashboard's end-to-end tests drive Debian's Chromium (tests/web).
-  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  if [ "$mode" = dev ]; then
+    pf_have_mosquitto || missing+=(mosquitto)
+    pf_have_postgres || missing+=(postgresql)
+    # The dashboard's end-to-end tests drive Debian's Chromium (tests/web).
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  fi
 
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null 2>&1 ||

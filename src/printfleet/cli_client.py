@@ -425,7 +425,36 @@ def _parse_duration(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
     if match is None or int(match.group(1)) == 0:
         raise typer.BadParameter(f"{text!r}: give a positive duration like 90s, 30m, 2h or 1d")
-    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if not match.group(2):
+        # "5" could be seconds, minutes or hours: a window too short by 60x expires silently.
+        number = match.group(1)
+        raise typer.BadParameter(f"{text!r} has no unit: say {number}s, {number}m or {number}h")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+ID_LENGTH = 36
+"""A full id (a UUID in its text form)."""
+MIN_PREFIX = 4
+
+
+def _job_id(client: Client, text: str) -> str:
+    """A full job id from a full one or from a unique start of one among the caller's recent
+    jobs (ids are time-ordered, so recent jobs share their first characters: give enough)."""
+    text = text.strip()
+    if len(text) >= ID_LENGTH:
+        return text
+    if len(text) < MIN_PREFIX:
+        raise CliError(f"{text!r}: give at least {MIN_PREFIX} characters of a job id", USAGE)
+    matches = [job.id for job in client.list_jobs(limit=200) if job.id.startswith(text)]
+    if not matches:
+        raise CliError(f"not found: none of your recent jobs has an id starting {text!r}", REFUSED)
+    if len(matches) > 1:
+        raise CliError(
+            f"{text!r} starts {len(matches)} job ids ({', '.join(matches[:3])}, ...): "
+            "give more characters",
+            USAGE,
+        )
+    return matches[0]
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -684,11 +713,12 @@ def jobs(
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Your jobs, newest first; or one job with who or what caused each of its commands."""
+    """Your jobs, newest first; or one job (its id, or the start of it) with who or what caused
+    each of its commands."""
     login, client = _connected(profile)
     with _reported(login.url), client:
         if job_id is not None:
-            detail = client.get_job(job_id)
+            detail = client.get_job(_job_id(client, job_id))
             if json_output:
                 _print_json(detail)
                 return
@@ -707,17 +737,19 @@ def jobs(
         if json_output:
             _print_json(found)
             return
-        table = Table("job", "file", "state", "printer", "created", "starts by / ended", "reason")
+        table = Table("file", "state", "printer", "created", "starts by / ended", "reason")
+        # Whole ids, folded to fit: time-ordered ids differ at their end, not at their start.
+        table.add_column("job", overflow="fold", min_width=12)
         for job in found:
             where = job.assigned_printer or job.printer_id or f"any {job.model}"
             table.add_row(
-                job.id,
                 job.name,
                 Text(str(job.state), style=JOB_STYLE.get(job.state, "")),
                 where,
                 _when(job.created_at),
                 _when(job.ended_at if job.ended_at is not None else job.start_by),
                 job.reason or "",
+                job.id,
             )
         out.print(table if found else "no jobs")
 
@@ -727,10 +759,10 @@ def cancel(
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Cancel a job; a printer already running it is told to stop."""
+    """Cancel a job (its id, or the start of it); a printer already running it is told to stop."""
     login, client = _connected(profile)
     with _reported(login.url), client:
-        job = client.cancel_job(job_id)
+        job = client.cancel_job(_job_id(client, job_id))
         if json_output:
             _print_json(job)
         else:

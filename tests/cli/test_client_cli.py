@@ -141,8 +141,17 @@ def test_upload_print_jobs_and_cancel(live_cloud: LiveCloud, cli: Cli, gcode: Pa
     assert [j["id"] for j in cli.json("jobs", "--printer", printer_id)] == [job["id"]]
     detail = cli("jobs", job["id"]).stdout
     assert "job.created" in detail
+    # The table shows whole ids (folded to fit 80 columns), and a unique start of one will do.
+    table = cli("jobs").stdout.replace("\n", "").replace("│", "").replace(" ", "")
+    assert job["id"] in table
+    assert jobs[0]["id"] in table
+    shared = next(n for n in range(4, 37) if job["id"][:n] != jobs[0]["id"][:n])
+    assert "give more characters" in cli("jobs", job["id"][: shared - 1], code=2).stderr
+    assert "job.created" in cli("jobs", job["id"][:shared]).stdout
+    assert "at least 4 characters" in cli("jobs", "01", code=2).stderr
+    assert "not found" in cli("jobs", "ffffffff", code=1).stderr
 
-    cancelled = cli.json("cancel", job["id"])
+    cancelled = cli.json("cancel", job["id"][:shared])
     assert cancelled["state"] == "cancelled"
     assert [j["id"] for j in cli.json("jobs", "--state", "cancelled")] == [job["id"]]
     assert "cancelled" in cli("jobs").stdout
@@ -160,6 +169,8 @@ def test_print_refuses_bad_input_before_calling(
         "positive duration"
         in cli("print", str(gcode), "--model", "p1", "--start-within", "soon", code=2).stderr
     )
+    no_unit = cli("print", str(gcode), "--model", "p1", "--start-within", "5", code=2)
+    assert "has no unit: say 5s, 5m or 5h" in no_unit.stderr
     missing = cli("print", "nowhere/cube.gcode", "--model", "p1", code=2)
     assert "no such file: nowhere/cube.gcode" in missing.stderr
     unknown = cli("print", "no-such-file-id", "--model", "p1", code=1)
