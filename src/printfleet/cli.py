@@ -330,6 +330,14 @@ def sim(
     duration: Annotated[
         float | None, typer.Option(help="Stop by itself after this many seconds.")
     ] = None,
+    attendant_after: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="A person clears each plate (and confirms it on sensorless printers) this many "
+            "simulated seconds after a print ends (default: nobody does).",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a fleet of simulated printers, each with its own agent and broker connection."""
@@ -352,8 +360,11 @@ def sim(
             cloud_public_key=cloud_key,
             time_scale=time_scale,
             telemetry_period_s=telemetry_period,
+            attendant_after_s=attendant_after,
         )
         console.print(f"[bold]{printers}[/] simulated printers ({', '.join(names)}) on {broker}")
+        if attendant_after is not None:
+            console.print(f"an attendant clears plates {attendant_after:g} s after each print")
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run_for(run_fleet(spec), duration))
 
@@ -624,6 +635,14 @@ def demo(
     duration: Annotated[
         float | None, typer.Option(min=0, help="Stop by itself after this many seconds.")
     ] = None,
+    attendant_after: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="A person clears each plate this many simulated seconds after a print ends "
+            "(0: nobody does).",
+        ),
+    ] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the cloud, its broker and a simulated fleet, with a demo account and a sample print.
@@ -637,7 +656,13 @@ def demo(
     if not verbose:
         for noisy in ("amqtt", "transitions", "uvicorn.error", "httpx", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    options = DemoOptions(data_dir=data_dir, port=port, printers=printers, time_scale=time_scale)
+    options = DemoOptions(
+        data_dir=data_dir,
+        port=port,
+        printers=printers,
+        time_scale=time_scale,
+        attendant_after_s=attendant_after or None,
+    )
     try:
         status = run_demo(options, duration=duration, console=console)
     except DemoError as error:

@@ -85,6 +85,9 @@ class DemoOptions(BaseModel):
     """Submit the sample print to the first x1-like printer once everything runs."""
     outbound_allow: tuple[str, ...] = ()
     """Internal addresses channels may reach (the cloud's ``outbound_allow``)."""
+    attendant_after_s: Annotated[float | None, Field(gt=0)] = None
+    """Simulated seconds after each print's end until a person clears the plate (and confirms it
+    on p1-like printers); None: nobody does, and each printer stops after one print."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class RunningDemo:
     token: str
     context: ApiContext
     principal: Principal
+    attendant_after_s: float | None = None
     printers: dict[str, DemoPrinter] = field(default_factory=dict)
     sample_job_id: str | None = None
 
@@ -319,7 +323,9 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
             saved = state or _DemoState(email=DEMO_EMAIL, password=password)
             configs = await _provision(context, principal, options, saved)
             await asyncio.to_thread(_save_state, state_path, saved)
-            demo = RunningDemo(url, DEMO_EMAIL, password, token, context, principal)
+            demo = RunningDemo(
+                url, DEMO_EMAIL, password, token, context, principal, options.attendant_after_s
+            )
             clock = SimClock(options.time_scale)
             async with contextlib.AsyncExitStack() as stack:
                 tasks: list[asyncio.Task[None]] = []
@@ -333,6 +339,7 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
                         # hiccup of a busy laptop would look like a hung agent and cut the
                         # heaters mid-print. The demo keeps it at 3 s of real time instead.
                         watchdog_timeout=WATCHDOG_TIMEOUT_S * max(1.0, options.time_scale),
+                        attendant_after_s=options.attendant_after_s,
                     )
                     await stack.enter_async_context(hardware)
                     agent = PrinterAgent(config, hardware)
@@ -366,6 +373,14 @@ def describe(demo: RunningDemo) -> Panel:
     printers = ", ".join(f"{p.id} ({'sensor' if p.model == 'x1' else 'no sensor'})"
                          for p in demo.printers.values())  # fmt: skip
     table.add_row("Printers", printers)
+    if demo.attendant_after_s is None:
+        table.add_row("Attendant", "none: clear plates yourself (--attendant-after to change)")
+    else:
+        table.add_row(
+            "Attendant",
+            f"clears each plate {demo.attendant_after_s:g} simulated s after a print ends "
+            "(--attendant-after 0: none)",
+        )
     if demo.sample_job_id is not None:
         table.add_row("Sample job", demo.sample_job_id)
     table.add_row("API", f"{demo.url}/docs")

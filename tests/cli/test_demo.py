@@ -145,11 +145,14 @@ def test_a_second_run_finds_the_same_account_and_stops_by_itself(
 ) -> None:
     first = start_demo("--duration", "0")
     password = first.read_until(r"Password\s+(\S+)").group(1)
+    # By default a person clears the plates, so the demo farm keeps printing.
+    first.read_until(r"Attendant\s+clears each plate 30 simulated s")
     status, log = first.stop()
     assert status == 0, log[-3000:]
 
-    second = start_demo("--duration", "0")
+    second = start_demo("--duration", "0", "--attendant-after", "0")
     assert second.read_until(r"Password\s+(\S+)").group(1) == password
+    second.read_until(r"Attendant\s+none: clear plates yourself")
     second.read_until(r"demo stopped")
     status, log = second.stop()
     assert status == 0, log[-3000:]

@@ -45,7 +45,7 @@ def test_a_simulated_fleet_publishes_presence_and_telemetry(
             [
                 str(PRINTFLEET), "sim", "--printers", "3", "--models", "x1,p1",
                 "--broker", fresh_mosquitto.url, "--duration", "4", "--telemetry-period", "0.5",
-                "--data-dir", str(tmp_path),
+                "--data-dir", str(tmp_path), "--attendant-after", "20",
             ],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
@@ -53,6 +53,7 @@ def test_a_simulated_fleet_publishes_presence_and_telemetry(
         listener.loop_stop()
         listener.disconnect()
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "an attendant clears plates 20 s after each print" in result.stdout
     printers = {"sim-x1-0000", "sim-p1-0001", "sim-x1-0002"}
     assert seen["presence"] == printers
     assert seen["telemetry"] == printers

@@ -121,6 +121,27 @@ async def test_a_printer_going_offline_is_an_alert_for_everyone_who_can_see_it(
         assert alert["printer_id"] == p1.id
 
 
+@pytest.mark.asyncio
+async def test_a_printer_back_online_resolves_its_offline_alert(
+    api_database_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with shop(tmp_path, api_database_url, mosquitto, "owner@example.org") as s:
+        p1 = await s.printer("p1")
+        async with s.feed().open() as feed:
+            await p1.power_off()
+            raised = await feed.wait_for("printer_offline", within=10)
+            (alert,) = await s.call("GET", "/api/v1/alerts?unacked=true")
+            assert alert["id"] == raised["data"]["alert_id"]
+            assert alert["acked_at"] is None
+            await p1.power_on()
+            await feed.wait_for("printer_state", where=lambda e: e["data"]["online"])
+        # Resolved before the printer's return was announced: no person acknowledged it.
+        (alert,) = [a for a in await s.call("GET", "/api/v1/alerts") if a["id"] == alert["id"]]
+        assert alert["acked_at"] is not None
+        assert alert["acked_by"] is None
+        assert await s.call("GET", "/api/v1/alerts?unacked=true") == []
+
+
 async def _sign_up_viewer(s: Shop, printer_id: str) -> str:
     token = await sign_up(s.client, "viewer@example.org")
     await s.call(

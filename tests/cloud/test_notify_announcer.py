@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -290,3 +291,25 @@ async def test_a_job_end_a_crash_left_untold_is_told_once_by_the_next_cloud(
     # The channel added after those ends was not sent them.
     assert await store.deliveries_for_channel(later.id) == []
     assert len(await store.deliveries_for_channel(channel.id)) == 2
+
+
+@pytest.mark.asyncio
+async def test_the_log_says_where_a_job_is_and_why_only_when_there_is_a_reason(
+    store: Store, seed: Seed, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = await store.create_job(
+        seed.owner.id, sha256=seed.sha256, start_by=clock.now + 60_000, printer_id="p1", name="a"
+    )
+    view = created.job.view
+    async with announcing(store) as announcer:
+        with caplog.at_level(logging.INFO, logger="printfleet.cloud.notify.announcer"):
+            await announcer.job_changed(view, None, owner=seed.owner.id, name="a", version=1)
+            staged = replace(view, state=JobState.STAGED, reason="waiting for the plate")
+            await announcer.job_changed(
+                staged, JobEvent.STAGED, owner=seed.owner.id, name="a", version=2
+            )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job ")]
+    assert lines == [
+        f"job {view.id} is queued on p1",
+        f"job {view.id} is staged on p1: waiting for the plate",
+    ]

@@ -39,6 +39,8 @@ class FleetSpec:
     id_prefix: str = "sim"
     username: str | None = None
     password: str | None = None
+    attendant_after_s: float | None = None
+    """Simulated seconds after each print's end until a person clears the plate; None: never."""
 
     def printer_ids(self) -> list[tuple[str, str]]:
         """(printer id, model) for every printer, models taken in turn."""
@@ -90,7 +92,13 @@ async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) ->
         stack.enter_context(fewer_collections())
         for printer_id, model in spec.printer_ids():
             home = spec.data_dir / printer_id
-            printer = SimulatedPrinter(model, storage_dir=home / "sd", clock=clock, name=printer_id)
+            printer = SimulatedPrinter(
+                model,
+                storage_dir=home / "sd",
+                clock=clock,
+                name=printer_id,
+                attendant_after_s=spec.attendant_after_s,
+            )
             await stack.enter_async_context(printer)
             config = AgentConfig(
                 printer_id=printer_id,

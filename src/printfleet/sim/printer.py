@@ -9,6 +9,8 @@ is its current print's, inside the task group that `async with printer` opens ("
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import shutil
 import zipfile
@@ -27,6 +29,7 @@ from printfleet.agent.hardware import (
     PrinterBusyError,
     PrintOutcomeKind,
 )
+from printfleet.agent.runtime import PLATE_PROMPT_ID
 from printfleet.sim.clock import SimClock
 from printfleet.sim.gcode import SimulatedPrint
 from printfleet.sim.plate import Plate, PlateSensor
@@ -35,6 +38,11 @@ from printfleet.sim.storage import SimStorage
 from printfleet.sim.thermal import BED, HOTEND, Board, HeaterFault, HeaterModel, HeaterParams
 
 __all__ = ["MODELS", "PrinterModel", "SimulatedPrinter"]
+
+log = logging.getLogger(__name__)
+
+_PROMPT_WAIT_S = 5.0
+"""Real seconds the attendant waits for the agent's plate question after a print's end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +76,17 @@ class SimulatedPrinter:
     Beyond the port: `inject_fault`/`clear_fault`, `fail_fan`/`repair_fan`, `remove_print` (a
     person or robot clearing the plate), `screen.answer` (a person at the screen), and the truth
     behind readings: `body_temperature`, `plate`, `board`, `watchdog_tripped`.
+
+    `attendant_after_s` (hardware seconds; None: nobody) puts a person on the floor who, that
+    long after each print ends — completed, failed, cancelled or aborted — takes the print off
+    and, on a printer without a plate sensor, confirms the plate on the screen. Without one a
+    demo or `printfleet sim` farm stops after the first print on each printer, as a real farm
+    whose plates nobody clears would.
     """
 
     __slots__ = (
+        "_attendant_after_s",
+        "_attendants",
         "_board",
         "_clock",
         "_model",
@@ -93,7 +109,10 @@ class SimulatedPrinter:
         plate_sensor: PlateSensor | None = None,
         watchdog_timeout: float | None = WATCHDOG_TIMEOUT_S,
         name: str | None = None,
+        attendant_after_s: float | None = None,
     ) -> None:
+        if attendant_after_s is not None and not attendant_after_s >= 0.0:
+            raise ValueError("attendant_after_s must be zero or more (None: no attendant)")
         if isinstance(model, PrinterModel):
             spec = model
         elif model in MODELS:
@@ -121,6 +140,8 @@ class SimulatedPrinter:
         self._storage = SimStorage(storage_dir)
         self._print: SimulatedPrint | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._attendant_after_s = attendant_after_s
+        self._attendants: set[asyncio.Task[None]] = set()
 
     # -- power -------------------------------------------------------------------------------
 
@@ -145,6 +166,9 @@ class SimulatedPrinter:
             return
         if self._print is not None:
             self._print.abort(PrintOutcomeKind.FAILED, "power off")
+        # Nobody tends a printer that is off; the group would otherwise wait for them to come.
+        for attendant in self._attendants:
+            attendant.cancel()
         try:
             await tasks.__aexit__(exc_type, exc, traceback)
         finally:
@@ -241,6 +265,10 @@ class SimulatedPrinter:
         )
         self._print = handle
         tasks.create_task(handle.run(), name=f"sim-print:{self._name}:{file_name}")
+        if self._attendant_after_s is not None:
+            attendant = tasks.create_task(self._attend(handle), name=f"sim-attendant:{self._name}")
+            self._attendants.add(attendant)
+            attendant.add_done_callback(self._attendants.discard)
         return handle
 
     # -- simulation hooks --------------------------------------------------------------------
@@ -289,6 +317,39 @@ class SimulatedPrinter:
         if self.current_print() is not None:
             raise RuntimeError("cannot clear the plate while printing")
         return self._plate.remove_all()
+
+    @property
+    def attendant_after_s(self) -> float | None:
+        """How long after a print's end the attendant clears the plate; None: no attendant."""
+        return self._attendant_after_s
+
+    def tend(self) -> bool:
+        """A person at the printer: takes any print off and, without a sensor, confirms the
+        plate on the screen. Returns whether there was anything to do; nothing while printing."""
+        if self.current_print() is not None:
+            return False
+        removed = self._plate.remove_all()
+        confirmed = False
+        if not self._model.has_plate_sensor and PLATE_PROMPT_ID in self._screen.open_prompts:
+            self._screen.answer(
+                PLATE_PROMPT_ID, self._screen.open_prompts[PLATE_PROMPT_ID].options[0]
+            )
+            confirmed = True
+        return bool(removed) or confirmed
+
+    async def _attend(self, handle: SimulatedPrint) -> None:
+        await handle.wait()
+        after = self._attendant_after_s
+        assert after is not None  # noqa: S101 - only started with an attendant
+        await self._clock.sleep(after)
+        if not self._model.has_plate_sensor:
+            # The agent puts the plate question up as it journals the print's end; a person who
+            # came at once waits a moment for it (a printer whose plate check is off asks nothing).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_PROMPT_WAIT_S):
+                    await self._screen.wait_for_prompt(PLATE_PROMPT_ID)
+        if self.tend():
+            log.info("attendant cleared the plate of %s", self._name)
 
     def _now(self) -> Board:
         self._board.advance_to(self._clock.now())

@@ -30,7 +30,7 @@ class SimScreen:
     the prompt, and hands the answer to whoever awaits `next_answer`.
     """
 
-    __slots__ = ("_answers", "_clock", "messages", "open_prompts", "prompt_history")
+    __slots__ = ("_answers", "_clock", "_shown", "messages", "open_prompts", "prompt_history")
 
     def __init__(self, clock: HardwareClock) -> None:
         self._clock = clock
@@ -38,6 +38,7 @@ class SimScreen:
         self.prompt_history: deque[Prompt] = deque(maxlen=_HISTORY)
         self.open_prompts: dict[str, Prompt] = {}
         self._answers: asyncio.Queue[PromptAnswer] = asyncio.Queue()
+        self._shown = asyncio.Event()
 
     @property
     def current_message(self) -> ScreenMessage | None:
@@ -52,6 +53,14 @@ class SimScreen:
         """Show a prompt, replacing an open one with the same id."""
         self.open_prompts[prompt.prompt_id] = prompt
         self.prompt_history.append(prompt)
+        shown, self._shown = self._shown, asyncio.Event()
+        shown.set()
+
+    async def wait_for_prompt(self, prompt_id: str) -> Prompt:
+        """Wait until the prompt `prompt_id` is open on the screen (at once if it is)."""
+        while (prompt := self.open_prompts.get(prompt_id)) is None:
+            await self._shown.wait()
+        return prompt
 
     async def withdraw_prompt(self, prompt_id: str) -> None:
         """Take a prompt off the screen."""

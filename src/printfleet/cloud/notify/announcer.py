@@ -211,11 +211,13 @@ class Announcer:
             return None
         self._job_owners[view.id] = _JobOwner(owner, name)
         notification = self._job_notification(view, kind, owner=owner, name=name, version=version)
+        # A job that has no reason (yet) gets none printed, not a placeholder.
         log.info(
-            "job %s is %s: %s",
+            "job %s is %s%s%s",
             view.id,
             view.state.value,
-            view.reason or "-",
+            f" on {printer}" if (printer := view.assigned_printer or view.printer_id) else "",
+            f": {view.reason}" if view.reason else "",
             extra={"job_id": view.id, "printer_id": notification.printer_id},
         )
         await self.send(
@@ -328,6 +330,14 @@ class Announcer:
         presence: Presence | None = None,
     ) -> None:
         """One decoded printer message: alerts, state changes, summaries, progress."""
+        if (
+            isinstance(event, PrinterStateEvent)
+            or telemetry is not None
+            or (presence is not None and presence.online)
+        ):
+            before = self._summaries.get(printer_id)
+            if before is None or not before.online:
+                await self._resolve_offline(printer_id)
         if isinstance(event, AlertEvent):
             await self.raise_alert(
                 printer_id,
@@ -381,6 +391,19 @@ class Announcer:
                     "until it is back.",
                 ),
                 alert_id=str(uuid.uuid4()),
+            )
+
+    async def _resolve_offline(self, printer_id: str) -> None:
+        # Whatever says the printer is online (presence, state, telemetry) comes first, and also
+        # after a restart of the cloud (nothing known of the printer yet): an alert raised
+        # before the restart is as resolved by the printer's return as one raised since.
+        resolved = await self.store.resolve_alerts(printer_id, kind="printer_offline")
+        for alert in resolved:
+            log.info(
+                "printer_offline alert %s on %s resolved: the printer is back online",
+                alert.id,
+                printer_id,
+                extra={"printer_id": printer_id},
             )
 
     async def _state(self, printer_id: str, summary: _Summary) -> None:

@@ -1029,6 +1029,24 @@ class Store:
                 row.acked_by, row.acked_at = user_id, self._clock()
             return alert_record(row)
 
+    async def resolve_alerts(self, printer_id: str, *, kind: str) -> list[AlertRecord]:
+        """Acknowledge every open ``kind`` alert of a printer on the system's behalf, because
+        its condition cleared (a printer back online). ``acked_by`` stays None: no person did."""
+        async with self._transaction(write=True) as session:
+            rows = list(
+                await session.scalars(
+                    select(Alert).where(
+                        Alert.printer_id == printer_id,
+                        Alert.kind == kind,
+                        Alert.acked_at.is_(None),
+                    )
+                )
+            )
+            now = self._clock()
+            for row in rows:
+                row.acked_at = now
+            return [alert_record(row) for row in rows]
+
     # -----------------------------------------------------------------------------------------
     # Notification channels, and deliveries: a durable queue of sends that a sender claims,
     # retries and finally marks delivered or dead-lettered.
