@@ -187,6 +187,11 @@ def chaos_list() -> None:
         console.print(f"[bold]{scenario.name}[/]: {scenario.summary}")
 
 
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log debug messages too.", metavar="")
+]
+
+
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler  # noqa: PLC0415 - only commands that run need it
 
@@ -240,7 +245,7 @@ def agent(
         ".printfleet/agent"
     ),
     time_scale: Annotated[float, typer.Option(help="Simulated hardware speed-up.")] = 1.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run one printer agent (driving a simulated printer)."""
     from printfleet.agent.config import AgentConfig  # noqa: PLC0415
@@ -338,7 +343,7 @@ def sim(
             "simulated seconds after a print ends (default: nobody does).",
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run a fleet of simulated printers, each with its own agent and broker connection."""
     from printfleet.sim.fleet import FleetSpec, run_fleet  # noqa: PLC0415
@@ -380,19 +385,19 @@ app.add_typer(bench_app, name="bench")
 def bench_fleet(
     printers: Annotated[
         str | None,
-        typer.Option(help="Fleet sizes, comma-separated [default: 100,1000; --quick: 20]."),
+        typer.Option(help="Fleet sizes, comma-separated (default: 100,1000; --quick: 20)."),
     ] = None,
     telemetry_period: Annotated[
-        float | None, typer.Option(min=0.01, help="Seconds between reports [default: 1].")
+        float | None, typer.Option(min=0.01, help="Seconds between reports (default: 1).")
     ] = None,
     settle: Annotated[
-        float | None, typer.Option(min=0, help="Seconds to settle once connected [default: 10].")
+        float | None, typer.Option(min=0, help="Seconds to settle once connected (default: 10).")
     ] = None,
     window: Annotated[
-        float | None, typer.Option(min=0.1, help="Seconds per sample window [default: 5].")
+        float | None, typer.Option(min=0.1, help="Seconds per sample window (default: 5).")
     ] = None,
     samples: Annotated[
-        int | None, typer.Option(min=1, help="Windows per fleet size [default: 5].")
+        int | None, typer.Option(min=1, help="Windows per fleet size (default: 5).")
     ] = None,
     connect_timeout: Annotated[
         float | None, typer.Option(min=1, help="Seconds a fleet may take to connect.")
@@ -462,10 +467,10 @@ def bench_overload(
         bool, typer.Option("--quick", help="CI smoke run: 3 s steps, 40 clients (< 60 s).")
     ] = False,
     step: Annotated[
-        float | None, typer.Option(min=0.5, help="Seconds per load step [default: 10].")
+        float | None, typer.Option(min=0.5, help="Seconds per load step (default: 10).")
     ] = None,
     clients: Annotated[
-        int | None, typer.Option(min=1, help="Simulated clients [default: 200].")
+        int | None, typer.Option(min=1, help="Simulated clients (default: 200).")
     ] = None,
     plot: Annotated[Path, typer.Option(help="The PNG plot to write.", dir_okay=False)] = (
         Path("overload.png")
@@ -522,31 +527,31 @@ def serve(
     database_url: Annotated[
         str | None,
         typer.Option(
-            help="SQLite or PostgreSQL URL [env PRINTFLEET_DATABASE_URL; default: a "
-            "SQLite file in the data dir]."
+            help="SQLite or PostgreSQL URL (env PRINTFLEET_DATABASE_URL; default: a "
+            "SQLite file in the data dir)."
         ),
     ] = None,
     broker_url: Annotated[
         str | None,
         typer.Option(
-            help="mqtt://user:pass@host:port [env PRINTFLEET_BROKER_URL; default: an "
-            "embedded broker on 127.0.0.1]."
+            help="mqtt://user:pass@host:port (env PRINTFLEET_BROKER_URL; default: an "
+            "embedded broker on 127.0.0.1)."
         ),
     ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Signing key, files, SQLite [env PRINTFLEET_DATA_DIR; default .printfleet/cloud]."
+            help="Signing key, files, SQLite (env PRINTFLEET_DATA_DIR; default .printfleet/cloud)."
         ),
     ] = None,
     public_url: Annotated[
         str | None,
         typer.Option(
-            help="Where printers reach this server [env PRINTFLEET_PUBLIC_URL; "
-            "default http://HOST:PORT]."
+            help="Where printers reach this server (env PRINTFLEET_PUBLIC_URL; "
+            "default http://HOST:PORT)."
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the cloud: HTTP API, dispatcher and broker link (and a broker, if none is given)."""
     import os  # noqa: PLC0415 - keeps --help fast
@@ -643,7 +648,7 @@ def demo(
             "(0: nobody does).",
         ),
     ] = 30.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the cloud, its broker and a simulated fleet, with a demo account and a sample print.
 
