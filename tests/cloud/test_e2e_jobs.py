@@ -570,3 +570,23 @@ async def _cloud(settings: Settings) -> AsyncIterator[Running]:
         server.should_exit = True
         await task
         listener.close()
+
+
+@pytest.mark.asyncio
+async def test_confirming_a_plate_its_sensor_sees_occupied_says_what_to_do(
+    api_database_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with shop(tmp_path, api_database_url, mosquitto) as s:
+        printer = await s.printer("x1", power_on=False)
+        printer.hardware.plate.add_print()
+        await printer.power_on()
+        await s.online(printer.id)
+        await until(lambda: _plate_reads(s, printer.id, "occupied"), within=10)
+        path = f"/api/v1/printers/{printer.id}/confirm-plate"
+        refused = await s.client.post(path, headers=bearer(s.token))
+        assert refused.status_code == 422, refused.text
+        assert "take the print off" in refused.json()["message"]
+        assert printer.hardware.remove_print() == 1
+        await until(lambda: _plate_reads(s, printer.id, "clear"), within=10)
+        accepted = await s.client.post(path, headers=bearer(s.token))
+        assert accepted.status_code == 202, accepted.text

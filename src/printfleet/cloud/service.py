@@ -44,7 +44,7 @@ from printfleet.protocol.dispatch import PrinterView
 from printfleet.protocol.identities import InvalidPrinterId, check_printer_id, printer_username
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobEvent, JobState
-from printfleet.protocol.messages import CommandBase, Heater, Telemetry, encode
+from printfleet.protocol.messages import CommandBase, Heater, PlateStatus, Telemetry, encode
 from printfleet.protocol.signing import CommandSigner
 
 log = logging.getLogger(__name__)
@@ -427,9 +427,19 @@ class CloudService:
             self.core.dispatcher.wake()
 
     async def confirm_plate(self, principal: Principal, printer_id: str) -> None:
-        """A person confirms remotely that the plate is clear (owner or operator; audited)."""
+        """A person confirms remotely that the plate is clear (owner or operator; audited).
+
+        On a printer whose plate sensor sees something, a person's word changes nothing (the
+        sensor decides, S5): say so, and what to do, rather than pretend it helped.
+        """
         principal.require(Scope.WRITE)
         await self.access(principal, printer_id, Role.OPERATOR)
+        view = self.core.fleet.view(printer_id) if self.core is not None else None
+        if view is not None and view.plate is PlateStatus.OCCUPIED:
+            raise InvalidRequest(
+                f"the plate sensor of {printer_id} sees something on the plate: take the print "
+                "off; on this printer the sensor, not a confirmation, says when it is clear"
+            )
         command = self.issuer.confirm_plate(
             printer_id, now=self._clock_ms(), by=principal.user.email
         )
