@@ -96,8 +96,9 @@ def settings_for(
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[Running]:
-    """Serve ``create_app(settings)`` with uvicorn on a free 127.0.0.1 port, lifespan and all."""
+async def serving(settings: Settings, *, access_log: bool = False) -> AsyncIterator[Running]:
+    """Serve ``create_app(settings)`` with uvicorn on a free 127.0.0.1 port, lifespan and all
+    (with uvicorn's access log on, as ``printfleet serve`` runs it, if ``access_log``)."""
     # Said to be TCP, or asyncio leaves Nagle on and each response waits 40 ms for an ACK.
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.bind(("127.0.0.1", 0))
@@ -110,7 +111,7 @@ async def serving(settings: Settings) -> AsyncIterator[Running]:
         app,
         log_config=None,
         ws="none",
-        access_log=False,
+        access_log=access_log,
         timeout_graceful_shutdown=5,
         proxy_headers=False,
     )

@@ -16,22 +16,17 @@ an expiry, whole URLs in the logs.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import logging
 import re
-import socket
 import time
 import tomllib
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-import httpx
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-import uvicorn
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tests.cloud.conftest import T0, FakeClock
 from tests.cloud.test_api import (
@@ -52,8 +47,7 @@ from tests.cloud.test_api import (
 
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.runtime import PrinterAgent
-from printfleet.cloud.api import ApiContext
-from printfleet.cloud.app import KEY_FILE, Settings, create_app
+from printfleet.cloud.app import KEY_FILE, Settings
 from printfleet.cloud.migrations import current_revision, downgrade, upgrade
 from printfleet.cloud.service import (
     MAX_TOKEN_LIFETIME_S,
@@ -417,40 +411,13 @@ async def test_an_expired_token_is_refused_over_http_saying_so(cloud: Running) -
 # Capability tokens in logs.
 
 
-@contextlib.asynccontextmanager
-async def serving_with_access_log(settings: Settings) -> AsyncIterator[Running]:
-    """Like ``serving``, with uvicorn's access log on, as ``printfleet serve`` runs it."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    settings = settings.model_copy(update={"public_url": url})
-    app = create_app(settings)
-    config = uvicorn.Config(app, log_config=None, ws="none", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[listener]), name="uvicorn")
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:  # uvicorn has no readiness event, only this flag
-                if task.done():
-                    await task
-                await asyncio.sleep(0.01)
-        context = app.state.printfleet
-        assert isinstance(context, ApiContext)
-        async with httpx.AsyncClient(base_url=url, timeout=20) as client:
-            yield Running(client, context, settings, url)
-    finally:
-        server.should_exit = True
-        await task
-        listener.close()
-
-
 @pytest.mark.asyncio
 async def test_a_printers_file_link_reaches_no_log_with_its_token(
     mosquitto: MosquittoBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.sqlite3'}"
-    async with serving_with_access_log(settings_for(tmp_path, url, mosquitto.url)) as cloud:
+    async with serving(settings_for(tmp_path, url, mosquitto.url), access_log=True) as cloud:
         token = await sign_up(cloud.client, "ada@example.org")
         auth = bearer(token)
         printer_id = unique("p1")
