@@ -26,6 +26,7 @@ from printfleet.protocol.messages import (
     JournalReportBody,
     JournalStatus,
     PlateStatus,
+    Presence,
     PrinterStateBody,
     PrinterStatus,
     RejectedBody,
@@ -147,8 +148,7 @@ def _job(jobs: ChaosJobs, state: JobState, **fields: object) -> str:
         state=state,
         sha256=SHA,
         submitter="alice",
-        printer_id=PRINTER,
-        **fields,  # type: ignore[arg-type]
+        **{"printer_id": PRINTER, **fields},  # type: ignore[arg-type]
     )
     jobs.rows[job_id] = StoredJob(view, 0, "alice", "part.gcode", 10)
     return job_id
@@ -207,3 +207,21 @@ async def test_a_journal_answer_faster_than_the_cloud_still_settles_the_job() ->
     assert [type(command) for command in link.sent] == [JournalQueryCommand]
     # The printer never started it: the job goes back to the queue at once, window still open.
     assert jobs.rows[job_id].view.state is JobState.QUEUED
+
+
+@pytest.mark.asyncio
+async def test_a_printer_cannot_join_another_models_pool_by_announcing_it() -> None:
+    # The store says PRINTER is an x1; its presence claims p1. A job for "any p1" must not
+    # go there (S1: a pool is the store's word, not the printer's), a job for "any x1" may.
+    jobs = ChaosJobs()
+    link = AnsweringLink(lambda command: None)
+    dispatcher = _dispatcher(link, jobs)
+    claim = Presence(printer_id=PRINTER, online=True, model="p1")
+    assert dispatcher.fleet.ingest(Topics().presence(PRINTER), encode(claim)) is not None
+    p1_job = _job(jobs, JobState.QUEUED, printer_id=None, model="p1")
+    await dispatcher.tick()
+    assert link.sent == []
+    assert "no printer of model p1" in jobs.rows[p1_job].view.reason
+    x1_job = _job(jobs, JobState.QUEUED, printer_id=None, model="x1")
+    await dispatcher.tick()
+    assert [(type(c).__name__, c.job_id) for c in link.sent] == [("StageCommand", x1_job)]
