@@ -353,15 +353,16 @@ class CloudService:
         theirs starts there (S1)."""
         principal.require(Scope.WRITE)
         await self.access(principal, printer_id, Role.OWNER)
-        shares = {user.email: (user, role) for user, role in await self.store.shares_of(printer_id)}
-        share = shares.get(email.strip().lower())
-        if share is None or not await self.store.unshare_printer(
-            printer_id, share[0].id, actor=Actor.user(principal.user.id)
-        ):
+        other = await self.store.user_by_email(email)
+        role = None
+        if other is not None:
+            actor = Actor.user(principal.user.id)
+            role = await self.store.unshare_printer(printer_id, other.id, actor=actor)
+        if other is None or role is None:
             raise NotFound(f"{printer_id} is not shared with {email}")
         if self.core is not None:
             self.core.dispatcher.wake()
-        return share
+        return other, role
 
     async def printers_for(self, principal: Principal) -> list[PrinterStatusView]:
         """The caller's printers with their live state."""

@@ -465,22 +465,24 @@ class Store:
                 )
             )
 
-    async def unshare_printer(self, printer_id: str, user_id: str, *, actor: Actor) -> bool:
-        """Take a user's share away (audited); False if there was none."""
+    async def unshare_printer(
+        self, printer_id: str, user_id: str, *, actor: Actor
+    ) -> ShareRole | None:
+        """Take a user's share away (audited); the role it gave, or None if there was none."""
         async with self._transaction(write=True) as session:
-            result = await session.execute(
+            role: ShareRole | None = await session.scalar(
                 delete(PrinterShare)
                 .where(PrinterShare.printer_id == printer_id, PrinterShare.user_id == user_id)
-                .returning(PrinterShare.user_id)
+                .returning(PrinterShare.role)
             )
-            if result.first() is None:
-                return False
+            if role is None:
+                return None
             session.add(
                 self._audit_row(
                     actor, "printer.unshared", printer_id=printer_id, detail={"user_id": user_id}
                 )
             )
-            return True
+            return role
 
     async def shares_of(self, printer_id: str) -> list[tuple[UserRecord, ShareRole]]:
         """Who the printer is shared with, and as what, by e-mail address."""
