@@ -113,7 +113,10 @@ async def test_a_printer_going_offline_is_an_alert_for_everyone_who_can_see_it(
                 )
                 assert state["printer_id"] == p1.id
             await p1.power_on()
-            await mine.wait_for("printer_state", where=lambda e: e["data"]["online"])
+            went = state["received_at"]
+            await mine.wait_for(
+                "printer_state", where=lambda e: e["data"]["online"] and e["received_at"] > went
+            )
         assert strangers.events == []
         (alert,) = [
             a for a in await s.call("GET", "/api/v1/alerts") if a["kind"] == "printer_offline"
@@ -134,7 +137,11 @@ async def test_a_printer_back_online_resolves_its_offline_alert(
             assert alert["id"] == raised["data"]["alert_id"]
             assert alert["acked_at"] is None
             await p1.power_on()
-            await feed.wait_for("printer_state", where=lambda e: e["data"]["online"])
+            # The printer's return, not a state change it announced before it went away.
+            await feed.wait_for(
+                "printer_state",
+                where=lambda e: e["data"]["online"] and e["received_at"] > raised["received_at"],
+            )
         # Resolved before the printer's return was announced: no person acknowledged it.
         (alert,) = [a for a in await s.call("GET", "/api/v1/alerts") if a["id"] == alert["id"]]
         assert alert["acked_at"] is not None
