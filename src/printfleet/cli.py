@@ -203,7 +203,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _check_broker(url: str) -> None:
-    from printfleet.agent.config import BrokerAddress  # noqa: PLC0415
+    from printfleet.broker_address import BrokerAddress  # noqa: PLC0415
 
     try:
         BrokerAddress.parse(url)

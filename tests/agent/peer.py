@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 import aiomqtt
 
-from printfleet.agent.config import AgentConfig, BrokerAddress
+from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import Hardware
 from printfleet.agent.runtime import PrinterAgent, new_message_id
+from printfleet.broker_address import BrokerAddress
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.messages import (
     AckEvent,

@@ -32,7 +32,7 @@ from tests.agent.peer import (
     running_agent,
 )
 
-from printfleet.agent.config import AgentConfig, BrokerAddress
+from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import HeaterId, MessageLevel, PrintOutcomeKind, PrintState
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, new_message_id
 from printfleet.agent.thermal import (
@@ -41,6 +41,7 @@ from printfleet.agent.thermal import (
     FaultKind,
     detection_bound,
 )
+from printfleet.broker_address import BrokerAddress
 from printfleet.protocol.messages import (
     AlertEvent,
     CommandBase,

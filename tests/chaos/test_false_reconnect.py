@@ -14,7 +14,7 @@ from collections.abc import Callable
 import aiomqtt
 import pytest
 
-from printfleet.agent.config import BrokerAddress
+from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.cloud.link import LinkSupervisor, PublishOutcome
 from printfleet.testing import MosquittoBroker

@@ -33,7 +33,8 @@ from tests.cloud.test_api import (
 )
 from tests.cloud.test_broker_auth import collect, wait_for
 
-from printfleet.agent.config import AgentConfig, BrokerAddress
+from printfleet.agent.config import AgentConfig
+from printfleet.broker_address import BrokerAddress
 from printfleet.cloud.broker_auth import CLOUD_USER, hash_password, new_secret
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.mosquitto_auth import REFUSED_ALERT

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from tests.cloud.memory_jobs import MemoryJobs
 
-from printfleet.agent.config import AgentConfig, BrokerAddress
+from printfleet.agent.config import AgentConfig
 from printfleet.agent.runtime import PrinterAgent, new_message_id
+from printfleet.broker_address import BrokerAddress
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.dispatcher import StoredJob, cloud_ms
 from printfleet.protocol.dispatch import JobChange, JobView

@@ -19,7 +19,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from tests.agent.peer import running_agent
 
-from printfleet.agent.config import AgentConfig, BrokerAddress
+from printfleet.agent.config import AgentConfig
+from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.cloud.link import LinkSupervisor, PublishOutcome
 from printfleet.protocol.topics import Topics

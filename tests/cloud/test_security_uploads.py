@@ -43,7 +43,7 @@ from tests.cloud.test_api import (
 from printfleet.cloud.app import Settings
 from printfleet.cloud.files import FileKind, InvalidFile, check_file
 from printfleet.cloud.store import FileMetadata
-from printfleet.sim.gcode_metadata import MetadataReader, parse_metadata
+from printfleet.gcode.metadata import MetadataReader, parse_metadata
 from printfleet.testing import MosquittoBroker
 
 MiB = 1024 * 1024

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from printfleet.sim.gcode_metadata import (
+from printfleet.gcode.metadata import (
     GcodeMetadata,
     SlicerCommentKind,
     format_duration,

@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from rich.table import Table
 
-from printfleet.agent.config import BrokerAddress
+from printfleet.broker_address import BrokerAddress
 from printfleet.protocol.messages import DecodeError, decode_presence
 from printfleet.protocol.topics import Topics
 from printfleet.sim.fleet import raise_open_file_limit

@@ -16,8 +16,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from printfleet.agent.config import BrokerAddress
 from printfleet.agent.runtime import new_message_id
+from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.recorder import HistoryRecorder, Kind, RecordedEvent, load_history
 from printfleet.chaos.world import ChaosCloud, DispatchPoint, WorldSettings
 from printfleet.cloud.dispatcher import cloud_ms, stage_name

@@ -24,9 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal, Protocol
 
-from printfleet.agent.config import AgentConfig, BrokerAddress
+from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import HeaterId
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, monotonic_ms, new_message_id
+from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.chaos.recorder import HistoryRecorder, Kind
 from printfleet.cloud.dispatcher import (

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from printfleet import __version__
-from printfleet.agent.config import BrokerAddress
+from printfleet.broker_address import BrokerAddress
 from printfleet.cloud import api
 from printfleet.cloud.admission import (
     DEFAULT_MAX_BODY_BYTES,

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from printfleet.agent.config import BrokerAddress
+from printfleet.broker_address import BrokerAddress
 from printfleet.cloud.dispatcher import (
     Dispatcher,
     FileUrl,

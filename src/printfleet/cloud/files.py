@@ -33,7 +33,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from printfleet.cloud.store import FileMetadata, FileRecord, Store, new_id
-from printfleet.sim.gcode_metadata import MetadataReader
+from printfleet.gcode.metadata import MetadataReader
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks

@@ -27,7 +27,7 @@ from enum import StrEnum
 import aiomqtt
 import stamina
 
-from printfleet.agent.config import BrokerAddress
+from printfleet.broker_address import BrokerAddress
 from printfleet.protocol.identities import cloud_client_id
 from printfleet.protocol.topics import Topics
 

@@ -1,8 +1,8 @@
 """Simulated printer hardware: thermal models, G-code runner, plate, screen, SD card and faults."""
 
+from printfleet.gcode.metadata import GcodeMetadata, parse_metadata
 from printfleet.sim.clock import SimClock
 from printfleet.sim.gcode import GcodeInterpreter, SimulatedPrint
-from printfleet.sim.gcode_metadata import GcodeMetadata, parse_metadata
 from printfleet.sim.plate import Plate, PlateSensor
 from printfleet.sim.printer import MODELS, PrinterModel, SimulatedPrinter
 from printfleet.sim.samples import SampleGcode, SlicerStyle, make_sample_gcode

@@ -22,14 +22,14 @@ from printfleet.agent.hardware import (
     PrintProgress,
     PrintState,
 )
-from printfleet.sim.clock import SimClock
-from printfleet.sim.gcode_metadata import (
+from printfleet.gcode.metadata import (
     GcodeMetadata,
     SlicerCommentKind,
     comment_of,
     parse_metadata,
     read_slicer_comment,
 )
+from printfleet.sim.clock import SimClock
 from printfleet.sim.plate import Plate
 from printfleet.sim.storage import read_chunk
 from printfleet.sim.thermal import Board

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from printfleet.sim.gcode_metadata import format_duration
+from printfleet.gcode.metadata import format_duration
 
 __all__ = ["SampleGcode", "SlicerStyle", "make_sample_gcode"]
 
