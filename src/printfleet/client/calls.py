@@ -39,7 +39,8 @@ from printfleet.client.models import (
     TokenScope,
     User,
 )
-from printfleet.client.retry import IDEMPOTENCY_HEADER, parse_retry_after
+from printfleet.client.retry import IDEMPOTENCY_HEADER
+from printfleet.http_retry_after import parse_retry_after
 from printfleet.protocol.lifecycle import JobState
 
 T = TypeVar("T")

@@ -11,19 +11,25 @@ sleep for the delay it returns. Three mechanisms keep clients from storming a st
   under sustained failure the load a client adds stays within ~10 %;
 - :class:`CircuitBreaker`: after repeated failures, stop calling until a cool-down has passed,
   then let one probe through.
+
+Why not stamina or tenacity here, as elsewhere in printfleet: they retry one call in a loop they
+own, and keep no state between calls. The budget and the breaker are state shared by every
+request a client sends (the budget by a whole process), decided per response (429 is this
+client's fault, 503 the server's; ``Retry-After`` is a floor; a request not safe to send twice is
+never sent again), and driven alike by the sync client, the async client and the overload
+benchmark's clients, which do their own sleeping. That is a decision object, not a retry loop.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+
+from printfleet.http_retry_after import parse_retry_after
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -225,31 +231,6 @@ class CircuitBreaker:
             if self._failures >= self.failure_threshold:
                 self._opened_at = now
                 self._probe_at = None
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), or None if unusable.
-
-    The header is either a non-negative integer of seconds or an HTTP date; a date in the past
-    means "now" (0). ``now`` is the wall clock in seconds since the epoch (default: the real one).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        return float(int(text))
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        # RFC 9110 dates are GMT; email.utils leaves "-0000" zones naive.
-        when = when.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    seconds = (when - datetime.fromtimestamp(current, tz=UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 @dataclass

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 import stamina
@@ -36,6 +35,7 @@ import stamina.instrumentation
 
 from printfleet.cloud.notify.model import DeadLetter, DeadLetterSink, Notification, redact_url
 from printfleet.cloud.notify.outbound import OutboundRefused
+from printfleet.http_retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +107,6 @@ def verify(
     if abs(current - timestamp) > tolerance_s:
         raise SignatureError(f"timestamp is {current - timestamp:+.0f}s away from now")
     return timestamp
-
-
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), if valid."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        # RFC 9110 dates are GMT; parsedate_to_datetime leaves "-0000" naive.
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 @dataclass(frozen=True, slots=True)
