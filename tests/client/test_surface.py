@@ -1,17 +1,19 @@
-"""The SDK's public names, its models against the server's schemas, and the SSE parser."""
+"""The SDK's public names, its models against the server's schemas, and how it reads SSE."""
 
 from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
+from httpx_sse import EventSource
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, JsonValue
 
 import printfleet.client
 from printfleet.client import models
-from printfleet.client.events import Reconnection, SseParser, StreamEvent
+from printfleet.client.events import Reconnection, StreamCursor, StreamEvent
 from printfleet.cloud.api import schemas
 
 
@@ -67,18 +69,26 @@ def test_models_mirror_the_servers_responses(
     assert set(mine.model_fields) == set(theirs.model_fields)
 
 
+def read(text: str, cursor: StreamCursor | None = None) -> list[StreamEvent]:
+    """The events a client reads from a response with this body, as the clients read them."""
+    cursor = cursor if cursor is not None else StreamCursor()
+    response = httpx.Response(
+        200, headers={"Content-Type": "text/event-stream"}, content=text.encode()
+    )
+    cursor.connected()
+    return [e for b in EventSource(response).iter_sse() if (e := cursor.read(b)) is not None]
+
+
 def block(lines: list[str]) -> StreamEvent | None:
-    parser = SseParser()
-    events = [parser.feed(line) for line in [*lines, ""]]
-    assert all(event is None for event in events[:-1])
-    return events[-1]
+    events = read("\n".join([*lines, "", ""]))
+    assert len(events) <= 1
+    return events[0] if events else None
 
 
 def test_parser_handles_comments_retry_and_fields_without_a_space() -> None:
-    parser = SseParser()
-    for line in ["retry: 3000", ": subscribed", ""]:
-        assert parser.feed(line) is None
-    assert parser.retry_ms == 3000
+    cursor = StreamCursor()
+    assert read("retry: 3000\n: subscribed\n\n", cursor) == []
+    assert cursor.retry_ms == 3000
     assert block(["event:resync", 'data:{"reason":"x"}']) == StreamEvent(
         kind="resync", id=None, data={"reason": "x"}
     )
@@ -89,6 +99,22 @@ def test_parser_handles_comments_retry_and_fields_without_a_space() -> None:
     assert block(["id: a\0b", "data: 1"]) == StreamEvent(kind="message", id=None, data=1)
 
 
+def test_a_control_block_after_a_notification_has_no_id_and_keeps_the_resume_point() -> None:
+    cursor = StreamCursor()
+    events = read(
+        'id: n1\nevent: x\ndata: 1\n\nevent: dropped\ndata: {"count": 2}\n\n'
+        "id: n2\nevent: y\ndata: 3\n\n",
+        cursor,
+    )
+    assert [(e.kind, e.id) for e in events] == [("x", "n1"), ("dropped", None), ("y", "n2")]
+    assert cursor.last_event_id == "n2"
+    # A new connection after a drop: its first block is read afresh, the resume point stays.
+    assert read('event: resync\ndata: {"reason": "x"}\n\n', cursor) == [
+        StreamEvent(kind="resync", id=None, data={"reason": "x"})
+    ]
+    assert cursor.last_event_id == "n2"
+
+
 @given(
     kind=st.from_regex(r"[a-z_]{1,20}", fullmatch=True),
     event_id=st.from_regex(r"[0-9a-f-]{1,36}", fullmatch=True),
@@ -97,11 +123,10 @@ def test_parser_handles_comments_retry_and_fields_without_a_space() -> None:
 def test_parser_reads_back_what_the_server_writes(
     kind: str, event_id: str, payload: dict[str, JsonValue]
 ) -> None:
-    parser = SseParser()
+    cursor = StreamCursor()
     text = f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(payload)}\n\n"
-    events = [e for line in text.split("\n") if (e := parser.feed(line)) is not None]
-    assert events == [StreamEvent(kind=kind, id=event_id, data=payload)]
-    assert parser.last_event_id == event_id
+    assert read(text, cursor) == [StreamEvent(kind=kind, id=event_id, data=payload)]
+    assert cursor.last_event_id == event_id
 
 
 def test_reconnection_backs_off_then_gives_up_and_resets_on_success() -> None:

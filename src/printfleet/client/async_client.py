@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar
 
 import anyio.to_thread
 import httpx
+from httpx_sse import EventSource
 
 from printfleet import __version__
 from printfleet.client import calls
@@ -26,7 +27,7 @@ from printfleet.client.errors import (
     ServerError,
     Unreachable,
 )
-from printfleet.client.events import Reconnection, SseParser, StreamEvent
+from printfleet.client.events import Reconnection, StreamCursor, StreamEvent
 from printfleet.client.models import (
     Alert,
     AuditEntry,
@@ -413,12 +414,12 @@ class AsyncClient:
         repeated failed connections. ``on_open`` is called when a connection's first block
         has arrived: from then on, everything the server publishes reaches this stream.
         """
-        parser = SseParser(last_event_id=last_event_id)
+        cursor = StreamCursor(last_event_id=last_event_id)
         again = Reconnection(self.policy.backoff.delay)
         while True:
             extra = {"Accept": "text/event-stream"}
-            if parser.last_event_id:
-                extra["Last-Event-ID"] = parser.last_event_id
+            if cursor.last_event_id:
+                extra["Last-Event-ID"] = cursor.last_event_id
             floor: float | None = None
             ended = False
             try:
@@ -430,17 +431,20 @@ class AsyncClient:
                 ) as response:
                     if response.is_success:
                         again.connected()
+                        cursor.connected()
                         opened = False
-                        async for line in response.aiter_lines():
-                            if (event := parser.feed(line)) is not None:
+                        # A 200 that is not text/event-stream (a proxy's page) raises
+                        # httpx-sse's SSEError, a TransportError: a failed connection.
+                        async for block in EventSource(response).aiter_sse():
+                            if (event := cursor.read(block)) is not None:
                                 yield event
-                            if not line and not opened:
+                            if not opened:
                                 opened = True
                                 if on_open is not None:
                                     on_open()
                         ended = True
                         error: PrintfleetError = Unreachable(f"{self.url} ended the event stream")
-                        floor = parser.retry_ms / 1000 if parser.retry_ms else None
+                        floor = cursor.retry_ms / 1000 if cursor.retry_ms else None
                     else:
                         await response.aread()
                         error = calls.error_for(response, now=self.policy.wall_clock())

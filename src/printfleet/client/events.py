@@ -1,20 +1,23 @@
-"""The cloud's live event stream (``GET /api/v1/events``, docs/api.md section 1), parsed.
+"""The cloud's live event stream (``GET /api/v1/events``, docs/api.md section 1), read.
 
-:class:`SseParser` is a sans-IO parser of ``text/event-stream`` lines (the WHATWG rules:
-``id:``, ``event:``, ``data:``, ``retry:``, comments, a blank line ends a block); the clients
-feed it lines and yield a :class:`StreamEvent` per block. Blocks with an ``id:`` carry a
-:class:`Notification`; those without are control blocks (``dropped``, ``resync``).
+httpx-sse splits the ``text/event-stream`` into blocks by the WHATWG rules; a
+:class:`StreamCursor` turns each block into a :class:`StreamEvent` and keeps what a reconnection
+needs (the ``Last-Event-ID`` to resume after, the server's ``retry:``). Blocks with an ``id:``
+carry a :class:`Notification`; those without are control blocks (``dropped``, ``resync``).
+Reconnecting is printfleet's own (:class:`Reconnection`): httpx-sse reads one response and
+leaves what to do after it to its caller.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from httpx_sse import ServerSentEvent
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
-__all__ = ["CONTROL_KINDS", "Notification", "Reconnection", "SseParser", "StreamEvent"]
+__all__ = ["CONTROL_KINDS", "Notification", "Reconnection", "StreamCursor", "StreamEvent"]
 
 CONTROL_KINDS = frozenset({"dropped", "resync"})
 """Blocks that say "refetch state": the stream lost notifications or cannot resume."""
@@ -58,55 +61,48 @@ class StreamEvent:
 
 
 @dataclass
-class SseParser:
-    """Turns the stream's lines into :class:`StreamEvent` blocks."""
+class StreamCursor:
+    """Where a reader is in the event stream, across its connections.
+
+    Feed it every block httpx-sse reads (:meth:`read`), and call :meth:`connected` when a new
+    connection's response arrives.
+    """
 
     last_event_id: str | None = None
     """The newest ``id:`` seen: send it as ``Last-Event-ID`` to resume after it."""
     retry_ms: int | None = None
     """The server's advised reconnection delay, if it sent one."""
-    _data: list[str] = field(default_factory=list)
-    _kind: str = ""
-    _id: str | None = None
+    _connection_id: str = ""
 
-    def feed(self, line: str) -> StreamEvent | None:
-        """One line, without its line ending; returns a block when ``line`` ends one."""
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._kind = value
-        elif name == "id":
-            if "\0" not in value:
-                self._id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self.retry_ms = int(value)
-        return None
+    def connected(self) -> None:
+        """A new response: its blocks are read afresh (``last_event_id`` stays)."""
+        self._connection_id = ""
 
-    def _dispatch(self) -> StreamEvent | None:
-        data, kind, block_id = self._data, self._kind or "message", self._id
-        self._data, self._kind, self._id = [], "", None
-        if block_id is not None:
+    def read(self, block: ServerSentEvent) -> StreamEvent | None:
+        """One block; returns the event it carries, if it has data."""
+        if block.retry is not None and block.retry >= 0:
+            self.retry_ms = block.retry
+        # httpx-sse reports the stream's last event id, as the WHATWG parser keeps it, on every
+        # block, so a block shows its own ``id:`` by changing it. The server never repeats an
+        # id, and a control block (which has none) must neither carry a notification nor move
+        # the resume point.
+        block_id: str | None = None
+        if block.id != self._connection_id:
+            block_id = self._connection_id = block.id
             self.last_event_id = block_id
-        if not data:
+        if not block.data:
             return None
-        text = "\n".join(data)
         try:
-            payload: JsonValue = json.loads(text)
+            payload: JsonValue = json.loads(block.data)
         except ValueError:
-            payload = text
+            payload = block.data
         notification = None
         if block_id is not None and isinstance(payload, dict):
             try:
                 notification = Notification.model_validate(payload)
             except ValidationError:
                 notification = None
-        return StreamEvent(kind=kind, id=block_id, data=payload, notification=notification)
+        return StreamEvent(kind=block.event, id=block_id, data=payload, notification=notification)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
+from httpx_sse import EventSource
 
 from printfleet import __version__
 from printfleet.client import calls
@@ -26,7 +27,7 @@ from printfleet.client.errors import (
     ServerError,
     Unreachable,
 )
-from printfleet.client.events import Reconnection, SseParser, StreamEvent
+from printfleet.client.events import Reconnection, StreamCursor, StreamEvent
 from printfleet.client.models import (
     Alert,
     AuditEntry,
@@ -438,12 +439,12 @@ class Client:
         repeated failed connections. ``on_open`` is called when a connection's first block
         has arrived: from then on, everything the server publishes reaches this stream.
         """
-        parser = SseParser(last_event_id=last_event_id)
+        cursor = StreamCursor(last_event_id=last_event_id)
         again = Reconnection(self.policy.backoff.delay)
         while True:
             extra = {"Accept": "text/event-stream"}
-            if parser.last_event_id:
-                extra["Last-Event-ID"] = parser.last_event_id
+            if cursor.last_event_id:
+                extra["Last-Event-ID"] = cursor.last_event_id
             floor: float | None = None
             ended = False
             try:
@@ -455,17 +456,20 @@ class Client:
                 ) as response:
                     if response.is_success:
                         again.connected()
+                        cursor.connected()
                         opened = False
-                        for line in response.iter_lines():
-                            if (event := parser.feed(line)) is not None:
+                        # A 200 that is not text/event-stream (a proxy's page) raises
+                        # httpx-sse's SSEError, a TransportError: a failed connection.
+                        for block in EventSource(response).iter_sse():
+                            if (event := cursor.read(block)) is not None:
                                 yield event
-                            if not line and not opened:
+                            if not opened:
                                 opened = True
                                 if on_open is not None:
                                     on_open()
                         ended = True
                         error: PrintfleetError = Unreachable(f"{self.url} ended the event stream")
-                        floor = parser.retry_ms / 1000 if parser.retry_ms else None
+                        floor = cursor.retry_ms / 1000 if cursor.retry_ms else None
                     else:
                         response.read()
                         error = calls.error_for(response, now=self.policy.wall_clock())
