@@ -16,7 +16,7 @@ from tests.client.live_cloud import GCODE, PASSWORD, LiveCloud, close_people, li
 from typer.testing import CliRunner, Result
 
 from printfleet.cli import app
-from printfleet.cli_client import EXIT_CODES
+from printfleet.cli.failures import EXIT_CODES
 
 __all__ = ["close_people", "live_cloud"]  # fixtures, imported for pytest
 

@@ -1,4 +1,6 @@
-"""The ``printfleet`` command: one entry point for every part of printfleet."""
+"""The commands that run printfleet's processes: ``serve`` (the cloud), ``agent`` (one printer,
+or its screen), ``sim`` (a simulated fleet) and ``demo`` (all of them in one process). Here
+the cloud, the agent and the simulator are wired together; nowhere else."""
 
 import asyncio
 import contextlib
@@ -10,182 +12,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from printfleet import __version__, cli_client
-
-app = typer.Typer(
-    name="printfleet",
-    help="A print cloud for fleets of 3D printers that never starts a print nobody asked for.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    epilog=cli_client.EXIT_CODES_HELP,
-)
-protocol_app = typer.Typer(help="Look inside the printer protocol.", no_args_is_help=True)
-app.add_typer(protocol_app, name="protocol")
-chaos_app = typer.Typer(
-    help="Inject faults and check every safety invariant.", no_args_is_help=True
-)
-app.add_typer(chaos_app, name="chaos")
-
-console = Console()
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        console.print(f"printfleet {__version__}")
-        raise typer.Exit
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """printfleet: submit prints, run printers, prove they never start on their own."""
-
-
-@protocol_app.command("demo")
-def protocol_demo() -> None:
-    """Walk through a cloud-to-printer conversation and show every gate decision."""
-    from printfleet.protocol.walkthrough import walk_through  # noqa: PLC0415 - keeps --help fast
-
-    table = Table(title="printfleet protocol walk-through (printer p1-demo, no plate sensor)")
-    table.add_column("#", justify="right")
-    table.add_column("what happens")
-    table.add_column("sent")
-    table.add_column("printer's verdict")
-    table.add_column("detail")
-    for number, step in enumerate(walk_through(), start=1):
-        style = "green" if step.verdict == "accepted" else "yellow"
-        table.add_row(
-            str(number), step.title, step.sent, f"[{style}]{step.verdict}[/]", step.detail
-        )
-    console.print(table)
-    console.print(
-        "Every start above was judged by the same gate a real printer runs: "
-        "signed, fresh (S2), once (S3), idle (S4), onto a clear plate (S5), no fault (S6)."
-    )
-
-
-@chaos_app.command("sim")
-def chaos_sim(
-    seeds: Annotated[int, typer.Option(min=1, help="How many seeded schedules to run.")] = 200,
-    start: Annotated[int, typer.Option(help="The first seed.")] = 0,
-    seed: Annotated[int | None, typer.Option(help="Replay one seed and print its steps.")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Fault/user steps per schedule.")] = 30,
-    safeguards: Annotated[
-        str, typer.Option(help="'on', or 'off' to show that the checker catches violations.")
-    ] = "on",
-    workers: Annotated[int, typer.Option(min=1, help="Processes to spread seeds over.")] = 2,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
-) -> None:
-    """Run seeded fault schedules over the deterministic fleet (no sockets, simulated time)."""
-    import json  # noqa: PLC0415
-    import time  # noqa: PLC0415
-
-    from printfleet.chaos.schedules import run_schedule, run_schedules  # noqa: PLC0415
-
-    if safeguards not in {"on", "off"}:
-        raise typer.BadParameter("use 'on' or 'off'", param_hint="--safeguards")
-    guarded = safeguards == "on"
-    if seed is not None:
-        result = run_schedule(seed, steps=steps, safeguards=guarded)
-        for number, step in enumerate(result.steps, start=1):
-            console.print(f"{number:>3}  {step}")
-        for violation in result.violations:
-            console.print(f"[red]{violation.kind.value}[/]: {violation.evidence}")
-        raise typer.Exit(0 if result.ok or not guarded else 1)
-    began = time.monotonic()
-    results = run_schedules(
-        range(start, start + seeds), steps=steps, safeguards=guarded, workers=workers
-    )
-    elapsed = time.monotonic() - began
-    failing = [r for r in results if not r.ok]
-    summary = {
-        "schedules": len(results),
-        "safeguards": safeguards,
-        "seconds": round(elapsed, 2),
-        "schedules_per_minute": round(len(results) / elapsed * 60) if elapsed else None,
-        "jobs": sum(r.jobs for r in results),
-        "starts": sum(r.starts for r in results),
-        "faults_injected": sum(r.faults_injected for r in results),
-        "violating_schedules": len(failing),
-        "violations": [
-            {"seed": r.seed, "kind": v.kind.value, "evidence": v.evidence}
-            for r in failing
-            for v in r.violations
-        ],
-    }
-    if json_output:
-        print(json.dumps(summary, indent=2))
-    else:
-        table = Table(
-            title=f"printfleet chaos sim: {len(results)} schedules, safeguards {safeguards}"
-        )
-        for key in ("schedules", "jobs", "starts", "faults_injected", "violating_schedules"):
-            table.add_row(key.replace("_", " "), str(summary[key]))
-        table.add_row("schedules per minute", str(summary["schedules_per_minute"]))
-        console.print(table)
-        for r in failing[:10]:
-            kinds = ", ".join(sorted({v.kind.value for v in r.violations}))
-            console.print(
-                f"seed {r.seed}: {kinds} — replay: printfleet chaos sim --seed {r.seed}"
-                + ("" if guarded else " --safeguards off")
-            )
-    if failing and guarded:
-        raise typer.Exit(1)
-
-
-@chaos_app.command("run")
-def chaos_run(
-    scenario: Annotated[str, typer.Argument(help="A scenario name (see `chaos list`), or 'all'.")],
-    seed: Annotated[int, typer.Option(help="The seed (the first, with --seeds).")] = 0,
-    seeds: Annotated[int, typer.Option(min=1, help="How many seeds to run from --seed.")] = 1,
-    safeguards: Annotated[
-        str, typer.Option(help="'on', or 'off' (every remedy off) to show what they prevent.")
-    ] = "on",
-    quick: Annotated[
-        bool, typer.Option("--quick/--full", help="Time-scaled (a 60 s outage takes 8 s).")
-    ] = True,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    timeline: Annotated[Path | None, typer.Option(help="Write an HTML timeline here.")] = None,
-    history: Annotated[Path | None, typer.Option(help="Write the JSON-lines history here.")] = None,
-) -> None:
-    """Inject faults into real processes (Mosquitto, the cloud's MQTT side, printer agents)
-    and check the recorded history for S1-S9."""
-    from printfleet.chaos.run import run_command  # noqa: PLC0415
-
-    if safeguards not in {"on", "off"}:
-        raise typer.BadParameter("use 'on' or 'off'", param_hint="--safeguards")
-    try:
-        code = run_command(
-            scenario,
-            seed=seed,
-            seeds=seeds,
-            safeguards=safeguards == "on",
-            quick=quick,
-            json_output=json_output,
-            timeline=timeline,
-            history=history,
-        )
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="SCENARIO") from None
-    raise typer.Exit(code)
-
-
-@chaos_app.command("list")
-def chaos_list() -> None:
-    """The scenarios `chaos run` knows."""
-    from printfleet.chaos.run import SCENARIOS  # noqa: PLC0415
-
-    for scenario in SCENARIOS.values():
-        console.print(f"[bold]{scenario.name}[/]: {scenario.summary}")
-
+from printfleet.cli.output import console
 
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log debug messages too.", metavar="")
@@ -224,7 +52,6 @@ async def _run_for(coroutine: Coroutine[Any, Any, None], duration: float | None)
 
 
 agent_app = typer.Typer(help="Run one printer agent, or its screen.")
-app.add_typer(agent_app, name="agent")
 
 
 @agent_app.callback(invoke_without_command=True)
@@ -319,7 +146,6 @@ def agent_screen(
         raise typer.Exit(PrinterScreen(client).run())
 
 
-@app.command()
 def sim(
     printers: Annotated[int, typer.Option(min=0, max=5000, help="How many printers.")] = 4,
     models: Annotated[str, typer.Option(help="Models, taken in turn (x1, p1).")] = "x1,p1",
@@ -374,153 +200,6 @@ def sim(
             asyncio.run(_run_for(run_fleet(spec), duration))
 
 
-# -- printfleet bench: resource benchmarks (issue 3) ---------------------------------------------
-bench_app = typer.Typer(
-    help="Measure printfleet against its resource targets.", no_args_is_help=True
-)
-app.add_typer(bench_app, name="bench")
-
-
-@bench_app.command("fleet")
-def bench_fleet(
-    printers: Annotated[
-        str | None,
-        typer.Option(help="Fleet sizes, comma-separated (default: 100,1000; --quick: 20)."),
-    ] = None,
-    telemetry_period: Annotated[
-        float | None, typer.Option(min=0.01, help="Seconds between reports (default: 1).")
-    ] = None,
-    settle: Annotated[
-        float | None, typer.Option(min=0, help="Seconds to settle once connected (default: 10).")
-    ] = None,
-    window: Annotated[
-        float | None, typer.Option(min=0.1, help="Seconds per sample window (default: 5).")
-    ] = None,
-    samples: Annotated[
-        int | None, typer.Option(min=1, help="Windows per fleet size (default: 5).")
-    ] = None,
-    connect_timeout: Annotated[
-        float | None, typer.Option(min=1, help="Seconds a fleet may take to connect.")
-    ] = None,
-    quick: Annotated[
-        bool, typer.Option("--quick", help="CI smoke run: 20 printers, short windows.")
-    ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the report as JSON instead of a table.")
-    ] = False,
-    check: Annotated[
-        bool, typer.Option("--check", help="Exit with status 1 when a target is missed.")
-    ] = False,
-) -> None:
-    """RSS and CPU per idle simulated printer, against an empty fleet measured in the same run."""
-    import dataclasses  # noqa: PLC0415 - keeps --help fast
-    import json  # noqa: PLC0415
-
-    from printfleet.bench.fleet import (  # noqa: PLC0415
-        FleetBenchError,
-        FleetBenchSettings,
-        run_fleet_bench,
-    )
-    from printfleet.testing import ServiceError  # noqa: PLC0415
-
-    settings = FleetBenchSettings.quick() if quick else FleetBenchSettings()
-    given: dict[str, Any] = {
-        "telemetry_period_s": telemetry_period,
-        "settle_s": settle,
-        "window_s": window,
-        "samples": samples,
-        "connect_timeout_s": connect_timeout,
-    }
-    if printers is not None:
-        try:
-            given["sizes"] = tuple(int(size) for size in printers.split(",") if size.strip())
-        except ValueError:
-            raise typer.BadParameter(
-                "give whole numbers: 100,1000", param_hint="--printers"
-            ) from None
-        if any(size < 0 for size in given["sizes"]):
-            raise typer.BadParameter("fleet sizes cannot be negative", param_hint="--printers")
-    settings = dataclasses.replace(
-        settings, **{name: value for name, value in given.items() if value is not None}
-    )
-    errors = Console(stderr=True)
-    try:
-        report = run_fleet_bench(settings, progress=lambda line: errors.print(line, style="dim"))
-    except (FleetBenchError, ServiceError) as error:
-        errors.print(f"[red]fleet benchmark failed:[/] {error}")
-        raise typer.Exit(2) from None
-    if json_output:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        # Piped into a log or CI, rich would assume 80 columns and fold every cell.
-        out = console if console.is_terminal else Console(width=150)
-        out.print(report.table())
-        for note in report.notes():
-            out.print(f"[yellow]note:[/] {note}")
-    if check and not report.met:
-        raise typer.Exit(1)
-
-
-@bench_app.command("overload")
-def bench_overload(
-    quick: Annotated[
-        bool, typer.Option("--quick", help="CI smoke run: 3 s steps, 40 clients (< 60 s).")
-    ] = False,
-    step: Annotated[
-        float | None, typer.Option(min=0.5, help="Seconds per load step (default: 10).")
-    ] = None,
-    clients: Annotated[
-        int | None, typer.Option(min=1, help="Simulated clients (default: 200).")
-    ] = None,
-    plot: Annotated[Path, typer.Option(help="The PNG plot to write.", dir_okay=False)] = (
-        Path("overload.png")
-    ),
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the figures as JSON instead of a table.")
-    ] = False,
-    check: Annotated[
-        bool, typer.Option("--check", help="Exit with status 1 when 'built' misses a target.")
-    ] = False,
-) -> None:
-    """Goodput, latency and recovery from 0.5x to 10x capacity: printfleet as built vs naive."""
-    import dataclasses  # noqa: PLC0415 - keeps --help fast
-    import json  # noqa: PLC0415
-
-    from printfleet.bench.overload import (  # noqa: PLC0415
-        OverloadBenchError,
-        OverloadSettings,
-        run_overload_bench,
-    )
-
-    settings = OverloadSettings.quick() if quick else OverloadSettings()
-    given: dict[str, Any] = {"step_s": step, "clients": clients}
-    settings = dataclasses.replace(
-        settings, **{name: value for name, value in given.items() if value is not None}
-    )
-    errors = Console(stderr=True)
-    try:
-        report = run_overload_bench(
-            settings, plot=plot, progress=lambda line: errors.print(line, style="dim")
-        )
-    except OverloadBenchError as error:
-        errors.print(f"[red]overload benchmark failed:[/] {error}")
-        raise typer.Exit(2) from None
-    if json_output:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        out = console if console.is_terminal else Console(width=170)
-        out.print(report.table())
-        for note in report.notes():
-            out.print(f"[yellow]note:[/] {note}")
-    if check and not report.met:
-        raise typer.Exit(1)
-
-
-# -- end of printfleet bench ---------------------------------------------------------------------
-
-
-# -- printfleet serve: the cloud service (HTTP API + dispatcher) ---------------------------------
-@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
@@ -621,11 +300,6 @@ def serve(
         uvicorn.Server(config).run(sockets=[listener])
 
 
-# -- end of printfleet serve ---------------------------------------------------------------------
-
-
-# -- printfleet demo: cloud, broker and a simulated fleet in one process --------------------------
-@app.command()
 def demo(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
     data_dir: Annotated[
@@ -674,15 +348,3 @@ def demo(
         Console(stderr=True).print(f"[red]demo failed:[/] {error}")
         raise typer.Exit(2) from None
     raise typer.Exit(status)
-
-
-# -- end of printfleet demo ----------------------------------------------------------------------
-
-
-# -- the client commands (login, printers, upload, print, ...): printfleet.cli_client ------------
-cli_client.install(app)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()

@@ -1,0 +1,62 @@
+"""The ``printfleet`` Typer app, assembled from the command groups of :mod:`printfleet.cli`."""
+
+from typing import Annotated
+
+import typer
+
+from printfleet import __version__
+from printfleet.cli import alerts, bench, chaos, jobs, login, printers, processes, protocol, watch
+from printfleet.cli.failures import EXIT_CODES_HELP
+from printfleet.cli.output import console
+
+app = typer.Typer(
+    name="printfleet",
+    help="A print cloud for fleets of 3D printers that never starts a print nobody asked for.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    epilog=EXIT_CODES_HELP,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"printfleet {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """printfleet: submit prints, run printers, prove they never start on their own."""
+
+
+# The order here is the order `printfleet --help` lists them in: commands, then groups.
+app.add_typer(protocol.protocol_app, name="protocol")
+app.add_typer(chaos.chaos_app, name="chaos")
+app.add_typer(processes.agent_app, name="agent")
+app.command()(processes.sim)
+app.add_typer(bench.bench_app, name="bench")
+app.command()(processes.serve)
+app.command()(processes.demo)
+app.command()(login.login)
+app.command()(printers.printers)
+app.command()(jobs.upload)
+app.command("print")(jobs.print_)
+app.command()(jobs.jobs)
+app.command()(jobs.cancel)
+app.command()(watch.watch)
+app.command("confirm-plate")(printers.confirm_plate)
+app.command()(printers.share)
+app.add_typer(alerts.alerts_app, name="alerts")
+app.command()(printers.status)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
