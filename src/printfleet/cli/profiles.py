@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import tomli_w
 import typer
 
 from printfleet.cli.failures import AUTH, USAGE, CliError, reported
@@ -66,17 +66,16 @@ class Profiles:
 
     def save(self, path: Path) -> None:
         """Write to ``path``, readable by its owner only (it holds tokens)."""
-        lines = [f"default = {json.dumps(self.default)}"] if self.default else []
-        for name, values in sorted(self.entries.items()):
-            # JSON string escapes are valid TOML basic-string escapes.
-            lines += ["", f"[profiles.{name}]"]
-            lines += [f"{key} = {json.dumps(value)}" for key, value in sorted(values.items())]
+        data: dict[str, Any] = {"default": self.default} if self.default else {}
+        data["profiles"] = {
+            name: dict(sorted(values.items())) for name, values in sorted(self.entries.items())
+        }
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = path.with_name(path.name + ".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             os.fchmod(file.fileno(), 0o600)
-            file.write("\n".join(lines) + "\n")
+            file.write(tomli_w.dumps(data))
         temporary.replace(path)
 
 
