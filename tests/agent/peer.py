@@ -19,10 +19,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiomqtt
 
+import printfleet.agent
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import Hardware
 from printfleet.agent.runtime import PrinterAgent, new_message_id
@@ -388,9 +390,13 @@ async def running_agent(
     assert not leftover, f"tasks outlived the stopped agent: {leftover}"
 
 
+AGENT_SOURCES = Path(printfleet.agent.__file__).parent
+"""The agent's package: its loops live in several modules (session, thermal watch, ...)."""
+
+
 def _runs_agent_code(task: asyncio.Task[Any]) -> bool:
-    coroutine = task.get_coro()
-    return getattr(coroutine, "__qualname__", "").startswith(f"{PrinterAgent.__name__}.")
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and Path(code.co_filename).is_relative_to(AGENT_SOURCES)
 
 
 # -- staged files over real HTTP -------------------------------------------------------------

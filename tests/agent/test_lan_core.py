@@ -8,7 +8,7 @@ import itertools
 import uuid
 from collections.abc import Callable
 
-from printfleet.agent.runtime import OfflineTelemetry
+from printfleet.agent.telemetry import OfflineTelemetry
 from printfleet.protocol.gate import PrinterState
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.journal import Journal, JournalRecord, RecordKind

@@ -8,6 +8,7 @@ thermal timings are measured and bounded in its hardware seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from blockbuster import blockbuster_ctx
 from tests.agent.peer import (
     WAIT_S,
     CloudPeer,
@@ -34,6 +36,7 @@ from tests.agent.peer import (
 
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import HeaterId, MessageLevel, PrintOutcomeKind, PrintState
+from printfleet.agent.journal_store import JournalFile
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, new_message_id
 from printfleet.agent.thermal import (
     HOTEND_LIMITS,
@@ -42,6 +45,7 @@ from printfleet.agent.thermal import (
     detection_bound,
 )
 from printfleet.broker_address import BrokerAddress
+from printfleet.protocol.journal import JournalRecord, RecordKind
 from printfleet.protocol.messages import (
     AlertEvent,
     CommandBase,
@@ -712,6 +716,35 @@ async def test_an_agent_restarted_under_a_running_print_stops_it(
             await peer.state(pid, lambda s: s.body.status is PrinterStatus.IDLE, since=since)
 
 
+async def test_making_an_agent_touches_no_file_and_run_rebuilds_the_core_from_the_journal(
+    peer: CloudPeer, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Agents are made inside a running event loop (a fleet of them shares one), so making one
+    does no blocking I/O: ``run()`` reads the journal in a thread and builds the core from it."""
+    pid = new_printer_id("p1")
+    config = config_for(peer, mosquitto.url, tmp_path / "agent", pid)
+    fault = "hotend: thermal runaway, latched before the restart"
+    journal = JournalFile(config.data_dir / "journal.sqlite3")
+    await asyncio.to_thread(
+        journal.append, [JournalRecord(kind=RecordKind.FAULT_LATCHED, detail=fault)]
+    )
+    async with SimulatedPrinter("p1", storage_dir=tmp_path / "sd", time_scale=1.0) as printer:
+        with blockbuster_ctx():
+            agent = PrinterAgent(config, printer)
+        with pytest.raises(RuntimeError, match="journal"):
+            assert agent.core is None
+        task = asyncio.create_task(agent.run(), name=f"agent:{pid}")
+        try:
+            state = await peer.state(pid)
+            assert state.body.fault == fault
+            assert state.body.status is PrinterStatus.ERROR
+            assert agent.core.state.fault == fault
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 # -- 5. garbage on the commands topic -------------------------------------------------------------
 
 
@@ -736,7 +769,7 @@ async def test_garbage_and_forgeries_are_refused_and_the_agent_carries_on(
     peer: CloudPeer, mosquitto: MosquittoBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each bad payload gets a `rejected` event; a retained command is dropped unjudged."""
-    caplog.set_level(logging.WARNING, logger="printfleet.agent.runtime")
+    caplog.set_level(logging.WARNING, logger="printfleet.agent")
     pid = new_printer_id("p1")
     # A command left retained on the topic, as a misbehaving publisher might: delivered to the
     # agent when it subscribes, it must be dropped, not judged (and so not consumed either).

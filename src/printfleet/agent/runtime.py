@@ -1,26 +1,22 @@
 """``PrinterAgent``: the protocol core, thermal protection and a Hardware port, wired to MQTT.
 
-The agent does I/O and timing and little else: every decision is the ``PrinterCore``'s. Its
-order of work is fixed: journal records are stored durably, then the hardware acts, then events
-are published. Heaters are cut the moment thermal protection trips, before anything else.
+The agent owns the printer's tasks and carries out the core's decisions; every decision is the
+``PrinterCore``'s. Its order of work is fixed: journal records are stored durably, then the
+hardware acts, then events are published. Heaters are cut the moment thermal protection trips,
+before anything else. The parts it wires each have a module: the broker session and its outbox
+(``session``), thermal protection's loop (``thermal_watch``), staging (``staging``), telemetry
+(``telemetry``) and clock sync (``time_sync``).
 """
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import math
-import random
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import aiomqtt
 import httpx
-import stamina
 import uuid_utils
 
 from printfleet.agent.config import AgentConfig
@@ -28,7 +24,6 @@ from printfleet.agent.hardware import (
     Hardware,
     HardwareError,
     HeaterId,
-    HeaterReading,
     MessageLevel,
     PrintHandle,
     PrintOutcome,
@@ -37,8 +32,14 @@ from printfleet.agent.hardware import (
     validate_file_name,
 )
 from printfleet.agent.journal_store import JournalFile
-from printfleet.agent.thermal import READING_PERIOD, ThermalFault, ThermalGuard
-from printfleet.log_redaction import redact, redact_tokens_in_logs
+from printfleet.agent.session import BrokerSession, Outbox
+from printfleet.agent.staging import FileStager
+from printfleet.agent.stats import AgentStats
+from printfleet.agent.telemetry import TelemetryReporter
+from printfleet.agent.thermal import ThermalGuard
+from printfleet.agent.thermal_watch import ThermalWatch
+from printfleet.agent.time_sync import ClockSync
+from printfleet.log_redaction import redact_tokens_in_logs
 from printfleet.protocol.gate import (
     Action,
     CancelPrint,
@@ -53,37 +54,35 @@ from printfleet.protocol.gate import (
     ShowMessage,
     StartPrint,
 )
-from printfleet.protocol.identities import printer_client_id
 from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
 from printfleet.protocol.messages import (
     AlertBody,
     ConfirmPlateCommand,
     Event,
-    HeaterTelemetry,
     JobOutcome,
-    Presence,
     PrinterStatus,
-    ProgressTelemetry,
     StartSource,
     Telemetry,
-    encode,
     make_event,
 )
 from printfleet.protocol.printer import Output, PrinterCore
 from printfleet.protocol.signing import CommandVerifier
 from printfleet.protocol.topics import Topics
 
+__all__ = [
+    "PLATE_PROMPT_ID",
+    "AgentStats",
+    "LocalAction",
+    "PrinterAgent",
+    "monotonic_ms",
+    "new_message_id",
+]
+
 log = logging.getLogger(__name__)
 _history = logging.getLogger("printfleet.history")
 """Structured events for the chaos harness's checker; silent unless it listens."""
 
-OUTBOX_LIMIT = 256
-"""Events kept while the broker is unreachable; the oldest go first beyond this."""
-MAX_FILE_BYTES = 512 * 1024 * 1024
 PLATE_PROMPT_ID = "plate-clear"
-PUBLISH_TIMEOUT_S = 10.0
-"""A QoS 1 publish not acknowledged within this long ends the session: the link is not working."""
-CONNECT_TIMEOUT_S = 10.0
 STOP_PRINT_TIMEOUT_S = 10.0
 _OUTCOMES = {
     PrintOutcomeKind.COMPLETED: JobOutcome.COMPLETED,
@@ -119,61 +118,6 @@ class LocalAction(StrEnum):
     CLEAR_FAULT = "clear_fault"
 
 
-@dataclass(slots=True)
-class OfflineTelemetry:
-    """Telemetry taken while the broker was unreachable: the newest ``limit`` reports as
-    (status, hotend d°C, bed d°C), and how many more were taken; summarised on return."""
-
-    limit: int
-    kept: deque[tuple[str, int, int]] = field(default_factory=deque)
-    dropped: int = 0
-    since_s: float | None = None
-
-    def add(self, report: Telemetry, now_s: float) -> None:
-        """Keep one report, dropping the oldest beyond the limit."""
-        if self.since_s is None:
-            self.since_s = now_s
-        if len(self.kept) >= self.limit:
-            self.kept.popleft()
-            self.dropped += 1
-        self.kept.append((report.status.value, report.hotend.temp_dc, report.bed.temp_dc))
-
-    def summary(self, now_s: float) -> str | None:
-        """One line on the outage, or None if nothing was taken; empties the buffer."""
-        if not self.kept:
-            return None
-        statuses = ", ".join(dict.fromkeys(status for status, _, _ in self.kept))
-        hotend = max(hotend for _, hotend, _ in self.kept) / 10
-        bed = max(bed for _, _, bed in self.kept) / 10
-        taken = len(self.kept) + self.dropped
-        offline_s = now_s - (self.since_s or now_s)
-        self.kept.clear()
-        self.dropped, self.since_s = 0, None
-        return (
-            f"Offline for {offline_s:.0f} s: {taken} telemetry reports not sent; "
-            f"the last {min(taken, self.limit)} showed {statuses}, "
-            f"hotend up to {hotend:.1f} °C, bed up to {bed:.1f} °C"
-        )
-
-
-class _SessionEnded(Exception):  # noqa: N818 - a signal between two loops, not an error
-    """A connected session dropped; reconnect with a fresh client and a fresh backoff."""
-
-
-@dataclass
-class AgentStats:
-    """Counters a test or an operator can read."""
-
-    connects: int = 0
-    commands: int = 0
-    malformed: int = 0
-    retained_dropped: int = 0
-    events_dropped: int = 0
-    telemetry_sent: int = 0
-    reports_sent: int = 0
-    faults: list[str] = field(default_factory=list)
-
-
 class PrinterAgent:
     """One printer's agent. ``run()`` until cancelled; ``ready`` is set while connected.
 
@@ -200,29 +144,49 @@ class PrinterAgent:
         self.stats = AgentStats()
         self.ready = asyncio.Event()
         self.guard = ThermalGuard()
-        self._clock_ms = clock_ms
-        self._http = http
-        self._lock = asyncio.Lock()
-        self._client: aiomqtt.Client | None = None
-        self._group: asyncio.TaskGroup | None = None
-        # Events wait here until the session's publisher has them acknowledged, in order.
-        self._outbox: deque[Event] = deque()
-        self._outbox_filled = asyncio.Event()
-        # Faults the thermal loop found, waiting to be latched in the core (under the lock).
-        self._pending_faults: deque[ThermalFault] = deque()
-        self._faults_found = asyncio.Event()
-        self._stopped_by_fault: str | None = None
-        self._progress_floor: tuple[str | None, int] = (None, 0)
-        self._telemetry_seq = 0
-        self.offline_telemetry = OfflineTelemetry(config.telemetry_buffer)
-        self._reports_due = 0.0
         self.lan_address: tuple[str, int] | None = None
         """Where the LAN API listens, once it does (the port is chosen when 0 is asked)."""
         self.lan_ready = asyncio.Event()
-        self.core = self._make_core()
+        self._clock_ms = clock_ms
+        self._lock = asyncio.Lock()
+        self._group: asyncio.TaskGroup | None = None
+        # Built from the journal file, which `run()` reads off the event loop.
+        self._core: PrinterCore | None = None
+        self._stopped_by_fault: str | None = None
+        self._reports_due = 0.0
+        self._outbox = Outbox(self.stats)
+        self._session = BrokerSession(
+            config,
+            hardware,
+            topics=self.topics,
+            outbox=self._outbox,
+            stats=self.stats,
+            ready=self.ready,
+            on_command=self._on_command,
+            on_connected=self._on_connected,
+        )
+        self._thermal = ThermalWatch(hardware, self.guard, fault_latched=self._fault_latched)
+        self._stager = FileStager(hardware, http)
+        self._telemetry = TelemetryReporter(
+            config.printer_id,
+            hardware,
+            self._session,
+            self.stats,
+            period_s=config.telemetry_period_s,
+            buffer_limit=config.telemetry_buffer,
+        )
+        self.offline_telemetry = self._telemetry.offline
+        self._clock_sync = ClockSync(self._session, self._emit, period_s=config.time_sync_period_s)
 
-    def _make_core(self) -> PrinterCore:
-        records = self.journal.load()
+    @property
+    def core(self) -> PrinterCore:
+        """The protocol core: every decision is its. Exists once ``run()`` has read the journal."""
+        if self._core is None:
+            msg = "the agent has not read its journal yet: run() does"
+            raise RuntimeError(msg)
+        return self._core
+
+    def _make_core(self, records: list[JournalRecord]) -> PrinterCore:
         verifier = (
             CommandVerifier(self.config.cloud_public_key) if self.config.cloud_public_key else None
         )
@@ -246,20 +210,32 @@ class PrinterAgent:
         name = self.config.printer_id
         # Staged files' links carry a capability token that httpx would log with each fetch.
         redact_tokens_in_logs()
+        if self._core is None:
+            # Read in a thread: SQLite blocks, and a fleet of agents may share this event loop.
+            self._core = self._make_core(await asyncio.to_thread(self.journal.load))
+        core = self._core
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                # Thermal protection first: it must not wait for the journal or the broker.
-                group.create_task(self._thermal_loop(), name=f"{name}:thermal")
+                # Thermal protection first: it must not wait for the journal's upkeep or the broker.
+                group.create_task(self._thermal.run(), name=f"{name}:thermal")
                 group.create_task(self._fault_loop(), name=f"{name}:faults")
                 await self._stop_unaccounted_print()
                 # Compact at start: the file holds only what rebuilds the journal.
-                await asyncio.to_thread(self.journal.compact, self.core.journal)
+                await asyncio.to_thread(self.journal.compact, core.journal)
                 async with self._judging():
-                    await self._apply(self.core.recover(self._clock_ms()))
-                group.create_task(self._link_loop(), name=f"{name}:link")
-                group.create_task(self._telemetry_loop(), name=f"{name}:telemetry")
-                group.create_task(self._time_sync_loop(), name=f"{name}:clock")
+                    await self._apply(core.recover(self._clock_ms()))
+                group.create_task(self._session.run(), name=f"{name}:link")
+                group.create_task(
+                    self._telemetry.run(
+                        core,
+                        self._clock_ms,
+                        read_plate=self._read_plate,
+                        resend_due_reports=self._resend_due_reports,
+                    ),
+                    name=f"{name}:telemetry",
+                )
+                group.create_task(self._clock_sync.run(core, self._clock_ms), name=f"{name}:clock")
                 group.create_task(self._screen_loop(), name=f"{name}:screen")
                 if self.config.lan_listen is not None:
                     group.create_task(self._lan_loop(), name=f"{name}:lan")
@@ -308,170 +284,12 @@ class PrinterAgent:
 
     # -- the link --------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[aiomqtt.Client]:
-        """A connected client, bounded in time on the way in and on the way out."""
-        client = self._client_for()
-        async with _link_timeout(CONNECT_TIMEOUT_S):
-            await client.__aenter__()
-        try:
-            yield client
-        finally:
-            # Say goodbye if the link still carries it; a link that does not is simply dropped.
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    await client.__aexit__(None, None, None)
-
-    def _client_for(self) -> aiomqtt.Client:
-        address = self.config.broker_address()
-        will = aiomqtt.Will(
-            self.topics.presence(self.config.printer_id),
-            encode(Presence(printer_id=self.config.printer_id, online=False)),
-            qos=1,
-            retain=True,
-        )
-        # A fresh client per connection: nothing queued in an old one can be replayed (S9), and
-        # a clean session means the broker keeps nothing for us while we are away.
-        return aiomqtt.Client(
-            address.host,
-            address.port,
-            username=address.username,
-            password=address.password,
-            # Derived, never the bare id: no printer id can take over the cloud's session (S10).
-            identifier=printer_client_id(self.config.printer_id),
-            clean_session=True,
-            will=will,
-            keepalive=self.config.keepalive_s,
-            # Unbounded in aiomqtt, bounded by this module: see `_link_timeout`.
-            timeout=math.inf,
-            tls_params=aiomqtt.TLSParameters() if address.tls else None,
-        )
-
-    async def _link_loop(self) -> None:
-        while True:
-            async for attempt in stamina.retry_context(
-                on=aiomqtt.MqttError,
-                attempts=None,
-                timeout=None,
-                wait_initial=0.5,
-                wait_max=30.0,
-                wait_jitter=1.0,
-            ):
-                with attempt:
-                    try:
-                        await self._session()
-                    except _SessionEnded:
-                        break
-            # Spread reconnects so a broker restart is not met by the whole fleet at once.
-            await asyncio.sleep(random.uniform(0, 1))  # noqa: S311 - jitter, not secrecy
-
-    async def _session(self) -> None:
-        connected = False
-        try:
-            async with self._connection() as client:
-                connected = True
-                self.stats.connects += 1
-                async with _link_timeout():
-                    await client.subscribe(
-                        self.topics.commands(self.config.printer_id), qos=1, timeout=math.inf
-                    )
-                await self._announce(client)
-                self._client = client
-                self.ready.set()
-                log.info("printer %s connected", self.config.printer_id)
-                try:
-                    await self._serve(client)
-                except asyncio.CancelledError:
-                    # A clean shutdown: say so, since the broker sends the Will only on a drop.
-                    await self._say_offline(client)
-                    raise
-        except aiomqtt.MqttError as error:
-            if connected:
-                log.warning("printer %s lost its broker: %s", self.config.printer_id, error)
-                raise _SessionEnded from error
-            raise
-        finally:
-            self._client = None
-            self.ready.clear()
-
-    async def _serve(self, client: aiomqtt.Client) -> None:
-        """Take commands and publish events until either side of the link fails.
-
-        Plain tasks awaited here rather than a task group: on Python 3.11 a task group whose
-        child fails after its body has finished leaves its parent task marked as cancelling,
-        which would poison every later timeout in the link loop.
-        """
-        name = self.config.printer_id
-        receiver = asyncio.create_task(self._receive_commands(client), name=f"{name}:commands")
-        publisher = asyncio.create_task(self._publish_events(client), name=f"{name}:events")
-        try:
-            done, _ = await asyncio.wait({receiver, publisher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            receiver.cancel()
-            publisher.cancel()
-            await asyncio.wait({receiver, publisher})
-        for task in done:
-            task.result()  # the MqttError that ended the session (or a bug)
-        msg = "the session ended without an error"
-        raise aiomqtt.MqttError(msg)
-
-    async def _receive_commands(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            if message.retain:
-                # The cloud never retains a command; one delivered as retained was left on the
-                # topic and could be any age. The gate would likely refuse it, but it is not even
-                # worth judging: judging would consume its id.
-                self.stats.retained_dropped += 1
-                log.warning(
-                    "printer %s dropped a retained message on its commands topic",
-                    self.config.printer_id,
-                )
-                continue
-            await self._on_command(_payload_bytes(message.payload))
-
-    async def _publish_events(self, client: aiomqtt.Client) -> None:
-        """Publish the outbox in order; an event leaves it only once the broker acknowledged it."""
-        topic = self.topics.events(self.config.printer_id)
-        while True:
-            while not self._outbox:
-                self._outbox_filled.clear()
-                await self._outbox_filled.wait()
-            event = self._outbox[0]
-            # Raises MqttError if the link fails: the event stays first in line for the next
-            # session. (The broker may have it already; the cloud tolerates duplicate events.)
-            await _publish(client, topic, encode(event), qos=1)
-            if self._outbox and self._outbox[0] is event:
-                self._outbox.popleft()
-
-    async def _say_offline(self, client: aiomqtt.Client) -> None:
-        offline = Presence(
-            printer_id=self.config.printer_id, online=False, model=self.hardware.model
-        )
-        with contextlib.suppress(aiomqtt.MqttError):
-            await _publish(
-                client,
-                self.topics.presence(self.config.printer_id),
-                encode(offline),
-                qos=1,
-                retain=True,
-                within=2.0,
-            )
-
-    async def _announce(self, client: aiomqtt.Client) -> None:
-        """After every (re)connect: presence, then what was kept, the whole state, a clock check."""
-        presence = Presence(
-            printer_id=self.config.printer_id, online=True, model=self.hardware.model
-        )
-        await _publish(
-            client,
-            self.topics.presence(self.config.printer_id),
-            encode(presence),
-            qos=1,
-            retain=True,
-        )
+    def _on_connected(self) -> None:
+        """After every (re)connect, once presence is out: the whole state, a clock check, what
+        the printer saw while away, and the local-job reports the cloud has not acknowledged."""
         now = self._clock_ms()
         self._emit(self.core.state_event(now))
-        self._emit(self.core.request_time(now))
+        self._clock_sync.request(self.core, now)
         summary = self.offline_telemetry.summary(time.monotonic())
         if summary is not None:
             self._emit(self._alert("offline_summary", "info", summary))
@@ -484,20 +302,24 @@ class PrinterAgent:
             self.stats.reports_sent += 1
             self._emit(report)
 
+    def _resend_due_reports(self) -> None:
+        if time.monotonic() >= self._reports_due and self.core.journal.unacknowledged_reports():
+            self._send_reports()
+
     def _emit(self, event: Event) -> None:
         """Queue an event for publishing; never waits for the network."""
-        if len(self._outbox) >= OUTBOX_LIMIT:
-            self._outbox.popleft()
-            self.stats.events_dropped += 1
-        self._outbox.append(event)
-        self._outbox_filled.set()
+        self._outbox.put(event)
+
+    def _read_plate(self, now: int) -> None:
+        """Tell the core what the plate sensor sees, if the printer has one."""
+        if self.hardware.has_plate_sensor:
+            self.core.plate_reading(_plate(self.hardware.read_plate()), now)
 
     async def _on_command(self, payload: bytes) -> None:
         self.stats.commands += 1
         async with self._judging():
             now = self._clock_ms()
-            if self.hardware.has_plate_sensor:
-                self.core.plate_reading(_plate(self.hardware.read_plate()), now)
+            self._read_plate(now)
             output = self.core.receive(payload, now)
             if output.command is None:
                 self.stats.malformed += 1
@@ -597,52 +419,19 @@ class PrinterAgent:
             await self._apply(self.core.print_ended(result, detail, self._clock_ms()))
 
     async def _fetch(self, action: FetchFile) -> None:
-        detail = ""
-        try:
-            digest = await self._download(action)
-        except (httpx.HTTPError, OSError, ValueError) as error:
-            # An HTTP error names the URL, token and all; the detail is logged and sent on.
-            detail = f"download failed: {redact(str(error))}"
-        else:
-            if digest != action.sha256:
-                detail = f"sha256 mismatch: got {digest[:12]}…, expected {action.sha256[:12]}…"
-                with contextlib.suppress(FileNotFoundError):
-                    await self.hardware.storage.delete(action.name)
+        failure = await self._stager.fetch(action)
         async with self._judging():
             now = self._clock_ms()
-            if detail:
+            if failure is not None:
                 log.warning(
                     "printer %s: stage of %s failed: %s",
                     self.config.printer_id,
                     action.job_id,
-                    detail,
+                    failure,
                 )
-                await self._apply(self.core.stage_failed(action.job_id, detail, now))
+                await self._apply(self.core.stage_failed(action.job_id, failure, now))
             else:
                 await self._apply(self.core.staged(action.job_id, action.sha256, now))
-
-    async def _download(self, action: FetchFile) -> str:
-        hasher = hashlib.sha256()
-        client = self._http or httpx.AsyncClient(timeout=30)
-        try:
-            async with client.stream("GET", action.url) as response:
-                response.raise_for_status()
-
-                async def chunks() -> AsyncIterator[bytes]:
-                    received = 0
-                    async for chunk in response.aiter_bytes():
-                        received += len(chunk)
-                        if received > MAX_FILE_BYTES or received > action.size:
-                            msg = f"file is larger than the announced {action.size} bytes"
-                            raise ValueError(msg)
-                        hasher.update(chunk)
-                        yield chunk
-
-                await self.hardware.storage.write(action.name, chunks())
-        finally:
-            if self._http is None:
-                await client.aclose()
-        return hasher.hexdigest()
 
     def _alert(self, kind: str, severity: str, message: str) -> Event:
         body = AlertBody(kind=kind, severity=severity, message=message)  # type: ignore[arg-type]
@@ -657,48 +446,19 @@ class PrinterAgent:
 
     # -- thermal protection ----------------------------------------------------------------------
 
-    async def _thermal_loop(self) -> None:
-        """Refresh the watchdog, read both heaters and run the checks, every `READING_PERIOD`.
-
-        This loop never waits for the lock or the network: a fault cuts the heaters here and
-        now, and is handed to `_fault_loop` to be latched, journaled and announced.
-        """
-        clock = self.hardware.clock
-        next_reading = clock.now()
-        while True:
-            await self.hardware.refresh_watchdog()
-            readings = [self.hardware.read_heater(heater) for heater in HeaterId]
-            faults = [
-                fault for reading in readings if (fault := self.guard.observe(reading)) is not None
-            ]
-            faults.extend(self.guard.tick(clock.now()))
-            latched = self.guard.latched is not None or self.core.state.fault is not None
-            if faults or (latched and any(reading.target > 0 for reading in readings)):
-                # Cut power first. While a fault is latched nothing may heat, whoever set it.
-                await self.hardware.heaters_off()
-            if faults:
-                self._pending_faults.extend(faults)
-                self._faults_found.set()
-            # A fixed rate, so the guard sees readings `READING_PERIOD` apart, as its detection
-            # bounds assume, however long each round takes. After a stall, a new grid: readings
-            # in a burst to catch up would count as consecutive samples of one instant.
-            next_reading += READING_PERIOD
-            now = clock.now()
-            if next_reading < now:
-                next_reading = now + READING_PERIOD
-            await clock.sleep(next_reading - now)
+    def _fault_latched(self) -> bool:
+        """Whether the core holds a latched fault (the thermal watch keeps heaters off then)."""
+        return self.core.state.fault is not None
 
     async def _fault_loop(self) -> None:
         while True:
-            await self._faults_found.wait()
+            await self._thermal.found.wait()
             async with self._lock:
                 await self._latch_pending_faults()
 
     async def _latch_pending_faults(self) -> None:
-        """Latch the faults the thermal loop found, in order. Call with ``self._lock`` held."""
-        self._faults_found.clear()
-        while self._pending_faults:
-            fault = self._pending_faults.popleft()
+        """Latch the faults the thermal watch found, in order. Call with ``self._lock`` held."""
+        for fault in self._thermal.found_faults():
             self.stats.faults.append(fault.message)
             log.error("printer %s: %s", self.config.printer_id, fault.message)
             state = self.core.state
@@ -710,38 +470,7 @@ class PrinterAgent:
             )
             await self._apply(self.core.thermal_fault(fault.message, self._clock_ms()))
 
-    # -- the other loops ---------------------------------------------------------------------------
-
-    async def _telemetry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.telemetry_period_s)
-            if self.hardware.has_plate_sensor:
-                # Read each period, not only when a command comes: otherwise a plate cleared by
-                # hand goes on looking occupied, and a job waiting for it never starts.
-                self.core.plate_reading(_plate(self.hardware.read_plate()), self._clock_ms())
-            client = self._client
-            if client is None:
-                # Not queued for later (S9 in spirit): kept in a bounded buffer, summarised
-                # in one alert when the broker is back.
-                self.offline_telemetry.add(self.telemetry(), time.monotonic())
-                continue
-            if time.monotonic() >= self._reports_due and self.core.journal.unacknowledged_reports():
-                self._send_reports()
-            with contextlib.suppress(aiomqtt.MqttError):
-                await _publish(
-                    client,
-                    self.topics.telemetry(self.config.printer_id),
-                    encode(self.telemetry()),
-                    qos=0,
-                )
-                self.stats.telemetry_sent += 1
-
-    async def _time_sync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.time_sync_period_s)
-            # Only while connected: a request queued through an outage would time nothing.
-            if self._client is not None:
-                self._emit(self.core.request_time(self._clock_ms()))
+    # -- local actions: the LAN API and the printer's screen ----------------------------------
 
     async def _lan_loop(self) -> None:
         # Imported here: fleets of simulated printers run without the LAN API, and its web
@@ -749,8 +478,6 @@ class PrinterAgent:
         from printfleet.agent.lan import serve_lan  # noqa: PLC0415
 
         await serve_lan(self)
-
-    # -- local actions: the LAN API and the printer's screen ----------------------------------
 
     async def start_local_print(self, name: str, source: StartSource) -> tuple[str, Output]:
         """Start printing a stored file for a person at the printer, under a new job id.
@@ -765,8 +492,7 @@ class PrinterAgent:
         job_id = new_message_id()
         async with self._judging():
             now = self._clock_ms()
-            if self.hardware.has_plate_sensor:
-                self.core.plate_reading(_plate(self.hardware.read_plate()), now)
+            self._read_plate(now)
             output = self.core.start_locally(job_id, name, source, now)
             await self._apply(output)
         return job_id, output
@@ -805,70 +531,7 @@ class PrinterAgent:
 
     def telemetry(self) -> Telemetry:
         """The current telemetry report."""
-        now = self._clock_ms()
-        state = self.core.state
-        hotend = self.hardware.read_heater(HeaterId.HOTEND)
-        bed = self.hardware.read_heater(HeaterId.BED)
-        progress = None
-        handle = self.hardware.current_print()
-        if handle is not None and state.status in _RUNNING:
-            snapshot = handle.progress()
-            percent = max(0, min(100, int(snapshot.percent)))
-            # A print never goes backwards, though a printer's estimate may (one that counts
-            # bytes read until the file's own progress lines start, say): report the furthest.
-            job, floor = self._progress_floor
-            if job == state.job_id:
-                percent = max(percent, floor)
-            self._progress_floor = (state.job_id, percent)
-            progress = ProgressTelemetry(
-                percent=percent,
-                layer=max(0, snapshot.layer),
-                total_layers=snapshot.total_layers or 0,
-                time_left_s=int(snapshot.time_left or 0),
-            )
-        self._telemetry_seq += 1
-        return Telemetry(
-            printer_id=self.config.printer_id,
-            seq=self._telemetry_seq,
-            sent_at=self.core.cloud_now(now),
-            status=state.status,
-            job_id=state.job_id,
-            plate=state.plate_status(),
-            fault=state.fault,
-            hotend=_heater(hotend),
-            bed=_heater(bed),
-            progress=progress,
-        )
-
-
-# aiomqtt bounds its waits with `asyncio.wait_for`, which on Python 3.11 can swallow a
-# cancellation that arrives just as the broker answers: the task then runs on, told to stop,
-# and whoever waits for it (a shutting-down agent) waits for ever. So the client's own timeout
-# is off, and every wait on the broker is bounded here by `asyncio.timeout` instead.
-
-
-@contextlib.asynccontextmanager
-async def _link_timeout(seconds: float = PUBLISH_TIMEOUT_S) -> AsyncIterator[None]:
-    """Bound a broker round trip; running out of time is a link failure (MqttError)."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        msg = f"no answer from the broker within {seconds:g} s"
-        raise aiomqtt.MqttError(msg) from None
-
-
-async def _publish(
-    client: aiomqtt.Client,
-    topic: str,
-    payload: bytes,
-    *,
-    qos: int,
-    retain: bool = False,
-    within: float = PUBLISH_TIMEOUT_S,
-) -> None:
-    async with _link_timeout(within):
-        await client.publish(topic, payload, qos=qos, retain=retain, timeout=math.inf)
+        return self._telemetry.report(self.core, self._clock_ms())
 
 
 def _record_judgement(printer_id: str, output: Output) -> None:
@@ -889,19 +552,5 @@ def _record_judgement(printer_id: str, output: Output) -> None:
     _history.debug("command_received", extra={"history": fields})
 
 
-def _heater(reading: HeaterReading) -> HeaterTelemetry:
-    return HeaterTelemetry(
-        temp_dc=round(reading.temperature * 10), target_dc=round(reading.target * 10)
-    )
-
-
 def _plate(reading: object) -> PlateReading:
     return PlateReading(str(getattr(reading, "value", reading)))
-
-
-def _payload_bytes(payload: object) -> bytes:
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    if isinstance(payload, str):
-        return payload.encode()
-    return b""
