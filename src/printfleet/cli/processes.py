@@ -1,6 +1,6 @@
 """The commands that run printfleet's processes: ``serve`` (the cloud), ``agent`` (one printer,
-or its screen), ``sim`` (a simulated fleet) and ``demo`` (all of them in one process). Here
-the cloud, the agent and the simulator are wired together; nowhere else."""
+or its screen), ``sim`` (a simulated fleet) and ``demo`` (all of them in one process, as
+:mod:`printfleet.demo` puts them together)."""
 
 import asyncio
 import contextlib
@@ -124,8 +124,8 @@ def agent_screen(
     """The printer's screen: print files from its SD card, confirm the plate, pause, cancel,
     clear a fault, over the agent's LAN API (works with the broker and the cloud down)."""
     from printfleet.agent.config import AgentConfig, lan_address  # noqa: PLC0415
-    from printfleet.agent.lan_client import LanClient  # noqa: PLC0415
     from printfleet.agent.screen import PrinterScreen  # noqa: PLC0415
+    from printfleet.client.lan import LanClient  # noqa: PLC0415
 
     if config is not None:
         settings = AgentConfig.from_file(config)
