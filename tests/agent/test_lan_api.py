@@ -22,7 +22,8 @@ import pytest
 from printfleet.agent.config import AgentConfig, lan_address
 from printfleet.agent.hardware import HeaterId
 from printfleet.agent.lan import FailureLimiter
-from printfleet.agent.lan_client import (
+from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent
+from printfleet.client.lan import (
     LanAuthError,
     LanClient,
     LanRateLimitedError,
@@ -32,7 +33,6 @@ from printfleet.agent.lan_client import (
     lan_print,
     lan_status,
 )
-from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent
 from printfleet.protocol.journal import RecordKind
 from printfleet.protocol.messages import JournalStatus, StartSource
 from printfleet.sim import SimulatedPrinter, make_sample_gcode

@@ -22,9 +22,9 @@ from tests.agent.test_lan_api import CODE, WAIT_S, off_loop, status_until
 from tests.cloud.test_api import settings_for, sign_up
 from tests.cloud.test_e2e_jobs import LONG, SHORT, Shop, _cloud, until
 
-from printfleet.agent.lan_client import LanClient, lan_print
 from printfleet.agent.runtime import PrinterAgent
 from printfleet.agent.screen import PrinterScreen
+from printfleet.client.lan import LanClient, lan_print
 from printfleet.protocol.messages import JournalStatus
 from printfleet.sim import SimulatedPrinter
 from printfleet.testing import MosquittoBroker

@@ -12,8 +12,8 @@ from tests.agent.peer import CloudPeer, cloud_now, connected_peer, running_agent
 from tests.agent.test_lan_api import CODE, gcode, lan_agent, lan_config, off_loop, status_until
 
 from printfleet.agent.config import AgentConfig
-from printfleet.agent.lan_client import LanClient
 from printfleet.broker_address import BrokerAddress
+from printfleet.client.lan import LanClient
 from printfleet.protocol.messages import LocalJobEvent, StartSource
 from printfleet.protocol.reasons import Reason
 from printfleet.sim import SimulatedPrinter

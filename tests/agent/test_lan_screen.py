@@ -18,8 +18,8 @@ from tests.agent.test_lan_api import (
     status_until,
 )
 
-from printfleet.agent.lan_client import LanClient
 from printfleet.agent.screen import PrinterScreen
+from printfleet.client.lan import LanClient
 from printfleet.protocol.messages import JournalStatus
 from printfleet.sim import SimulatedPrinter
 

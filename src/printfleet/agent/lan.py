@@ -35,7 +35,13 @@ from starlette.routing import Route
 
 from printfleet.agent.config import lan_address
 from printfleet.agent.hardware import FileNameError, HeaterId, validate_file_name
-from printfleet.agent.lan_client import (
+from printfleet.agent.lan_connections import (
+    ConnectionBudget,
+    LanServerConfig,
+    connection_of,
+    is_trusted_proxy,
+)
+from printfleet.client.lan import (
     ACCESS_CODE_HEADER,
     API_PREFIX,
     SHA256_HEADER,
@@ -43,12 +49,6 @@ from printfleet.agent.lan_client import (
     LanJob,
     LanProgress,
     LanStatus,
-)
-from printfleet.agent.lan_connections import (
-    ConnectionBudget,
-    LanServerConfig,
-    connection_of,
-    is_trusted_proxy,
 )
 from printfleet.protocol.messages import StartSource
 

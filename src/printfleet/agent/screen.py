@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from printfleet.agent.lan_client import (
+from printfleet.client.lan import (
     LanAuthError,
     LanClient,
     LanError,

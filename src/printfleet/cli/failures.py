@@ -82,7 +82,7 @@ def explain(error: PrintfleetError, url: str) -> CliError:
 
 def lan_error(error: Exception) -> CliError:
     """A LAN client error as one line for a person, with its exit status; re-raises others."""
-    from printfleet.agent.lan_client import (  # noqa: PLC0415 - only --lan needs it
+    from printfleet.client.lan import (  # noqa: PLC0415 - only --lan needs it
         LanAuthError,
         LanError,
         LanRateLimitedError,

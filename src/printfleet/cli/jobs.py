@@ -176,7 +176,7 @@ def print_on_lan(
     with reported(host):
         if access_code is None:
             raise CliError("--lan needs the printer's --access-code", USAGE)
-        from printfleet.agent.lan_client import lan_print  # noqa: PLC0415 - only --lan needs it
+        from printfleet.client.lan import lan_print  # noqa: PLC0415 - only --lan needs it
 
         try:
             job = lan_print(host, access_code, path, confirm_plate=confirm_plate)

@@ -46,7 +46,7 @@ def status(
         with reported(lan):
             if access_code is None:
                 raise CliError("--lan needs the printer's --access-code", USAGE)
-            from printfleet.agent.lan_client import lan_status  # noqa: PLC0415
+            from printfleet.client.lan import lan_status  # noqa: PLC0415
 
             try:
                 state = lan_status(lan, access_code)

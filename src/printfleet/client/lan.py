@@ -2,7 +2,8 @@
 
 Everything here talks straight to one printer's agent over the local network, with its access
 code; no broker and no cloud are involved. The printer's safety gate judges every action
-exactly as it judges cloud commands, so a refusal comes back with the same reason codes.
+exactly as it judges cloud commands, so a refusal comes back with the same reason codes. The
+agent's LAN API (``printfleet.agent.lan``) answers with the models defined here.
 """
 
 from __future__ import annotations
