@@ -16,7 +16,8 @@ import pytest
 
 from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
-from printfleet.cloud.link import LinkSupervisor, PublishOutcome
+from printfleet.chaos.unsafe import CredulousLink
+from printfleet.cloud.link import PublishOutcome
 from printfleet.testing import MosquittoBroker
 
 pytestmark = pytest.mark.mosquitto
@@ -74,7 +75,7 @@ async def test_a_lying_link_acknowledges_everything_then_bursts(mosquitto: Mosqu
 @pytest.mark.asyncio
 async def test_the_link_supervisor_never_trusts_a_lying_link(mosquitto: MosquittoBroker) -> None:
     async with FaultProxy(mosquitto.host, mosquitto.port) as proxy:
-        link = LinkSupervisor(
+        link = CredulousLink(
             BrokerAddress.parse(f"mqtt://127.0.0.1:{proxy.port}"),
             on_message=lambda topic, payload: None,
             probe_interval_s=0.5,
@@ -92,8 +93,8 @@ async def test_the_link_supervisor_never_trusts_a_lying_link(mosquitto: Mosquitt
             assert not link.verified()
             outcome = await link.publish(link.topics.commands("x1-0"), b"{}")
             assert outcome is PublishOutcome.NOT_SENT
-            # ... and the fault switch is what a cloud without S8 would do: take its word.
-            link.claims_verified_regardless = True
+            # ... and a cloud without S8 (the chaos harness's credulous link) takes its word.
+            link.believing = True
             assert await link.publish(link.topics.commands("x1-0"), b"{}") is PublishOutcome.SENT
         finally:
             task.cancel()

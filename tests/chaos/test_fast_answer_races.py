@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import pytest
 
-from printfleet.chaos.world import ChaosJobs
 from printfleet.cloud.dispatcher import Dispatcher, StoredJob
 from printfleet.cloud.fleet_view import FleetView
 from printfleet.cloud.link import PublishOutcome
@@ -40,6 +39,7 @@ from printfleet.protocol.messages import (
 from printfleet.protocol.reasons import Reason
 from printfleet.protocol.signing import CommandSigner
 from printfleet.protocol.topics import Topics
+from printfleet.testing.jobs import MemoryJobs
 from printfleet.testing.roster import MemoryRoster
 
 NOW = 1_800_000_000_000
@@ -107,7 +107,7 @@ def never_started(command: Command) -> Event:
     return _event(JournalReportBody(query_id=command.id, jobs=jobs), None)
 
 
-def _dispatcher(link: AnsweringLink, jobs: ChaosJobs) -> Dispatcher:
+def _dispatcher(link: AnsweringLink, jobs: MemoryJobs) -> Dispatcher:
     fleet = FleetView(lambda: NOW)
     state = PrinterStateBody(
         status=PrinterStatus.IDLE,
@@ -139,7 +139,7 @@ def _dispatcher(link: AnsweringLink, jobs: ChaosJobs) -> Dispatcher:
     return dispatcher
 
 
-def _job(jobs: ChaosJobs, state: JobState, **fields: object) -> str:
+def _job(jobs: MemoryJobs, state: JobState, **fields: object) -> str:
     job_id = str(uuid.uuid4())
     view = JobView(
         id=job_id,
@@ -150,13 +150,13 @@ def _job(jobs: ChaosJobs, state: JobState, **fields: object) -> str:
         submitter="alice",
         **{"printer_id": PRINTER, **fields},  # type: ignore[arg-type]
     )
-    jobs.rows[job_id] = StoredJob(view, 0, "alice", "part.gcode", 10)
+    jobs.add(StoredJob(view, 0, "alice", "part.gcode", 10))
     return job_id
 
 
 @pytest.mark.asyncio
 async def test_a_staged_answer_faster_than_the_cloud_still_stages_the_job() -> None:
-    jobs = ChaosJobs()
+    jobs = MemoryJobs()
     job_id = _job(jobs, JobState.QUEUED)
     link = AnsweringLink(staged)
     await _dispatcher(link, jobs).tick()
@@ -166,7 +166,7 @@ async def test_a_staged_answer_faster_than_the_cloud_still_stages_the_job() -> N
 
 @pytest.mark.asyncio
 async def test_a_refusal_faster_than_the_cloud_still_ends_the_job() -> None:
-    jobs = ChaosJobs()
+    jobs = MemoryJobs()
     job_id = _job(jobs, JobState.QUEUED)
     await _dispatcher(AnsweringLink(refused), jobs).tick()
     view = jobs.rows[job_id].view
@@ -176,7 +176,7 @@ async def test_a_refusal_faster_than_the_cloud_still_ends_the_job() -> None:
 
 @pytest.mark.asyncio
 async def test_a_stage_that_was_not_sent_is_undone_and_planned_again() -> None:
-    jobs = ChaosJobs()
+    jobs = MemoryJobs()
     job_id = _job(jobs, JobState.QUEUED)
     link = AnsweringLink(lambda command: None, PublishOutcome.NOT_SENT)
     dispatcher = _dispatcher(link, jobs)
@@ -193,7 +193,7 @@ async def test_a_stage_that_was_not_sent_is_undone_and_planned_again() -> None:
 
 @pytest.mark.asyncio
 async def test_a_journal_answer_faster_than_the_cloud_still_settles_the_job() -> None:
-    jobs = ChaosJobs()
+    jobs = MemoryJobs()
     # Dispatched before a crash; the start never left; its deadline passed long ago.
     job_id = _job(
         jobs,
@@ -213,7 +213,7 @@ async def test_a_journal_answer_faster_than_the_cloud_still_settles_the_job() ->
 async def test_a_printer_cannot_join_another_models_pool_by_announcing_it() -> None:
     # The store says PRINTER is an x1; its presence claims p1. A job for "any p1" must not
     # go there (S1: a pool is the store's word, not the printer's), a job for "any x1" may.
-    jobs = ChaosJobs()
+    jobs = MemoryJobs()
     link = AnsweringLink(lambda command: None)
     dispatcher = _dispatcher(link, jobs)
     claim = Presence(printer_id=PRINTER, online=True, model="p1")

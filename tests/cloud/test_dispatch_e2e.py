@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.cloud.memory_jobs import MemoryJobs
 
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.runtime import PrinterAgent, new_message_id
@@ -32,6 +31,7 @@ from printfleet.protocol.signing import CommandSigner
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
 from printfleet.testing import MosquittoBroker
+from printfleet.testing.jobs import MemoryJobs
 from printfleet.testing.roster import MemoryRoster
 
 GCODE = make_sample_gcode(3, heat=False).encode()

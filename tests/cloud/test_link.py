@@ -22,6 +22,7 @@ from tests.agent.peer import running_agent
 from printfleet.agent.config import AgentConfig
 from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
+from printfleet.chaos.unsafe import CredulousLink
 from printfleet.cloud.link import LinkSupervisor, PublishOutcome
 from printfleet.protocol.topics import Topics
 from printfleet.sim import SimulatedPrinter
@@ -74,9 +75,9 @@ async def printer_on(port: int) -> AsyncIterator[Printer]:
         yield printer
 
 
-def supervisor(port: int) -> LinkSupervisor:
+def supervisor(port: int, kind: type[LinkSupervisor] = LinkSupervisor) -> LinkSupervisor:
     address = BrokerAddress(host="127.0.0.1", port=port, tls=False)
-    return LinkSupervisor(
+    return kind(
         address, on_message=lambda topic, payload: None, probe_interval_s=PROBE_S,
         publish_timeout_s=1.0,
     )  # fmt: skip
@@ -161,7 +162,10 @@ async def test_a_plain_client_replays_a_late_publish_and_the_supervisor_does_not
         naive.reconnect_delay_set(min_delay=1, max_delay=1)
         naive.connect("127.0.0.1", naive_path.port, keepalive=2)
         naive.loop_start()
-        link = supervisor(our_path.port)
+        # Our supervisor, in the chaos harness's credulous variant: it can be made to take the
+        # client library's word that it is connected, as the 2023 cloud did.
+        link = supervisor(our_path.port, CredulousLink)
+        assert isinstance(link, CredulousLink)
         try:
             async with running(link.run()):
                 async with asyncio.timeout(10):
@@ -176,10 +180,10 @@ async def test_a_plain_client_replays_a_late_publish_and_the_supervisor_does_not
                 info = naive.publish(TOPIC, b"naive start", qos=1)
                 assert not info.is_published()
                 # The 2023 lie: the link claims to be up. Bytes leave; no acknowledgement comes.
-                link.claims_verified_regardless = True
+                link.believing = True
                 outcome = await link.publish(TOPIC, b"our lied start")
                 assert outcome is PublishOutcome.UNKNOWN
-                link.claims_verified_regardless = False
+                link.believing = False
                 # Without the lie, the evidence ages out and nothing more leaves at all.
                 await wait_until(lambda: not link.verified(), within=PROBE_S * 4)
                 assert await link.publish(TOPIC, b"our start") is PublishOutcome.NOT_SENT

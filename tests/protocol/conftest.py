@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from printfleet.protocol.gate import GateSettings, PrinterState
+from printfleet.protocol.gate import Gate, GateSettings, PrinterState
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.messages import TimeRequestEvent, encode
 from printfleet.protocol.printer import PrinterCore
@@ -38,12 +38,14 @@ def make_printer(
     sensor: bool = False,
     settings: GateSettings | None = None,
     printer_id: str = "p1",
+    gate: Gate | None = None,
 ) -> PrinterCore:
     return PrinterCore(
         PrinterState(printer_id=printer_id, has_plate_sensor=sensor),
         verifier=CommandVerifier(signer.public_key),
         new_id=counter_ids(),
         settings=settings,
+        gate=gate,
     )
 
 

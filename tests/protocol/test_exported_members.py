@@ -12,9 +12,10 @@ def test_all_names_are_exported_and_exist() -> None:
 def test_the_public_surface_is_pinned() -> None:
     assert set(printfleet.protocol.__all__) == {
         "ClockEstimate", "ClockOffsetEstimator", "Command", "CommandIssuer", "CommandSigner",
-        "CommandVerifier", "DecodeError", "DispatchPolicy", "Event", "GateDecision",
-        "GateSettings", "IllegalTransitionError", "JobEvent", "JobState", "JobView", "Journal",
-        "JournalRecord", "Lifetimes", "LinkEvidence", "Output", "PlateReading", "PrinterCore",
-        "PrinterState", "PrinterView", "Reason", "Telemetry", "Topics", "decode_command",
-        "decode_event", "decode_telemetry", "encode", "plan", "transition",
+        "CommandType", "CommandVerifier", "DecodeError", "DispatchPolicy", "Event", "Gate",
+        "GateDecision", "GateSettings", "IllegalTransitionError", "JobEvent", "JobState",
+        "JobView", "Journal", "JournalRecord", "Lifetimes", "LinkEvidence", "Output",
+        "PlateReading", "PrinterCore", "PrinterState", "PrinterView", "Reason", "SafetyGate",
+        "Telemetry", "Topics", "decode_command", "decode_event", "decode_telemetry", "encode",
+        "plan", "transition",
     }  # fmt: skip

@@ -5,12 +5,13 @@ import json
 import pytest
 from tests.protocol.conftest import OFFSET, counter_ids, make_printer, sync_clock
 
+from printfleet.chaos.unsafe import PermissiveGate
 from printfleet.protocol.gate import (
     CancelPrint,
     FetchFile,
-    GateSettings,
     HeatersOff,
     PlateReading,
+    SafetyGate,
     SetTarget,
     StartPrint,
 )
@@ -471,12 +472,20 @@ def test_the_journal_compacts_without_losing_what_matters(
     assert printer.journal.job_status(JOB) is JournalStatus.COMPLETED
 
 
-def test_safeguards_off_is_visibly_unsafe(signer: CommandSigner, issuer: CommandIssuer) -> None:
-    """The switch the teeth tests and the chaos harness use really removes the checks."""
-    printer = make_printer(signer, settings=GateSettings(safeguards=False))
-    stage(printer, issuer)
+def test_only_a_gate_handed_in_from_outside_skips_checks(
+    signer: CommandSigner, issuer: CommandIssuer
+) -> None:
+    """The real gate has no off switch. The unsafe printer of the teeth tests and the chaos
+    harness is a core handed the harness's permissive gate, and it really skips the checks: an
+    unsynced printer stages and obeys a stale start onto an unconfirmed plate."""
+    unsafe = make_printer(signer, gate=PermissiveGate())
+    stage(unsafe, issuer)
     stale = start(issuer, cloud_now=0)
-    assert send(printer, stale).decision.accepted
+    assert send(unsafe, stale).decision.accepted
+    safe = make_printer(signer)
+    assert isinstance(safe.gate, SafetyGate)
+    refused = send(safe, stale).decision
+    assert (refused.accepted, refused.reason) == (False, Reason.CLOCK_UNSYNCED)
 
 
 @pytest.mark.parametrize("reading", list(PlateReading))

@@ -1,6 +1,8 @@
 """Messages: one canonical encoding, strict decoding, clear errors for bad payloads."""
 
 import json
+import typing
+import uuid
 
 import pytest
 from hypothesis import given
@@ -10,6 +12,8 @@ from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.messages import (
     MAX_PAYLOAD_BYTES,
     AckBody,
+    Command,
+    CommandType,
     DecodeError,
     Heater,
     HeaterTelemetry,
@@ -125,3 +129,13 @@ def test_arbitrary_bytes_never_crash_the_decoders(payload: bytes) -> None:
         except DecodeError as error:
             reasons.add(error.reason)
     assert reasons <= {Reason.MALFORMED, Reason.UNSUPPORTED_VERSION}
+
+
+def test_command_type_names_every_command_exactly_as_the_wire_does() -> None:
+    union, _ = typing.get_args(Command)
+    on_the_wire = {cls.model_fields["type"].default for cls in typing.get_args(union)}
+    assert on_the_wire == {kind.value for kind in CommandType}
+    # Acks and rejections carry the word itself: the enum compares equal to it.
+    ack = AckBody(command_id=str(uuid.uuid4()), command_type=CommandType.START)
+    assert ack.model_dump_json().endswith('"command_type":"start"}')
+    assert ack.command_type == CommandType.START

@@ -76,6 +76,7 @@ class TenancyMachine(RuleBasedStateMachine):
         max_delay_ms=st.integers(0, 3_000),
         drop=st.sampled_from([0.0, 0.02, 0.1]),
         duplicate=st.sampled_from([0.0, 0.05, 0.2]),
+        near=st.frozensets(st.sampled_from(PRINTERS)),
         shares=st.lists(st.tuples(st.sampled_from(PRINTERS), st.sampled_from(USERS), ROLES)),
         checks_off=st.sets(st.sampled_from(PRINTERS)),
     )
@@ -86,10 +87,13 @@ class TenancyMachine(RuleBasedStateMachine):
         max_delay_ms: int,
         drop: float,
         duplicate: float,
+        near: frozenset[str],
         shares: list[tuple[str, str, ShareRole | None]],
         checks_off: set[str],
     ) -> None:
-        faults = LinkFaults(max_delay_ms=max_delay_ms, drop=drop, duplicate=duplicate)
+        faults = LinkFaults(
+            max_delay_ms=max_delay_ms, drop=drop, duplicate=duplicate, near=near
+        )
         self.sim = FleetSimulation(
             seed, printers=len(PRINTERS), faults=faults, safeguards=self.safeguards
         )

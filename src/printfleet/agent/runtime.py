@@ -44,7 +44,7 @@ from printfleet.protocol.gate import (
     Action,
     CancelPrint,
     FetchFile,
-    GateSettings,
+    Gate,
     HeatersOff,
     PausePrint,
     PlateReading,
@@ -133,11 +133,11 @@ class PrinterAgent:
         journal: JournalFile | None = None,
         clock_ms: Callable[[], int] = monotonic_ms,
         http: httpx.AsyncClient | None = None,
-        gate_settings: GateSettings | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.config = config
-        self.gate_settings = gate_settings
-        """Only the chaos harness's ``--safeguards off`` passes anything but the defaults."""
+        self.gate = gate
+        """The core's gate: the real one unless the chaos harness hands in its permissive one."""
         self.hardware = hardware
         self.topics = Topics(config.topic_prefix)
         self.journal = journal or JournalFile(config.data_dir / "journal.sqlite3")
@@ -200,7 +200,7 @@ class PrinterAgent:
             verifier=verifier,
             new_id=new_message_id,
             journal=Journal.replay(records),
-            settings=self.gate_settings,
+            gate=self.gate,
         )
 
     # -- running -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Literal
 
 from printfleet.chaos.cloud_process import CloudProcess, CloudProcessConfig
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
+from printfleet.chaos.unsafe import CredulousLink
 from printfleet.chaos.world import World
 
 
@@ -62,15 +63,19 @@ class FalseReconnect:
     async def inject(self) -> None:
         """Cut the command link; answer reconnects with a fake broker; maybe believe it."""
         self.world.proxy_out.set_mode(ProxyMode.LIE)
-        trusted = not self.world.settings.safeguards
         # With safeguards on the supervisor believes only probes that came back through the
-        # broker; with them off it takes the client library's word, as the 2023 cloud did.
-        self.world.cloud.link_out.claims_verified_regardless = trusted
+        # broker; with them off the command client is the credulous one, and takes the client
+        # library's word, as the 2023 cloud did.
+        link = self.world.cloud.link_out
+        trusted = isinstance(link, CredulousLink)
+        if isinstance(link, CredulousLink):
+            link.believing = True
         self.world.fault("command client timed out; adapter reports a reconnect", trusted=trusted)
 
     async def heal(self) -> None:
         """The link really returns; whatever the fake swallowed reaches the broker in a burst."""
-        self.world.cloud.link_out.claims_verified_regardless = False
+        if isinstance(self.world.cloud.link_out, CredulousLink):
+            self.world.cloud.link_out.believing = False
         self.world.proxy_out.set_mode(ProxyMode.FORWARD)
         self.world.fault("heal: command link really back")
 

@@ -1,10 +1,13 @@
 """The history of a run against real processes: structured events, one JSON object a line.
 
-Components write to the ``printfleet.history`` logger at DEBUG level with the event's fields in
-``extra={"history": {...}}`` (the cloud's dispatcher, the printer agent); the chaos harness
-writes what only an outside witness knows (what a user asked for, what the hardware physically
-did, which faults it injected). Nothing is recorded unless a :class:`HistoryRecorder` is
-installed, and the logger never propagates, so a service's own logs never carry these lines.
+The cloud's dispatcher reports what it published and which jobs it ended to a typed observer
+(:class:`~printfleet.cloud.dispatcher.DispatchObserver`); :class:`DispatchHistory` is the one
+that writes those reports here. The printer agent still writes to the ``printfleet.history``
+logger at DEBUG level with the event's fields in ``extra={"history": {...}}``. The chaos
+harness writes what only an outside witness knows (what a user asked for, what the hardware
+physically did, which faults it injected). Nothing is recorded unless a
+:class:`HistoryRecorder` is installed, and the logger never propagates, so a service's own logs
+never carry these lines.
 """
 
 import json
@@ -16,6 +19,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Self
+
+from printfleet.cloud.dispatcher import CommandPublished, SettingsPublished
+from printfleet.cloud.link import PublishOutcome
+from printfleet.protocol.dispatch import JobChange
 
 HISTORY_LOGGER = "printfleet.history"
 
@@ -172,3 +179,44 @@ def load_history(path: Path) -> list[RecordedEvent]:
     """Read a JSON-lines history back."""
     with path.open(encoding="utf-8") as handle:
         return [RecordedEvent.from_json(line) for line in handle if line.strip()]
+
+
+class DispatchHistory:
+    """The dispatcher's observer in a chaos world: what it published, and on which evidence
+    (S8, S9), and every job it ended, as history events."""
+
+    def __init__(self, recorder: HistoryRecorder) -> None:
+        self.recorder = recorder
+
+    def command_published(self, published: CommandPublished) -> None:
+        """One ``command_published`` event; a ``publish_failed`` too unless the broker
+        acknowledged it."""
+        command = published.command
+        fields: dict[str, object] = {
+            "command_id": command.id,
+            "type": str(getattr(command, "type", published.action)),
+            "job_id": published.job_id,
+            "printer_id": published.printer_id,
+            "issued_at": command.issued_at,
+            "not_after": command.not_after,
+            "outcome": published.outcome.value,
+            "evidence_age_ms": published.evidence_age_ms,
+            "probe_interval_ms": published.probe_interval_ms,
+        }
+        self.recorder.record(Kind.COMMAND_PUBLISHED, **fields)
+        if published.outcome is not PublishOutcome.SENT:
+            self.recorder.record(Kind.PUBLISH_FAILED, **fields)
+
+    def settings_published(self, published: SettingsPublished) -> None:
+        """Not part of a history: settings reach the checker through the printer's reports."""
+        del published
+
+    def job_ended(self, change: JobChange) -> None:
+        """One ``job_terminal`` event."""
+        self.recorder.record(
+            Kind.JOB_TERMINAL,
+            job_id=change.job.id,
+            state=change.job.state.value,
+            reason=change.job.reason,
+            notify=change.notify,
+        )

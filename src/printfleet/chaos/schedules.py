@@ -157,6 +157,7 @@ def run_schedule(seed: int, *, steps: int = 30, safeguards: bool = True) -> Sche
         max_delay_ms=rng.choice([0, 200, 1_000, 3_000]),
         drop=rng.choice([0.0, 0.02, 0.1]),
         duplicate=rng.choice([0.0, 0.05, 0.2]),
+        near=frozenset(p for p in PRINTER_IDS if rng.random() < 0.25),  # noqa: PLR2004
     )
     sim = FleetSimulation(seed, printers=len(PRINTER_IDS), faults=faults, safeguards=safeguards)
     result = ScheduleResult(seed)

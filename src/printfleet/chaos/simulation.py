@@ -1,8 +1,14 @@
-"""A deterministic fleet: the real protocol core and dispatch logic over a simulated network.
+"""A deterministic fleet: the real protocol core and the real dispatcher over a simulated network.
 
-No sockets and no real clock: one integer of true cloud time advances, messages travel through
-a link that delays, drops, duplicates, reorders and holds them (the 2023 burst), and printers
-keep their own drifting, offset clocks. Several tenants own printers and share them (as operators
+No sockets, no event loop and no real clock: one integer of true cloud time advances, messages
+travel through a link that delays, drops, duplicates, reorders and holds them (the 2023 burst),
+and printers keep their own drifting, offset clocks. The cloud is the production code: its
+:class:`~printfleet.cloud.dispatcher.Dispatcher` (the carry-out of every decision: record,
+publish, record the outcome), its :class:`~printfleet.cloud.fleet_view.FleetView`, on the
+in-memory job repository the store's contract test holds to the SQL store's rules; only the
+broker link is simulated. A message whose delay is zero arrives at once, also while the cloud
+is still publishing it, so a printer may answer before the cloud's publish returns, as on a
+fast network. Several tenants own printers and share them (as operators
 or viewers), grant and revoke shares, and turn plate checks on and off, also while a printer is
 away. Every physical start is written to a history with the physical truth at that instant, and
 every stage or start the cloud issues with the store's truth at that instant (could its submitter
@@ -16,25 +22,30 @@ import heapq
 import itertools
 import random
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
+from printfleet.chaos.unsafe import PermissiveGate, plan_without_safeguards
+from printfleet.cloud.dispatcher import Dispatcher, RosterEntry, StoredJob
+from printfleet.cloud.fleet_view import FleetView, Kind
+from printfleet.cloud.link import PublishOutcome
 from printfleet.protocol import dispatch
 from printfleet.protocol.dispatch import (
     DispatchPolicy,
     JobView,
     LinkEvidence,
-    PrinterView,
+    Planner,
     SafetySettings,
 )
 from printfleet.protocol.gate import (
     CancelPrint,
     FetchFile,
-    GateSettings,
+    Gate,
     HeatersOff,
     PlateReading,
     PrinterState,
+    SafetyGate,
     StartPrint,
 )
 from printfleet.protocol.issuer import CommandIssuer
@@ -45,13 +56,15 @@ from printfleet.protocol.messages import (
     DecodeError,
     Event,
     JobOutcome,
-    PrinterStateEvent,
-    TimeRequestEvent,
-    decode_event,
+    StageCommand,
+    StartCommand,
+    decode_command,
     encode,
 )
 from printfleet.protocol.printer import Output, PrinterCore
 from printfleet.protocol.signing import CommandSigner, CommandVerifier
+from printfleet.protocol.topics import Topics
+from printfleet.testing.jobs import MemoryJobs
 
 CLOUD = "cloud"
 USERS = ("ana", "ben", "cai")
@@ -68,6 +81,24 @@ def _uuid_factory(rng: random.Random) -> Callable[[], str]:
     return lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+_T = TypeVar("_T")
+
+
+def run_now(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine of the cloud's to its end, here and now, without an event loop.
+
+    The simulation's ports (job store, roster, publisher) answer at once, so the dispatcher's
+    coroutines never wait; one that did would make the run depend on scheduling, and is refused.
+    """
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coroutine.close()
+    msg = "a simulated port waited: the simulation runs the cloud without an event loop"
+    raise RuntimeError(msg)
+
+
 # ---------------------------------------------------------------------------------------------
 # The network.
 
@@ -79,6 +110,9 @@ class LinkFaults:
     max_delay_ms: int = 200
     drop: float = 0.0
     duplicate: float = 0.0
+    near: frozenset[str] = frozenset()
+    """Printers on a fast path to the broker: every message to or from them arrives at once,
+    so they answer while the cloud is still publishing the command they answer."""
 
 
 @dataclass(order=True, slots=True)
@@ -86,6 +120,7 @@ class _InFlight:
     deliver_at: int
     seq: int
     to: str = field(compare=False)
+    printer_id: str = field(compare=False)
     payload: bytes = field(compare=False)
 
 
@@ -126,16 +161,18 @@ class SimulatedLink:
             return
         copies = 2 if self._rng.random() < self.faults.duplicate else 1
         for _ in range(copies):
-            deliver_at = now + self._rng.randint(0, self.faults.max_delay_ms)
+            deliver_at = now
+            if printer_id not in self.faults.near:
+                deliver_at += self._rng.randint(0, self.faults.max_delay_ms)
             deliver_at = max(deliver_at, self._held_until.get(printer_id, 0))
-            heapq.heappush(self._queue, _InFlight(deliver_at, next(self._seq), to, payload))
+            message = _InFlight(deliver_at, next(self._seq), to, printer_id, payload)
+            heapq.heappush(self._queue, message)
 
-    def due(self, now: int) -> list[_InFlight]:
-        """Everything that arrives by ``now``, in arrival order."""
-        arrived = []
-        while self._queue and self._queue[0].deliver_at <= now:
-            arrived.append(heapq.heappop(self._queue))
-        return arrived
+    def next_due(self, now: int) -> _InFlight | None:
+        """The next message that arrives by ``now``, in arrival order, if any."""
+        if self._queue and self._queue[0].deliver_at <= now:
+            return heapq.heappop(self._queue)
+        return None
 
     @property
     def in_flight(self) -> int:
@@ -249,7 +286,7 @@ class SimPrinter:
         *,
         verifier: CommandVerifier,
         clock: PrinterClock,
-        settings: GateSettings,
+        gate: Gate,
         rng: random.Random,
         print_ms: int,
     ) -> None:
@@ -258,7 +295,7 @@ class SimPrinter:
         self.clock = clock
         self.print_ms = print_ms
         self._verifier = verifier
-        self._settings = settings
+        self._gate = gate
         self._new_id = _uuid_factory(rng)
         self.stored_records: list[JournalRecord] = []
         # Physical truth, independent of what the core believes.
@@ -284,7 +321,7 @@ class SimPrinter:
             verifier=self._verifier,
             new_id=self._new_id,
             journal=journal,
-            settings=self._settings,
+            gate=self._gate,
         )
 
     def _sense(self, local: int) -> None:
@@ -489,19 +526,109 @@ class Roster(Protocol):
         ...
 
 
-Planner = Callable[
-    [int, Iterable[JobView], Mapping[str, PrinterView], LinkEvidence, DispatchPolicy],
-    list[dispatch.Decision],
-]
-"""The shape of :func:`printfleet.protocol.dispatch.plan` (tests wrap it the same way)."""
-
-
 # ---------------------------------------------------------------------------------------------
-# The cloud: an in-memory store and the real dispatch decisions.
+# The cloud: the production dispatcher and fleet view, on simulated ports.
+
+
+class SimulatedPublisher:
+    """The cloud's end of the simulated broker, in the link supervisor's place (S8, S9).
+
+    It publishes only while the simulated probe made a round trip within the probe interval,
+    refusing at once otherwise (nothing is queued), and it is the network's witness: every stage
+    and start that leaves, or cannot, goes into the history with the store's truth at that
+    instant, before any printer can act on it.
+    """
+
+    def __init__(self, world: "FleetSimulation") -> None:
+        self.world = world
+        self.topics = world.topics
+
+    def verified(self) -> bool:
+        """Whether the simulated probe came back within the last probe interval."""
+        return self.world.link_evidence().verified(self.world.now)
+
+    def evidence_age(self) -> float | None:
+        """Seconds since the last probe came back."""
+        verified_at = self.world.probe_ok_at
+        return None if verified_at is None else (self.world.now - verified_at) / 1000
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> PublishOutcome:
+        """Put ``payload`` on the simulated network now, or refuse it."""
+        del qos
+        sent = self.verified()
+        self.world.witness(payload, sent=sent)
+        if not sent:
+            return PublishOutcome.NOT_SENT
+        printer_id = self.topics.printer_of(topic)
+        if printer_id is not None:
+            self.world.link.send(self.world.now, printer_id, printer_id, payload)
+            # Whatever arrives at once does so while the cloud is still publishing.
+            self.world.deliver_due()
+        return PublishOutcome.SENT
+
+
+class CredulousPublisher(SimulatedPublisher):
+    """The simulated counterpart of :class:`~printfleet.chaos.unsafe.CredulousLink`, for the
+    unsafe fleet: it always calls the link verified, and publishes into whatever the network
+    does. The history still records the truth (whether the probe had really come back)."""
+
+    def verified(self) -> bool:
+        """Always, on the client library's word."""
+        return True
+
+    def evidence_age(self) -> float | None:
+        """As fresh as can be, on the same word."""
+        return 0.0
+
+
+class _RosterReader:
+    """The dispatcher's ``PrinterRoster`` over the simulation's :class:`Roster`, read afresh at
+    every planning round (through whatever wrapper a test put in its place)."""
+
+    def __init__(self, world: "FleetSimulation") -> None:
+        self.world = world
+
+    async def roster(self) -> dict[str, RosterEntry]:
+        """Every printer: its model, who may operate it, what its owner chose."""
+        roster = self.world.roster
+        return {
+            printer_id: RosterEntry(
+                printer.model, roster.operators(printer_id), roster.settings(printer_id)
+            )
+            for printer_id, printer in self.world.printers.items()
+        }
+
+    async def audit(
+        self, action: str, printer_id: str, *, command_id: str | None, detail: str
+    ) -> None:
+        """The history witnesses what matters."""
+        del action, printer_id, command_id, detail
+
+
+class JobViews(Mapping[str, JobView]):
+    """The jobs as the store holds them now, by id (a read-only view of the repository)."""
+
+    def __init__(self, store: MemoryJobs) -> None:
+        self._rows = store.rows
+
+    def __getitem__(self, job_id: str) -> JobView:
+        return self._rows[job_id].view
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 class FleetSimulation:
-    """One seeded world: a cloud, printers, a link, a history."""
+    """One seeded world: a cloud, printers, a link, a history.
+
+    ``safeguards=False`` builds the unsafe fleet the way the chaos harness always does, by
+    wrapping ports: printers with :class:`~printfleet.chaos.unsafe.PermissiveGate`, a cloud
+    planning with :func:`~printfleet.chaos.unsafe.plan_without_safeguards` and publishing
+    through a :class:`CredulousPublisher`.
+    """
 
     def __init__(
         self,
@@ -517,24 +644,38 @@ class FleetSimulation:
         self.now = 0
         self.signer = CommandSigner.from_private_bytes(self.rng.randbytes(32))
         verifier = CommandVerifier(self.signer.public_key)
-        self.policy = DispatchPolicy(safeguards=safeguards)
-        self.gate_settings = GateSettings(safeguards=safeguards)
+        self.policy = DispatchPolicy()
+        self.topics = Topics()
         self.link = SimulatedLink(self.rng, faults or LinkFaults())
         self.history = History()
         self.link_lies = False
         self.probe_interval_ms = probe_interval_ms
         self._new_id = _uuid_factory(self.rng)
         self.issuer = CommandIssuer(self.signer, self._new_id)
-        self.jobs: dict[str, JobView] = {}
-        self.heard: dict[str, PrinterView] = {}
-        """What each printer last reported; the store's word is joined in at each round."""
+        self.store = MemoryJobs(file_size=1)
+        self.jobs: Mapping[str, JobView] = JobViews(self.store)
+        """Every job as stored now, by id."""
         self.probe_ok_at: int | None = None
         self.printers: dict[str, SimPrinter] = {}
         self.tenancy = Tenancy(owners={})
         self.roster: Roster = self.tenancy
         """What the cloud reads the store through; the checker reads ``tenancy`` itself."""
-        self.planner: Planner = dispatch.plan
-        self._settings_sent: dict[str, tuple[int, SafetySettings]] = {}
+        self.fleet = FleetView(lambda: self.now, topics=self.topics)
+        self.publisher = SimulatedPublisher(self) if safeguards else CredulousPublisher(self)
+        self.dispatcher = Dispatcher(
+            self.store,
+            self.fleet,
+            self.publisher,
+            self.issuer,
+            roster=_RosterReader(self),
+            file_url=lambda job, printer_id: f"sim://files/{job.view.id}",
+            on_change=self._changed,
+            policy=self.policy,
+            probe_interval_ms=probe_interval_ms,
+            clock_ms=lambda: self.now,
+            planner=dispatch.plan if safeguards else plan_without_safeguards,
+        )
+        gate = SafetyGate() if safeguards else PermissiveGate()
         for index in range(printers):
             model = "x1" if index % 2 == 0 else "p1"
             printer_id = f"{model}-{index}"
@@ -547,12 +688,21 @@ class FleetSimulation:
                     offset_ms=self.rng.randint(0, 10**9),
                     drift_ppm=self.rng.randint(-100, 100),
                 ),
-                settings=self.gate_settings,
+                gate=gate,
                 rng=self.rng,
                 print_ms=print_ms,
             )
         self._last_report: dict[str, int] = {}
         self._last_sync: dict[str, int] = {}
+
+    @property
+    def planner(self) -> Planner:
+        """What the dispatcher plans with (tests put a wrapper in its place)."""
+        return self.dispatcher.planner
+
+    @planner.setter
+    def planner(self, planner: Planner) -> None:
+        self.dispatcher.planner = planner
 
     # -- users ----------------------------------------------------------------------------------
 
@@ -574,7 +724,7 @@ class FleetSimulation:
         if not allowed:
             return None
         job_id = self._new_id()
-        self.jobs[job_id] = JobView(
+        view = JobView(
             id=job_id,
             created_at=self.now,
             start_by=self.now + window_ms,
@@ -584,20 +734,22 @@ class FleetSimulation:
             printer_id=printer_id,
             model=model,
         )
+        run_now(self.store.create(view, owner=user, key=None))
         self.history.intents[job_id] = self.now
         self.history.submitters[job_id] = user
         return job_id
 
     def cancel(self, job_id: str) -> None:
-        """A user cancels a job."""
-        job = self.jobs[job_id]
-        change = dispatch.cancel(job)
+        """A user cancels a job: it ends now, and its printer, if it has one, is told."""
+        stored = self.store.rows[job_id]
+        change = dispatch.cancel(stored.view)
         if change.event is None:
             return
-        self._commit(change)
-        if job.assigned_printer is not None:
-            command = self.issuer.cancel(job.assigned_printer, job_id, now=self.now)
-            self._publish(job.assigned_printer, command)
+        run_now(self.store.save_job(change.job, expected_version=stored.version))
+        run_now(self._changed(change, stored))
+        if stored.view.assigned_printer is not None:
+            printer_id = stored.view.assigned_printer
+            self._publish(printer_id, self.issuer.cancel(printer_id, job_id, now=self.now))
 
     def confirm_remotely(self, printer_id: str) -> None:
         """The owner presses "plate is clear" in the dashboard (only if it really is)."""
@@ -642,15 +794,7 @@ class FleetSimulation:
 
     def _step(self) -> None:
         now = self.now
-        for message in self.link.due(now):
-            if message.to == CLOUD:
-                self._cloud_receives(message.payload)
-            else:
-                printer = self.printers[message.to]
-                if not printer.powered:
-                    continue  # nobody listens; nothing is kept for later
-                for event in printer.receive(message.payload, now, self.history):
-                    self.printer_sends(printer.printer_id, event)
+        self.deliver_due()
         for printer in self.printers.values():
             if not printer.powered:
                 continue
@@ -662,8 +806,21 @@ class FleetSimulation:
             if now - self._last_sync.get(printer.printer_id, -(10**9)) >= TIME_SYNC_EVERY_MS:
                 self._last_sync[printer.printer_id] = now
                 self.printer_sends(printer.printer_id, printer.request_time(now))
+        self.deliver_due()
         self._probe()
-        self._dispatch()
+        run_now(self.dispatcher.tick())
+
+    def deliver_due(self) -> None:
+        """Deliver everything that has arrived by now, including what that makes arrive."""
+        while (message := self.link.next_due(self.now)) is not None:
+            if message.to == CLOUD:
+                self._cloud_receives(message.printer_id, message.payload)
+                continue
+            printer = self.printers[message.to]
+            if not printer.powered:
+                continue  # nobody listens; nothing is kept for later
+            for event in printer.receive(message.payload, self.now, self.history):
+                self.printer_sends(printer.printer_id, event)
 
     def _probe(self) -> None:
         # The probe is an end-to-end round trip; a lying link claims success regardless.
@@ -671,17 +828,44 @@ class FleetSimulation:
         if all_up or self.link_lies:
             self.probe_ok_at = self.now
 
-    def _link_evidence(self) -> LinkEvidence:
+    def link_evidence(self) -> LinkEvidence:
+        """The newest probe round trip, as the cloud's link supervisor would have it."""
         return LinkEvidence(self.probe_ok_at, self.probe_interval_ms)
 
-    def _publish(self, printer_id: str, command: CommandBase) -> bool:
-        """S9: refuse unless the link is verified now; never queue for later."""
-        verified = self._link_evidence().verified(self.now)
-        if not verified and self.policy.safeguards:
-            return False
-        self.history.commands_issued[command.id] = (command.issued_at, command.not_after, verified)
-        self.link.send(self.now, printer_id, printer_id, encode(command))
-        return True
+    def _publish(self, printer_id: str, command: CommandBase) -> None:
+        """A command a person's action sends (not the dispatcher's): through the same link."""
+        run_now(self.publisher.publish(self.topics.commands(printer_id), encode(command)))
+
+    def witness(self, payload: bytes, *, sent: bool) -> None:
+        """Record a command the cloud publishes (``sent``) or tried to, with the truth now: was
+        the link really verified; could the submitter operate the printer; what did its owner
+        want. Judged by the checker, never by the code under test."""
+        try:
+            command = decode_command(payload)
+        except DecodeError:
+            return
+        if sent:
+            verified = self.link_evidence().verified(self.now)
+            self.history.commands_issued[command.id] = (
+                command.issued_at,
+                command.not_after,
+                verified,
+            )
+        if isinstance(command, StageCommand | StartCommand):
+            printer_id, job_id = command.printer_id, command.job_id or ""
+            submitter = self.history.submitters.get(job_id, "")
+            self.history.issued[command.id] = IssuedCommand(
+                at=self.now,
+                command_id=command.id,
+                kind=command.type,
+                printer_id=printer_id,
+                job_id=job_id,
+                submitter=submitter,
+                submitter_may_operate=self.tenancy.may_operate(submitter, printer_id),
+                desired_plate_check=self.tenancy.settings(printer_id).plate_check,
+                sent=sent,
+                file_url=command.body.file_url if isinstance(command, StageCommand) else None,
+            )
 
     def all_jobs_terminal(self) -> bool:
         """Whether every submitted job has ended."""
@@ -691,150 +875,20 @@ class FleetSimulation:
         """A printer publishes an event toward the cloud."""
         self.link.send(self.now, printer_id, CLOUD, encode(event))
 
-    def _commit(self, change: dispatch.JobChange) -> None:
-        self.jobs[change.job.id] = change.job
+    async def _changed(self, change: dispatch.JobChange, job: StoredJob) -> None:
+        """The notifier's part: every end is recorded, and every end but completion told."""
+        del job
         if change.job.state.terminal:
             self.history.terminal[change.job.id] = change.job.state
             if change.notify and change.job.state is not JobState.COMPLETED:
                 self.history.notified.add(change.job.id)
 
-    def _cloud_receives(self, payload: bytes) -> None:
-        try:
-            event = decode_event(payload)
-        except DecodeError:
-            return
-        if isinstance(event, TimeRequestEvent):
-            reply = self.issuer.time_reply(
-                event.printer_id,
-                now=self.now,
-                nonce=event.body.nonce,
-                request_sent_local=event.body.sent_local,
-            )
-            # Time replies are answered at once like any command: only on a verified link.
-            self._publish(event.printer_id, reply)
-            return
-        if isinstance(event, PrinterStateEvent):
-            body = event.body
-            model = self.printers[event.printer_id].model
-            self.heard[event.printer_id] = PrinterView(
-                printer_id=event.printer_id,
-                model=model,
-                online=True,
-                reported_at=min(self.now, event.sent_at or self.now),
-                status=body.status,
-                plate=body.plate,
-                fault=body.fault,
-                clock_synced=body.clock_synced,
-                cloud_enabled=body.cloud_enabled,
-                job_id=body.job_id,
-                staged=frozenset(body.staged),
-                reported=SafetySettings(plate_check=body.plate_check),
-            )
-        for job in list(self.jobs.values()):
-            change = dispatch.apply_event(job, event, self.now, self.policy)
-            if change is not None:
-                self._commit(change)
-
-    def fleet_views(self) -> dict[str, PrinterView]:
-        """Every printer heard from, joined with the store's word as of now (as the real
-        dispatcher's ``views``): who may operate it, which settings it must apply."""
-        views = {}
-        for printer_id, view in self.heard.items():
-            desired = self.roster.settings(printer_id)
-            sent = self._settings_sent.get(printer_id)
-            views[printer_id] = replace(
-                view,
-                operators=self.roster.operators(printer_id),
-                desired=desired,
-                # Pacing holds only for the same settings: an owner's change goes out now.
-                settings_sent_at=sent[0] if sent is not None and sent[1] == desired else None,
-            )
-        return views
-
-    def _issued(
-        self, kind: Literal["stage", "start"], command: CommandBase, *, sent: bool, url: str = ""
-    ) -> None:
-        # The store's truth, read here and not through the roster the cloud was given.
-        printer_id, job_id = command.printer_id, command.job_id or ""
-        submitter = self.history.submitters.get(job_id, "")
-        self.history.issued[command.id] = IssuedCommand(
-            at=self.now,
-            command_id=command.id,
-            kind=kind,
-            printer_id=printer_id,
-            job_id=job_id,
-            submitter=submitter,
-            submitter_may_operate=self.tenancy.may_operate(submitter, printer_id),
-            desired_plate_check=self.tenancy.settings(printer_id).plate_check,
-            sent=sent,
-            file_url=url or None,
-        )
-
-    def _dispatch(self) -> None:
-        decisions = self.planner(
-            self.now, self.jobs.values(), self.fleet_views(), self._link_evidence(), self.policy
-        )
-        for decision in decisions:
-            if isinstance(decision, dispatch.ApplySettings):
-                setting = self.issuer.set_plate_check(
-                    decision.printer_id,
-                    now=self.now,
-                    enabled=decision.settings.plate_check,
-                    by="the cloud (the owner's setting)",
-                )
-                if self._publish(decision.printer_id, setting):
-                    self._settings_sent[decision.printer_id] = (self.now, decision.settings)
-                continue
-            job = self.jobs[decision.job_id]
-            match decision:
-                case dispatch.Expire():
-                    self._commit(dispatch.expire(job))
-                case dispatch.Stage(printer_id=printer_id):
-                    url = f"sim://files/{job.id}"
-                    command = self.issuer.stage(
-                        printer_id,
-                        job.id,
-                        now=self.now,
-                        file_url=url,
-                        sha256=job.sha256,
-                        size=1,
-                        name="part.gcode",
-                    )
-                    sent = self._publish(printer_id, command)
-                    self._issued("stage", command, sent=sent, url=url)
-                    if sent:
-                        self.jobs[job.id] = dispatch.staged_on(
-                            job, printer_id, command.id, self.now
-                        )
-                case dispatch.Start(printer_id=printer_id, not_after=not_after):
-                    start = self.issuer.start(
-                        printer_id,
-                        job.id,
-                        now=self.now,
-                        not_after=not_after,
-                        sha256=job.sha256,
-                        name="part.gcode",
-                        plate_check=decision.plate_check,
-                    )
-                    # Recorded before it is published; a lost ack is settled from the journal.
-                    self.jobs[job.id] = dispatch.dispatched(job, start.id, start.not_after)
-                    self._issued("start", start, sent=self._publish(printer_id, start))
-                case dispatch.QueryJournal(printer_id=printer_id):
-                    query = self.issuer.journal_query(printer_id, (job.id,), now=self.now)
-                    if self._publish(printer_id, query):
-                        self.jobs[job.id] = dispatch.queried(job, query.id, self.now)
-                case dispatch.CancelOnPrinter(printer_id=printer_id):
-                    cancel = self.issuer.cancel(printer_id, job.id, now=self.now)
-                    if self._publish(printer_id, cancel):
-                        self.jobs[job.id] = dispatch.cancel_sent(job, self.now)
-                case dispatch.Unassign():
-                    self.jobs[job.id] = dispatch.unassigned(job)
-                case dispatch.Withdraw(reason=reason):
-                    self._commit(dispatch.withdraw(job, reason))
-                case dispatch.Waiting(reason=reason):
-                    self.jobs[job.id] = dispatch.waiting(job, reason)
-                case dispatch.PlateNeeded():
-                    pass
+    def _cloud_receives(self, printer_id: str, payload: bytes) -> None:
+        # As the cloud's inbox does: the fleet view takes every message in, the dispatcher
+        # every event.
+        ingested = self.fleet.ingest(self.topics.events(printer_id), payload)
+        if ingested is not None and ingested.kind is Kind.EVENT and ingested.event is not None:
+            run_now(self.dispatcher.on_event(ingested.event))
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -856,7 +910,8 @@ class FleetSimulation:
 
     def heal(self) -> None:
         """Networks stop misbehaving and printers that were off boot (for the final settle)."""
-        self.link.faults = LinkFaults(max_delay_ms=self.link.faults.max_delay_ms)
+        # Delays and fast paths are the network's shape, not faults: they stay.
+        self.link.faults = replace(self.link.faults, drop=0.0, duplicate=0.0)
         self.link_lies = False
         for printer_id in self.printers:
             self.link.cut(printer_id, down=False)

@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal, Protocol
@@ -29,9 +29,9 @@ from printfleet.agent.hardware import HeaterId
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, monotonic_ms, new_message_id
 from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
-from printfleet.chaos.recorder import HistoryRecorder, Kind
+from printfleet.chaos.recorder import DispatchHistory, HistoryRecorder, Kind
+from printfleet.chaos.unsafe import CredulousLink, PermissiveGate, plan_without_safeguards
 from printfleet.cloud.dispatcher import (
-    Conflict,
     Dispatcher,
     JobRepository,
     PrinterRoster,
@@ -45,8 +45,13 @@ from printfleet.cloud.link import LinkSupervisor
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.store import Store, new_id, open_store
 from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
-from printfleet.protocol.dispatch import DispatchPolicy, JobChange, JobView, SafetySettings
-from printfleet.protocol.gate import GateSettings
+from printfleet.protocol.dispatch import (
+    DispatchPolicy,
+    JobChange,
+    JobView,
+    SafetySettings,
+    plan,
+)
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import encode
@@ -55,6 +60,7 @@ from printfleet.sim.gcode import SimulatedPrint
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
 from printfleet.testing import MosquittoBroker, PostgresServer
+from printfleet.testing.jobs import MemoryJobs
 from printfleet.testing.roster import MemoryRoster
 
 log = logging.getLogger(__name__)
@@ -91,61 +97,6 @@ class WorldSettings:
 
 # ---------------------------------------------------------------------------------------------
 # The store.
-
-
-class ChaosJobs:
-    """Jobs in memory with the store's rules: compare-and-set saves, idempotent creation."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, StoredJob] = {}
-        self._by_key: dict[str, str] = {}
-
-    async def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
-        """Add a job; with an idempotency key already used, the existing job instead."""
-        if key is not None and key in self._by_key:
-            return self._by_key[key], False
-        self.rows[view.id] = StoredJob(view, 0, owner, "part.gcode", len(GCODE))
-        if key is not None:
-            self._by_key[key] = view.id
-        return view.id, True
-
-    async def open_jobs(self) -> list[StoredJob]:
-        """Every job not over (and cancelled ones a printer may still run)."""
-        return [
-            job
-            for job in self.rows.values()
-            if not job.view.state.terminal
-            or (job.view.state is JobState.CANCELLED and job.view.assigned_printer is not None)
-        ]
-
-    async def save_job(self, job: JobView, *, expected_version: int) -> int:
-        """Compare-and-set on the version."""
-        row = self.rows[job.id]
-        if row.version != expected_version:
-            raise Conflict(job.id, expected_version, row.version)
-        self.rows[job.id] = replace(row, view=job, version=row.version + 1)
-        return row.version + 1
-
-    async def audit(
-        self, action: str, job: JobView, *, command_id: str | None, detail: str
-    ) -> None:
-        """The dispatcher's audit trail is in the history already."""
-
-    async def states(self) -> dict[str, int]:
-        """How many jobs are in each state."""
-        counts: dict[str, int] = {}
-        for job in self.rows.values():
-            counts[job.view.state.value] = counts.get(job.view.state.value, 0) + 1
-        return counts
-
-    def user_id(self, user: str) -> str:
-        """A person's id in this store: their name."""
-        return user
-
-    async def job(self, job_id: str) -> JobView | None:
-        """One job as stored now."""
-        row = self.rows.get(job_id)
-        return None if row is None else row.view
 
 
 class StoreBackedJobs:
@@ -344,15 +295,15 @@ class ChaosCloud:
         self.link_in = LinkSupervisor(
             inbound, on_message=self._enqueue, probe_interval_s=settings.probe_interval_s
         )
-        self.link_out = LinkSupervisor(
+        # Without safeguards the command client can be made to believe its library (the 2023
+        # lie); with them it is the cloud's own supervisor, which believes only round trips.
+        self.link_out = (LinkSupervisor if settings.safeguards else CredulousLink)(
             outbound,
             on_message=lambda topic, payload: None,
             probe_interval_s=settings.probe_interval_s,
         )
         self.fleet = FleetView(cloud_ms)
-        self.policy = DispatchPolicy(
-            dispatch_window_ms=settings.dispatch_window_ms, safeguards=settings.safeguards
-        )
+        self.policy = DispatchPolicy(dispatch_window_ms=settings.dispatch_window_ms)
         self.dispatcher = Dispatcher(
             jobs,
             self.fleet,
@@ -364,6 +315,8 @@ class ChaosCloud:
             policy=self.policy,
             probe_interval_ms=int(settings.probe_interval_s * 1000),
             tick_s=0.2,
+            planner=plan if settings.safeguards else plan_without_safeguards,
+            observer=DispatchHistory(recorder),
         )
 
     def _enqueue(self, topic: str, payload: bytes) -> None:
@@ -690,7 +643,7 @@ class World:
             config,
             hardware,
             clock_ms=slot.clock_ms,
-            gate_settings=GateSettings(safeguards=self.settings.safeguards),
+            gate=None if self.settings.safeguards else PermissiveGate(),
         )
         hardware.own_plate_check = lambda: agent.core.state.plate_check
 
@@ -798,7 +751,8 @@ class World:
         """Heal, let people tend the printers, and wait until every job has ended."""
         for proxy in (self.proxy_in, self.proxy_out, *(s.proxy for s in self.printers.values())):
             proxy.set_mode(ProxyMode.FORWARD)
-        self.cloud.link_out.claims_verified_regardless = False
+        if isinstance(self.cloud.link_out, CredulousLink):
+            self.cloud.link_out.believing = False
         deadline = time.monotonic() + within
         while not await self._all_terminal():
             if time.monotonic() >= deadline:
@@ -908,7 +862,7 @@ async def _open_stores(
         tenants = MemoryRoster()
         for printer_id, model in models.items():
             tenants.add(printer_id, model, owners[printer_id])
-        return _Stores(ChaosJobs(), tenants, tenants)
+        return _Stores(MemoryJobs(file_size=len(GCODE)), tenants, tenants)
     if settings.owners:
         msg = "a world on PostgreSQL has one owner; tenants need the memory store"
         raise ValueError(msg)

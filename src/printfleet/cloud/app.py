@@ -87,7 +87,7 @@ from printfleet.log_redaction import redact_tokens_in_logs
 from printfleet.protocol.dispatch import JobChange
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobEvent
-from printfleet.protocol.messages import RejectedEvent
+from printfleet.protocol.messages import CommandType, RejectedEvent
 from printfleet.protocol.signing import CommandSigner
 
 __all__ = ["KEY_FILE", "Settings", "create_app", "load_or_create_signer", "running_cloud"]
@@ -413,7 +413,7 @@ class _CoreListeners:
         if message.telemetry is not None:
             self.history.offer(message.telemetry)
         event = message.event
-        if isinstance(event, RejectedEvent) and event.body.command_type == "start":
+        if isinstance(event, RejectedEvent) and event.body.command_type == CommandType.START:
             self.metrics.rejected_starts.labels(event.body.reason.value).inc()
         await self.announcer.printer_message(
             message.printer_id,

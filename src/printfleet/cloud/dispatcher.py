@@ -6,6 +6,9 @@ decisions out. Ownership of a decision comes from the store: every change is a c
 on the job's version, so two cloud replicas never both dispatch one job. A start is recorded
 before it is published; whatever becomes of the publish, its outcome is settled from the
 printer's journal, never by sending it again.
+
+This carry-out exists once: the cloud runs it, and so does the deterministic chaos simulation
+(``printfleet.chaos.simulation``), which drives this very class over simulated ports.
 """
 
 import asyncio
@@ -24,16 +27,21 @@ from printfleet.protocol.dispatch import (
     JobChange,
     JobView,
     LinkEvidence,
+    Planner,
     PrinterView,
     SafetySettings,
 )
 from printfleet.protocol.issuer import CommandIssuer
-from printfleet.protocol.messages import CommandBase, Event, TimeRequestEvent, encode
+from printfleet.protocol.messages import (
+    CommandBase,
+    Event,
+    SetPlateCheckCommand,
+    TimeRequestEvent,
+    encode,
+)
 from printfleet.protocol.topics import Topics
 
 log = logging.getLogger(__name__)
-_history = logging.getLogger("printfleet.history")
-"""Structured events for the chaos harness's checker; silent unless it listens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,61 @@ class Publisher(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class CommandPublished:
+    """A command the dispatcher tried to publish for a job, and what became of it."""
+
+    command: CommandBase
+    action: str
+    """``stage``, ``start``, ``journal_query`` or ``cancel``."""
+    job_id: str
+    printer_id: str
+    outcome: PublishOutcome
+    evidence_age_ms: int | None
+    """How old the link's round-trip evidence was just before publishing (S8)."""
+    probe_interval_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsPublished:
+    """A printer's desired safety settings the dispatcher tried to send it (S5)."""
+
+    command: SetPlateCheckCommand
+    printer_id: str
+    settings: SafetySettings
+    outcome: PublishOutcome
+
+
+class DispatchObserver(Protocol):
+    """Who wants to know what the dispatcher did: the chaos harness's history, for one. Told
+    after the fact; must not block or raise."""
+
+    def command_published(self, published: CommandPublished) -> None:
+        """A command for a job was published (or refused, or left unacknowledged)."""
+        ...
+
+    def settings_published(self, published: SettingsPublished) -> None:
+        """Safety settings were sent to a printer (or could not be)."""
+        ...
+
+    def job_ended(self, change: JobChange) -> None:
+        """The dispatcher recorded a job's end."""
+        ...
+
+
+class NoObserver:
+    """Nobody listens (the cloud's default)."""
+
+    def command_published(self, published: CommandPublished) -> None:
+        """Ignored."""
+
+    def settings_published(self, published: SettingsPublished) -> None:
+        """Ignored."""
+
+    def job_ended(self, change: JobChange) -> None:
+        """Ignored."""
+
+
 JobNotice = Callable[[JobChange, StoredJob], Awaitable[None]]
 PlateNotice = Callable[[StoredJob, str], Awaitable[None]]
 """Told, each round, of a job waiting on a printer whose plate a person must confirm."""
@@ -140,6 +203,8 @@ class Dispatcher:
         probe_interval_ms: int = 2_000,
         clock_ms: Callable[[], int] = cloud_ms,
         tick_s: float = 0.5,
+        planner: Planner = dispatch.plan,
+        observer: DispatchObserver | None = None,
     ) -> None:
         self.jobs = jobs
         self.roster = roster
@@ -147,6 +212,9 @@ class Dispatcher:
         self.link = link
         self.issuer = issuer
         self.policy = policy or DispatchPolicy()
+        self.planner = planner
+        """What decides: :func:`~printfleet.protocol.dispatch.plan` in the cloud."""
+        self.observer: DispatchObserver = observer if observer is not None else NoObserver()
         self._file_url = file_url
         self._on_change = on_change
         self._on_plate_needed = on_plate_needed
@@ -221,7 +289,7 @@ class Dispatcher:
         stored = {job.view.id: job for job in await self.jobs.open_jobs()}
         printers = await self.views()
         now = self._clock_ms()
-        decisions = dispatch.plan(
+        decisions = self.planner(
             now,
             [job.view for job in stored.values()],
             printers,
@@ -257,11 +325,9 @@ class Dispatcher:
                     size=job.file_size,
                     name=stage_name(view.id),
                 )
-                # Recorded first, like a query: a printer on a fast link reports the file staged
-                # (or refuses it) before the publish returns, and only the printer the job is
-                # assigned to, answering its latest stage, may move it.
-                version = await self._save(dispatch.staged_on(view, printer_id, stage.id, now), job)
-                if await self._send(printer_id, stage, job, "stage") is PublishOutcome.NOT_SENT:
+                recorded = dispatch.staged_on(view, printer_id, stage.id, now)
+                version, outcome = await self._record_then_publish(recorded, job, stage, "stage")
+                if outcome is PublishOutcome.NOT_SENT:
                     # Nothing left, so nothing can answer: free the job for the next round.
                     await self.jobs.save_job(view, expected_version=version)
             case dispatch.Start(printer_id=printer_id, not_after=not_after):
@@ -274,16 +340,14 @@ class Dispatcher:
                     name=stage_name(view.id),
                     plate_check=decision.plate_check,
                 )
-                # Recorded first: if we crash or the publish fails, the journal settles it.
-                await self._save(dispatch.dispatched(view, start.id, start.not_after), job)
-                await self._send(printer_id, start, job, "start")
+                # If we crash or the publish fails, the journal settles it.
+                recorded = dispatch.dispatched(view, start.id, start.not_after)
+                await self._record_then_publish(recorded, job, start, "start")
             case dispatch.QueryJournal(printer_id=printer_id):
                 query = self.issuer.journal_query(printer_id, (view.id,), now=now)
-                # Recorded first: a printer on a fast link answers before the publish returns,
-                # and only the answer to the query the job waits on may settle it. A query that
-                # could not be sent is asked again after the query interval.
-                await self._save(dispatch.queried(view, query.id, now), job)
-                await self._send(printer_id, query, job, "journal_query")
+                # A query that could not be sent is asked again after the query interval.
+                recorded = dispatch.queried(view, query.id, now)
+                await self._record_then_publish(recorded, job, query, "journal_query")
             case dispatch.CancelOnPrinter(printer_id=printer_id):
                 cancel = self.issuer.cancel(printer_id, view.id, now=now)
                 if (
@@ -303,6 +367,22 @@ class Dispatcher:
                 # (the listener makes that once per job and printer, not once per round).
                 if self._on_plate_needed is not None:
                     await self._on_plate_needed(job, printer_id)
+
+    async def _record_then_publish(
+        self, recorded: JobView, job: StoredJob, command: CommandBase, action: str
+    ) -> tuple[int, PublishOutcome]:
+        """Record the job as waiting on ``command``, then publish it: the new version and the
+        outcome.
+
+        In this order, always: a printer on a fast link answers (staged, refused, started, its
+        journal) before the publish returns, and only an answer to the command the job records
+        moves it; a start recorded first is settled from the printer's journal whatever becomes
+        of its publish, never sent again. ``tests/chaos/test_carry_out_mutation.py`` swaps the
+        two steps and watches the simulation catch it.
+        """
+        version = await self._save(recorded, job)
+        outcome = await self._send(command.printer_id, command, job, action)
+        return version, outcome
 
     async def _apply_settings(self, decision: dispatch.ApplySettings, now: int) -> None:
         """Send a printer the safety settings its owner chose, until it reports them (S5)."""
@@ -324,14 +404,9 @@ class Dispatcher:
             outcome.value,
             extra={"printer_id": printer_id, "command_id": command.id},
         )
-        if _history.isEnabledFor(logging.DEBUG):
-            fields = {
-                "command_id": command.id,
-                "printer_id": printer_id,
-                "plate_check": decision.settings.plate_check,
-                "outcome": outcome.value,
-            }
-            _history.debug("settings_published", extra={"history": fields})
+        self.observer.settings_published(
+            SettingsPublished(command, printer_id, decision.settings, outcome)
+        )
         await self.roster.audit(
             f"settings.sent:{outcome.value}",
             printer_id,
@@ -357,22 +432,17 @@ class Dispatcher:
             outcome.value,
             extra={"job_id": job.view.id, "printer_id": printer_id, "command_id": command.id},
         )
-        if _history.isEnabledFor(logging.DEBUG):
-            # For the chaos checker: what was sent, and the link evidence it was sent on (S8/S9).
-            fields = {
-                "command_id": command.id,
-                "type": str(getattr(command, "type", action)),
-                "job_id": job.view.id,
-                "printer_id": printer_id,
-                "issued_at": command.issued_at,
-                "not_after": command.not_after,
-                "outcome": outcome.value,
-                "evidence_age_ms": None if evidence_age is None else int(evidence_age * 1000),
-                "probe_interval_ms": self._probe_interval_ms,
-            }
-            _history.debug("command_published", extra={"history": fields})
-            if outcome is not PublishOutcome.SENT:
-                _history.debug("publish_failed", extra={"history": fields})
+        self.observer.command_published(
+            CommandPublished(
+                command,
+                action,
+                job.view.id,
+                printer_id,
+                outcome,
+                None if evidence_age is None else int(evidence_age * 1000),
+                self._probe_interval_ms,
+            )
+        )
         await self.jobs.audit(
             f"{action}:{outcome.value}",
             job.view,
@@ -386,14 +456,8 @@ class Dispatcher:
 
     async def _commit(self, change: JobChange, job: StoredJob) -> None:
         await self._save(change.job, job)
-        if change.job.state.terminal and _history.isEnabledFor(logging.DEBUG):
-            fields = {
-                "job_id": change.job.id,
-                "state": change.job.state.value,
-                "reason": change.job.reason,
-                "notify": change.notify,
-            }
-            _history.debug("job_terminal", extra={"history": fields})
+        if change.job.state.terminal:
+            self.observer.job_ended(change)
         await self._on_change(change, job)
 
     # -- printer events --------------------------------------------------------------------------
@@ -437,12 +501,16 @@ def stage_name(job_id: str) -> str:
 
 
 __all__ = [
+    "CommandPublished",
     "Conflict",
+    "DispatchObserver",
     "Dispatcher",
     "JobRepository",
+    "NoObserver",
     "PrinterRoster",
     "Publisher",
     "RosterEntry",
+    "SettingsPublished",
     "StoredJob",
     "cloud_ms",
     "stage_name",

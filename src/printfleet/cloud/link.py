@@ -87,8 +87,6 @@ class LinkSupervisor:
         self.instance = instance or uuid.uuid4().hex[:12]
         self.probe_interval_s = probe_interval_s
         self.publish_timeout_s = publish_timeout_s
-        self.claims_verified_regardless = False
-        """Fault injection only: report the link verified without evidence (the 2023 lie)."""
         self._on_message = on_message
         self._clock = clock
         self._client: aiomqtt.Client | None = None
@@ -103,8 +101,6 @@ class LinkSupervisor:
 
     def verified(self) -> bool:
         """Whether a probe made the round trip within the last probe interval (S8)."""
-        if self.claims_verified_regardless:
-            return True
         age = self.evidence_age()
         return age is not None and age <= self.probe_interval_s
 

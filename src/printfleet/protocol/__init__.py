@@ -6,12 +6,20 @@ get decisions out, so the agent, the cloud, the simulator and the checker share 
 
 from printfleet.protocol.clock import ClockEstimate, ClockOffsetEstimator
 from printfleet.protocol.dispatch import DispatchPolicy, JobView, LinkEvidence, PrinterView, plan
-from printfleet.protocol.gate import GateDecision, GateSettings, PlateReading, PrinterState
+from printfleet.protocol.gate import (
+    Gate,
+    GateDecision,
+    GateSettings,
+    PlateReading,
+    PrinterState,
+    SafetyGate,
+)
 from printfleet.protocol.issuer import CommandIssuer, Lifetimes
 from printfleet.protocol.journal import Journal, JournalRecord
 from printfleet.protocol.lifecycle import IllegalTransitionError, JobEvent, JobState, transition
 from printfleet.protocol.messages import (
     Command,
+    CommandType,
     DecodeError,
     Event,
     Telemetry,
@@ -31,10 +39,12 @@ __all__ = [
     "Command",
     "CommandIssuer",
     "CommandSigner",
+    "CommandType",
     "CommandVerifier",
     "DecodeError",
     "DispatchPolicy",
     "Event",
+    "Gate",
     "GateDecision",
     "GateSettings",
     "IllegalTransitionError",
@@ -51,6 +61,7 @@ __all__ = [
     "PrinterState",
     "PrinterView",
     "Reason",
+    "SafetyGate",
     "Telemetry",
     "Topics",
     "decode_command",

@@ -6,12 +6,13 @@ records each decision *before* acting on it, and feeds printer events back throu
 there is nothing that could pile up and be dumped onto printers later.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from printfleet.protocol.lifecycle import JobEvent, JobState, can, transition
 from printfleet.protocol.messages import (
     AckEvent,
+    CommandType,
     Event,
     JobEndedEvent,
     JobOutcome,
@@ -45,8 +46,6 @@ class DispatchPolicy:
     """Do not issue a start whose deadline would be closer than this."""
     settings_retry_ms: int = 5_000
     """Re-send a printer's desired safety settings this often until it reports them (S5)."""
-    safeguards: bool = True
-    """Only the chaos harness's ``--safeguards off`` turns this off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,8 +278,6 @@ def start_blocker(printer: PrinterView, now: int, policy: DispatchPolicy) -> str
     gives is what a waiting job shows.
     """
     name = printer.printer_id
-    if not policy.safeguards:
-        return None if printer.online else f"{name} is offline"
     if not _report_fresh(printer, now, policy):
         return f"no fresh report from {name}" if printer.online else f"{name} is offline"
     if not printer.cloud_enabled:
@@ -312,7 +309,7 @@ _PLATE_WAITS = {
 def _can_stage_on(job: JobView, printer: PrinterView, now: int, policy: DispatchPolicy) -> bool:
     # A stage is judged fresh like any command, so an unsynced printer would only refuse it. A
     # stage hands the printer a link to the submitter's file: only where the submitter may print.
-    return (not policy.safeguards or may_run_on(job, printer)) and (
+    return may_run_on(job, printer) and (
         _report_fresh(printer, now, policy)
         and printer.cloud_enabled
         and printer.fault is None
@@ -320,20 +317,14 @@ def _can_stage_on(job: JobView, printer: PrinterView, now: int, policy: Dispatch
     )
 
 
-def _candidates(
-    job: JobView, printers: Mapping[str, PrinterView], policy: DispatchPolicy
-) -> Iterable[PrinterView]:
+def _candidates(job: JobView, printers: Mapping[str, PrinterView]) -> Iterable[PrinterView]:
     """The printers a job may go to: its own, or every printer of its model the submitter may
     operate (a model-wide job is "any printer of that model that I may operate")."""
     if job.printer_id is not None:
         printer = printers.get(job.printer_id)
         return () if printer is None else (printer,)
     return sorted(
-        (
-            p
-            for p in printers.values()
-            if p.model == job.model and (not policy.safeguards or may_run_on(job, p))
-        ),
+        (p for p in printers.values() if p.model == job.model and may_run_on(job, p)),
         key=lambda p: p.printer_id,
     )
 
@@ -373,7 +364,7 @@ def plan(
 ) -> list[Decision]:
     """What to do now. Expiry needs no link; everything sent to a printer does (S8, S9)."""
     every_job = list(jobs)
-    linked = link.verified(now) or not policy.safeguards
+    linked = link.verified(now)
     decisions: list[Decision] = []
     if linked:
         decisions.extend(plan_settings(now, printers, link, policy))
@@ -389,7 +380,7 @@ def plan(
         if job.state in {JobState.QUEUED, JobState.STAGED} and now >= job.start_by:
             decisions.append(Expire(job.id))
             continue
-        withdraw = _withdrawal(job, printers, policy)
+        withdraw = _withdrawal(job, printers)
         if withdraw is not None:
             # Needs no link: nothing is sent, and a job must not wait on a printer its
             # submitter lost, whatever the broker does.
@@ -413,15 +404,22 @@ def plan(
     return decisions
 
 
-def _withdrawal(
-    job: JobView, printers: Mapping[str, PrinterView], policy: DispatchPolicy
-) -> Withdraw | None:
+Planner = Callable[
+    [int, Iterable[JobView], Mapping[str, PrinterView], LinkEvidence, DispatchPolicy],
+    list[Decision],
+]
+"""The shape of :func:`plan`: what a dispatcher asks for its decisions. The dispatcher takes
+:func:`plan` unless handed another, as tests and the chaos harness do to show what their
+checkers catch when the planning goes wrong."""
+
+
+def _withdrawal(job: JobView, printers: Mapping[str, PrinterView]) -> Withdraw | None:
     """S1: a waiting job whose submitter may no longer operate its printer leaves that printer.
 
     Checked at every planning round, so a share revoked while the job waits takes effect
     before anything more is sent. A job already dispatched is past the point of choosing.
     """
-    if not policy.safeguards or job.state not in {JobState.QUEUED, JobState.STAGED}:
+    if job.state not in {JobState.QUEUED, JobState.STAGED}:
         return None
     printer_id = job.assigned_printer or job.printer_id
     if printer_id is None:
@@ -469,7 +467,7 @@ def _plan_staging(
         if printer is not None and _can_stage_on(job, printer, now, policy):
             return [Stage(job.id, printer.printer_id)]
         return []
-    for printer in _candidates(job, printers, policy):
+    for printer in _candidates(job, printers):
         if job.printer_id is None and printer.printer_id in busy:
             continue
         if _can_stage_on(job, printer, now, policy):
@@ -571,16 +569,16 @@ def apply_event(job: JobView, event: Event, now: int, policy: DispatchPolicy) ->
     match event:
         case StagedEvent() if job.state is JobState.QUEUED:
             return _move(job, JobEvent.STAGED)
-        case AckEvent(body=body) if body.command_type == "start":
+        case AckEvent(body=body) if body.command_type == CommandType.START:
             if job.state is JobState.DISPATCHED and body.command_id == job.command_id:
                 return _move(job, JobEvent.STARTED)
         case JobStartedEvent() if job.state is JobState.DISPATCHED:
             return _move(job, JobEvent.STARTED)
-        case RejectedEvent(body=body) if body.command_type == "stage":
+        case RejectedEvent(body=body) if body.command_type == CommandType.STAGE:
             if body.command_id != job.stage_command_id:
                 return None  # a refusal of an older copy says nothing about the latest stage
             return _stage_refused(job, body.reason, body.detail)
-        case RejectedEvent(body=body) if body.command_type == "start":
+        case RejectedEvent(body=body) if body.command_type == CommandType.START:
             if job.state is not JobState.DISPATCHED or body.command_id != job.command_id:
                 return None
             if body.reason is Reason.ALREADY_STARTED:
@@ -597,8 +595,10 @@ def apply_event(job: JobView, event: Event, now: int, policy: DispatchPolicy) ->
                 JobOutcome.CANCELLED: JobEvent.CANCELLED,
             }[body.outcome]
             return _move(job, outcome, reason=body.detail)
-        case AckEvent(body=body) if body.command_type in {"pause", "resume"}:
-            event_name = JobEvent.PAUSED if body.command_type == "pause" else JobEvent.RESUMED
+        case AckEvent(body=body) if body.command_type in {CommandType.PAUSE, CommandType.RESUME}:
+            event_name = (
+                JobEvent.PAUSED if body.command_type == CommandType.PAUSE else JobEvent.RESUMED
+            )
             if can(job.state, event_name):
                 return _move(job, event_name)
         case PrinterStateEvent(body=body) if job.state is JobState.DISPATCHED:

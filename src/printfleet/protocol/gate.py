@@ -4,12 +4,19 @@ Pure functions from (state, journal, command, now, clock estimate) to a decision
 the new state, the journal records to persist *before* acting, the hardware actions, and the
 events to emit. It enforces S2 (fresh), S3 (once), S4 (idle), S5 (plate) and S6 (heat) for
 everything with a physical effect: start, resume, and heating.
+
+:class:`SafetyGate` runs every check, always; it has no switch to turn one off.
+:class:`printfleet.protocol.printer.PrinterCore` takes a :class:`Gate` as a port and uses a
+``SafetyGate`` unless handed another: the chaos harness builds its unsafe fleet (the proof that
+its checker finds what an unsafe printer does) by handing over a gate that skips checks, built
+outside this package. A printer owner's own plate-check setting is no such switch: it is part of
+the printer's state (``PrinterState.plate_check``), on by default, audited, and honoured here.
 """
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from printfleet.protocol.clock import ClockEstimate
 from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
@@ -64,8 +71,6 @@ class GateSettings:
     """A plate sensor reading older than this does not count as checked at start."""
     confirmation_max_age_ms: int = 30 * 60_000
     """A plate confirmation older than this is no longer fresh (S5)."""
-    safeguards: bool = True
-    """Only tests and the chaos harness's ``--safeguards off`` turn this off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,78 +276,220 @@ def _refuse_command(state: PrinterState, command: CommandBase, refusal: Refusal)
 
 
 # ---------------------------------------------------------------------------------------------
-# The individual checks. Each returns None when satisfied, or the refusal.
+# The gate: its checks, each returning None when satisfied or the refusal, and its entry points.
 
 
-def _check_freshness(
-    command: CommandBase, now_local: int, clock: ClockEstimate | None, settings: GateSettings
-) -> Refusal | None:
-    """S2: the deadline must hold even at the latest instant cloud time may be now."""
-    if not settings.safeguards:
+class Gate(Protocol):
+    """What :class:`printfleet.protocol.printer.PrinterCore` asks of a gate (a port: the real one
+    is :class:`SafetyGate`)."""
+
+    def check_signature(self, *, verified: bool) -> Refusal | None:
+        """Whether a command whose signature did (not) check out may be heard at all."""
+        ...
+
+    def evaluate(
+        self,
+        state: PrinterState,
+        journal: Journal,
+        command: CommandBase,
+        *,
+        verified: bool,
+        now_local: int,
+        clock: ClockEstimate | None,
+        settings: GateSettings,
+    ) -> GateDecision:
+        """Decide one decoded command (see :meth:`SafetyGate.evaluate`)."""
+        ...
+
+    def start_locally(
+        self,
+        state: PrinterState,
+        journal: Journal,
+        *,
+        job_id: str,
+        name: str,
+        source: StartSource,
+        now_local: int,
+        settings: GateSettings,
+    ) -> GateDecision:
+        """Decide a start a person makes at the printer (see :meth:`SafetyGate.start_locally`)."""
+        ...
+
+
+class SafetyGate:
+    """The printer's gate: every check, in order, for every command."""
+
+    # -- the checks -------------------------------------------------------------------------------
+
+    def check_signature(self, *, verified: bool) -> Refusal | None:
+        """Only the cloud's key speaks for the cloud."""
+        return None if verified else Refusal(Reason.BAD_SIGNATURE, "signature invalid")
+
+    def check_duplicate(self, journal: Journal, command: CommandBase) -> Refusal | None:
+        """A copy of a command already judged is refused, whatever the first verdict was."""
+        if journal.seen_command(command.id):
+            return Refusal(Reason.DUPLICATE, "command already seen")
         return None
-    if clock is None or clock.bound > settings.max_clock_bound_ms:
-        bound = "unknown" if clock is None else f"±{clock.bound} ms"
-        return Refusal(Reason.CLOCK_UNSYNCED, f"offset to cloud time is {bound}")
-    lifetime = command.not_after - command.issued_at
-    if lifetime > settings.max_command_lifetime_ms or lifetime < 0:
-        return Refusal(Reason.WINDOW_TOO_LONG, f"valid for {lifetime} ms")
-    cloud = clock.cloud_time(now_local)
-    if command.issued_at > cloud.latest + settings.future_tolerance_ms:
-        return Refusal(Reason.NOT_YET_VALID, f"issued {command.issued_at - cloud.latest} ms ahead")
-    if cloud.latest > command.not_after:
-        return Refusal(
-            Reason.STALE, f"deadline passed up to {cloud.latest - command.not_after} ms ago"
+
+    def check_fresh(
+        self,
+        command: CommandBase,
+        now_local: int,
+        clock: ClockEstimate | None,
+        settings: GateSettings,
+    ) -> Refusal | None:
+        """S2: the deadline must hold even at the latest instant cloud time may be now."""
+        if clock is None or clock.bound > settings.max_clock_bound_ms:
+            bound = "unknown" if clock is None else f"±{clock.bound} ms"
+            return Refusal(Reason.CLOCK_UNSYNCED, f"offset to cloud time is {bound}")
+        lifetime = command.not_after - command.issued_at
+        if lifetime > settings.max_command_lifetime_ms or lifetime < 0:
+            return Refusal(Reason.WINDOW_TOO_LONG, f"valid for {lifetime} ms")
+        cloud = clock.cloud_time(now_local)
+        if command.issued_at > cloud.latest + settings.future_tolerance_ms:
+            return Refusal(
+                Reason.NOT_YET_VALID, f"issued {command.issued_at - cloud.latest} ms ahead"
+            )
+        if cloud.latest > command.not_after:
+            return Refusal(
+                Reason.STALE, f"deadline passed up to {cloud.latest - command.not_after} ms ago"
+            )
+        return None
+
+    def check_plate(
+        self,
+        state: PrinterState,
+        now_local: int,
+        settings: GateSettings,
+        *,
+        required: bool = False,
+    ) -> Refusal | None:
+        """S5: a sensor reads clear right now, or a fresh confirmation postdates the last print.
+
+        Skipped only when the printer's own setting is off and the command does not ask for it
+        (``required``: the cloud's desired setting, which may be newer than the printer's).
+        """
+        if not (state.plate_check or required):
+            return None
+        if state.has_plate_sensor and state.sensor is not None:
+            age = now_local - state.sensor.at_local
+            if age <= settings.sensor_reading_max_age_ms:
+                if state.sensor.value is PlateReading.CLEAR:
+                    return None
+                if state.sensor.value is PlateReading.OCCUPIED:
+                    return Refusal(
+                        Reason.PLATE_NOT_CLEAR, "the plate sensor sees something on the plate"
+                    )
+            # A sensor that cannot tell, or has not read lately, falls back to a person's word.
+        confirmation = state.confirmation
+        if confirmation is None:
+            return Refusal(
+                Reason.PLATE_UNCONFIRMED, "confirm the plate is clear before the next print"
+            )
+        if now_local - confirmation.at_local > settings.confirmation_max_age_ms:
+            return Refusal(
+                Reason.PLATE_UNCONFIRMED, "the plate confirmation is too old; confirm again"
+            )
+        if (
+            state.last_print_ended_local is not None
+            and confirmation.at_local <= state.last_print_ended_local
+        ):
+            return Refusal(Reason.CONFIRMATION_OUTDATED, "the confirmation predates the last print")
+        return None
+
+    def check_once(self, journal: Journal, job_id: str) -> Refusal | None:
+        """S3: a job never started here before."""
+        if journal.job_status(job_id).ever_started:
+            return Refusal(Reason.ALREADY_STARTED, "this job already started on this printer")
+        return None
+
+    def check_idle(self, state: PrinterState) -> Refusal | None:
+        """S4: nothing else runs."""
+        if state.status is not PrinterStatus.IDLE:
+            return Refusal(Reason.BUSY, f"printer is {state.status.value}")
+        return None
+
+    def check_may_heat(self, state: PrinterState) -> Refusal | None:
+        """S6: no heating with a latched fault."""
+        if state.fault is not None:
+            return Refusal(Reason.THERMAL_FAULT, state.fault)
+        return None
+
+    def check_can_start(self, state: PrinterState, job_id: str, journal: Journal) -> Refusal | None:
+        """S3, S4, S6: never started here, not cancelled, no latched fault, idle."""
+        return _first(
+            lambda: self.check_once(journal, job_id),
+            lambda: (
+                Refusal(Reason.JOB_CANCELLED, "this job was cancelled")
+                if journal.job_status(job_id) is JournalStatus.CANCELLED
+                else None
+            ),
+            lambda: Refusal(Reason.THERMAL_FAULT, state.fault) if state.fault is not None else None,
+            lambda: self.check_idle(state),
         )
-    return None
 
+    # -- entry points -----------------------------------------------------------------------------
 
-def _check_plate(
-    state: PrinterState, now_local: int, settings: GateSettings, *, required: bool = False
-) -> Refusal | None:
-    """S5: a sensor reads clear right now, or a fresh confirmation postdates the last print.
+    def evaluate(
+        self,
+        state: PrinterState,
+        journal: Journal,
+        command: CommandBase,
+        *,
+        verified: bool,
+        now_local: int,
+        clock: ClockEstimate | None,
+        settings: GateSettings,
+    ) -> GateDecision:
+        """Decide one decoded command. ``verified`` says whether its signature checked out.
 
-    Skipped only when the printer's own setting is off and the command does not ask for it
-    (``required``: the cloud's desired setting, which may be newer than the printer's).
-    """
-    if not (state.plate_check or required) or not settings.safeguards:
-        return None
-    if state.has_plate_sensor and state.sensor is not None:
-        age = now_local - state.sensor.at_local
-        if age <= settings.sensor_reading_max_age_ms:
-            if state.sensor.value is PlateReading.CLEAR:
-                return None
-            if state.sensor.value is PlateReading.OCCUPIED:
-                return Refusal(
-                    Reason.PLATE_NOT_CLEAR, "the plate sensor sees something on the plate"
-                )
-        # A sensor that cannot tell, or has not read lately, falls back to a person's word.
-    confirmation = state.confirmation
-    if confirmation is None:
-        return Refusal(Reason.PLATE_UNCONFIRMED, "confirm the plate is clear before the next print")
-    if now_local - confirmation.at_local > settings.confirmation_max_age_ms:
-        return Refusal(Reason.PLATE_UNCONFIRMED, "the plate confirmation is too old; confirm again")
-    if (
-        state.last_print_ended_local is not None
-        and confirmation.at_local <= state.last_print_ended_local
-    ):
-        return Refusal(Reason.CONFIRMATION_OUTDATED, "the confirmation predates the last print")
-    return None
+        Journal queries and time replies are answered by :class:`printfleet.protocol.printer.
+        PrinterCore`, which owns the journal and the clock; they never reach this method.
+        """
+        refusal = self.check_signature(verified=verified)
+        if refusal is not None:
+            return _refuse_command(state, command, refusal)
+        if command.printer_id != state.printer_id:
+            return _refuse_command(
+                state, command, Refusal(Reason.WRONG_PRINTER, command.printer_id)
+            )
+        refusal = self.check_duplicate(journal, command)
+        if refusal is not None:
+            return _refuse_command(state, command, refusal)
+        # From here on the command is consumed: whatever the verdict, a copy gets DUPLICATE.
+        seen = (_seen_record(command, clock),)
+        if not state.cloud_enabled:
+            refusal = Refusal(Reason.CLOUD_DISABLED, "LAN-only mode")
+            return replace(_refuse_command(state, command, refusal), records=seen)
+        handler = _HANDLERS.get(type(command))
+        if handler is None:
+            msg = f"{type(command).__name__} is answered by PrinterCore, not the gate"
+            raise TypeError(msg)
+        context = _Context(self, state, journal, now_local, clock, settings)
+        decision = handler(context, command)
+        return replace(decision, records=seen + decision.records)
 
+    def start_locally(
+        self,
+        state: PrinterState,
+        journal: Journal,
+        *,
+        job_id: str,
+        name: str,
+        source: StartSource,
+        now_local: int,
+        settings: GateSettings,
+    ) -> GateDecision:
+        """A person at the printer (screen or LAN) starts a file from storage.
 
-def _check_can_start(
-    state: PrinterState, job_id: str, journal: Journal, settings: GateSettings
-) -> Refusal | None:
-    """S3, S4, S6: never started here, idle, no latched fault."""
-    status = journal.job_status(job_id)
-    if settings.safeguards and status.ever_started:
-        return Refusal(Reason.ALREADY_STARTED, "this job already started on this printer")
-    if status is JournalStatus.CANCELLED:
-        return Refusal(Reason.JOB_CANCELLED, "this job was cancelled")
-    if state.fault is not None:
-        return Refusal(Reason.THERMAL_FAULT, state.fault)
-    if state.status is not PrinterStatus.IDLE and settings.safeguards:
-        return Refusal(Reason.BUSY, f"printer is {state.status.value}")
-    return None
+        The person is the intent (S1) and is present, so no deadline applies; S3 to S6 still do.
+        """
+        refusal = self.check_can_start(state, job_id, journal) or self.check_plate(
+            state, now_local, settings
+        )
+        if refusal is not None:
+            return refuse(state, refusal, command_type=f"{source.value}_start", job_id=job_id)
+        return _begin(state, job_id, name, source, None)
 
 
 def _seen_record(command: CommandBase, clock: ClockEstimate | None) -> JournalRecord:
@@ -361,47 +508,9 @@ def _ack(command: CommandBase) -> Emit:
     return Emit(AckBody(command_id=command.id, command_type=command_type), command.job_id)
 
 
-# ---------------------------------------------------------------------------------------------
-# Entry points.
-
-
-def evaluate(
-    state: PrinterState,
-    journal: Journal,
-    command: CommandBase,
-    *,
-    verified: bool,
-    now_local: int,
-    clock: ClockEstimate | None,
-    settings: GateSettings,
-) -> GateDecision:
-    """Decide one decoded command. ``verified`` says whether its signature checked out.
-
-    Journal queries and time replies are answered by :class:`printfleet.protocol.printer.
-    PrinterCore`, which owns the journal and the clock; they never reach this function.
-    """
-    if not verified and settings.safeguards:
-        return _refuse_command(state, command, Refusal(Reason.BAD_SIGNATURE, "signature invalid"))
-    if command.printer_id != state.printer_id:
-        return _refuse_command(state, command, Refusal(Reason.WRONG_PRINTER, command.printer_id))
-    if journal.seen_command(command.id) and settings.safeguards:
-        return _refuse_command(state, command, Refusal(Reason.DUPLICATE, "command already seen"))
-    # From here on the command is consumed: whatever the verdict, a copy gets DUPLICATE.
-    seen = (_seen_record(command, clock),)
-    if not state.cloud_enabled:
-        refused = _refuse_command(state, command, Refusal(Reason.CLOUD_DISABLED, "LAN-only mode"))
-        return replace(refused, records=seen)
-    handler = _HANDLERS.get(type(command))
-    if handler is None:
-        msg = f"{type(command).__name__} is answered by PrinterCore, not the gate"
-        raise TypeError(msg)
-    context = _Context(state, journal, now_local, clock, settings)
-    decision = handler(context, command)
-    return replace(decision, records=seen + decision.records)
-
-
 @dataclass(frozen=True, slots=True)
 class _Context:
+    gate: SafetyGate
     state: PrinterState
     journal: Journal
     now_local: int
@@ -409,7 +518,7 @@ class _Context:
     settings: GateSettings
 
     def fresh(self, command: CommandBase) -> Refusal | None:
-        return _check_freshness(command, self.now_local, self.clock, self.settings)
+        return self.gate.check_fresh(command, self.now_local, self.clock, self.settings)
 
 
 def _first(*checks: Callable[[], Refusal | None]) -> Refusal | None:
@@ -436,9 +545,9 @@ def _on_stage(ctx: _Context, command: StageCommand) -> GateDecision:
 def _on_start(ctx: _Context, command: StartCommand) -> GateDecision:
     refusal = _first(
         lambda: ctx.fresh(command),
-        lambda: _check_can_start(ctx.state, command.job_id, ctx.journal, ctx.settings),
+        lambda: ctx.gate.check_can_start(ctx.state, command.job_id, ctx.journal),
         lambda: _check_staged(ctx.state, command.job_id, command.body.sha256),
-        lambda: _check_plate(
+        lambda: ctx.gate.check_plate(
             ctx.state, ctx.now_local, ctx.settings, required=command.body.plate_check
         ),
     )
@@ -565,11 +674,7 @@ def _on_set_temperature(ctx: _Context, command: SetTemperatureCommand) -> GateDe
         # Heating is a physical effect: fresh, and never with a latched fault (S6).
         refusal = _first(
             lambda: ctx.fresh(command),
-            lambda: (
-                Refusal(Reason.THERMAL_FAULT, ctx.state.fault)
-                if ctx.state.fault is not None and ctx.settings.safeguards
-                else None
-            ),
+            lambda: ctx.gate.check_may_heat(ctx.state),
         )
         if refusal is not None:
             return _refuse_command(ctx.state, command, refusal)
@@ -630,28 +735,6 @@ def _begin(
     return accept(
         started, records=(record,), actions=(StartPrint(job_id, name),), events=tuple(events)
     )
-
-
-def start_locally(
-    state: PrinterState,
-    journal: Journal,
-    *,
-    job_id: str,
-    name: str,
-    source: StartSource,
-    now_local: int,
-    settings: GateSettings,
-) -> GateDecision:
-    """A person at the printer (screen or LAN) starts a file from storage.
-
-    The person is the intent (S1) and is present, so no deadline applies; S3 to S6 still do.
-    """
-    refusal = _check_can_start(state, job_id, journal, settings) or _check_plate(
-        state, now_local, settings
-    )
-    if refusal is not None:
-        return refuse(state, refusal, command_type=f"{source.value}_start", job_id=job_id)
-    return _begin(state, job_id, name, source, None)
 
 
 def _local_refusal(state: PrinterState, wanted: PrinterStatus) -> Refusal | None:

@@ -41,6 +41,28 @@ class WireModel(BaseModel):
 # Commands: cloud -> printer, signed.
 
 
+class CommandType(StrEnum):
+    """The ``type`` of every command, as it is spelled on the wire.
+
+    Acks and rejections name the command they answer by this word (``command_type``); that
+    field stays a string on the wire, since a printer may also refuse what it could not read
+    (``unknown``) or a start made at its own screen or LAN API.
+    """
+
+    STAGE = "stage"
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    CONFIRM_PLATE = "confirm_plate"
+    CLEAR_FAULT = "clear_fault"
+    SET_PLATE_CHECK = "set_plate_check"
+    SET_TEMPERATURE = "set_temperature"
+    JOURNAL_QUERY = "journal_query"
+    LOCAL_JOB_ACK = "local_job_ack"
+    TIME_REPLY = "time_reply"
+
+
 class Heater(StrEnum):
     """A heater a command can address."""
 

@@ -11,7 +11,15 @@ from dataclasses import dataclass, replace
 
 from printfleet.protocol import gate
 from printfleet.protocol.clock import ClockEstimate, ClockOffsetEstimator
-from printfleet.protocol.gate import Emit, GateDecision, GateSettings, PlateReading, PrinterState
+from printfleet.protocol.gate import (
+    Emit,
+    Gate,
+    GateDecision,
+    GateSettings,
+    PlateReading,
+    PrinterState,
+    SafetyGate,
+)
 from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
 from printfleet.protocol.messages import (
     Command,
@@ -64,7 +72,9 @@ class PrinterCore:
     ``verifier`` holds the pinned cloud key; without one no command verifies (a printer that was
     never provisioned obeys nobody). ``new_id`` makes message ids (time-ordered UUIDs in
     production, seeded ones in simulations); every ``now_local`` is the printer's monotonic
-    clock in milliseconds.
+    clock in milliseconds. ``gate`` decides every command and local start: the
+    :class:`~printfleet.protocol.gate.SafetyGate` unless another is handed in (only the chaos
+    harness does, to build a printer that proves its checker).
     """
 
     def __init__(
@@ -76,6 +86,7 @@ class PrinterCore:
         journal: Journal | None = None,
         settings: GateSettings | None = None,
         estimator: ClockOffsetEstimator | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.journal = journal if journal is not None else Journal()
         # What the journal remembers outlives a restart: a latched fault and the plate setting.
@@ -85,6 +96,7 @@ class PrinterCore:
             state = replace(state, plate_check=self.journal.plate_check)
         self.state = state
         self.settings = settings if settings is not None else GateSettings()
+        self.gate: Gate = gate if gate is not None else SafetyGate()
         self.estimator = estimator if estimator is not None else ClockOffsetEstimator()
         self._verifier = verifier
         self._new_id = new_id
@@ -132,10 +144,8 @@ class PrinterCore:
     def _receive(self, command: Command, now_local: int) -> Output:
         if isinstance(command, TimeReplyCommand | JournalQueryCommand | LocalJobAckCommand):
             # Answered here, not by the gate, but authenticated and addressed all the same.
-            refusal = None
-            if not self._verified(command) and self.settings.safeguards:
-                refusal = gate.Refusal(Reason.BAD_SIGNATURE, "signature invalid")
-            elif command.printer_id != self.state.printer_id:
+            refusal = self.gate.check_signature(verified=self._verified(command))
+            if refusal is None and command.printer_id != self.state.printer_id:
                 refusal = gate.Refusal(Reason.WRONG_PRINTER, command.printer_id)
             if refusal is not None:
                 decision = gate.refuse(
@@ -147,7 +157,7 @@ class PrinterCore:
             if isinstance(command, LocalJobAckCommand):
                 return self._local_job_ack(command, now_local)
             return self._journal_query(command, now_local)
-        decision = gate.evaluate(
+        decision = self.gate.evaluate(
             self.state,
             self.journal,
             command,
@@ -191,7 +201,7 @@ class PrinterCore:
 
     def start_locally(self, job_id: str, name: str, source: StartSource, now_local: int) -> Output:
         """A person at the printer (screen or LAN) starts a stored file."""
-        decision = gate.start_locally(
+        decision = self.gate.start_locally(
             self.state,
             self.journal,
             job_id=job_id,

@@ -1,0 +1,133 @@
+"""The fleet without its safeguards, built from outside by wrapping ports.
+
+``--safeguards off`` must still let the chaos checkers find violations: that is how they are
+shown to work. The gate, the planner and the link supervisor have no switch to turn a check off,
+so the unsafe fleet is assembled here, and only here, from stand-ins that take their place:
+
+- :class:`PermissiveGate`, the printer's gate with S2 to S6 checks skipped (as printers before
+  the 2023 remedies behaved: no deadline, no duplicate check, no plate check, busy or not);
+- :func:`plan_without_safeguards`, the planner believing every online printer ready, every
+  submitter allowed and the link up;
+- :class:`CredulousLink`, the cloud's broker link that, when told to, takes its client library's
+  word that it is connected (the 2023 lie).
+
+A printer owner's plate-check setting is not among these: it is a product feature, on by
+default, and the permissive gate only skips the check the way a printer without the remedy did.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from printfleet.cloud.link import LinkSupervisor
+from printfleet.protocol import dispatch
+from printfleet.protocol.clock import ClockEstimate
+from printfleet.protocol.dispatch import (
+    DispatchPolicy,
+    JobView,
+    LinkEvidence,
+    PrinterView,
+)
+from printfleet.protocol.gate import GateSettings, PrinterState, Refusal, SafetyGate
+from printfleet.protocol.journal import Journal
+from printfleet.protocol.messages import CommandBase, PlateStatus, PrinterStatus
+
+
+class PermissiveGate(SafetyGate):
+    """A gate that believes every signature and skips the freshness, duplicate, once, idle,
+    plate and heating-while-faulted checks. A cancelled job, a latched fault at start, a wrong
+    printer and LAN-only mode are still refused, as they were before there were safeguards."""
+
+    def check_signature(self, *, verified: bool) -> Refusal | None:
+        """Anyone may speak for the cloud."""
+        del verified
+        return None
+
+    def check_duplicate(self, journal: Journal, command: CommandBase) -> Refusal | None:
+        """A copy is obeyed again."""
+        del journal, command
+        return None
+
+    def check_fresh(
+        self,
+        command: CommandBase,
+        now_local: int,
+        clock: ClockEstimate | None,
+        settings: GateSettings,
+    ) -> Refusal | None:
+        """No deadline, no clock."""
+        del command, now_local, clock, settings
+        return None
+
+    def check_plate(
+        self,
+        state: PrinterState,
+        now_local: int,
+        settings: GateSettings,
+        *,
+        required: bool = False,
+    ) -> Refusal | None:
+        """Whatever lies on the plate."""
+        del state, now_local, settings, required
+        return None
+
+    def check_once(self, journal: Journal, job_id: str) -> Refusal | None:
+        """A job may start again."""
+        del journal, job_id
+        return None
+
+    def check_idle(self, state: PrinterState) -> Refusal | None:
+        """Busy or not."""
+        del state
+        return None
+
+    def check_may_heat(self, state: PrinterState) -> Refusal | None:
+        """Heat with a latched fault."""
+        del state
+        return None
+
+
+def plan_without_safeguards(
+    now: int,
+    jobs: Iterable[JobView],
+    printers: Mapping[str, PrinterView],
+    link: LinkEvidence,
+    policy: DispatchPolicy,
+) -> list[dispatch.Decision]:
+    """The real :func:`~printfleet.protocol.dispatch.plan`, fed what an unsafe cloud believes:
+    the link is up whatever the evidence (S8), every online printer is idle, clear, synced and
+    freshly heard from (S4, S5), and every submitter may print anywhere (S1)."""
+    every_job = list(jobs)
+    submitters = frozenset(job.submitter for job in every_job)
+    believed = {
+        printer_id: _looks_ready(view, now, submitters) if view.online else view
+        for printer_id, view in printers.items()
+    }
+    evidence = LinkEvidence(verified_at=now, probe_interval_ms=link.probe_interval_ms)
+    return dispatch.plan(now, every_job, believed, evidence, policy)
+
+
+def _looks_ready(view: PrinterView, now: int, submitters: frozenset[str]) -> PrinterView:
+    return replace(
+        view,
+        reported_at=now,
+        status=PrinterStatus.IDLE,
+        plate=PlateStatus.CLEAR,
+        fault=None,
+        clock_synced=True,
+        cloud_enabled=True,
+        job_id=None,
+        reported=view.desired,
+        operators=view.operators | submitters,
+    )
+
+
+class CredulousLink(LinkSupervisor):
+    """The cloud's link supervisor, which, while :attr:`believing` is set, calls the link
+    verified without round-trip evidence and so publishes into whatever its client holds."""
+
+    believing: bool = False
+    """Set by the false-reconnect injector: take the client library's word for it."""
+
+    def verified(self) -> bool:
+        """Verified on the library's word while believing it, else on evidence (S8)."""
+        return self.believing or super().verified()
