@@ -74,10 +74,14 @@ class Seed:
 @pytest_asyncio.fixture
 async def seed(store: Store) -> Seed:
     """Users and printers to hang jobs, shares and alerts on."""
-    owner = await store.create_user("Owner@Example.org", display_name="Owner", password_hash="h1")
-    other = await store.create_user("other@example.org", display_name="Other", password_hash="h2")
+    owner = await store.accounts.create_user(
+        "Owner@Example.org", display_name="Owner", password_hash="h1"
+    )
+    other = await store.accounts.create_user(
+        "other@example.org", display_name="Other", password_hash="h2"
+    )
     printers = [
-        await store.create_printer(
+        await store.printers.create(
             printer_id,
             owner_id=owner.id,
             name=printer_id.upper(),

@@ -387,7 +387,7 @@ async def test_a_provisioned_printer_comes_online_prints_and_reports_faults(
         )
         assert duplicate.status_code == 409
 
-        record = await cloud.context.store.get_printer(shop.printer_id)
+        record = await cloud.context.store.printers.get(shop.printer_id)
         line = f"{record.broker_username}:{record.broker_password_hash}"
 
         async def admitted() -> bool | None:

@@ -261,7 +261,7 @@ async def _world(cloud: Running) -> World:
         json={"file_id": ids["file_owner"], "printer_id": ids["printer"]},
     )
     ids["job"] = job.json()["id"]
-    alert = await cloud.context.store.add_alert(
+    alert = await cloud.context.store.alerts.add(
         ids["printer"], kind="thermal_runaway", severity=Severity.CRITICAL, message="hotend"
     )
     ids["alert"] = alert.id

@@ -213,9 +213,11 @@ async def test_a_stored_account_that_collides_is_left_out_and_alerted(
     # Rows as a cloud before S10 wrote them: the broker username was the printer id.
     await upgrade(api_database_url)
     async with await open_store(api_database_url) as store:
-        owner = await store.create_user("old@example.org", display_name="Old", password_hash="-")
+        owner = await store.accounts.create_user(
+            "old@example.org", display_name="Old", password_hash="-"
+        )
         for printer_id, password in [(CLOUD_USER, "the impostor's"), ("legacy-1", legacy_secret)]:
-            await store.create_printer(
+            await store.printers.create(
                 printer_id,
                 owner_id=owner.id,
                 name=printer_id,
@@ -228,7 +230,7 @@ async def test_a_stored_account_that_collides_is_left_out_and_alerted(
         async with keeping_the_broker(api_database_url, secured_broker, tmp_path) as cloud:
             assert user_names(auth) == [CLOUD_USER, "legacy-1"]
             assert f"broker account of printer {CLOUD_USER!r} left out" in caplog.text
-            [alert] = await cloud.context.store.list_alerts(printer_ids=[CLOUD_USER])
+            [alert] = await cloud.context.store.alerts.latest(printer_ids=[CLOUD_USER])
             assert alert.kind == REFUSED_ALERT
             assert alert.severity is Severity.CRITICAL
             assert "already taken by the cloud" in alert.message
@@ -259,5 +261,5 @@ async def test_a_stored_account_that_collides_is_left_out_and_alerted(
             assert created.status_code == 201, created.text
             await admitted(cloud, broker, created.json())
             assert user_names(auth).count(CLOUD_USER) == 1
-            assert len(await cloud.context.store.list_alerts(printer_ids=[CLOUD_USER])) == 1
+            assert len(await cloud.context.store.alerts.latest(printer_ids=[CLOUD_USER])) == 1
             await assert_the_cloud_kept_its_login(cloud, broker)

@@ -192,9 +192,9 @@ async def test_bad_uploads_get_a_clear_4xx_and_leave_nothing_behind(
     assert "'file'" in wrong_field.json()["message"]
 
     assert stored_files(cloud) == []
-    user = await cloud.context.store.user_by_email("careless@example.org")
+    user = await cloud.context.store.accounts.user_by_email("careless@example.org")
     assert user is not None
-    assert await cloud.context.store.files_for_owner(user.id) == []
+    assert await cloud.context.store.files.for_owner(user.id) == []
     assert (await cloud.client.get("/api/v1/files", headers=bearer(token))).json() == []
 
 

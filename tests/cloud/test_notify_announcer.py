@@ -76,13 +76,13 @@ async def test_job_changes_reach_the_submitter_and_only_ends_owed_leave_the_clou
 ) -> None:
     receiver = WebhookReceiver(SECRET)
     async with serve_asgi(receiver.app) as url, announcing(store) as announcer:
-        channel = await store.create_channel(
+        channel = await store.channels.create(
             seed.owner.id, kind=ChannelKind.WEBHOOK, target=f"{url}/hook", secret=SECRET
         )
         bus = announcer.notifier.bus
         async with bus.subscribe(seed.owner.id) as mine, bus.subscribe(seed.other.id) as theirs:
             for notify_completion in (False, True):
-                created = await store.create_job(
+                created = await store.jobs.create(
                     seed.owner.id,
                     sha256=seed.sha256,
                     start_by=clock.now + 60_000,
@@ -137,7 +137,7 @@ async def test_job_changes_reach_the_submitter_and_only_ends_owed_leave_the_clou
 
         # Queued per channel before they were sent: every end but completion, and completion
         # only for the job that asked.
-        rows = await store.deliveries_for_channel(channel.id)
+        rows = await store.deliveries.for_channel(channel.id)
         kinds = sorted(str(row.payload["kind"]) for row in rows)
         owed = ["job_cancelled", "job_expired", "job_failed", "job_rejected"]
         assert kinds == sorted([*owed, *owed, "job_completed"])
@@ -145,7 +145,7 @@ async def test_job_changes_reach_the_submitter_and_only_ends_owed_leave_the_clou
         assert all(hook.signature_error is None for hook in hooks)
 
     # The failures, refusals and expiries are alerts on their printer too, once each.
-    alerts = await store.list_alerts(printer_ids=["p1"])
+    alerts = await store.alerts.latest(printer_ids=["p1"])
     assert sorted(a.kind for a in alerts) == sorted(
         ["job_expired", "job_failed", "job_rejected"] * 2
     )
@@ -155,10 +155,12 @@ async def test_job_changes_reach_the_submitter_and_only_ends_owed_leave_the_clou
 async def test_an_alert_is_raised_once_for_everyone_who_can_see_the_printer_even_after_a_restart(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    await store.share_printer(
+    await store.printers.share(
         "p1", seed.other.id, ShareRole.VIEWER, actor=Actor.user(seed.owner.id)
     )
-    stranger = await store.create_user("s@example.org", display_name="S", password_hash="h")
+    stranger = await store.accounts.create_user(
+        "s@example.org", display_name="S", password_hash="h"
+    )
     alert = make_event(
         AlertBody(kind="thermal_fault", severity="critical", message="hotend sensor open"),
         event_id=ALERT_EVENT_ID,
@@ -166,7 +168,7 @@ async def test_an_alert_is_raised_once_for_everyone_who_can_see_the_printer_even
         job_id=None,
         sent_at=None,
     )
-    job = await store.create_job(
+    job = await store.jobs.create(
         seed.owner.id, sha256=seed.sha256, start_by=clock.now + 60_000, printer_id="p1"
     )
     async with announcing(store) as first:
@@ -198,7 +200,7 @@ async def test_an_alert_is_raised_once_for_everyone_who_can_see_the_printer_even
         await second.plate_needed(job.job.view.id, "p1")
         assert await taken(owner) == []
 
-    alerts = await store.list_alerts(printer_ids=["p1"])
+    alerts = await store.alerts.latest(printer_ids=["p1"])
     assert sorted(a.kind for a in alerts) == ["plate_confirmation_needed", "thermal_fault"]
     assert {a.id for a in alerts} == {fault.data["alert_id"], plate.data["alert_id"]}
     assert plate.job_id == job.job.view.id
@@ -244,7 +246,7 @@ async def test_offline_is_an_alert_only_for_a_printer_seen_online(store: Store, 
         (NotificationKind.PRINTER_STATE, False),
         (NotificationKind.PRINTER_OFFLINE, None),
     ]
-    assert [a.kind for a in await store.list_alerts(printer_ids=["p1"])] == ["printer_offline"]
+    assert [a.kind for a in await store.alerts.latest(printer_ids=["p1"])] == ["printer_offline"]
 
 
 @pytest.mark.asyncio
@@ -253,16 +255,16 @@ async def test_a_job_end_a_crash_left_untold_is_told_once_by_the_next_cloud(
 ) -> None:
     receiver = WebhookReceiver(SECRET)
     async with serve_asgi(receiver.app) as url:
-        channel = await store.create_channel(
+        channel = await store.channels.create(
             seed.owner.id, kind=ChannelKind.WEBHOOK, target=f"{url}/hook", secret=SECRET
         )
         ends = []
         for _ in range(2):
-            created = await store.create_job(
+            created = await store.jobs.create(
                 seed.owner.id, sha256=seed.sha256, start_by=clock.now + 1_000, printer_id="p1"
             )
             ends.append(
-                await store.record_terminal(
+                await store.jobs.record_terminal(
                     replace(created.job.view, state=JobState.EXPIRED, reason="window closed"),
                     expected_version=created.job.version,
                     actor=Actor.system("expiry"),
@@ -276,12 +278,12 @@ async def test_a_job_end_a_crash_left_untold_is_told_once_by_the_next_cloud(
             )
         await receiver.wait_for(1)
         clock.advance(1_000)
-        later = await store.create_channel(
+        later = await store.channels.create(
             seed.owner.id, kind=ChannelKind.WEBHOOK, target=f"{url}/later", secret=SECRET
         )
 
         async with announcing(store) as after_the_restart:
-            recent = await store.jobs_ended_since(clock.now - 60_000)
+            recent = await store.jobs.ended_since(clock.now - 60_000)
             assert await after_the_restart.catch_up(recent) == 1
             assert await after_the_restart.catch_up(recent) == 0
         hooks = await receiver.wait_for(2)
@@ -289,15 +291,15 @@ async def test_a_job_end_a_crash_left_untold_is_told_once_by_the_next_cloud(
     assert sorted(hook.body.count(untold.view.id.encode()) for hook in hooks) == [0, 1]
     assert all(hook.signature_error is None for hook in hooks)
     # The channel added after those ends was not sent them.
-    assert await store.deliveries_for_channel(later.id) == []
-    assert len(await store.deliveries_for_channel(channel.id)) == 2
+    assert await store.deliveries.for_channel(later.id) == []
+    assert len(await store.deliveries.for_channel(channel.id)) == 2
 
 
 @pytest.mark.asyncio
 async def test_the_log_says_where_a_job_is_and_why_only_when_there_is_a_reason(
     store: Store, seed: Seed, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    created = await store.create_job(
+    created = await store.jobs.create(
         seed.owner.id, sha256=seed.sha256, start_by=clock.now + 60_000, printer_id="p1", name="a"
     )
     view = created.job.view

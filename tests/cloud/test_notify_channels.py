@@ -80,13 +80,13 @@ async def test_channels_are_tested_and_their_deliveries_shown(cloud: Running) ->
             made = await client.post(
                 "/api/v1/channels",
                 headers=auth,
-                json={"kind": "webhook", "target": f"{url}/hook?token=abc", "secret": SECRET},
+                json={"kind": "webhook", "target": f"{url}/hook?token=unshown", "secret": SECRET},
             )
             assert made.status_code == 201, made.text
             channels[name] = made.json()["id"]
             # Neither the secret nor the URL's path and query (often a token) come back.
             assert SECRET not in made.text
-            assert "abc" not in made.text
+            assert "unshown" not in made.text
         mail = await client.post(
             "/api/v1/channels",
             headers=auth,
@@ -203,8 +203,10 @@ async def test_a_delivery_left_unsettled_by_a_dead_cloud_is_sent_again(
         # A cloud queued a thermal-fault webhook, then died before sending it.
         await upgrade(api_database_url)
         async with await open_store(api_database_url) as store:
-            user = await store.create_user("o@example.org", display_name="O", password_hash="-")
-            channel = await store.create_channel(
+            user = await store.accounts.create_user(
+                "o@example.org", display_name="O", password_hash="-"
+            )
+            channel = await store.channels.create(
                 user.id, kind=StoreChannelKind.WEBHOOK, target=f"{url}/hook", secret=SECRET
             )
             lost = Notification.create(
@@ -214,7 +216,7 @@ async def test_a_delivery_left_unsettled_by_a_dead_cloud_is_sent_again(
                 user_ids=[user.id],
                 printer_id="x1",
             )
-            await store.enqueue_delivery(
+            await store.deliveries.enqueue(
                 channel.id, event_key=lost.id, payload=dict(lost.payload())
             )
 
@@ -225,7 +227,7 @@ async def test_a_delivery_left_unsettled_by_a_dead_cloud_is_sent_again(
             assert json.loads(hook.body) == lost.payload()
 
             async def settled() -> bool:
-                rows = await cloud.context.store.deliveries_for_channel(channel.id)
+                rows = await cloud.context.store.deliveries.for_channel(channel.id)
                 return rows[0].delivered_at is not None
 
             await until(settled, within=10)
@@ -241,14 +243,16 @@ async def test_a_starting_cloud_tells_of_job_ends_a_crash_left_untold(
         # A cloud expired a job, then died before it queued the submitter's notification.
         await upgrade(api_database_url)
         async with await open_store(api_database_url) as store:
-            user = await store.create_user("o@example.org", display_name="O", password_hash="-")
-            await store.create_channel(
+            user = await store.accounts.create_user(
+                "o@example.org", display_name="O", password_hash="-"
+            )
+            await store.channels.create(
                 user.id, kind=StoreChannelKind.WEBHOOK, target=f"{url}/hook", secret=SECRET
             )
-            created = await store.create_job(
+            created = await store.jobs.create(
                 user.id, sha256="ab" * 32, start_by=1, model="p1", name="cube.gcode"
             )
-            await store.record_terminal(
+            await store.jobs.record_terminal(
                 replace(created.job.view, state=JobState.EXPIRED, reason="start window closed"),
                 expected_version=created.job.version,
                 actor=Actor.system("expiry"),

@@ -50,7 +50,7 @@ async def test_each_user_streams_their_own_and_resumes_where_they_left(
 
         announcer = cloud.context.announcer
         assert announcer is not None
-        user = await cloud.context.store.user_by_email("alice@example.org")
+        user = await cloud.context.store.accounts.user_by_email("alice@example.org")
         assert user is not None
         first, second = _note(user.id, "one"), _note(user.id, "two")
         async with EventFeed(client, alice).open() as feed, EventFeed(client, bob).open() as other:

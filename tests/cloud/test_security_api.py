@@ -81,7 +81,7 @@ def count_hashing(running: Running) -> CountingHasher:
     """Make the running service hash through a counter, and return it."""
     hasher = CountingHasher()
     # The real service's own hasher, watched: how much argon2 CPU a request cost.
-    running.context.service._hasher = hasher
+    running.context.service.accounts.hasher = hasher
     return hasher
 
 

@@ -413,15 +413,15 @@ async def test_a_stored_channel_to_an_internal_name_is_refused_when_it_sends(
         a_cloud(tmp_path, mosquitto) as (cloud, auth),
     ):
         store = cloud.context.store
-        me = await store.user_by_email("ops@example.org")
+        me = await store.accounts.user_by_email("ops@example.org")
         assert me is not None
-        hook = await store.create_channel(
+        hook = await store.channels.create(
             me.id,
             kind=ChannelKind.WEBHOOK,
             target=f"http://localhost:{internal.port}/hook",
             secret=SECRET,
         )
-        mail = await store.create_channel(
+        mail = await store.channels.create(
             me.id,
             kind=ChannelKind.APPRISE,
             target=f"mailto://localhost:{internal.port}?from=a@example.org&to=b@example.org",

@@ -118,10 +118,10 @@ async def execute(url: str, statement: str, **parameters: object) -> None:
 
 
 async def add_channels(store: Store, user_id: str) -> tuple[str, str]:
-    hook = await store.create_channel(
+    hook = await store.channels.create(
         user_id, kind=ChannelKind.WEBHOOK, target=HOOK_URL, secret=HOOK_SECRET
     )
-    mail = await store.create_channel(user_id, kind=ChannelKind.APPRISE, target=APPRISE_URL)
+    mail = await store.channels.create(user_id, kind=ChannelKind.APPRISE, target=APPRISE_URL)
     assert (hook.target, hook.secret, mail.target) == (HOOK_URL, HOOK_SECRET, APPRISE_URL)
     return hook.id, mail.id
 
@@ -148,7 +148,7 @@ async def test_a_started_cloud_keeps_its_data_directory_to_itself(
     async with serving(settings) as cloud:
         token = await sign_up(cloud.client, "ada@example.org")
         assert (await upload(cloud.client, token)).status_code == 201
-        user = await cloud.context.store.user_by_email("ada@example.org")
+        user = await cloud.context.store.accounts.user_by_email("ada@example.org")
         assert user is not None
         await add_channels(cloud.context.store, user.id)
         # SQLite made its WAL and shared-memory files lazily, on the first write.
@@ -173,9 +173,11 @@ async def test_channel_targets_and_secrets_are_sealed_in_the_database(
 ) -> None:
     async with serving(settings_for(tmp_path, api_database_url, mosquitto.url)) as cloud:
         store = cloud.context.store
-        user = await store.create_user("ada@example.org", display_name="Ada", password_hash="-")
+        user = await store.accounts.create_user(
+            "ada@example.org", display_name="Ada", password_hash="-"
+        )
         hook_id, mail_id = await add_channels(store, user.id)
-        opened = {channel.id: channel for channel in await store.channels_for_user(user.id)}
+        opened = {channel.id: channel for channel in await store.channels.for_user(user.id)}
         assert (opened[hook_id].target, opened[hook_id].secret) == (HOOK_URL, HOOK_SECRET)
         assert opened[mail_id].target == APPRISE_URL
     stored = await raw_channels(api_database_url)
@@ -190,7 +192,7 @@ async def test_channel_targets_and_secrets_are_sealed_in_the_database(
     # The key that opens them is in the data directory, not in the database.
     key = load_or_create_secret_box(tmp_path / "cloud" / SECRETS_KEY_FILE)
     async with await open_store(api_database_url, secrets=key) as reopened:
-        assert (await reopened.get_channel(hook_id)).secret == HOOK_SECRET
+        assert (await reopened.channels.get(hook_id)).secret == HOOK_SECRET
 
 
 @pytest_asyncio.fixture
@@ -206,10 +208,14 @@ async def test_a_sealed_value_opens_only_in_its_own_row_and_with_its_key(
     sealed: tuple[Store, bytes], migrated_url: str
 ) -> None:
     store, _ = sealed
-    user = await store.create_user("ada@example.org", display_name="Ada", password_hash="-")
-    mallory = await store.create_user("mal@example.org", display_name="M", password_hash="-")
+    user = await store.accounts.create_user(
+        "ada@example.org", display_name="Ada", password_hash="-"
+    )
+    mallory = await store.accounts.create_user(
+        "mal@example.org", display_name="M", password_hash="-"
+    )
     hook_id, _ = await add_channels(store, user.id)
-    theirs = await store.create_channel(
+    theirs = await store.channels.create(
         mallory.id, kind=ChannelKind.WEBHOOK, target="https://mallory.example/h", secret="m"
     )
     # Someone who can write the database copies Ada's sealed secret into their own channel:
@@ -222,15 +228,15 @@ async def test_a_sealed_value_opens_only_in_its_own_row_and_with_its_key(
         theirs=theirs.id,
     )
     with pytest.raises(SecretUnreadable, match="altered, or moved"):
-        await store.get_channel(theirs.id)
-    assert (await store.get_channel(hook_id)).secret == HOOK_SECRET
+        await store.channels.get(theirs.id)
+    assert (await store.channels.get(hook_id)).secret == HOOK_SECRET
     # Without the key, or with another one, nothing opens; the message says why.
     async with await open_store(migrated_url) as keyless:
         with pytest.raises(SecretUnreadable, match="without the secrets key"):
-            await keyless.get_channel(hook_id)
+            await keyless.channels.get(hook_id)
     async with await open_store(migrated_url, secrets=SecretBox.generate()) as stranger:
         with pytest.raises(SecretUnreadable, match="replicas must share that file"):
-            await stranger.channels_for_user(user.id)
+            await stranger.channels.for_user(user.id)
 
 
 @pytest.mark.asyncio
@@ -238,11 +244,13 @@ async def test_a_rotated_key_reseals_every_row_and_plain_rows_get_sealed(
     sealed: tuple[Store, bytes], migrated_url: str, tmp_path: Path
 ) -> None:
     store, old_key = sealed
-    user = await store.create_user("ada@example.org", display_name="Ada", password_hash="-")
+    user = await store.accounts.create_user(
+        "ada@example.org", display_name="Ada", password_hash="-"
+    )
     hook_id, _ = await add_channels(store, user.id)
     # A tool without the key wrote a channel as given.
     async with await open_store(migrated_url) as keyless:
-        plain = await keyless.create_channel(
+        plain = await keyless.channels.create(
             user.id, kind=ChannelKind.WEBHOOK, target="https://hooks.example.org/2", secret="s2"
         )
     stored = {(target, secret) for _, target, secret in await raw_channels(migrated_url)}
@@ -256,15 +264,15 @@ async def test_a_rotated_key_reseals_every_row_and_plain_rows_get_sealed(
     both = load_or_create_secret_box(key_file)
     assert both.key_id == new.key_id
     async with await open_store(migrated_url, secrets=both) as restarted:
-        assert await restarted.seal_secrets() == 3
-        assert await restarted.seal_secrets() == 0
+        assert await restarted.channels.seal_secrets() == 3
+        assert await restarted.channels.seal_secrets() == 0
     for _, target, secret in await raw_channels(migrated_url):
         assert target.startswith(f"{SEALED_PREFIX}{new.key_id}:")
         assert secret is None or secret.startswith(f"{SEALED_PREFIX}{new.key_id}:")
     # The old key can go now.
     async with await open_store(migrated_url, secrets=new) as later:
-        assert (await later.get_channel(hook_id)).secret == HOOK_SECRET
-        assert (await later.get_channel(plain.id)).secret == "s2"
+        assert (await later.channels.get(hook_id)).secret == HOOK_SECRET
+        assert (await later.channels.get(plain.id)).secret == "s2"
 
 
 @pytest.mark.asyncio
@@ -319,10 +327,10 @@ async def test_the_migration_seals_existing_channels_and_dates_existing_tokens(
         on_disk = raw_sqlite_bytes(database_url)
         assert not any(plain.encode() in on_disk for plain in PLAIN)
     async with await open_store(database_url, secrets=box) as store:
-        hook = await store.get_channel(hook_id)
+        hook = await store.channels.get(hook_id)
         assert (hook.target, hook.secret) == (HOOK_URL, HOOK_SECRET)
-        assert (await store.get_channel(mail_id)).target == APPRISE_URL
-        [token] = await store.tokens_for_user(user_id)
+        assert (await store.channels.get(mail_id)).target == APPRISE_URL
+        [token] = await store.accounts.tokens_for_user(user_id)
     # Nobody is logged out by the upgrade: a token works 30 days from then.
     assert before + 30 * DAY_MS <= token.expires_at <= after + 30 * DAY_MS
 
@@ -347,26 +355,26 @@ async def service(migrated_url: str, clock: FakeClock) -> AsyncIterator[CloudSer
 
 @pytest.mark.asyncio
 async def test_tokens_expire_after_their_lifetime(service: CloudService, clock: FakeClock) -> None:
-    await service.register_user("ada@example.org", PASSWORD)
-    logged_in = await service.login("ada@example.org", PASSWORD)
+    await service.accounts.register_user("ada@example.org", PASSWORD)
+    logged_in = await service.accounts.login("ada@example.org", PASSWORD)
     assert logged_in is not None
     record, token = logged_in
     assert record.expires_at == T0 + 30 * DAY_MS
-    principal = await service.authenticate(token)
+    principal = await service.accounts.authenticate(token)
     assert principal is not None
-    hour, _ = await service.issue_token(principal, "ci", ["read"], lifetime_s=3600)
+    hour, _ = await service.accounts.issue_token(principal, "ci", ["read"], lifetime_s=3600)
     assert hour.expires_at == T0 + 3_600_000
     for wrong in (59, MAX_TOKEN_LIFETIME_S + 1):
         with pytest.raises(InvalidRequest, match="365 days"):
-            await service.issue_token(principal, "ci", ["read"], lifetime_s=wrong)
+            await service.accounts.issue_token(principal, "ci", ["read"], lifetime_s=wrong)
 
     clock.advance(30 * DAY_MS - 1)
-    assert await service.authenticate(token) is not None
+    assert await service.accounts.authenticate(token) is not None
     clock.advance(1)
     with pytest.raises(TokenExpired, match=r"the token expired at .* log in again"):
-        await service.authenticate(token)
+        await service.accounts.authenticate(token)
     # Unknown tokens are still simply unknown.
-    assert await service.authenticate("pf_unknown") is None
+    assert await service.accounts.authenticate("pf_unknown") is None
 
 
 @pytest.mark.asyncio
@@ -428,7 +436,7 @@ async def test_a_printers_file_link_reaches_no_log_with_its_token(
         uploaded = await upload(cloud.client, token, data=GCODE)
         assert uploaded.status_code == 201, uploaded.text
         # The bytes go missing, so the printer's fetch fails: its error names the whole URL.
-        record = await cloud.context.store.get_file(uploaded.json()["id"])
+        record = await cloud.context.store.files.get(uploaded.json()["id"])
         cloud.context.files.path_of(record).unlink()
         config = AgentConfig.model_validate(
             {

@@ -238,9 +238,9 @@ def received(cloud: Running, count: int, size: int) -> bool:
 
 
 async def stored_names(cloud: Running, email: str) -> list[str]:
-    user = await cloud.context.store.user_by_email(email)
+    user = await cloud.context.store.accounts.user_by_email(email)
     assert user is not None
-    return [file.name for file in await cloud.context.store.files_for_owner(user.id)]
+    return [file.name for file in await cloud.context.store.files.for_owner(user.id)]
 
 
 async def until(condition: Callable[[], bool]) -> None:

@@ -1,7 +1,13 @@
 """The store's and the migrations' public surfaces are deliberate: a change here is visible."""
 
+from functools import partial
+from pathlib import Path
+
 import printfleet.cloud.migrations
 import printfleet.cloud.store
+from printfleet.cloud.forwarding import Forwarded
+from printfleet.cloud.store import Store
+from printfleet.cloud.store.engine import create_engine
 
 
 def test_all_names_are_exported_and_exist() -> None:
@@ -21,6 +27,9 @@ def test_the_public_surface_is_pinned() -> None:
         "Severity", "ShareRole", "Store", "StoreBusy", "StoreError", "StoreUnavailable",
         "TelemetryRecord", "TokenRecord", "UserRecord", "new_id", "open_store", "token_digest",
         "wall_clock_ms",
+        # One repository per aggregate, as Store hands them out.
+        "Accounts", "Alerts", "AuditLog", "Channels", "Deliveries", "Files", "Jobs", "Printers",
+        "TelemetryLog",
     }  # fmt: skip
     assert set(printfleet.cloud.migrations.__all__) == {
         "alembic_config", "current_revision", "downgrade", "head_revision", "upgrade",
@@ -34,3 +43,15 @@ def test_store_errors_share_one_base() -> None:
         store.Conflict, store.IdempotencyMismatch,
     ):  # fmt: skip
         assert issubclass(error, store.StoreError)
+
+
+def test_the_store_methods_kept_by_their_old_names_reach_their_repositories(
+    tmp_path: Path,
+) -> None:
+    store = Store(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"))
+    kept = [name for name, value in vars(Store).items() if isinstance(value, Forwarded)]
+    assert "save_job" in kept
+    for name in kept:
+        method = getattr(store, name)
+        assert isinstance(method, partial), name
+        assert method.args[0] in vars(store).values(), name

@@ -30,16 +30,16 @@ async def test_audit_entries_answer_by_job_command_and_printer(
 ) -> None:
     job_id, command_id = new_id(), new_id()
     dispatcher = Actor.system("dispatcher")
-    first = await store.append_audit(
+    first = await store.audit.append(
         dispatcher, "command.start", printer_id="p1", job_id=job_id, command_id=command_id,
         detail={"not_after": T0 + 30_000, "nested": {"a": [1, 2.5, None, True]}},
     )  # fmt: skip
     clock.advance(1_000)
-    second = await store.append_audit(
+    second = await store.audit.append(
         Actor.printer("p1"), "command.acked", printer_id="p1", job_id=job_id, command_id=command_id
     )
     clock.advance(1_000)
-    third = await store.append_audit(Actor.user(seed.owner.id), "plate.confirmed", printer_id="p1")
+    third = await store.audit.append(Actor.user(seed.owner.id), "plate.confirmed", printer_id="p1")
 
     assert (first.at, first.actor.kind, first.detail) == (
         T0,
@@ -47,19 +47,19 @@ async def test_audit_entries_answer_by_job_command_and_printer(
         {"not_after": T0 + 30_000, "nested": {"a": [1, 2.5, None, True]}},
     )
     assert first.id < second.id < third.id
-    assert await store.audit_for_job(job_id) == [first, second]
-    assert await store.audit_for_command(command_id) == [first, second]
+    assert await store.audit.for_job(job_id) == [first, second]
+    assert await store.audit.for_command(command_id) == [first, second]
     # The printer's log holds "printer.created" (from the seed) first.
-    assert (await store.audit_for_printer("p1"))[-3:] == [first, second, third]
-    assert await store.audit_for_printer("p1", since=T0 + 1_000) == [second, third]
-    assert await store.audit_for_printer("p1", limit=2) == [second, third]
-    assert await store.audit_for_job(new_id()) == []
+    assert (await store.audit.for_printer("p1"))[-3:] == [first, second, third]
+    assert await store.audit.for_printer("p1", since=T0 + 1_000) == [second, third]
+    assert await store.audit.for_printer("p1", limit=2) == [second, third]
+    assert await store.audit.for_job(new_id()) == []
 
 
 @pytest.mark.asyncio
 async def test_the_audit_log_cannot_be_rewritten(store: Store) -> None:
     job_id = new_id()
-    entry = await store.append_audit(Actor.system("test"), "something", job_id=job_id)
+    entry = await store.audit.append(Actor.system("test"), "something", job_id=job_id)
     for statement in (
         update(AuditEntry).where(AuditEntry.id == entry.id).values(action="nothing"),
         delete(AuditEntry).where(AuditEntry.id == entry.id),
@@ -67,7 +67,7 @@ async def test_the_audit_log_cannot_be_rewritten(store: Store) -> None:
         with pytest.raises(exc.DBAPIError, match="append-only"):
             async with store.engine.begin() as connection:
                 await connection.execute(statement)
-    assert await store.audit_for_job(job_id) == [entry]
+    assert await store.audit.for_job(job_id) == [entry]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,13 +78,13 @@ async def test_the_audit_log_cannot_be_rewritten(store: Store) -> None:
 async def test_alerts_are_listed_newest_first_and_acknowledged_once(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    job = (await store.create_job(seed.owner.id, sha256=seed.sha256, start_by=1, model="mk4")).job
-    hot = await store.add_alert(
+    job = (await store.jobs.create(seed.owner.id, sha256=seed.sha256, start_by=1, model="mk4")).job
+    hot = await store.alerts.add(
         "p1", kind="thermal_fault", severity=Severity.CRITICAL, message="hotend runaway",
         job_id=job.view.id,
     )  # fmt: skip
     clock.advance(1_000)
-    plate = await store.add_alert(
+    plate = await store.alerts.add(
         "p2", kind="plate_check", severity=Severity.WARNING, message="confirm the plate"
     )
     assert (hot.printer_id, hot.job_id, hot.kind, hot.severity, hot.message) == (
@@ -95,21 +95,21 @@ async def test_alerts_are_listed_newest_first_and_acknowledged_once(
         "hotend runaway",
     )
     assert (hot.created_at, hot.acked_by, hot.acked_at) == (T0, None, None)
-    assert await store.list_alerts() == [plate, hot]
-    assert await store.list_alerts(printer_ids=["p1"]) == [hot]
-    assert await store.list_alerts(printer_ids=[]) == []
-    assert await store.list_alerts(limit=1) == [plate]
+    assert await store.alerts.latest() == [plate, hot]
+    assert await store.alerts.latest(printer_ids=["p1"]) == [hot]
+    assert await store.alerts.latest(printer_ids=[]) == []
+    assert await store.alerts.latest(limit=1) == [plate]
 
     clock.advance(1_000)
-    acked = await store.ack_alert(hot.id, user_id=seed.owner.id)
+    acked = await store.alerts.ack(hot.id, user_id=seed.owner.id)
     assert (acked.acked_by, acked.acked_at) == (seed.owner.id, T0 + 2_000)
     clock.advance(1_000)
-    assert await store.ack_alert(hot.id, user_id=seed.other.id) == acked
-    assert await store.list_alerts(unacked_only=True) == [plate]
+    assert await store.alerts.ack(hot.id, user_id=seed.other.id) == acked
+    assert await store.alerts.latest(unacked_only=True) == [plate]
     with pytest.raises(NotFound):
-        await store.ack_alert(new_id(), user_id=seed.owner.id)
+        await store.alerts.ack(new_id(), user_id=seed.owner.id)
     with pytest.raises(NotFound):
-        await store.add_alert("p9", kind="x", severity=Severity.INFO, message="unknown printer")
+        await store.alerts.add("p9", kind="x", severity=Severity.INFO, message="unknown printer")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,11 +118,11 @@ async def test_alerts_are_listed_newest_first_and_acknowledged_once(
 
 @pytest.mark.asyncio
 async def test_channels_belong_to_their_user(store: Store, seed: Seed, clock: FakeClock) -> None:
-    hook = await store.create_channel(
+    hook = await store.channels.create(
         seed.owner.id, kind=ChannelKind.WEBHOOK, target="https://example.org/hook", secret="s"
     )
     clock.advance(1)
-    mail = await store.create_channel(
+    mail = await store.channels.create(
         seed.owner.id, kind=ChannelKind.APPRISE, target="mailto://ops", enabled=False
     )
     assert (hook.kind, hook.target, hook.secret, hook.enabled) == (
@@ -132,61 +132,61 @@ async def test_channels_belong_to_their_user(store: Store, seed: Seed, clock: Fa
         True,
     )
     assert (mail.secret, mail.enabled) == (None, False)
-    assert await store.channels_for_user(seed.owner.id) == [hook, mail]
-    assert await store.channels_for_user(seed.other.id) == []
+    assert await store.channels.for_user(seed.owner.id) == [hook, mail]
+    assert await store.channels.for_user(seed.other.id) == []
     with pytest.raises(NotFound):
-        await store.create_channel(new_id(), kind=ChannelKind.WEBHOOK, target="https://x")
+        await store.channels.create(new_id(), kind=ChannelKind.WEBHOOK, target="https://x")
 
 
 @pytest.mark.asyncio
 async def test_a_delivery_is_claimed_retried_and_finished(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    channel = await store.create_channel(seed.owner.id, kind=ChannelKind.WEBHOOK, target="h")
-    queued = await store.enqueue_delivery(channel.id, event_key="job:1", payload={"state": "x"})
+    channel = await store.channels.create(seed.owner.id, kind=ChannelKind.WEBHOOK, target="h")
+    queued = await store.deliveries.enqueue(channel.id, event_key="job:1", payload={"state": "x"})
     assert (queued.attempts, queued.next_attempt_at, queued.delivered_at) == (0, T0, None)
     # The same event again is the same delivery.
-    again = await store.enqueue_delivery(channel.id, event_key="job:1", payload={"other": 1})
+    again = await store.deliveries.enqueue(channel.id, event_key="job:1", payload={"other": 1})
     assert again == queued
 
-    [claimed] = await store.claim_deliveries(lease_ms=10_000)
+    [claimed] = await store.deliveries.claim(lease_ms=10_000)
     assert (claimed.id, claimed.attempts, claimed.next_attempt_at) == (queued.id, 1, T0 + 10_000)
     assert claimed.payload == {"state": "x"}
-    assert await store.claim_deliveries() == []  # leased
+    assert await store.deliveries.claim() == []  # leased
 
-    await store.delivery_failed(claimed.id, error="HTTP 502", retry_at=T0 + 5_000)
+    await store.deliveries.failed(claimed.id, error="HTTP 502", retry_at=T0 + 5_000)
     clock.advance(4_999)
-    assert await store.claim_deliveries() == []
+    assert await store.deliveries.claim() == []
     clock.advance(1)
-    [retried] = await store.claim_deliveries()
+    [retried] = await store.deliveries.claim()
     assert (retried.attempts, retried.last_error) == (2, "HTTP 502")
 
-    await store.delivery_succeeded(retried.id)
+    await store.deliveries.succeeded(retried.id)
     clock.advance(60_000)
-    assert await store.claim_deliveries() == []
+    assert await store.deliveries.claim() == []
     with pytest.raises(NotFound):
-        await store.delivery_succeeded(new_id())
+        await store.deliveries.succeeded(new_id())
 
 
 @pytest.mark.asyncio
 async def test_a_dead_lettered_delivery_is_never_claimed_again(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    channel = await store.create_channel(seed.owner.id, kind=ChannelKind.APPRISE, target="m")
-    await store.enqueue_delivery(channel.id, event_key="alert:1", payload={})
-    [claimed] = await store.claim_deliveries(lease_ms=1_000)
-    await store.delivery_failed(claimed.id, error="refused", retry_at=None)
+    channel = await store.channels.create(seed.owner.id, kind=ChannelKind.APPRISE, target="m")
+    await store.deliveries.enqueue(channel.id, event_key="alert:1", payload={})
+    [claimed] = await store.deliveries.claim(lease_ms=1_000)
+    await store.deliveries.failed(claimed.id, error="refused", retry_at=None)
     clock.advance(3_600_000)
-    assert await store.claim_deliveries() == []
+    assert await store.deliveries.claim() == []
 
 
 @pytest.mark.asyncio
 async def test_a_sender_s_given_up_delivery_is_kept(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    channel = await store.create_channel(seed.owner.id, kind=ChannelKind.WEBHOOK, target="h")
+    channel = await store.channels.create(seed.owner.id, kind=ChannelKind.WEBHOOK, target="h")
     # One the sender never queued here...
-    kept = await store.record_dead_letter(
+    kept = await store.deliveries.record_dead_letter(
         channel.id, event_key="n1", payload={"kind": "job_failed"}, attempts=5, error="HTTP 500"
     )
     assert (kept.attempts, kept.last_error, kept.dead_lettered_at, kept.payload) == (
@@ -196,15 +196,17 @@ async def test_a_sender_s_given_up_delivery_is_kept(
         {"kind": "job_failed"},
     )
     # ...and one it did: the queued row is marked, not duplicated.
-    queued = await store.enqueue_delivery(channel.id, event_key="n2", payload={"a": 1})
+    queued = await store.deliveries.enqueue(channel.id, event_key="n2", payload={"a": 1})
     clock.advance(1_000)
-    given_up = await store.record_dead_letter(
+    given_up = await store.deliveries.record_dead_letter(
         channel.id, event_key="n2", payload={"a": 1}, attempts=3, error="timeout"
     )
     assert (given_up.id, given_up.dead_lettered_at, given_up.attempts) == (queued.id, T0 + 1_000, 3)
-    assert await store.claim_deliveries() == []
+    assert await store.deliveries.claim() == []
     with pytest.raises(NotFound):
-        await store.record_dead_letter(new_id(), event_key="x", payload={}, attempts=1, error="e")
+        await store.deliveries.record_dead_letter(
+            new_id(), event_key="x", payload={}, attempts=1, error="e"
+        )
 
 
 @pytest.mark.asyncio
@@ -212,20 +214,20 @@ async def test_an_expired_lease_makes_a_delivery_due_again(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
     # The sender that claimed it died: after the lease another one takes it (at least once).
-    channel = await store.create_channel(seed.owner.id, kind=ChannelKind.WEBHOOK, target="h")
-    await store.enqueue_delivery(channel.id, event_key="k", payload={})
-    [first] = await store.claim_deliveries(lease_ms=1_000)
+    channel = await store.channels.create(seed.owner.id, kind=ChannelKind.WEBHOOK, target="h")
+    await store.deliveries.enqueue(channel.id, event_key="k", payload={})
+    [first] = await store.deliveries.claim(lease_ms=1_000)
     clock.advance(1_000)
-    [second] = await store.claim_deliveries(lease_ms=1_000)
+    [second] = await store.deliveries.claim(lease_ms=1_000)
     assert (second.id, second.attempts) == (first.id, 2)
 
 
 @pytest.mark.asyncio
 async def test_concurrent_claims_take_different_deliveries(store: Store, seed: Seed) -> None:
-    channel = await store.create_channel(seed.owner.id, kind=ChannelKind.WEBHOOK, target="h")
+    channel = await store.channels.create(seed.owner.id, kind=ChannelKind.WEBHOOK, target="h")
     for number in range(12):
-        await store.enqueue_delivery(channel.id, event_key=f"e{number}", payload={})
-    batches = await asyncio.gather(*(store.claim_deliveries(limit=4) for _ in range(4)))
+        await store.deliveries.enqueue(channel.id, event_key=f"e{number}", payload={})
+    batches = await asyncio.gather(*(store.deliveries.claim(limit=4) for _ in range(4)))
     claimed = [delivery.id for batch in batches for delivery in batch]
     assert len(claimed) == len(set(claimed)) == 12
 
@@ -237,20 +239,23 @@ async def test_concurrent_claims_take_different_deliveries(store: Store, seed: S
 @pytest.mark.asyncio
 async def test_telemetry_is_kept_until_pruned(store: Store, seed: Seed) -> None:
     for second in range(5):
-        await store.append_telemetry(
+        await store.telemetry.append(
             "p1", at=T0 + second * 1_000, data={"nozzle_dc": 2_000 + second, "pct": second * 20}
         )
-    await store.append_telemetry("p2", at=T0, data={"nozzle_dc": 250})
-    samples = await store.telemetry_for("p1")
+    await store.telemetry.append("p2", at=T0, data={"nozzle_dc": 250})
+    samples = await store.telemetry.for_printer("p1")
     assert [sample.at for sample in samples] == [T0 + n * 1_000 for n in range(5)]
     assert samples[0].data == {"nozzle_dc": 2_000, "pct": 0}
-    assert [s.at for s in await store.telemetry_for("p1", limit=2)] == [T0 + 3_000, T0 + 4_000]
-    assert [s.at for s in await store.telemetry_for("p1", since=T0 + 3_000)] == [
+    assert [s.at for s in await store.telemetry.for_printer("p1", limit=2)] == [
         T0 + 3_000,
         T0 + 4_000,
     ]
-    assert await store.prune_telemetry(before=T0 + 2_000) == 3
-    assert len(await store.telemetry_for("p1")) == 3
-    assert await store.telemetry_for("p2") == []
+    assert [s.at for s in await store.telemetry.for_printer("p1", since=T0 + 3_000)] == [
+        T0 + 3_000,
+        T0 + 4_000,
+    ]
+    assert await store.telemetry.prune(before=T0 + 2_000) == 3
+    assert len(await store.telemetry.for_printer("p1")) == 3
+    assert await store.telemetry.for_printer("p2") == []
     with pytest.raises(NotFound):
-        await store.append_telemetry("p9", at=T0, data={})
+        await store.telemetry.append("p9", at=T0, data={})

@@ -67,7 +67,7 @@ async def new_job(
     notify_completion: bool = False,
     idempotency_key: str | None = None,
 ) -> JobRecord:
-    created = await store.create_job(
+    created = await store.jobs.create(
         seed.owner.id,
         sha256=seed.sha256,
         start_by=T0 + 60 * MINUTE,
@@ -108,7 +108,7 @@ def test_every_jobview_field_is_stored() -> None:
 async def test_create_job_queues_it_and_audits_who_asked(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    created = await store.create_job(
+    created = await store.jobs.create(
         seed.owner.id,
         sha256=seed.sha256,
         start_by=clock.now + MINUTE,
@@ -134,9 +134,9 @@ async def test_create_job_queues_it_and_audits_who_asked(
         True,
     )
     assert (job.file_id, job.idempotency_key, job.ended_at) == (None, None, None)
-    assert await store.load_job(job.view.id) == job
+    assert await store.jobs.load(job.view.id) == job
 
-    [entry] = await store.audit_for_job(job.view.id)
+    [entry] = await store.audit.for_job(job.view.id)
     assert (entry.actor, entry.action, entry.printer_id, entry.at) == (
         Actor.user(seed.owner.id),
         "job.created",
@@ -148,16 +148,16 @@ async def test_create_job_queues_it_and_audits_who_asked(
 @pytest.mark.asyncio
 async def test_a_job_needs_a_printer_or_a_model(store: Store, seed: Seed) -> None:
     with pytest.raises(ValueError, match="printer or a printer model"):
-        await store.create_job(seed.owner.id, sha256=seed.sha256, start_by=1)
+        await store.jobs.create(seed.owner.id, sha256=seed.sha256, start_by=1)
 
 
 @pytest.mark.asyncio
 async def test_a_job_for_an_unknown_owner_or_printer_is_refused(store: Store, seed: Seed) -> None:
     with pytest.raises(NotFound):
-        await store.create_job(new_id(), sha256=seed.sha256, start_by=1, model="mk4")
+        await store.jobs.create(new_id(), sha256=seed.sha256, start_by=1, model="mk4")
     with pytest.raises(NotFound):
-        await store.create_job(seed.owner.id, sha256=seed.sha256, start_by=1, printer_id="nope")
-    assert await store.jobs_for_owner(seed.owner.id) == []
+        await store.jobs.create(seed.owner.id, sha256=seed.sha256, start_by=1, printer_id="nope")
+    assert await store.jobs.for_owner(seed.owner.id) == []
 
 
 @pytest.mark.asyncio
@@ -166,7 +166,7 @@ async def test_a_repeated_idempotency_key_returns_the_first_job(
 ) -> None:
     first = await new_job(store, seed, idempotency_key="k1", name="a")
     clock.advance(5_000)  # a retry a little later computes a later start_by: still the same job
-    again = await store.create_job(
+    again = await store.jobs.create(
         seed.owner.id,
         sha256=seed.sha256,
         start_by=T0 + 70 * MINUTE,
@@ -176,10 +176,10 @@ async def test_a_repeated_idempotency_key_returns_the_first_job(
         idempotency_key="k1",
     )
     assert again == (first, False)
-    assert len(await store.audit_for_job(first.view.id)) == 1
+    assert len(await store.audit.for_job(first.view.id)) == 1
 
     # Keys belong to their owner: another user's "k1" is another job.
-    others = await store.create_job(
+    others = await store.jobs.create(
         seed.other.id, sha256=seed.sha256, start_by=clock.now + MINUTE, model="mk4",
         idempotency_key="k1",
     )  # fmt: skip
@@ -192,7 +192,7 @@ async def test_reusing_a_key_for_a_different_request_is_refused(store: Store, se
     first = await new_job(store, seed, idempotency_key="k1")
     with pytest.raises(IdempotencyMismatch, match=first.view.id):
         await new_job(store, seed, printer_id="p2", idempotency_key="k1")
-    assert [job.view.id for job in await store.jobs_for_owner(seed.owner.id)] == [first.view.id]
+    assert [job.view.id for job in await store.jobs.for_owner(seed.owner.id)] == [first.view.id]
 
 
 @pytest.mark.asyncio
@@ -200,11 +200,11 @@ async def test_concurrent_creations_with_one_key_make_one_job(store: Store, seed
     results = await asyncio.gather(*(new_job_created(store, seed) for _ in range(10)))
     assert len({job.view.id for job, _ in results}) == 1
     assert sum(created for _, created in results) == 1
-    assert len(await store.jobs_for_owner(seed.owner.id)) == 1
+    assert len(await store.jobs.for_owner(seed.owner.id)) == 1
 
 
 async def new_job_created(store: Store, seed: Seed) -> tuple[JobRecord, bool]:
-    created = await store.create_job(
+    created = await store.jobs.create(
         seed.owner.id, sha256=seed.sha256, start_by=1, model="mk4", idempotency_key="same"
     )
     return created.job, created.created
@@ -213,7 +213,7 @@ async def new_job_created(store: Store, seed: Seed) -> tuple[JobRecord, bool]:
 @pytest.mark.asyncio
 async def test_loading_an_unknown_job_raises_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
-        await store.load_job(new_id())
+        await store.jobs.load(new_id())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,22 +226,22 @@ async def test_save_job_compares_and_sets_the_version(
 ) -> None:
     job = await new_job(store, seed)
     staged = staged_on(job.view, "p1", new_id(), clock.now)
-    saved = await store.save_job(staged, expected_version=job.version)
+    saved = await store.jobs.save(staged, expected_version=job.version)
     assert (saved.view, saved.version) == (staged, 2)
-    assert await store.load_job(job.view.id) == saved
+    assert await store.jobs.load(job.view.id) == saved
 
     # A second writer that read version 1 loses, and changes nothing.
     with pytest.raises(Conflict) as raised:
-        await store.save_job(unassigned(job.view), expected_version=1)
+        await store.jobs.save(unassigned(job.view), expected_version=1)
     assert (raised.value.expected_version, raised.value.actual_version) == (1, 2)
-    assert await store.load_job(job.view.id) == saved
+    assert await store.jobs.load(job.view.id) == saved
 
 
 @pytest.mark.asyncio
 async def test_saving_an_unknown_job_raises_not_found(store: Store, seed: Seed) -> None:
     job = await new_job(store, seed)
     with pytest.raises(NotFound):
-        await store.save_job(replace(job.view, id=new_id()), expected_version=1)
+        await store.jobs.save(replace(job.view, id=new_id()), expected_version=1)
 
 
 @pytest.mark.asyncio
@@ -255,13 +255,13 @@ async def test_of_concurrent_saves_of_one_version_exactly_one_wins(
             staged_on(job.view, printer, new_id(), clock.now) for printer in ("p1", "p2", "p1")
         ]
         outcomes = await asyncio.gather(
-            *(store.save_job(view, expected_version=job.version) for view in contenders),
+            *(store.jobs.save(view, expected_version=job.version) for view in contenders),
             return_exceptions=True,
         )
         winners = [outcome for outcome in outcomes if isinstance(outcome, JobRecord)]
         losers = [outcome for outcome in outcomes if isinstance(outcome, Conflict)]
         assert (len(winners), len(losers)) == (1, 2), outcomes
-        assert await store.load_job(job.view.id) == winners[0]
+        assert await store.jobs.load(job.view.id) == winners[0]
         assert winners[0].version == 2
 
 
@@ -271,17 +271,17 @@ async def test_a_save_that_ends_the_job_stamps_its_end(
 ) -> None:
     job = await new_job(store, seed)
     clock.advance(MINUTE)
-    ended = await store.save_job(expire(job.view).job, expected_version=job.version)
+    ended = await store.jobs.save(expire(job.view).job, expected_version=job.version)
     assert (ended.view.state, ended.ended_at) == (JobState.EXPIRED, clock.now)
 
     # Later saves of the ended job keep its state and its end time.
     clock.advance(MINUTE)
-    again = await store.save_job(replace(ended.view, reason="x"), expected_version=ended.version)
+    again = await store.jobs.save(replace(ended.view, reason="x"), expected_version=ended.version)
     assert (again.view.reason, again.ended_at) == ("x", ended.ended_at)
     for state in (JobState.QUEUED, JobState.CANCELLED):
         with pytest.raises(ValueError, match="already ended"):
-            await store.save_job(replace(again.view, state=state), expected_version=again.version)
-    assert await store.load_job(job.view.id) == again
+            await store.jobs.save(replace(again.view, state=state), expected_version=again.version)
+    assert await store.jobs.load(job.view.id) == again
 
 
 @pytest.mark.asyncio
@@ -292,9 +292,9 @@ async def test_save_job_writes_its_audit_note_with_the_change(
     command_id = new_id()
     view = dispatched(staged(job.view, "p1", clock.now), command_id, clock.now + 30_000)
     note = AuditNote(DISPATCHER, "command.start", command_id, {"not_after": clock.now + 30_000})
-    await store.save_job(view, expected_version=job.version, audit=note)
+    await store.jobs.save(view, expected_version=job.version, audit=note)
 
-    [entry] = await store.audit_for_command(command_id)
+    [entry] = await store.audit.for_command(command_id)
     assert (entry.actor, entry.action, entry.job_id, entry.printer_id) == (
         DISPATCHER,
         "command.start",
@@ -305,8 +305,8 @@ async def test_save_job_writes_its_audit_note_with_the_change(
 
     # A losing writer's note is not written either.
     with pytest.raises(Conflict):
-        await store.save_job(view, expected_version=job.version, audit=note)
-    assert len(await store.audit_for_command(command_id)) == 1
+        await store.jobs.save(view, expected_version=job.version, audit=note)
+    assert len(await store.audit.for_command(command_id)) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ async def test_record_terminal_ends_the_job_and_audits_who_ended_it(
     job = await new_job(store, seed, name="benchy")
     clock.advance(MINUTE)
     command_id = new_id()
-    ended = await store.record_terminal(
+    ended = await store.jobs.record_terminal(
         expire(job.view).job,
         expected_version=job.version,
         actor=Actor.system("expiry"),
@@ -333,8 +333,8 @@ async def test_record_terminal_ends_the_job_and_audits_who_ended_it(
         clock.now,
         2,
     )
-    assert await store.load_job(job.view.id) == ended
-    last = (await store.audit_for_job(job.view.id))[-1]
+    assert await store.jobs.load(job.view.id) == ended
+    last = (await store.audit.for_job(job.view.id))[-1]
     assert (last.actor, last.action, last.command_id, last.detail, last.at) == (
         Actor.system("expiry"),
         "job.expired",
@@ -347,22 +347,22 @@ async def test_record_terminal_ends_the_job_and_audits_who_ended_it(
 @pytest.mark.asyncio
 async def test_a_job_ends_once(store: Store, seed: Seed) -> None:
     job = await new_job(store, seed)
-    ended = await store.record_terminal(
+    ended = await store.jobs.record_terminal(
         expire(job.view).job, expected_version=job.version, actor=DISPATCHER
     )
     with pytest.raises(Conflict):
-        await store.record_terminal(
+        await store.jobs.record_terminal(
             cancel(job.view).job, expected_version=job.version, actor=Actor.user(seed.owner.id)
         )
     with pytest.raises(ValueError, match="already ended"):
-        await store.record_terminal(
+        await store.jobs.record_terminal(
             replace(ended.view, state=JobState.CANCELLED),
             expected_version=ended.version,
             actor=DISPATCHER,
         )
     with pytest.raises(ValueError, match="ended job"):
-        await store.record_terminal(job.view, expected_version=job.version, actor=DISPATCHER)
-    assert await store.load_job(job.view.id) == ended
+        await store.jobs.record_terminal(job.view, expected_version=job.version, actor=DISPATCHER)
+    assert await store.jobs.load(job.view.id) == ended
 
 
 @pytest.mark.asyncio
@@ -370,16 +370,16 @@ async def test_an_ended_job_keeps_its_state_but_may_note_cancels_sent(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
     job = await new_job(store, seed)
-    cancelled = await store.record_terminal(
+    cancelled = await store.jobs.record_terminal(
         cancel(job.view).job, expected_version=job.version, actor=Actor.user(seed.owner.id)
     )
-    noted = await store.save_job(
+    noted = await store.jobs.save(
         cancel_sent(cancelled.view, clock.now), expected_version=cancelled.version
     )
     assert (noted.view.cancel_sent_at, noted.view.state) == (clock.now, JobState.CANCELLED)
     assert noted.ended_at == cancelled.ended_at
     with pytest.raises(ValueError, match="already ended"):
-        await store.save_job(
+        await store.jobs.save(
             replace(noted.view, state=JobState.QUEUED), expected_version=noted.version
         )
 
@@ -396,26 +396,26 @@ async def test_open_jobs_are_the_unended_and_the_cancelled_that_may_still_run(
     clock.advance(1)
     printing = await new_job(store, seed)
     view = dispatched(staged(printing.view, "p1", clock.now), new_id(), clock.now + 30_000)
-    printing = await store.save_job(
+    printing = await store.jobs.save(
         replace(view, state=transition(view.state, JobEvent.STARTED)), expected_version=1
     )
     clock.advance(1)
     completed = await new_job(store, seed)
-    await store.record_terminal(
+    await store.jobs.record_terminal(
         replace(completed.view, state=JobState.COMPLETED), expected_version=1, actor=DISPATCHER
     )
     clock.advance(1)
     # Cancelled before any start was sent: it cannot be running anywhere.
     never_started = await new_job(store, seed)
-    await store.record_terminal(
+    await store.jobs.record_terminal(
         cancel(never_started.view).job, expected_version=1, actor=Actor.user(seed.owner.id)
     )
     clock.advance(1)
     # Cancelled while its start was in flight: the printer may be running it.
     crossed = await new_job(store, seed)
     in_flight = dispatched(staged(crossed.view, "p2", clock.now), new_id(), clock.now + 30_000)
-    crossed = await store.save_job(in_flight, expected_version=1)
-    crossed = await store.record_terminal(
+    crossed = await store.jobs.save(in_flight, expected_version=1)
+    crossed = await store.jobs.record_terminal(
         cancel(crossed.view).job, expected_version=2, actor=Actor.user(seed.owner.id)
     )
 
@@ -423,17 +423,17 @@ async def test_open_jobs_are_the_unended_and_the_cancelled_that_may_still_run(
         return [job.view.id for job in jobs]
 
     expected = [queued.view.id, printing.view.id, crossed.view.id]
-    assert ids(await store.open_jobs()) == expected
+    assert ids(await store.jobs.open()) == expected
 
     # Noting the cancels sent keeps it there, until its watch is over.
-    crossed = await store.save_job(
+    crossed = await store.jobs.save(
         cancel_sent(crossed.view, clock.now), expected_version=crossed.version
     )
     clock.advance(CANCEL_WATCH_MS)
-    assert ids(await store.open_jobs()) == expected
-    assert ids(await store.open_jobs(cancel_watch_ms=CANCEL_WATCH_MS - 1)) == expected[:2]
+    assert ids(await store.jobs.open()) == expected
+    assert ids(await store.jobs.open(cancel_watch_ms=CANCEL_WATCH_MS - 1)) == expected[:2]
     clock.advance(1)
-    assert ids(await store.open_jobs()) == expected[:2]
+    assert ids(await store.jobs.open()) == expected[:2]
 
 
 @pytest.mark.asyncio
@@ -444,31 +444,31 @@ async def test_jobs_for_owner_filters_and_pages_newest_first(
     for printer_id in ("p1", "p2", None, "p1", None):
         jobs.append(await new_job(store, seed, printer_id=printer_id))
         clock.advance(1_000)
-    await store.create_job(seed.other.id, sha256=seed.sha256, start_by=1, model="mk4")
+    await store.jobs.create(seed.other.id, sha256=seed.sha256, start_by=1, model="mk4")
     # The third job (any mk4) was staged on p2.
     third = jobs[2]
-    await store.save_job(staged_on(third.view, "p2", new_id(), clock.now), expected_version=1)
-    await store.record_terminal(expire(jobs[0].view).job, expected_version=1, actor=DISPATCHER)
+    await store.jobs.save(staged_on(third.view, "p2", new_id(), clock.now), expected_version=1)
+    await store.jobs.record_terminal(expire(jobs[0].view).job, expected_version=1, actor=DISPATCHER)
 
     def ids(records: list[JobRecord]) -> list[str]:
         return [record.view.id for record in records]
 
     newest_first = [job.view.id for job in reversed(jobs)]
-    assert ids(await store.jobs_for_owner(seed.owner.id)) == newest_first
-    assert ids(await store.jobs_for_owner(seed.owner.id, limit=2)) == newest_first[:2]
-    page_two = await store.jobs_for_owner(seed.owner.id, older_than=newest_first[1], limit=2)
+    assert ids(await store.jobs.for_owner(seed.owner.id)) == newest_first
+    assert ids(await store.jobs.for_owner(seed.owner.id, limit=2)) == newest_first[:2]
+    page_two = await store.jobs.for_owner(seed.owner.id, older_than=newest_first[1], limit=2)
     assert ids(page_two) == newest_first[2:4]
-    assert ids(await store.jobs_for_owner(seed.owner.id, states=[JobState.EXPIRED])) == [
+    assert ids(await store.jobs.for_owner(seed.owner.id, states=[JobState.EXPIRED])) == [
         jobs[0].view.id
     ]
     assert (
-        ids(await store.jobs_for_owner(seed.owner.id, states=[JobState.QUEUED, JobState.STAGED]))
+        ids(await store.jobs.for_owner(seed.owner.id, states=[JobState.QUEUED, JobState.STAGED]))
         == newest_first[:4]
     )
-    on_p2 = await store.jobs_for_owner(seed.owner.id, printer_id="p2")
+    on_p2 = await store.jobs.for_owner(seed.owner.id, printer_id="p2")
     assert ids(on_p2) == [jobs[2].view.id, jobs[1].view.id]
     with pytest.raises(NotFound):
-        await store.jobs_for_owner(seed.other.id, older_than=newest_first[0])
+        await store.jobs.for_owner(seed.other.id, older_than=newest_first[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,7 +480,7 @@ async def test_a_start_traces_back_to_the_user_who_asked(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
     job = await new_job(store, seed, printer_id=None)
-    job = await store.save_job(
+    job = await store.jobs.save(
         staged_on(job.view, "p2", new_id(), clock.now), expected_version=job.version
     )
 
@@ -490,18 +490,18 @@ async def test_a_start_traces_back_to_the_user_who_asked(
     )  # fmt: skip
     change = apply_event(job.view, staged_event, clock.now, POLICY)
     assert change is not None
-    job = await store.save_job(change.job, expected_version=job.version)
+    job = await store.jobs.save(change.job, expected_version=job.version)
     assert job.view.state is JobState.STAGED
 
     command_id = new_id()
-    job = await store.save_job(
+    job = await store.jobs.save(
         dispatched(job.view, command_id, clock.now + 30_000),
         expected_version=job.version,
         audit=AuditNote(DISPATCHER, "command.start", command_id),
     )
     clock.advance(40_000)  # the ack was lost: ask the journal
     query_id = new_id()
-    job = await store.save_job(
+    job = await store.jobs.save(
         queried(job.view, query_id, clock.now),
         expected_version=job.version,
         audit=AuditNote(DISPATCHER, "command.query_journal", query_id),
@@ -512,7 +512,7 @@ async def test_a_start_traces_back_to_the_user_who_asked(
     )  # fmt: skip
     change = apply_event(job.view, ack, clock.now, POLICY)
     assert change is not None
-    job = await store.save_job(
+    job = await store.jobs.save(
         change.job,
         expected_version=job.version,
         audit=AuditNote(Actor.printer("p2"), "job.started", command_id),
@@ -524,7 +524,7 @@ async def test_a_start_traces_back_to_the_user_who_asked(
     change = apply_event(job.view, ended, clock.now, POLICY)
     assert change is not None
     assert change.job.state.terminal
-    job = await store.record_terminal(
+    job = await store.jobs.record_terminal(
         change.job, expected_version=job.version, actor=Actor.printer("p2")
     )
     assert job.version == 7  # created, staged_on, staged, dispatched, queried, started, ended
@@ -532,13 +532,13 @@ async def test_a_start_traces_back_to_the_user_who_asked(
     # "Why did p2 start?" The start command was the dispatcher's, for a job a user created.
     start_entries = [
         entry
-        for entry in await store.audit_for_command(command_id)
+        for entry in await store.audit.for_command(command_id)
         if entry.action == "command.start"
     ]
     [start] = start_entries
     assert (start.actor.kind, start.printer_id) == (ActorKind.SYSTEM, "p2")
     assert start.job_id is not None
-    history = await store.audit_for_job(start.job_id)
+    history = await store.audit.for_job(start.job_id)
     assert (history[0].action, history[0].actor) == ("job.created", Actor.user(seed.owner.id))
     assert [entry.action for entry in history] == [
         "job.created",
@@ -595,7 +595,7 @@ async def test_a_job_view_round_trips_unchanged(
     store: Store, seed: Seed, clock: FakeClock, view: JobView
 ) -> None:
     clock.now = view.created_at
-    created = await store.create_job(
+    created = await store.jobs.create(
         seed.owner.id,
         sha256=view.sha256,
         start_by=view.start_by,
@@ -614,8 +614,8 @@ async def test_a_job_view_round_trips_unchanged(
         model=view.model,
     )
     if view.state.terminal:
-        saved = await store.record_terminal(view, expected_version=1, actor=DISPATCHER)
+        saved = await store.jobs.record_terminal(view, expected_version=1, actor=DISPATCHER)
     else:
-        saved = await store.save_job(view, expected_version=1)
+        saved = await store.jobs.save(view, expected_version=1)
     assert saved.view == view
-    assert (await store.load_job(view.id)).view == view
+    assert (await store.jobs.load(view.id)).view == view

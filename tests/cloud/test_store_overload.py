@@ -78,8 +78,8 @@ async def test_sqlite_writes_begin_immediate_and_reads_do_not(tmp_path: Path) ->
             if statement.startswith("BEGIN"):
                 begins.append(statement)
 
-        await store.create_user("a@example.org", display_name="A", password_hash="h")
-        await store.user_by_email("a@example.org")
+        await store.accounts.create_user("a@example.org", display_name="A", password_hash="h")
+        await store.accounts.user_by_email("a@example.org")
     assert begins == ["BEGIN IMMEDIATE", "BEGIN"]
 
 
@@ -101,7 +101,7 @@ async def test_postgresql_gets_a_small_fixed_pool(postgres: PostgresServer) -> N
 @pytest.mark.asyncio
 async def test_concurrent_job_creations_all_succeed(store: Store, seed: Seed) -> None:
     async def create(number: int) -> str:
-        created = await store.create_job(
+        created = await store.jobs.create(
             seed.owner.id, sha256=seed.sha256, start_by=T0 + 60_000, model="mk4",
             idempotency_key=f"k{number}",
         )  # fmt: skip
@@ -109,7 +109,7 @@ async def test_concurrent_job_creations_all_succeed(store: Store, seed: Seed) ->
 
     ids = await asyncio.gather(*(create(number) for number in range(20)))
     assert len(set(ids)) == 20
-    assert len(await store.jobs_for_owner(seed.owner.id, limit=100)) == 20
+    assert len(await store.jobs.for_owner(seed.owner.id, limit=100)) == 20
 
 
 @pytest.mark.asyncio
@@ -134,12 +134,12 @@ async def test_two_processes_writing_one_sqlite_file_do_not_lock_each_other_out(
         )  # fmt: skip
 
         async def create(store: Store, number: int) -> None:
-            await store.create_job(
+            await store.jobs.create(
                 owner.id, sha256="ab" * 32, start_by=T0, model="mk4", idempotency_key=f"k{number}"
             )
 
         async def rename(store: Store, number: int) -> None:
-            await store.update_printer("p1", actor=Actor.user(owner.id), name=f"P{number}")
+            await store.printers.update("p1", actor=Actor.user(owner.id), name=f"P{number}")
 
         await asyncio.gather(
             *(create(first, number) for number in range(10)),
@@ -163,7 +163,7 @@ async def test_an_exhausted_pool_raises_store_busy_soon(migrated_url: str) -> No
             await held.execute(text("SELECT 1"))
             started = time.monotonic()
             with pytest.raises(StoreBusy, match="no database connection free"):
-                await store.user_by_email("a@example.org")
+                await store.accounts.user_by_email("a@example.org")
             waited = time.monotonic() - started
         # Bounded by the pool timeout, not by how long the connection is held.
         assert waited < 5
@@ -178,18 +178,20 @@ async def test_a_sqlite_write_lock_held_too_long_raises_store_busy(tmp_path: Pat
         await open_store(url, busy_timeout_ms=200) as store,
         await open_store(url) as other,
     ):
-        await store.create_user("a@example.org", display_name="A", password_hash="h")
+        await store.accounts.create_user("a@example.org", display_name="A", password_hash="h")
         writer = other.engine.execution_options(**{WRITE_OPTION: True})
         async with writer.connect() as holder:
             await holder.execute(text("SELECT 1"))  # begins IMMEDIATE: the write lock is held
             started = time.monotonic()
             with pytest.raises(StoreBusy, match="locked"):
-                await store.create_user("b@example.org", display_name="B", password_hash="h")
+                await store.accounts.create_user(
+                    "b@example.org", display_name="B", password_hash="h"
+                )
             assert time.monotonic() - started < 5
             # WAL: readers are not blocked by the writer.
-            assert await store.user_by_email("a@example.org") is not None
+            assert await store.accounts.user_by_email("a@example.org") is not None
             await holder.rollback()
-        await store.create_user("b@example.org", display_name="B", password_hash="h")
+        await store.accounts.create_user("b@example.org", display_name="B", password_hash="h")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,13 +231,15 @@ async def test_a_database_that_goes_away_raises_store_unavailable_until_it_is_ba
     url = fresh_postgres.create_database("printfleet")
     await upgrade(url)
     async with await open_store(url) as store:
-        user = await store.create_user("a@example.org", display_name="A", password_hash="h")
+        user = await store.accounts.create_user(
+            "a@example.org", display_name="A", password_hash="h"
+        )
         await asyncio.to_thread(fresh_postgres.kill)
         with pytest.raises(StoreUnavailable, match="unavailable"):
-            await store.get_user(user.id)
+            await store.accounts.get_user(user.id)
         await asyncio.to_thread(fresh_postgres.restart)
         # The pool's dead connections are pinged and replaced: no restart of the cloud needed.
-        assert await store.get_user(user.id) == user
+        assert await store.accounts.get_user(user.id) == user
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,11 +258,11 @@ async def test_store_calls_never_block_the_event_loop(store: Store, seed: Seed) 
     with blockbuster_ctx():
         jobs = await asyncio.gather(
             *(
-                store.create_job(seed.owner.id, sha256=seed.sha256, start_by=T0, model="mk4")
+                store.jobs.create(seed.owner.id, sha256=seed.sha256, start_by=T0, model="mk4")
                 for _ in range(8)
             )
         )
-        await asyncio.gather(*(store.open_jobs() for _ in range(8)))
+        await asyncio.gather(*(store.jobs.open() for _ in range(8)))
         first = jobs[0].job
-        await store.save_job(first.view, expected_version=first.version)
-        await store.authenticate_token("no such token")
+        await store.jobs.save(first.view, expected_version=first.version)
+        await store.accounts.authenticate_token("no such token")

@@ -92,20 +92,20 @@ async def drained(history: TelemetryHistory) -> None:
 
 
 class CountingStore:
-    """The real store, counting write transactions and telling when one has begun."""
+    """The real store's telemetry, counting write transactions and telling when one has begun."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.writes = 0
         self.entered = asyncio.Event()
 
-    async def append_telemetry_batch(self, samples: Sequence[TelemetryRecord]) -> int:
+    async def append_batch(self, samples: Sequence[TelemetryRecord]) -> int:
         self.writes += 1
         self.entered.set()
-        return await self.store.append_telemetry_batch(samples)
+        return await self.store.telemetry.append_batch(samples)
 
-    async def prune_telemetry(self, *, before: int) -> int:
-        return await self.store.prune_telemetry(before=before)
+    async def prune(self, *, before: int) -> int:
+        return await self.store.telemetry.prune(before=before)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ class CountingStore:
 async def test_at_most_one_snapshot_per_printer_per_interval(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
-    history = TelemetryHistory(store, HistoryPolicy(interval_s=2), clock_ms=clock)
+    history = TelemetryHistory(store.telemetry, HistoryPolicy(interval_s=2), clock_ms=clock)
     # Two printers at 10 Hz for 10 s.
     for tick in range(100):
         for printer_id in ("p1", "p2"):
@@ -124,7 +124,7 @@ async def test_at_most_one_snapshot_per_printer_per_interval(
         clock.advance(100)
     await drained(history)
 
-    kept = [HistoryPoint.of(r) for r in await store.telemetry_for("p1", since=0)]
+    kept = [HistoryPoint.of(r) for r in await store.telemetry.for_printer("p1", since=0)]
     assert [p.at - T0 for p in kept] == [0, 2_000, 4_000, 6_000, 8_000]
     assert [p.hotend_dc for p in kept] == [2000, 2020, 2040, 2060, 2080]
     assert kept[0] == HistoryPoint(
@@ -137,7 +137,7 @@ async def test_at_most_one_snapshot_per_printer_per_interval(
         percent=40,
         job_id=None,
     )
-    assert len(await store.telemetry_for("p2", since=0)) == 5
+    assert len(await store.telemetry.for_printer("p2", since=0)) == 5
     stats = history.stats
     assert (stats.offered, stats.sampled_out, stats.written, stats.dropped) == (200, 190, 10, 0)
 
@@ -178,7 +178,7 @@ async def test_a_thousand_printers_reporting_every_second_cost_a_few_transaction
     # One snapshot per printer (the interval is 10 s), in two transactions of 500.
     assert counting.writes == 2
     assert (history.stats.written, history.stats.sampled_out) == (1000, 9000)
-    assert len(await store.telemetry_for("fleet-0999", since=0)) == 1
+    assert len(await store.telemetry.for_printer("fleet-0999", since=0)) == 1
 
 
 @contextlib.asynccontextmanager
@@ -227,7 +227,7 @@ async def test_a_slow_store_makes_the_history_drop_and_count_never_wait(
             assert (accepted, history.queued, history.stats.dropped) == (50, 50, 50)
         await history.wait_until(written(50 + 1 + 50))
     assert history.stats.failed == 0
-    assert len(await store.telemetry_for("p1", since=0, limit=1000)) == 101
+    assert len(await store.telemetry.for_printer("p1", since=0, limit=1000)) == 101
 
 
 @pytest.mark.asyncio
@@ -238,14 +238,16 @@ async def test_a_failed_write_costs_its_batch_not_the_writer(tmp_path: Path) -> 
         await open_store(url, busy_timeout_ms=100) as store,
         await open_store(url) as other,
     ):
-        owner = await store.create_user("o@example.org", display_name="O", password_hash="h")
-        await store.create_printer(
+        owner = await store.accounts.create_user(
+            "o@example.org", display_name="O", password_hash="h"
+        )
+        await store.printers.create(
             "p1", owner_id=owner.id, name="P1", model="mk4", broker_username="p1",
             broker_password_hash="h",
         )  # fmt: skip
         clock = FakeClock()
         policy = HistoryPolicy(interval_s=0.001, flush_s=0.01)
-        history = TelemetryHistory(store, policy, clock_ms=clock)
+        history = TelemetryHistory(store.telemetry, policy, clock_ms=clock)
         async with running(history):
             async with write_lock(other):  # longer than the store's busy timeout
                 history.offer(report("p1", seq=1))
@@ -253,7 +255,7 @@ async def test_a_failed_write_costs_its_batch_not_the_writer(tmp_path: Path) -> 
             clock.advance(10)
             history.offer(report("p1", seq=2))
             await history.wait_until(written(1))
-        assert [r.at for r in await store.telemetry_for("p1", since=0)] == [T0 + 10]
+        assert [r.at for r in await store.telemetry.for_printer("p1", since=0)] == [T0 + 10]
 
 
 @pytest.mark.asyncio
@@ -261,18 +263,18 @@ async def test_old_snapshots_are_deleted_periodically(
     store: Store, seed: Seed, clock: FakeClock
 ) -> None:
     for age_h in (30, 25, 23, 1):
-        await store.append_telemetry("p1", at=T0 - age_h * HOUR_MS, data={"status": "idle"})
+        await store.telemetry.append("p1", at=T0 - age_h * HOUR_MS, data={"status": "idle"})
     policy = HistoryPolicy(retention_s=24 * 3600, prune_every_s=0.05)
-    history = TelemetryHistory(store, policy, clock_ms=clock)
+    history = TelemetryHistory(store.telemetry, policy, clock_ms=clock)
     async with running(history):
         await history.wait_until(lambda stats: stats.prunes >= 1)
-        remaining = await store.telemetry_for("p1", since=0)
+        remaining = await store.telemetry.for_printer("p1", since=0)
         assert [T0 - r.at for r in remaining] == [23 * HOUR_MS, 1 * HOUR_MS]
         assert history.stats.pruned == 2
         # Time passes: the next rounds delete what has aged past the retention since.
         clock.advance(2 * HOUR_MS)
         await history.wait_until(lambda stats: stats.pruned == 3)
-        remaining = await store.telemetry_for("p1", since=0)
+        remaining = await store.telemetry.for_printer("p1", since=0)
         assert [T0 - r.at for r in remaining] == [1 * HOUR_MS]
 
 

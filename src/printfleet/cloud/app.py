@@ -449,7 +449,7 @@ async def running_cloud(
         stack.push_async_callback(store.close)
         # Rows kept as given by a tool without the key, or under a key since rotated; a value
         # no key here opens (a replica with another key file) stops the start, saying so.
-        if sealed := await store.seal_secrets():
+        if sealed := await store.channels.seal_secrets():
             log.info("sealed the secrets of %d notification channels", sealed)
         broker_url = settings.broker_url
         if broker_url is None:
@@ -457,7 +457,7 @@ async def running_cloud(
         broker = BrokerAddress.parse(broker_url)
         files = FileStorage(
             data_dir / "files",
-            store,
+            store.files,
             max_bytes=settings.max_upload_bytes,
             limits=ArchiveLimits(
                 max_members=settings.max_archive_members,
@@ -481,9 +481,10 @@ async def running_cloud(
                 token_lifetime_s=settings.token_lifetime_s,
             ),
             file_secret=_file_link_secret(signer),
+            outbound=outbound_policy(settings),
         )
         # The dispatcher asks for models synchronously; presence reports carry them too.
-        models = {printer.id: printer.model for printer in await store.printers()}
+        models = {printer.id: printer.model for printer in await store.printers.all()}
 
         def file_url(job: StoredJob, printer_id: str) -> str:
             # Every job made through the API has a file; a link to none fails the stage
@@ -501,8 +502,9 @@ async def running_cloud(
         if auth_sync is not None:
             metrics.watch_broker_accounts(lambda: len(auth_sync.refused))
         announcer = await _start_notifications(stack, store, settings, metrics)
+        service.channels.sender = announcer
         history = TelemetryHistory(
-            store,
+            store.telemetry,
             HistoryPolicy(
                 interval_s=settings.telemetry_history_interval_s,
                 retention_s=settings.telemetry_retention_s,
@@ -525,7 +527,7 @@ async def running_cloud(
             on_plate_needed=listeners.plate_needed,
             model_of=models.get,
             probe_interval_s=settings.probe_interval_s,
-            local_jobs=store,
+            local_jobs=store.audit,
         )
         service.core = core
         metrics.watch(core)
@@ -620,7 +622,7 @@ async def _start_notifications(
     stack.push_async_callback(_cancelled, resending)
     stack.callback(bus.close)  # first at exit: open event streams end
     try:
-        await announcer.catch_up(await store.jobs_ended_since(cloud_ms() - CATCH_UP_MS))
+        await announcer.catch_up(await store.jobs.ended_since(cloud_ms() - CATCH_UP_MS))
     except StoreError:
         log.exception("could not check recent job ends for untold submitters")
     return announcer

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from printfleet.cloud.store import FileMetadata, FileRecord, Store, new_id
+from printfleet.cloud.store import FileMetadata, FileRecord, new_id
 from printfleet.gcode.metadata import MetadataReader
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "ArchiveLimits",
     "ChecksBusy",
     "FileKind",
+    "FileRecords",
     "FileStorage",
     "InvalidFile",
     "MalformedUpload",
@@ -580,8 +581,25 @@ class UploadChecks:
 # Storage.
 
 
+class FileRecords(Protocol):
+    """What file storage needs of the store: to record a file once its bytes are in place."""
+
+    async def create(
+        self,
+        owner_id: str,
+        *,
+        name: str,
+        size: int,
+        sha256: str,
+        storage_key: str,
+        metadata: FileMetadata | None = None,
+    ) -> FileRecord:
+        """Record an uploaded file whose bytes are stored under ``storage_key``."""
+        ...
+
+
 class FileStorage:
-    """Print files in a directory, recorded in the store.
+    """Print files in a directory, recorded in the store (its ``files`` repository).
 
     Files live at ``root/<storage key>``; uploads in progress in ``root/.incoming``, on the
     same file system, so that moving one into place is a single atomic rename.
@@ -590,14 +608,14 @@ class FileStorage:
     def __init__(
         self,
         root: Path,
-        store: Store,
+        records: FileRecords,
         *,
         max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         limits: ArchiveLimits | None = None,
         checks: UploadChecks | None = None,
     ) -> None:
         self.root = root
-        self.store = store
+        self.records = records
         self.max_bytes = max_bytes
         self.limits = limits if limits is not None else ArchiveLimits()
         self.checks = checks if checks is not None else UploadChecks()
@@ -642,7 +660,7 @@ class FileStorage:
             final = self.root / storage_key
             await asyncio.to_thread(_move_into_place, handle, temporary, final)
             try:
-                return await self.store.create_file(
+                return await self.records.create(
                     owner_id,
                     name=shown,
                     size=size,

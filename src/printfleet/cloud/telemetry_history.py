@@ -39,13 +39,13 @@ log = logging.getLogger(__name__)
 
 
 class TelemetryHistoryStore(Protocol):
-    """What the history needs of the store."""
+    """What the history needs of the store (its telemetry repository)."""
 
-    async def append_telemetry_batch(self, samples: Sequence[TelemetryRecord]) -> int:
+    async def append_batch(self, samples: Sequence[TelemetryRecord]) -> int:
         """Store ``samples`` in one transaction; how many were stored."""
         ...
 
-    async def prune_telemetry(self, *, before: int) -> int:
+    async def prune(self, *, before: int) -> int:
         """Delete snapshots older than ``before``; how many."""
         ...
 
@@ -229,7 +229,7 @@ class TelemetryHistory:
             return
         self.stats.batches += 1
         try:
-            stored = await self._store.append_telemetry_batch(batch)
+            stored = await self._store.append_batch(batch)
         except StoreError as error:
             # History is best effort: the batch is given up rather than retried, so a store
             # that keeps failing cannot make the queue grow without bound.
@@ -244,7 +244,7 @@ class TelemetryHistory:
         """Delete snapshots older than the retention; how many."""
         before = self._clock_ms() - int(self.policy.retention_s * 1000)
         try:
-            deleted = await self._store.prune_telemetry(before=before)
+            deleted = await self._store.prune(before=before)
         except StoreError as error:
             log.warning("could not delete old telemetry snapshots: %s", error)
             deleted = 0

@@ -8,45 +8,27 @@ API (that is how a fresh install gets its first user), unless the operator opens
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
-from sqlalchemy import exc, select
 
 from printfleet.cloud.api.auth import Reader, Writer
 from printfleet.cloud.api.context import Context
 from printfleet.cloud.api.errors import (
     ERROR_RESPONSES,
     ErrorBody,
-    RegistrationClosed,
     TooManyLogins,
     Unauthenticated,
     error_responses,
 )
 from printfleet.cloud.api.schemas import Login, NewToken, NewUser, TokenCreated, TokenOut, UserOut
-from printfleet.cloud.store import AlreadyExists, Store, StoreUnavailable
-from printfleet.cloud.store.models import User
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"], responses=ERROR_RESPONSES)
-
-
-async def _has_users(store: Store) -> bool:
-    # The store has no "any users?" question yet; this one read goes to its engine directly.
-    try:
-        async with store.engine.connect() as connection:
-            return await connection.scalar(select(User.id).limit(1)) is not None
-    except exc.SQLAlchemyError as error:
-        raise StoreUnavailable(f"database {store.url} is unavailable") from error
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
 async def register(body: NewUser, context: Context) -> UserOut:
     """Create an account: always the first one, others only if registration is open."""
-    if not context.open_registration and await _has_users(context.store):
-        raise RegistrationClosed(
-            "registration is closed on this server; ask its operator for an account"
-        )
-    try:
-        user = await context.service.register_user(body.email, body.password, body.display_name)
-    except AlreadyExists:
-        raise AlreadyExists("an account with this e-mail address exists") from None
+    user = await context.service.accounts.sign_up(
+        body.email, body.password, body.display_name, open_registration=context.open_registration
+    )
     return UserOut.of(user)
 
 
@@ -69,7 +51,9 @@ async def login(body: Login, request: Request, context: Context) -> TokenCreated
     if attempt.wait_s is not None:
         raise TooManyLogins(attempt.wait_s)
     try:
-        result = await context.service.login(body.email, body.password, token_name=body.token_name)
+        result = await context.service.accounts.login(
+            body.email, body.password, token_name=body.token_name
+        )
     except BaseException:
         context.logins.abandoned(attempt)
         raise
@@ -85,7 +69,7 @@ async def login(body: Login, request: Request, context: Context) -> TokenCreated
 @router.get("/tokens")
 async def list_tokens(principal: Reader, context: Context) -> list[TokenOut]:
     """The caller's tokens, revoked ones included, oldest first."""
-    return [TokenOut.of(token) for token in await context.service.tokens_for(principal)]
+    return [TokenOut.of(token) for token in await context.service.accounts.tokens_for(principal)]
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED)
@@ -94,7 +78,7 @@ async def create_token(body: NewToken, principal: Writer, context: Context) -> T
 
     It works for ``expires_in_s`` seconds (at most 365 days), by default as long as a login's.
     """
-    record, token = await context.service.issue_token(
+    record, token = await context.service.accounts.issue_token(
         principal, body.name, body.scopes, lifetime_s=body.expires_in_s
     )
     context.callers.verified(token, record.user_id)
@@ -104,4 +88,4 @@ async def create_token(body: NewToken, principal: Writer, context: Context) -> T
 @router.delete("/tokens/{token_id}")
 async def revoke_token(token_id: str, principal: Writer, context: Context) -> TokenOut:
     """Revoke one of the caller's tokens; it stops working at once."""
-    return TokenOut.of(await context.service.revoke_token(principal, token_id))
+    return TokenOut.of(await context.service.accounts.revoke_token(principal, token_id))

@@ -22,11 +22,11 @@ async def list_alerts(
     unacked: Annotated[bool, Query(description="Only alerts nobody acknowledged")] = False,
 ) -> list[AlertOut]:
     """Alerts of the printers the caller can see, newest first."""
-    alerts = await context.service.alerts_for(principal, unacked_only=unacked)
+    alerts = await context.service.alerts.alerts_for(principal, unacked_only=unacked)
     return [AlertOut.of(alert) for alert in alerts]
 
 
 @router.post("/alerts/{alert_id}/ack")
 async def ack_alert(alert_id: str, principal: Writer, context: Context) -> AlertOut:
     """Acknowledge an alert; the first acknowledgement stands."""
-    return AlertOut.of(await context.service.ack_alert(principal, alert_id))
+    return AlertOut.of(await context.service.alerts.ack_alert(principal, alert_id))

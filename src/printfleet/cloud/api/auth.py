@@ -33,7 +33,7 @@ async def authenticated(
     if credentials is None:
         raise Unauthenticated("this needs an API token: Authorization: Bearer pf_...")
     try:
-        principal = await context.service.authenticate(credentials.credentials)
+        principal = await context.service.accounts.authenticate(credentials.credentials)
     except TokenExpired as expired:
         context.callers.refused(credentials.credentials)
         raise Unauthenticated(str(expired), code="invalid_token") from None

@@ -28,7 +28,6 @@ from printfleet.cloud.files import (
     UnsupportedFileType,
     UploadTooLarge,
 )
-from printfleet.cloud.service import Forbidden, InvalidRequest, PrinterUnreachable
 from printfleet.cloud.store import (
     AlreadyExists,
     Conflict,
@@ -37,6 +36,12 @@ from printfleet.cloud.store import (
     StoreBusy,
     StoreError,
     StoreUnavailable,
+)
+from printfleet.cloud.usecases.principal import (
+    Forbidden,
+    InvalidRequest,
+    PrinterUnreachable,
+    RegistrationClosed,
 )
 
 log = logging.getLogger(__name__)
@@ -59,10 +64,6 @@ class Unauthenticated(Exception):  # noqa: N818 - reads as the HTTP status it be
     def __init__(self, message: str, *, code: str = "unauthenticated") -> None:
         super().__init__(message)
         self.code = code
-
-
-class RegistrationClosed(Exception):  # noqa: N818 - reads as the condition
-    """Accounts are not open to everyone here (403)."""
 
 
 class TooManyLogins(Exception):  # noqa: N818 - reads as the condition

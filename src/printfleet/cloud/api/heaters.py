@@ -21,5 +21,7 @@ async def set_temperature(
     printer_id: str, body: NewTemperature, principal: Writer, context: Context
 ) -> CommandSent:
     """Set a heater's target in °C (0 turns it off); audited, 503 if it cannot be sent now."""
-    await context.service.set_temperature(principal, printer_id, body.heater, body.target_c)
+    await context.service.printers.set_temperature(
+        principal, printer_id, body.heater, body.target_c
+    )
     return CommandSent(printer_id=printer_id, action=f"temperature.{body.heater.value}")

@@ -51,7 +51,7 @@ async def submit_job(
     job the first request created (200 instead of 201); reusing a key for a different
     request is 422.
     """
-    created = await context.service.submit_job(
+    created = await context.service.jobs.submit_job(
         principal,
         file_id=body.file_id,
         printer_id=body.printer_id,
@@ -78,7 +78,7 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[JobOut]:
     """The caller's jobs, newest first, a page at a time."""
-    jobs = await context.service.jobs_for(
+    jobs = await context.service.jobs.jobs_for(
         principal, states=state, printer_id=printer_id, older_than=older_than, limit=limit
     )
     return [JobOut.of(job) for job in jobs]
@@ -87,26 +87,26 @@ async def list_jobs(
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, principal: Reader, context: Context) -> JobDetail:
     """One job, with its reason and its audit trail."""
-    job = await context.service.job(principal, job_id)
-    audit = await context.service.job_audit(principal, job_id)
+    job = await context.service.jobs.job(principal, job_id)
+    audit = await context.service.jobs.job_audit(principal, job_id)
     return JobDetail(**JobOut.of(job).model_dump(), audit=[AuditOut.of(entry) for entry in audit])
 
 
 @router.post("/jobs/{job_id}/cancel", responses=error_responses(409))
 async def cancel_job(job_id: str, principal: Writer, context: Context) -> JobOut:
     """Cancel a job; a printer it was sent to is told, now and again while it still runs it."""
-    return JobOut.of(await context.service.cancel_job(principal, job_id))
+    return JobOut.of(await context.service.jobs.cancel_job(principal, job_id))
 
 
 @router.post("/jobs/{job_id}/pause", status_code=status.HTTP_202_ACCEPTED)
 async def pause_job(job_id: str, principal: Writer, context: Context) -> JobOut:
     """Pause a printing job; its state changes when the printer reports it paused."""
-    await context.service.pause_or_resume(principal, job_id, pause=True)
-    return JobOut.of(await context.service.job(principal, job_id))
+    await context.service.jobs.pause_or_resume(principal, job_id, pause=True)
+    return JobOut.of(await context.service.jobs.job(principal, job_id))
 
 
 @router.post("/jobs/{job_id}/resume", status_code=status.HTTP_202_ACCEPTED)
 async def resume_job(job_id: str, principal: Writer, context: Context) -> JobOut:
     """Resume a paused job; its state changes when the printer reports it printing."""
-    await context.service.pause_or_resume(principal, job_id, pause=False)
-    return JobOut.of(await context.service.job(principal, job_id))
+    await context.service.jobs.pause_or_resume(principal, job_id, pause=False)
+    return JobOut.of(await context.service.jobs.job(principal, job_id))

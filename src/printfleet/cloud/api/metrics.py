@@ -156,7 +156,7 @@ class CloudMetrics:
     async def render(self, store: Store) -> bytes:
         """Read the job counts from the store, then every metric as Prometheus text."""
         try:
-            jobs = await store.open_jobs()
+            jobs = await store.jobs.open()
         except StoreError:
             # Metrics matter most while something is wrong: report what is known.
             self._store_up.set(0)

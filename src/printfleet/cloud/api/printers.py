@@ -25,11 +25,7 @@ from printfleet.cloud.api.schemas import (
     ShareOut,
     TelemetryPointOut,
 )
-from printfleet.cloud.store import AlreadyExists, Role, wall_clock_ms
 from printfleet.cloud.telemetry_history import HistoryPoint
-
-HISTORY_DEFAULT_S = 600
-"""Telemetry history returned when the caller names no start: the dashboard's chart window."""
 
 CLOUD_MS_MAX = 2**53 - 1
 """The latest cloud time a query may name: far beyond any real one, within every client's
@@ -41,7 +37,7 @@ router = APIRouter(prefix="/api/v1", tags=["printers"], responses=ERROR_RESPONSE
 @router.get("/printers")
 async def list_printers(principal: Reader, context: Context) -> list[PrinterOut]:
     """The printers the caller owns or has been shared, with their latest known state."""
-    return [PrinterOut.of(view) for view in await context.service.printers_for(principal)]
+    return [PrinterOut.of(view) for view in await context.service.printers.printers_for(principal)]
 
 
 @router.post("/printers", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
@@ -52,12 +48,9 @@ async def provision_printer(
 
     The broker password is in this response only; provision again under a new id if it is lost.
     """
-    try:
-        provisioned = await context.service.register_printer(
-            principal, body.id, name=body.name, model=body.model
-        )
-    except AlreadyExists:
-        raise AlreadyExists(f"a printer with id {body.id!r} exists; choose another id") from None
+    provisioned = await context.service.printers.register_printer(
+        principal, body.id, name=body.name, model=body.model
+    )
     context.printer_registered(provisioned.printer)
     return ProvisionedOut.of(provisioned, context.service.signer.public_key)
 
@@ -65,7 +58,7 @@ async def provision_printer(
 @router.get("/printers/{printer_id}")
 async def get_printer(printer_id: str, principal: Reader, context: Context) -> PrinterOut:
     """One printer and its latest known state."""
-    return PrinterOut.of(await context.service.printer_status(principal, printer_id))
+    return PrinterOut.of(await context.service.printers.printer_status(principal, printer_id))
 
 
 @router.get("/printers/{printer_id}/telemetry")
@@ -91,11 +84,9 @@ async def printer_telemetry(
     (one snapshot per printer every ``PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S``) for a bounded
     time; beyond ``limit`` snapshots, the newest are returned.
     """
-    await context.service.access(principal, printer_id, Role.VIEWER)
-    if last_s is not None or since is None:
-        recent = wall_clock_ms() - int((last_s or HISTORY_DEFAULT_S) * 1000)
-        since = recent if since is None else max(since, recent)
-    records = await context.store.telemetry_for(printer_id, since=since, limit=limit)
+    records = await context.service.printers.telemetry_history(
+        principal, printer_id, since=since, last_s=last_s, limit=limit
+    )
     return [TelemetryPointOut.of(HistoryPoint.of(record)) for record in records]
 
 
@@ -104,14 +95,14 @@ async def share_printer(
     printer_id: str, body: NewShare, principal: Writer, context: Context
 ) -> ShareOut:
     """The owner lets another user operate (print on) or view the printer; audited."""
-    await context.service.share_printer(principal, printer_id, body.email, body.role)
+    await context.service.printers.share_printer(principal, printer_id, body.email, body.role)
     return ShareOut(printer_id=printer_id, email=body.email.strip().lower(), role=body.role)
 
 
 @router.get("/printers/{printer_id}/shares")
 async def list_shares(printer_id: str, principal: Reader, context: Context) -> list[ShareOut]:
     """Who the printer is shared with (owner only)."""
-    shares = await context.service.shares_of(principal, printer_id)
+    shares = await context.service.printers.shares_of(principal, printer_id)
     return [ShareOut(printer_id=printer_id, email=user.email, role=role) for user, role in shares]
 
 
@@ -123,7 +114,7 @@ async def unshare_printer(
     round, a job of that user waiting on this printer leaves it (a job for this printer alone is
     rejected, one for any printer of its model goes back to the queue), and nothing of theirs
     starts there."""
-    user, role = await context.service.unshare_printer(principal, printer_id, email)
+    user, role = await context.service.printers.unshare_printer(principal, printer_id, email)
     return ShareOut(printer_id=printer_id, email=user.email, role=role)
 
 
@@ -133,7 +124,7 @@ async def confirm_plate(printer_id: str, principal: Writer, context: Context) ->
 
     Sent now or not at all (503 if the broker link has no fresh evidence); audited.
     """
-    await context.service.confirm_plate(principal, printer_id)
+    await context.service.printers.confirm_plate(principal, printer_id)
     return CommandSent(printer_id=printer_id, action="confirm_plate")
 
 
@@ -149,15 +140,16 @@ async def set_plate_check(
     print starts there while the two differ. Turning it off needs
     ``{"enabled": false, "confirm": true}``: prints may then start onto a plate nobody checked.
     """
-    # The confirm rule is the body's (PlateCheck), checked before anything about the printer.
-    await context.service.set_plate_check(principal, printer_id, enabled=body.enabled)
-    return PrinterOut.of(await context.service.printer_status(principal, printer_id))
+    await context.service.printers.set_plate_check(
+        principal, printer_id, enabled=body.enabled, confirmed=body.confirm
+    )
+    return PrinterOut.of(await context.service.printers.printer_status(principal, printer_id))
 
 
 @router.post("/printers/{printer_id}/clear-fault", status_code=status.HTTP_202_ACCEPTED)
 async def clear_fault(printer_id: str, principal: Writer, context: Context) -> CommandSent:
     """Clear a latched thermal fault remotely (owner or operator), once someone has looked."""
-    await context.service.clear_fault(principal, printer_id)
+    await context.service.printers.clear_fault(principal, printer_id)
     return CommandSent(printer_id=printer_id, action="clear_fault")
 
 
@@ -173,5 +165,7 @@ async def printer_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     """A printer's audit log, oldest first (owner only): who or what did each thing to it."""
-    entries = await context.service.printer_audit(principal, printer_id, since=since, limit=limit)
+    entries = await context.service.printers.printer_audit(
+        principal, printer_id, since=since, limit=limit
+    )
     return [AuditOut.of(entry) for entry in entries]

@@ -24,13 +24,6 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from printfleet.cloud.notify import redact_url
-from printfleet.cloud.service import (
-    MAX_TOKEN_LIFETIME_S,
-    MIN_TOKEN_LIFETIME_S,
-    PrinterStatusView,
-    ProvisionedPrinter,
-    ServiceSettings,
-)
 from printfleet.cloud.store import (
     AlertRecord,
     AuditRecord,
@@ -45,6 +38,13 @@ from printfleet.cloud.store import (
     UserRecord,
 )
 from printfleet.cloud.telemetry_history import HistoryPoint
+from printfleet.cloud.usecases.accounts import MAX_TOKEN_LIFETIME_S, MIN_TOKEN_LIFETIME_S
+from printfleet.cloud.usecases.jobs import MAX_START_WITHIN_S
+from printfleet.cloud.usecases.printers import (
+    PLATE_CHECK_OFF_UNCONFIRMED,
+    PrinterStatusView,
+    ProvisionedPrinter,
+)
 from printfleet.protocol.identities import PRINTER_ID_PATTERN
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import Heater, HeaterTelemetry, PlateStatus, PrinterStatus
@@ -63,8 +63,6 @@ PrinterId = Annotated[
     ),
 ]
 TokenScope = Literal["read", "write", "admin"]
-MAX_START_WITHIN_S = ServiceSettings().max_start_within_s
-"""The longest a job may wait to start: the service's own bound, stated in the schema."""
 
 
 def _json_integer(value: object) -> object:
@@ -368,10 +366,7 @@ class PlateCheck(_Body):
     @model_validator(mode="after")
     def _off_is_confirmed(self) -> Self:
         if not self.enabled and not self.confirm:
-            raise ValueError(
-                "turning the plate check off lets prints start onto an occupied plate; "
-                'send {"enabled": false, "confirm": true} to do it anyway'
-            )
+            raise ValueError(PLATE_CHECK_OFF_UNCONFIRMED)
         return self
 
 

@@ -20,7 +20,6 @@ from printfleet.cloud.api.context import Context
 from printfleet.cloud.api.errors import ERROR_RESPONSES, ErrorBody
 from printfleet.cloud.api.schemas import FileOut
 from printfleet.cloud.files import MalformedUpload, MultipartFile, UploadTooLarge
-from printfleet.cloud.service import Forbidden
 from printfleet.cloud.store import NotFound
 
 router = APIRouter(tags=["files"], responses=ERROR_RESPONSES)
@@ -106,13 +105,13 @@ async def upload_file(request: Request, principal: Writer, context: Context) -> 
 @router.get("/api/v1/files")
 async def list_files(principal: Reader, context: Context) -> list[FileOut]:
     """The caller's files, newest first."""
-    return [FileOut.of(file) for file in await context.service.files_for(principal)]
+    return [FileOut.of(file) for file in await context.service.files.files_for(principal)]
 
 
 @router.get("/api/v1/files/{file_id}")
 async def get_file(file_id: str, principal: Reader, context: Context) -> FileOut:
     """One of the caller's files."""
-    return FileOut.of(await context.service.file(principal, file_id))
+    return FileOut.of(await context.service.files.file(principal, file_id))
 
 
 @router.get(
@@ -123,9 +122,7 @@ async def get_file(file_id: str, principal: Reader, context: Context) -> FileOut
 )
 async def printer_file(file_id: str, expires: int, token: str, context: Context) -> FileResponse:
     """A file for a printer to stage, by the link in its stage command (no account needed)."""
-    if not context.service.check_file_link(file_id, expires, token):
-        raise Forbidden("this file link is not genuine or has expired")
-    record = await context.store.get_file(file_id)
+    record = await context.service.files.for_printer(file_id, expires, token)
     path = context.files.path_of(record)
     if not await asyncio.to_thread(path.is_file):
         raise NotFound(f"the bytes of file {file_id} are missing from this server")

@@ -27,8 +27,14 @@ from printfleet.cloud.notify.model import (
     goes_to_channels,
 )
 from printfleet.cloud.notify.notifier import Channel, ChannelKind, DeliveryOutcome, Notifier
-from printfleet.cloud.store import AlreadyExists, JobRecord, NotFound, Store, StoreError
-from printfleet.cloud.store import Severity as AlertSeverity
+from printfleet.cloud.store import (
+    AlreadyExists,
+    JobRecord,
+    NotFound,
+    Severity,
+    Store,
+    StoreError,
+)
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.lifecycle import JobEvent
 from printfleet.protocol.messages import (
@@ -234,10 +240,10 @@ class Announcer:
         assert notification.printer_id is not None  # noqa: S101 - checked by the caller
         # AlreadyExists: raised already; NotFound: a printer or job this cloud does not know.
         with contextlib.suppress(AlreadyExists, NotFound):
-            await self.store.add_alert(
+            await self.store.alerts.add(
                 notification.printer_id,
                 kind=notification.kind.value,
-                severity=AlertSeverity(notification.severity.value),
+                severity=notification.severity,
                 message=notification.message[:500],
                 job_id=view.id,
                 alert_id=derived_id("job alert", view.id, view.state.value),
@@ -397,7 +403,7 @@ class Announcer:
         # Whatever says the printer is online (presence, state, telemetry) comes first, and also
         # after a restart of the cloud (nothing known of the printer yet): an alert raised
         # before the restart is as resolved by the printer's return as one raised since.
-        resolved = await self.store.resolve_alerts(printer_id, kind="printer_offline")
+        resolved = await self.store.alerts.resolve(printer_id, kind="printer_offline")
         for alert in resolved:
             log.info(
                 "printer_offline alert %s on %s resolved: the printer is back online",
@@ -491,7 +497,7 @@ class Announcer:
             owner: _JobOwner | None = self._job_owners[job_id]
             return owner
         try:
-            record = await self.store.load_job(job_id)
+            record = await self.store.jobs.load(job_id)
         except NotFound:
             found = None
         else:
@@ -507,7 +513,7 @@ class Announcer:
         cached: tuple[float, frozenset[str]] | None = self._audiences.get(printer_id)
         if not fresh and cached is not None and now - cached[0] < self._audience_ttl_s:
             return cached[1]
-        audience = await self.store.printer_audience(printer_id)
+        audience = await self.store.printers.audience(printer_id)
         self._audiences[printer_id] = (now, audience)
         return audience
 
@@ -556,9 +562,9 @@ class Announcer:
     async def _add_alert(
         self, printer_id: str, alert: AlertBody, alert_id: str, job_id: str | None
     ) -> Any:
-        severity = AlertSeverity(alert.severity)
+        severity = Severity(alert.severity)
         try:
-            return await self.store.add_alert(
+            return await self.store.alerts.add(
                 printer_id,
                 kind=alert.kind,
                 severity=severity,
@@ -570,7 +576,7 @@ class Announcer:
             if job_id is None:
                 raise
         # The job is not one of ours (started at the printer): the alert still stands.
-        return await self.store.add_alert(
+        return await self.store.alerts.add(
             printer_id,
             kind=alert.kind,
             severity=severity,
@@ -609,7 +615,7 @@ class Announcer:
         *,
         created_by: int | None = None,
     ) -> list[Channel]:
-        records = await self.store.channels_for_users(notification.user_ids)
+        records = await self.store.channels.enabled_for(notification.user_ids)
         channels = []
         for record in records:
             if only is not None and record.id not in only:
@@ -619,7 +625,7 @@ class Announcer:
             key = (record.id, notification.id)
             if key in self._in_flight:
                 continue  # announced again while the first is still on its way
-            delivery = await self.store.enqueue_delivery(
+            delivery = await self.store.deliveries.enqueue(
                 record.id,
                 event_key=notification.id,
                 payload=_json(notification),
@@ -638,9 +644,9 @@ class Announcer:
         during a restart); how many were queued. Delivery is at least once: receivers
         deduplicate on the notification id."""
         queued = 0
-        for delivery in await self.store.claim_deliveries(limit=50, lease_ms=self._lease_ms):
+        for delivery in await self.store.deliveries.claim(limit=50, lease_ms=self._lease_ms):
             try:
-                record = await self.store.get_channel(delivery.channel_id)
+                record = await self.store.channels.get(delivery.channel_id)
             except NotFound:
                 continue
             key = (record.id, delivery.event_key)
@@ -651,7 +657,7 @@ class Announcer:
                     delivery.payload, user_ids=[record.user_id]
                 )
             except (KeyError, TypeError, ValueError) as error:
-                await self.store.delivery_failed(
+                await self.store.deliveries.failed(
                     delivery.id, error=f"unreadable stored payload: {error}", retry_at=None
                 )
                 continue
@@ -688,9 +694,9 @@ class Announcer:
         delivery_id = self._in_flight.get(key)
         try:
             if outcome.delivered and delivery_id is not None:
-                await self.store.delivery_succeeded(delivery_id, attempts=outcome.attempts)
+                await self.store.deliveries.succeeded(delivery_id, attempts=outcome.attempts)
             elif not outcome.delivered:
-                await self.store.record_dead_letter(
+                await self.store.deliveries.record_dead_letter(
                     channel_id,
                     event_key=notification.id,
                     payload=_json(notification),

@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 
 import uuid_utils
 
+# One severity for alerts the store keeps and the notifications they become, re-exported
+# here for the senders (an alias is how mypy's strict mode knows the re-export is meant).
+from printfleet.cloud.store.values import Severity as Severity  # noqa: PLC0414
 from printfleet.protocol.messages import AlertBody
 
 JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
@@ -46,14 +49,6 @@ class NotificationKind(StrEnum):
     PRINTER_STATE = "printer_state"
     PRINTER_TELEMETRY = "printer_telemetry"
     TEST = "test"
-
-
-class Severity(StrEnum):
-    """How urgent it is; the same three levels as a printer's ``AlertBody``."""
-
-    CRITICAL = "critical"
-    WARNING = "warning"
-    INFO = "info"
 
 
 JOB_ENDS: frozenset[NotificationKind] = frozenset(

@@ -1,5 +1,6 @@
 """Database engines for the store: SQLite set up for many readers and one writer at a time,
-PostgreSQL with a small pool that says "busy" quickly instead of queueing requests.
+PostgreSQL with a small pool that says "busy" quickly instead of queueing requests; and
+:class:`Database`, the one transaction and error layer the store's repositories share.
 
 The store and the migrations both get their engines here, so both see the same settings.
 """
@@ -8,13 +9,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from printfleet.cloud.store.errors import NotFound, connect_failure, statement_failure
+from printfleet.cloud.store.models import (
+    Alert,
+    ApiToken,
+    Base,
+    Delivery,
+    File,
+    Job,
+    NotificationChannel,
+    Printer,
+    User,
+)
 
 WRITE_OPTION = "printfleet_write"
 """Execution option marking a connection whose transactions will write.
@@ -152,3 +173,84 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_begin(connection: Connection) -> None:
         writes = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+class Database:
+    """The transaction and error layer every repository of the store shares.
+
+    :meth:`transaction` is one short transaction: it commits if its block returns and rolls
+    back if it raises, and it turns a busy or unreachable database, and a broken constraint,
+    into the store's own errors (:mod:`printfleet.cloud.store.errors`), so no caller ever sees
+    a driver's exception. No connection is held between transactions, so none is held while a
+    caller does I/O.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], int]) -> None:
+        self.engine = engine
+        self.url = redacted(engine.url)
+        """The database URL, password masked."""
+        self.now = clock
+        """The cloud time (ms) rows are stamped with."""
+        self._dialect = engine.dialect.name
+        self._readers = async_sessionmaker(engine, expire_on_commit=False)
+        self._writers = async_sessionmaker(
+            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, write: bool) -> AsyncIterator[AsyncSession]:
+        """One transaction; commits if the block returns, rolls back if it raises."""
+        sessions = self._writers if write else self._readers
+        async with sessions() as session:
+            try:
+                # Check a connection out (and BEGIN) before running anything, so that a failure
+                # here is known to be about getting a connection, not about a statement.
+                await session.connection()
+            except Exception as error:
+                raise connect_failure(error, self.url) from error
+            try:
+                yield session
+                await session.commit()
+            except Exception as error:
+                translated = statement_failure(error, self.url)
+                if translated is None:
+                    raise
+                raise translated from error
+
+    def insert(self, entity: type[Base]) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that can say ON CONFLICT, in this database's dialect."""
+        return postgresql.insert(entity) if self._dialect == "postgresql" else sqlite.insert(entity)
+
+    async def ping(self) -> None:
+        """Check that the database answers; raises StoreUnavailable or StoreBusy if not."""
+        async with self.transaction(write=False) as session:
+            await session.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+async def get_row(session: AsyncSession, entity: type[_Row], key: str) -> _Row:
+    """The row of ``entity`` with primary key ``key``; raises :class:`NotFound`."""
+    row = await session.get(entity, key)
+    if row is None:
+        # Worded as the service words "not yours", so a missing id and someone else's read
+        # alike, and never naming a table.
+        raise NotFound(f"no {_NOUNS.get(entity, 'such thing')} {key}")
+    return row
+
+
+_NOUNS: dict[type[Base], str] = {
+    User: "user",
+    ApiToken: "token",
+    Printer: "printer",
+    File: "file",
+    Job: "job",
+    Alert: "alert",
+    NotificationChannel: "channel",
+    Delivery: "delivery",
+}

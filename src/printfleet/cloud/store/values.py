@@ -40,7 +40,8 @@ class ActorKind(StrEnum):
 
 
 class Severity(StrEnum):
-    """How urgent an alert is."""
+    """How urgent an alert, and the notification it becomes, is; the same three levels as a
+    printer's ``AlertBody``."""
 
     INFO = "info"
     WARNING = "warning"
