@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import tomllib
 import uuid
@@ -650,27 +651,44 @@ async def test_the_default_wiring_embedded_broker_and_a_kept_signing_key(tmp_pat
         assert cloud.context.service.signer.public_key == key
 
 
-def test_settings_come_from_the_environment_and_options_win() -> None:
-    environment = {
-        "PRINTFLEET_DATA_DIR": "/srv/printfleet",
-        "PRINTFLEET_BROKER_URL": "mqtt://cloud:pw@broker:1883",
-        "PRINTFLEET_OPEN_REGISTRATION": "1",
-        "PRINTFLEET_MAX_UPLOAD_BYTES": "1048576",
-        "PRINTFLEET_PUBLIC_URL": "",  # empty counts as unset
-    }
-    settings = Settings.from_env(environment, broker_url="mqtt://other:1883", database_url=None)
+def environment(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    """Exactly ``variables`` among the ``PRINTFLEET_*`` ones, for this test."""
+    for name in [name for name in os.environ if name.startswith("PRINTFLEET_")]:
+        monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_settings_come_from_the_environment_and_options_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment(
+        monkeypatch,
+        {
+            "PRINTFLEET_DATA_DIR": "/srv/printfleet",
+            "PRINTFLEET_BROKER_URL": "mqtt://cloud:pw@broker:1883",
+            "PRINTFLEET_OPEN_REGISTRATION": "1",
+            "PRINTFLEET_MAX_UPLOAD_BYTES": "1048576",
+            "PRINTFLEET_PUBLIC_URL": "",  # empty counts as unset
+        },
+    )
+    settings = Settings.from_env(broker_url="mqtt://other:1883", database_url=None)
     assert settings.data_dir == Path("/srv/printfleet")
     assert settings.broker_url == "mqtt://other:1883"
     assert settings.open_registration is True
     assert settings.max_upload_bytes == 1_048_576
     assert settings.public_url == "http://127.0.0.1:8000"
     assert settings.store_url() == "sqlite+aiosqlite:////srv/printfleet/printfleet.sqlite3"
-    defaults = Settings.from_env({})
+    # Made directly, settings hold what they are given and nothing of the environment.
+    assert Settings(data_dir=Path("/elsewhere")).open_registration is False
+    environment(monkeypatch, {})
+    defaults = Settings.from_env()
     assert defaults.open_registration is False
     assert defaults.broker_url is None
     assert defaults.max_upload_bytes == 200 * 1024 * 1024
+    environment(monkeypatch, {"PRINTFLEET_MAX_UPLOAD_BYTES": "lots"})
     with pytest.raises(ValueError, match="max_upload_bytes"):
-        Settings.from_env({"PRINTFLEET_MAX_UPLOAD_BYTES": "lots"})
+        Settings.from_env()
 
 
 @pytest.mark.asyncio

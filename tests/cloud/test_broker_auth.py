@@ -354,11 +354,13 @@ def test_the_written_files_are_readable_by_the_brokers_group_only(tmp_path: Path
     assert not [p.name for p in (tmp_path / "auth").iterdir() if p.name.startswith(".")]
 
 
-def test_replica_names_come_from_the_environment() -> None:
-    settings = Settings.from_env({"PRINTFLEET_MOSQUITTO_CLOUD_REPLICAS": "eu-1, eu-2,"})
+def test_replica_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRINTFLEET_MOSQUITTO_CLOUD_REPLICAS", "eu-1, eu-2,")
+    settings = Settings.from_env()
     assert settings.mosquitto_cloud_replicas == ("eu-1", "eu-2")
+    monkeypatch.setenv("PRINTFLEET_MOSQUITTO_CLOUD_REPLICAS", "EU 1")
     with pytest.raises(ValueError, match="cloud replica name"):
-        Settings.from_env({"PRINTFLEET_MOSQUITTO_CLOUD_REPLICAS": "EU 1"})
+        Settings.from_env()
     assert cloud_replica("printfleet-cloud.eu-1") == "eu-1"
     assert cloud_replica(CLOUD_USER) == ""
     assert cloud_replica("printer.p-a") is None

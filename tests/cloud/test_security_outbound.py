@@ -223,14 +223,16 @@ def test_a_bad_allow_list_entry_is_refused_naming_it(entry: str) -> None:
         AllowEntry.parse(entry)
 
 
-def test_the_allow_list_comes_from_the_environment() -> None:
-    settings = Settings.from_env(
-        {"PRINTFLEET_OUTBOUND_ALLOW": "10.0.0.0/8, hooks.lan 127.0.0.1:2525,[fd00::1]:443"}
+def test_the_allow_list_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "PRINTFLEET_OUTBOUND_ALLOW", "10.0.0.0/8, hooks.lan 127.0.0.1:2525,[fd00::1]:443"
     )
+    settings = Settings.from_env()
     assert settings.outbound_allow == ("10.0.0.0/8", "hooks.lan", "127.0.0.1:2525", "[fd00::1]:443")
     assert Settings().outbound_allow == ()
+    monkeypatch.setenv("PRINTFLEET_OUTBOUND_ALLOW", "10.0.0.0/33")
     with pytest.raises(ValueError, match="allow-list entry"):
-        Settings.from_env({"PRINTFLEET_OUTBOUND_ALLOW": "10.0.0.0/33"})
+        Settings.from_env()
 
 
 def test_the_cloud_own_port_stays_refused_whatever_the_allow_list_says() -> None:

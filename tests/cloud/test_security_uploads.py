@@ -513,21 +513,25 @@ def test_the_limits_have_documented_defaults_and_come_from_the_environment() -> 
         )
 
     assert limits(Settings()) == (1024, 256 * MiB, 512 * MiB, 100.0, 2, 10.0)
-    chosen = Settings.from_env(
-        {
-            "PRINTFLEET_MAX_ARCHIVE_MEMBERS": "64",
-            "PRINTFLEET_MAX_MEMBER_UNPACKED_BYTES": "1048576",
-            "PRINTFLEET_MAX_UNPACKED_BYTES": "2097152",
-            "PRINTFLEET_MAX_COMPRESSION_RATIO": "20",
-            "PRINTFLEET_UPLOAD_CHECK_WORKERS": "1",
-            "PRINTFLEET_UPLOAD_CHECK_WAIT_S": "0.5",
-        }
-    )
+    chosen_environment = {
+        "PRINTFLEET_MAX_ARCHIVE_MEMBERS": "64",
+        "PRINTFLEET_MAX_MEMBER_UNPACKED_BYTES": "1048576",
+        "PRINTFLEET_MAX_UNPACKED_BYTES": "2097152",
+        "PRINTFLEET_MAX_COMPRESSION_RATIO": "20",
+        "PRINTFLEET_UPLOAD_CHECK_WORKERS": "1",
+        "PRINTFLEET_UPLOAD_CHECK_WAIT_S": "0.5",
+    }
+    with pytest.MonkeyPatch.context() as environment:
+        for variable, value in chosen_environment.items():
+            environment.setenv(variable, value)
+        chosen = Settings.from_env()
     assert limits(chosen) == (64, MiB, 2 * MiB, 20.0, 1, 0.5)
     for variable, value in [
         ("PRINTFLEET_MAX_COMPRESSION_RATIO", "0.5"),
         ("PRINTFLEET_UPLOAD_CHECK_WORKERS", "0"),
         ("PRINTFLEET_MAX_ARCHIVE_MEMBERS", "-1"),
     ]:
-        with pytest.raises(ValidationError, match=variable.removeprefix("PRINTFLEET_").lower()):
-            Settings.from_env({variable: value})
+        with pytest.MonkeyPatch.context() as environment:
+            environment.setenv(variable, value)
+            with pytest.raises(ValidationError, match=variable.removeprefix("PRINTFLEET_").lower()):
+                Settings.from_env()

@@ -278,16 +278,16 @@ async def test_old_snapshots_are_deleted_periodically(
         assert [T0 - r.at for r in remaining] == [1 * HOUR_MS]
 
 
-def test_history_settings_come_from_the_environment_and_must_be_positive() -> None:
-    settings = Settings.from_env(
-        {
-            "PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S": "2.5",
-            "PRINTFLEET_TELEMETRY_RETENTION_S": "3600",
-        }
-    )
+def test_history_settings_come_from_the_environment_and_must_be_positive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S", "2.5")
+    monkeypatch.setenv("PRINTFLEET_TELEMETRY_RETENTION_S", "3600")
+    settings = Settings.from_env()
     assert (settings.telemetry_history_interval_s, settings.telemetry_retention_s) == (2.5, 3600)
+    monkeypatch.setenv("PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S", "0")
     with pytest.raises(ValidationError, match="telemetry_history_interval_s"):
-        Settings.from_env({"PRINTFLEET_TELEMETRY_HISTORY_INTERVAL_S": "0"})
+        Settings.from_env()
     with pytest.raises(ValueError, match="interval_s must be positive"):
         HistoryPolicy(interval_s=0)
     with pytest.raises(ValueError, match="at least 1"):
