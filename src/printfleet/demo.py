@@ -33,8 +33,9 @@ from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import WATCHDOG_TIMEOUT_S
 from printfleet.agent.runtime import PrinterAgent
 from printfleet.cloud.api import ApiContext
-from printfleet.cloud.app import Settings, create_app
+from printfleet.cloud.app import create_app
 from printfleet.cloud.service import Principal, Scope
+from printfleet.cloud.settings import Settings
 from printfleet.cloud.store import UserRecord
 from printfleet.sim.clock import SimClock
 from printfleet.sim.printer import SimulatedPrinter

@@ -238,8 +238,9 @@ def serve(
 
     import uvicorn  # noqa: PLC0415
 
-    from printfleet.cloud.app import Settings, create_app  # noqa: PLC0415
+    from printfleet.cloud.app import create_app  # noqa: PLC0415
     from printfleet.cloud.logs import use_json_logs, wants_json  # noqa: PLC0415
+    from printfleet.cloud.settings import Settings  # noqa: PLC0415
 
     _setup_logging(verbose)
     try:
