@@ -29,6 +29,7 @@ from printfleet.protocol.dispatch import (
 )
 from printfleet.protocol.gate import GateSettings, PrinterState, Refusal, SafetyGate
 from printfleet.protocol.journal import Journal
+from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import CommandBase, PlateStatus, PrinterStatus
 
 
@@ -93,17 +94,34 @@ def plan_without_safeguards(
     link: LinkEvidence,
     policy: DispatchPolicy,
 ) -> list[dispatch.Decision]:
-    """The real :func:`~printfleet.protocol.dispatch.plan`, fed what an unsafe cloud believes:
-    the link is up whatever the evidence (S8), every online printer is idle, clear, synced and
-    freshly heard from (S4, S5), and every submitter may print anywhere (S1)."""
+    """The real :func:`~printfleet.protocol.dispatch.plan`, fed what an unsafe cloud believes
+    when it stages and starts: the link is up whatever the evidence (S8), every online printer
+    is idle, clear, synced and freshly heard from (S4, S5), and every submitter may print
+    anywhere (S1).
+
+    What such a cloud sends of its own accord it still plans from what the printers report: the
+    owners' settings, on the link's real evidence, and cancels of jobs a printer still runs.
+    """
     every_job = list(jobs)
+    up = LinkEvidence(verified_at=now, probe_interval_ms=link.probe_interval_ms)
+    settings = dispatch.plan_settings(now, printers, link, policy)
+    cancelled = [job for job in every_job if job.state is JobState.CANCELLED]
+    cancels = [
+        decision
+        for decision in dispatch.plan(now, cancelled, printers, up, policy)
+        if isinstance(decision, dispatch.CancelOnPrinter)
+    ]
     submitters = frozenset(job.submitter for job in every_job)
     believed = {
         printer_id: _looks_ready(view, now, submitters) if view.online else view
         for printer_id, view in printers.items()
     }
-    evidence = LinkEvidence(verified_at=now, probe_interval_ms=link.probe_interval_ms)
-    return dispatch.plan(now, every_job, believed, evidence, policy)
+    starts = [
+        decision
+        for decision in dispatch.plan(now, every_job, believed, up, policy)
+        if not isinstance(decision, dispatch.ApplySettings | dispatch.CancelOnPrinter)
+    ]
+    return [*settings, *cancels, *starts]
 
 
 def _looks_ready(view: PrinterView, now: int, submitters: frozenset[str]) -> PrinterView:

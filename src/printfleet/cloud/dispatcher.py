@@ -226,6 +226,7 @@ class Dispatcher:
         self.ticks = 0
         self._settings_sent: dict[str, tuple[int, SafetySettings]] = {}
         """When each printer was last sent which settings: pacing, not a queue."""
+        self._views: dict[str, tuple[PrinterView, RosterEntry, int | None, PrinterView]] = {}
         self.publish_outcomes: dict[PublishOutcome, int] = dict.fromkeys(PublishOutcome, 0)
 
     def wake(self) -> None:
@@ -266,18 +267,34 @@ class Dispatcher:
         roster = await self.roster.roster()
         heard = self.fleet.views()
         return {
-            printer_id: replace(
-                heard[printer_id],
-                # The store's model, not the one the printer announces: a printer cannot
-                # join another model's pool by saying so.
-                model=entry.model,
-                operators=entry.operators,
-                desired=entry.desired,
-                settings_sent_at=self._sent_at(printer_id, entry.desired),
-            )
+            printer_id: self._joined(printer_id, heard[printer_id], entry)
             for printer_id, entry in roster.items()
             if printer_id in heard
         }
+
+    def _joined(self, printer_id: str, heard: PrinterView, entry: RosterEntry) -> PrinterView:
+        sent_at = self._sent_at(printer_id, entry.desired)
+        # A printer reports about once a second and the store's word rarely changes, while
+        # planning runs several times a second: the same inputs give the same view.
+        cached = self._views.get(printer_id)
+        if (
+            cached is not None
+            and cached[0] is heard
+            and cached[1] == entry
+            and cached[2] == sent_at
+        ):
+            return cached[3]
+        joined = replace(
+            heard,
+            # The store's model, not the one the printer announces: a printer cannot join
+            # another model's pool by saying so.
+            model=entry.model,
+            operators=entry.operators,
+            desired=entry.desired,
+            settings_sent_at=sent_at,
+        )
+        self._views[printer_id] = (heard, entry, sent_at, joined)
+        return joined
 
     def _sent_at(self, printer_id: str, desired: SafetySettings) -> int | None:
         # Pacing holds only for the same settings: a change the owner just made goes out now.

@@ -40,6 +40,9 @@ class Kind(StrEnum):
     PRESENCE = "presence"
 
 
+_KINDS = frozenset(kind.value for kind in Kind)
+
+
 @dataclass(frozen=True, slots=True)
 class Ingested:
     """One message, decoded; exactly one of ``event``, ``telemetry``, ``presence`` is set."""
@@ -94,7 +97,7 @@ class FleetView:
         """Decode and fold in one message; None (and a count) for anything unusable."""
         printer_id = self.topics.printer_of(topic)
         kind_name = topic.rsplit("/", 1)[-1]
-        if printer_id is None or kind_name not in {k.value for k in Kind}:
+        if printer_id is None or kind_name not in _KINDS:
             self.stats.unknown_topic += 1
             return None
         kind = Kind(kind_name)

@@ -30,9 +30,15 @@ class MemoryJobs:
         self.changed = asyncio.Condition()
         self._file_size = file_size
         self._by_key: dict[str, str] = {}
+        self._in_order = True
 
     def add(self, job: StoredJob) -> None:
         """Put ``job`` in as it is (its version included)."""
+        if self.rows:
+            # Jobs usually come in the order they were made; sort only when they did not.
+            newest = next(reversed(self.rows.values())).view
+            if (job.view.created_at, job.view.id) < (newest.created_at, newest.id):
+                self._in_order = False
         self.rows[job.view.id] = job
         self.history[job.view.id] = [job.view.state]
 
@@ -47,15 +53,15 @@ class MemoryJobs:
 
     async def open_jobs(self) -> list[StoredJob]:
         """Every job not over (and cancelled ones a printer may still run), oldest first."""
-        return sorted(
-            (
-                job
-                for job in self.rows.values()
-                if not job.view.state.terminal
-                or (job.view.state is JobState.CANCELLED and job.view.assigned_printer is not None)
-            ),
-            key=lambda job: (job.view.created_at, job.view.id),
-        )
+        open_jobs = [
+            job
+            for job in self.rows.values()
+            if not job.view.state.terminal
+            or (job.view.state is JobState.CANCELLED and job.view.assigned_printer is not None)
+        ]
+        if not self._in_order:
+            open_jobs.sort(key=lambda job: (job.view.created_at, job.view.id))
+        return open_jobs
 
     async def save_job(self, job: JobView, *, expected_version: int) -> int:
         """Compare-and-set on the version; the new version."""
