@@ -113,13 +113,13 @@ class StoreBackedJobs:
         """Migrate, then provision one user, the printers (id -> model) and the one file."""
         await upgrade(url)
         store = await open_store(url)
-        user = await store.create_user(
+        user = await store.accounts.create_user(
             f"chaos-{new_id()}@example.org",
             display_name="chaos user",
             password_hash="-",  # noqa: S106 - nobody logs in
         )
         for printer_id, model in printers.items():
-            await store.create_printer(
+            await store.printers.create(
                 printer_id,
                 owner_id=user.id,
                 name=printer_id,
@@ -127,7 +127,7 @@ class StoreBackedJobs:
                 broker_username=f"{printer_id}-{new_id()}",
                 broker_password_hash="-",  # noqa: S106 - the agents connect anonymously
             )
-        file = await store.create_file(
+        file = await store.files.create(
             user.id, name="part.gcode", size=len(GCODE), sha256=SHA256, storage_key="chaos"
         )
         return cls(store, user.id, file.id)
@@ -140,14 +140,14 @@ class StoreBackedJobs:
     async def job(self, job_id: str) -> JobView | None:
         """One job as stored now."""
         try:
-            record = await self.store.load_job(job_id)
+            record = await self.store.jobs.load(job_id)
         except Exception:  # noqa: BLE001 - unknown, or a store still recovering: not known now
             return None
         return record.view
 
     async def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
         """Create through the store (idempotent by key, per owner)."""
-        created = await self.store.create_job(
+        created = await self.store.jobs.create(
             self._owner_id,
             sha256=view.sha256,
             start_by=view.start_by,
@@ -178,7 +178,7 @@ class StoreBackedJobs:
         counts: dict[str, int] = {}
         older_than = None
         while True:
-            page = await self.store.jobs_for_owner(self._owner_id, older_than=older_than)
+            page = await self.store.jobs.for_owner(self._owner_id, older_than=older_than)
             for record in page:
                 state = record.view.state.value
                 counts[state] = counts.get(state, 0) + 1

@@ -15,8 +15,8 @@ class StoreJobs:
 
     async def open_jobs(self) -> list[StoredJob]:
         """Open jobs, each with its file's name and size (one extra query for all files)."""
-        records = await self.store.open_jobs()
-        files = await self.store.files_by_id(
+        records = await self.store.jobs.open()
+        files = await self.store.files.by_id(
             {record.file_id for record in records if record.file_id is not None}
         )
         stored = []
@@ -44,7 +44,7 @@ class StoreJobs:
         """
         if job.state.terminal:
             try:
-                record = await self.store.record_terminal(
+                record = await self.store.jobs.record_terminal(
                     job,
                     expected_version=expected_version,
                     actor=_ended_by(job),
@@ -55,14 +55,14 @@ class StoreJobs:
                 pass  # already ended at this version: a re-save, not an end
             else:
                 return record.version
-        record = await self.store.save_job(job, expected_version=expected_version)
+        record = await self.store.jobs.save(job, expected_version=expected_version)
         return record.version
 
     async def audit(
         self, action: str, job: JobView, *, command_id: str | None, detail: str
     ) -> None:
         """Log what the dispatcher sent, to which printer, and what became of it."""
-        await self.store.append_audit(
+        await self.store.audit.append(
             Actor.system("dispatcher"),
             action,
             printer_id=job.assigned_printer,
@@ -86,14 +86,14 @@ class StoreRoster:
                 operators=operators,
                 desired=SafetySettings(plate_check=printer.plate_check),
             )
-            for printer, operators in await self.store.printer_operators()
+            for printer, operators in await self.store.printers.operators()
         }
 
     async def audit(
         self, action: str, printer_id: str, *, command_id: str | None, detail: str
     ) -> None:
         """Log a settings command the dispatcher sent of its own accord."""
-        await self.store.append_audit(
+        await self.store.audit.append(
             Actor.system("dispatcher"),
             action,
             printer_id=printer_id,
