@@ -67,10 +67,10 @@ from printfleet.cloud.notify.webhook import (
     DeliveryResult,
     SignatureError,
     WebhookSender,
-    parse_retry_after,
     sign,
     verify,
 )
+from printfleet.http_retry_after import parse_retry_after
 
 __all__ = [
     "ALERT_KINDS",
