@@ -187,7 +187,7 @@ class PrinterAgent:
         return self._core
 
     def _make_core(self, records: list[JournalRecord]) -> PrinterCore:
-        """The one place the core is built: from the journal's records and the gate's settings."""
+        """The one place the core is built: from the journal's records, judging with ``gate``."""
         verifier = (
             CommandVerifier(self.config.cloud_public_key) if self.config.cloud_public_key else None
         )
