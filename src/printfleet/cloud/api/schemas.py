@@ -3,6 +3,11 @@
 Times are cloud milliseconds since the Unix epoch, as everywhere in printfleet; durations and
 ages are seconds. Secrets (token values, broker passwords) appear only in the response that
 creates them.
+
+One module, though it runs past 600 lines: it is one concept, the API's wire format, read
+whole beside the SDK's mirror of it (``client/models.py``, pinned by
+``tests/client/test_surface.py``), and its shared types (e-mail, printer id, JSON integers)
+hold for every area alike.
 """
 
 from __future__ import annotations
