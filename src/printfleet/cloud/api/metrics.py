@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.notify import EventBus
-from printfleet.cloud.store import Store, StoreError
+from printfleet.cloud.store import JobRecord, StoreError
 from printfleet.protocol.lifecycle import JobState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -95,6 +96,14 @@ class _RefusedAccountsCollector:
         )
 
 
+class OpenJobs(Protocol):
+    """What the metrics read of the store: the jobs not yet ended (the store's ``jobs``)."""
+
+    async def open(self) -> list[JobRecord]:
+        """The open jobs."""
+        ...
+
+
 class CloudMetrics:
     """The cloud's metrics; :meth:`render` produces the exposition text."""
 
@@ -153,16 +162,16 @@ class CloudMetrics:
         """Report the link, dispatcher and inbox of ``core`` too."""
         self.registry.register(_CoreCollector(core))
 
-    async def render(self, store: Store) -> bytes:
+    async def render(self, jobs: OpenJobs) -> bytes:
         """Read the job counts from the store, then every metric as Prometheus text."""
         try:
-            jobs = await store.jobs.open()
+            open_jobs = await jobs.open()
         except StoreError:
             # Metrics matter most while something is wrong: report what is known.
             self._store_up.set(0)
         else:
             self._store_up.set(1)
-            counts = collections.Counter(job.view.state for job in jobs)
+            counts = collections.Counter(job.view.state for job in open_jobs)
             for state in JobState:
                 if not state.terminal:
                     self._open_jobs.labels(state.value).set(counts.get(state, 0))

@@ -51,4 +51,4 @@ async def health(context: Context) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 async def metrics(context: Context) -> Response:
     """Prometheus metrics: jobs by state, link evidence, publish outcomes, refused starts."""
-    return Response(await context.metrics.render(context.store), media_type=CONTENT_TYPE)
+    return Response(await context.metrics.render(context.store.jobs), media_type=CONTENT_TYPE)
