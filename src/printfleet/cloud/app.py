@@ -358,7 +358,6 @@ async def running_cloud(
                         forget_after_s=max(900.0, settings.login_backoff_max_s),
                     )
                 ),
-                outbound=outbound_policy(settings),
             )
         finally:
             # Dispatch stops first; the stack then ends the event streams, lets deliveries

@@ -18,7 +18,6 @@ from printfleet.cloud.core import CloudCore
 from printfleet.cloud.files import FileStorage
 from printfleet.cloud.login_backoff import LoginBackoff
 from printfleet.cloud.notify.announcer import Announcer
-from printfleet.cloud.notify.outbound import OutboundPolicy
 from printfleet.cloud.service import CloudService
 from printfleet.cloud.store import PrinterRecord, Store
 
@@ -42,8 +41,6 @@ class ApiContext:
     """Told which bearer tokens authenticate as whom, for admission control's rate limits."""
     logins: LoginBackoff = field(default_factory=LoginBackoff)
     """Failed logins per account and per address, and the waits they impose."""
-    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
-    """Where channels may send to; checked when one is added (and at every connection)."""
 
 
 def get_context(request: Request) -> ApiContext:
