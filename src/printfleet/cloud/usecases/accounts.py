@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError, VerifyMismatchError
 
-from printfleet.cloud.store import Accounts, AlreadyExists, NotFound, TokenRecord, UserRecord
+from printfleet.cloud.store import AlreadyExists, NotFound, TokenRecord, UserRecord
+from printfleet.cloud.usecases.ports import AccountRecords
 from printfleet.cloud.usecases.principal import (
     ALL_SCOPES,
     Forbidden,
@@ -36,7 +37,7 @@ class AccountActions:
 
     def __init__(
         self,
-        accounts: Accounts,
+        accounts: AccountRecords,
         *,
         clock_ms: Callable[[], int],
         token_lifetime_s: int = TOKEN_LIFETIME_S,

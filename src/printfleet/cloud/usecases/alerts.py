@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from printfleet.cloud.store import AlertRecord, Alerts, NotFound, Printers
+from printfleet.cloud.store import AlertRecord, NotFound
+from printfleet.cloud.usecases.ports import AlertRecords, PrinterRecords
 from printfleet.cloud.usecases.principal import Principal, Scope
 
 
 class AlertActions:
     """What people do with alerts."""
 
-    def __init__(self, alerts: Alerts, printers: Printers) -> None:
+    def __init__(self, alerts: AlertRecords, printers: PrinterRecords) -> None:
         self.alerts = alerts
         self.printers = printers
 

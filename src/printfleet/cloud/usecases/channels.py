@@ -23,11 +23,10 @@ from printfleet.cloud.notify import (
 from printfleet.cloud.store import (
     ChannelKind,
     ChannelRecord,
-    Channels,
-    Deliveries,
     DeliveryRecord,
     NotFound,
 )
+from printfleet.cloud.usecases.ports import ChannelRecords, DeliveryRecords
 from printfleet.cloud.usecases.principal import InvalidRequest, Principal, Scope
 
 MAX_CHANNELS_PER_USER = 20
@@ -52,8 +51,8 @@ class ChannelActions:
 
     def __init__(
         self,
-        channels: Channels,
-        deliveries: Deliveries,
+        channels: ChannelRecords,
+        deliveries: DeliveryRecords,
         *,
         outbound: OutboundPolicy,
         sender: NotificationSender | None = None,

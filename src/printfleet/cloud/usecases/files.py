@@ -6,7 +6,8 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-from printfleet.cloud.store import FileRecord, Files, NotFound
+from printfleet.cloud.store import FileRecord, NotFound
+from printfleet.cloud.usecases.ports import UploadedFiles
 from printfleet.cloud.usecases.principal import Forbidden, Principal
 
 
@@ -43,7 +44,7 @@ class FileLinks:
 class FileActions:
     """What people do with their uploaded files (uploading itself is ``FileStorage``'s)."""
 
-    def __init__(self, files: Files, links: FileLinks) -> None:
+    def __init__(self, files: UploadedFiles, links: FileLinks) -> None:
         self.files = files
         self.links = links
 

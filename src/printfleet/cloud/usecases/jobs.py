@@ -12,17 +12,14 @@ from dataclasses import dataclass, replace
 from printfleet.cloud.link import PublishOutcome
 from printfleet.cloud.store import (
     Actor,
-    AuditLog,
     AuditRecord,
-    Files,
     JobCreated,
     JobRecord,
-    Jobs,
     NotFound,
-    Printers,
     Role,
 )
 from printfleet.cloud.usecases.live import LiveFleet
+from printfleet.cloud.usecases.ports import AuditTrail, JobRecords, PrinterRecords, UploadedFiles
 from printfleet.cloud.usecases.principal import (
     Forbidden,
     InvalidRequest,
@@ -59,10 +56,10 @@ class JobActions:
     def __init__(
         self,
         *,
-        jobs: Jobs,
-        files: Files,
-        printers: Printers,
-        audit: AuditLog,
+        jobs: JobRecords,
+        files: UploadedFiles,
+        printers: PrinterRecords,
+        audit: AuditTrail,
         printer_actions: PrinterActions,
         live: LiveFleet,
         issuer: CommandIssuer,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from printfleet.cloud.core import CloudCore
 from printfleet.cloud.link import PublishOutcome
-from printfleet.cloud.store import Actor, AuditLog
+from printfleet.cloud.store import Actor
+from printfleet.cloud.usecases.ports import AuditTrail
 from printfleet.cloud.usecases.principal import PrinterUnreachable
 from printfleet.protocol.dispatch import PrinterView
 from printfleet.protocol.messages import CommandBase, Telemetry, encode
@@ -15,7 +16,7 @@ class LiveFleet:
     """The MQTT side as use cases see it: absent (``core`` None) until the app has started it,
     and in tests that run without a broker."""
 
-    def __init__(self, audit: AuditLog, core: CloudCore | None = None) -> None:
+    def __init__(self, audit: AuditTrail, core: CloudCore | None = None) -> None:
         self.audit = audit
         self.core = core
 

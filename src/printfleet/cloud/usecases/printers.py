@@ -11,21 +11,23 @@ import tomli_w
 
 from printfleet.cloud.broker_auth import hash_password, new_secret
 from printfleet.cloud.store import (
-    Accounts,
     Actor,
     AlreadyExists,
-    AuditLog,
     AuditRecord,
     NotFound,
     PrinterRecord,
-    Printers,
     Role,
     ShareRole,
-    TelemetryLog,
     TelemetryRecord,
     UserRecord,
 )
 from printfleet.cloud.usecases.live import LiveFleet
+from printfleet.cloud.usecases.ports import (
+    AccountRecords,
+    AuditTrail,
+    PrinterRecords,
+    TelemetryRecords,
+)
 from printfleet.cloud.usecases.principal import (
     Forbidden,
     InvalidRequest,
@@ -78,10 +80,10 @@ class PrinterActions:
     def __init__(
         self,
         *,
-        printers: Printers,
-        accounts: Accounts,
-        audit: AuditLog,
-        telemetry: TelemetryLog,
+        printers: PrinterRecords,
+        accounts: AccountRecords,
+        audit: AuditTrail,
+        telemetry: TelemetryRecords,
         live: LiveFleet,
         issuer: CommandIssuer,
         cloud_public_key: str,
