@@ -8,7 +8,8 @@ import logging
 from printfleet.cloud.notify.audience import PrinterAudience
 from printfleet.cloud.notify.deliveries import ChannelDeliveries
 from printfleet.cloud.notify.model import Notification, from_alert
-from printfleet.cloud.store import AlertRecord, Alerts, AlreadyExists, NotFound, Severity
+from printfleet.cloud.notify.records import AlertBook
+from printfleet.cloud.store import AlertRecord, AlreadyExists, NotFound, Severity
 from printfleet.protocol.messages import AlertBody
 
 # The announcer's parts log under the announcer's name: one logger for operators to follow.
@@ -19,7 +20,7 @@ class AlertRaiser:
     """Keeps each alert once and tells the printer's people of it."""
 
     def __init__(
-        self, alerts: Alerts, audience: PrinterAudience, deliveries: ChannelDeliveries
+        self, alerts: AlertBook, audience: PrinterAudience, deliveries: ChannelDeliveries
     ) -> None:
         self.alerts = alerts
         self.audience = audience

@@ -12,7 +12,8 @@ what was delivered and what was given up on (dead letters).
 Each of those is a part of its own: :mod:`~printfleet.cloud.notify.job_news`,
 :mod:`~printfleet.cloud.notify.printer_news`, :mod:`~printfleet.cloud.notify.alerting` and
 :mod:`~printfleet.cloud.notify.deliveries`, with who may hear of a printer in
-:mod:`~printfleet.cloud.notify.audience`; the announcer builds them over one store and one
+:mod:`~printfleet.cloud.notify.audience`, each taking only what it needs of the store
+(:mod:`~printfleet.cloud.notify.records`); the announcer builds them over one store and one
 notifier and is what the rest of the cloud calls.
 """
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from printfleet.cloud.store import Printers
+from printfleet.cloud.notify.records import AudienceLookup
 
 AUDIENCE_TTL_S = 5.0
 """How long who-can-see-a-printer is cached; shares change rarely, telemetry comes often."""
@@ -35,7 +35,7 @@ class PrinterAudience:
 
     def __init__(
         self,
-        printers: Printers,
+        printers: AudienceLookup,
         *,
         ttl_s: float = AUDIENCE_TTL_S,
         clock: Callable[[], float] = time.monotonic,

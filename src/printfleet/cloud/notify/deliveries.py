@@ -12,7 +12,8 @@ from typing import Any
 
 from printfleet.cloud.notify.model import Notification
 from printfleet.cloud.notify.notifier import Channel, ChannelKind, DeliveryOutcome, Notifier
-from printfleet.cloud.store import Channels, Deliveries, NotFound, StoreError
+from printfleet.cloud.notify.records import ChannelLookup, DeliveryQueue
+from printfleet.cloud.store import NotFound, StoreError
 
 # The announcer's parts log under the announcer's name: one logger for operators to follow.
 log = logging.getLogger("printfleet.cloud.notify.announcer")
@@ -29,8 +30,8 @@ class ChannelDeliveries:
 
     def __init__(
         self,
-        channels: Channels,
-        deliveries: Deliveries,
+        channels: ChannelLookup,
+        deliveries: DeliveryQueue,
         notifier: Notifier,
         *,
         lease_s: float = DELIVERY_LEASE_S,

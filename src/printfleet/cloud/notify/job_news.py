@@ -15,7 +15,8 @@ from printfleet.cloud.notify.alerting import AlertRaiser
 from printfleet.cloud.notify.audience import Bounded
 from printfleet.cloud.notify.deliveries import ChannelDeliveries
 from printfleet.cloud.notify.model import Notification, NotificationKind, goes_to_channels
-from printfleet.cloud.store import Alerts, AlreadyExists, JobRecord, NotFound
+from printfleet.cloud.notify.records import AlertBook
+from printfleet.cloud.store import AlreadyExists, JobRecord, NotFound
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.lifecycle import JobEvent
 from printfleet.protocol.messages import AlertBody
@@ -94,7 +95,7 @@ class JobNews:
 
     def __init__(
         self,
-        alerts: Alerts,
+        alerts: AlertBook,
         deliveries: ChannelDeliveries,
         raiser: AlertRaiser,
         job_owners: Bounded,

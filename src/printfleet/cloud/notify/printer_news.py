@@ -16,7 +16,8 @@ from printfleet.cloud.notify.audience import Bounded, PrinterAudience
 from printfleet.cloud.notify.deliveries import ChannelDeliveries
 from printfleet.cloud.notify.job_news import JobOwner, derived_id
 from printfleet.cloud.notify.model import Notification, NotificationKind
-from printfleet.cloud.store import Alerts, Jobs, NotFound
+from printfleet.cloud.notify.records import AlertBook, JobLookup
+from printfleet.cloud.store import NotFound
 from printfleet.protocol.messages import (
     AlertBody,
     AlertEvent,
@@ -66,8 +67,8 @@ class PrinterNews:
     def __init__(
         self,
         *,
-        alerts: Alerts,
-        jobs: Jobs,
+        alerts: AlertBook,
+        jobs: JobLookup,
         audience: PrinterAudience,
         deliveries: ChannelDeliveries,
         raiser: AlertRaiser,
