@@ -91,9 +91,7 @@ class TenancyMachine(RuleBasedStateMachine):
         shares: list[tuple[str, str, ShareRole | None]],
         checks_off: set[str],
     ) -> None:
-        faults = LinkFaults(
-            max_delay_ms=max_delay_ms, drop=drop, duplicate=duplicate, near=near
-        )
+        faults = LinkFaults(max_delay_ms=max_delay_ms, drop=drop, duplicate=duplicate, near=near)
         self.sim = FleetSimulation(
             seed, printers=len(PRINTERS), faults=faults, safeguards=self.safeguards
         )
