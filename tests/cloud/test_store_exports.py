@@ -50,7 +50,7 @@ def test_the_store_methods_kept_by_their_old_names_reach_their_repositories(
 ) -> None:
     store = Store(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"))
     kept = [name for name, value in vars(Store).items() if isinstance(value, Forwarded)]
-    assert "save_job" in kept
+    assert "load_job" in kept
     for name in kept:
         method = getattr(store, name)
         assert isinstance(method, partial), name

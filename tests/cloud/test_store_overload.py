@@ -127,8 +127,10 @@ async def test_two_processes_writing_one_sqlite_file_do_not_lock_each_other_out(
         await open_store(url, pool_size=10, pool_timeout_s=10) as first,
         await open_store(url, pool_size=10, pool_timeout_s=10) as second,
     ):
-        owner = await first.create_user("o@example.org", display_name="O", password_hash="h")
-        await first.create_printer(
+        owner = await first.accounts.create_user(
+            "o@example.org", display_name="O", password_hash="h"
+        )
+        await first.printers.create(
             "p1", owner_id=owner.id, name="initial", model="mk4", broker_username="b",
             broker_password_hash="h",
         )  # fmt: skip
@@ -147,8 +149,8 @@ async def test_two_processes_writing_one_sqlite_file_do_not_lock_each_other_out(
             *(create(second, number) for number in range(10, 20)),
             *(rename(second, number) for number in range(10, 20)),
         )
-        assert len(await second.jobs_for_owner(owner.id, limit=100)) == 20
-        renames = [e for e in await first.audit_for_printer("p1") if e.action == "printer.updated"]
+        assert len(await second.jobs.for_owner(owner.id, limit=100)) == 20
+        renames = [e for e in await first.audit.for_printer("p1") if e.action == "printer.updated"]
         assert len(renames) == 20
 
 

@@ -116,23 +116,12 @@ class Store:
         await self.database.ping()
 
     # The store's methods by their names from before the repositories, for code outside the
-    # cloud's own modules (the dispatcher's adapter, the chaos world, the demo, the broker
-    # account sync) until it takes the repositories it uses. Nothing else should use them.
+    # cloud's own modules (the demo, the broker account sync, the dashboard's and the SDK's
+    # tests) until it takes the repositories it uses. Nothing else should use them.
     # (``store.printers()``, every printer, is the printers repository called.)
-    create_user = Forwarded("accounts", Accounts.create_user)
     get_user = Forwarded("accounts", Accounts.get_user)
-    create_printer = Forwarded("printers", Printers.create)
     get_printer = Forwarded("printers", Printers.get)
-    printer_operators = Forwarded("printers", Printers.operators)
-    create_file = Forwarded("files", Files.create)
-    files_by_id = Forwarded("files", Files.by_id)
-    create_job = Forwarded("jobs", Jobs.create)
     load_job = Forwarded("jobs", Jobs.load)
-    open_jobs = Forwarded("jobs", Jobs.open)
-    jobs_for_owner = Forwarded("jobs", Jobs.for_owner)
-    save_job = Forwarded("jobs", Jobs.save)
-    record_terminal = Forwarded("jobs", Jobs.record_terminal)
-    append_audit = Forwarded("audit", AuditLog.append)
     audit_for_printer = Forwarded("audit", AuditLog.for_printer)
     add_alert = Forwarded("alerts", Alerts.add)
     append_telemetry = Forwarded("telemetry", TelemetryLog.append)
