@@ -1,19 +1,22 @@
 """The real-process checker names each broken promise, with the events that prove it."""
 
-import logging
 from pathlib import Path
 
 import pytest
 
+from printfleet.agent.observer import CommandJudged
 from printfleet.chaos.checker import ViolationKind
 from printfleet.chaos.real_checker import check_recorded
 from printfleet.chaos.recorder import (
-    HISTORY_LOGGER,
+    AgentHistory,
     HistoryRecorder,
     Kind,
     RecordedEvent,
     load_history,
 )
+from printfleet.protocol.gate import PrinterState, Refusal, accept, refuse
+from printfleet.protocol.messages import CancelCommand
+from printfleet.protocol.reasons import Reason
 
 T = 1_800_000_000_000
 
@@ -258,19 +261,62 @@ def test_an_unconfirmed_plate_the_owner_wanted_checked() -> None:
     assert kinds([*events, confirmed]) == []
 
 
-def test_components_log_into_the_recorder_and_the_history_file_reads_back(
+def test_an_agents_reports_go_into_the_recorder_and_the_history_file_reads_back(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "history.jsonl"
-    logger = logging.getLogger(HISTORY_LOGGER)
+    job = "01900000-0000-7000-8000-000000000001"
+    command = CancelCommand(
+        id="01900000-0000-7000-8000-000000000002",
+        printer_id="x1-0",
+        job_id=job,
+        issued_at=T,
+        not_after=T + 30_000,
+    )
+    state = PrinterState(printer_id="x1-0", has_plate_sensor=False)
     with HistoryRecorder(path) as recorder:
-        logger.debug("print_started", extra={"history": {"printer_id": "x1-0", "job_id": "j"}})
-        logger.debug("not a kind", extra={"history": {}})
+        observer = AgentHistory(recorder)
+        observer.command_judged(
+            CommandJudged(
+                "x1-0",
+                command,
+                refuse(state, Refusal(Reason.NO_SUCH_JOB, "not this job"), command_type="cancel"),
+            )
+        )
+        observer.command_judged(CommandJudged("x1-0", None, accept(state)))
+        observer.thermal_fault("x1-0", "hotend runaway")
+        observer.fault_cleared("x1-0")
         recorder.record(Kind.FAULT_INJECTED, fault="broker killed")
-    assert not logger.isEnabledFor(logging.DEBUG) or logger.handlers
     back = load_history(path)
-    assert [e.kind for e in back] == [Kind.PRINT_STARTED, Kind.FAULT_INJECTED]
-    assert back[0].fields == {"printer_id": "x1-0", "job_id": "j"}
+    assert [e.kind for e in back] == [
+        Kind.COMMAND_RECEIVED,
+        Kind.COMMAND_RECEIVED,
+        Kind.THERMAL_FAULT,
+        Kind.FAULT_CLEARED,
+        Kind.FAULT_INJECTED,
+    ]
+    assert back[0].fields == {
+        "printer_id": "x1-0",
+        "command_id": command.id,
+        "type": "cancel",
+        "job_id": job,
+        "issued_at": T,
+        "not_after": T + 30_000,
+        "accepted": False,
+        "reason": Reason.NO_SUCH_JOB.value,
+    }
+    assert back[1].fields == {
+        "printer_id": "x1-0",
+        "command_id": None,
+        "type": "unknown",
+        "job_id": None,
+        "issued_at": None,
+        "not_after": None,
+        "accepted": True,
+        "reason": None,
+    }
+    assert back[2].fields == {"printer_id": "x1-0", "fault": "hotend runaway"}
+    assert back[3].fields == {"printer_id": "x1-0"}
     assert back == recorder.events
 
 

@@ -32,6 +32,7 @@ from printfleet.agent.hardware import (
     validate_file_name,
 )
 from printfleet.agent.journal_store import JournalFile
+from printfleet.agent.observer import AgentObserver, CommandJudged, NoObserver
 from printfleet.agent.session import BrokerSession, Outbox
 from printfleet.agent.staging import FileStager
 from printfleet.agent.stats import AgentStats
@@ -79,8 +80,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_history = logging.getLogger("printfleet.history")
-"""Structured events for the chaos harness's checker; silent unless it listens."""
 
 PLATE_PROMPT_ID = "plate-clear"
 STOP_PRINT_TIMEOUT_S = 10.0
@@ -134,10 +133,13 @@ class PrinterAgent:
         clock_ms: Callable[[], int] = monotonic_ms,
         http: httpx.AsyncClient | None = None,
         gate: Gate | None = None,
+        observer: AgentObserver | None = None,
     ) -> None:
         self.config = config
         self.gate = gate
         """The core's gate: the real one unless the chaos harness hands in its permissive one."""
+        self.observer: AgentObserver = observer if observer is not None else NoObserver()
+        """Told what the agent decided: nobody in production, the history in a chaos world."""
         self.hardware = hardware
         self.topics = Topics(config.topic_prefix)
         self.journal = journal or JournalFile(config.data_dir / "journal.sqlite3")
@@ -329,7 +331,9 @@ class PrinterAgent:
                     self.config.printer_id,
                     output.decision.detail,
                 )
-            _record_judgement(self.config.printer_id, output)
+            self.observer.command_judged(
+                CommandJudged(self.config.printer_id, output.command, output.decision)
+            )
             await self._apply(output)
             if isinstance(output.command, ConfirmPlateCommand) and output.decision.accepted:
                 # Confirmed remotely: the question on the screen has been answered.
@@ -363,9 +367,7 @@ class PrinterAgent:
                 # A person cleared the fault: thermal protection's latch goes with the core's,
                 # or it would refuse every target from now on.
                 self.guard.clear(record.detail or "a person")
-                _history.debug(
-                    "fault_cleared", extra={"history": {"printer_id": self.config.printer_id}}
-                )
+                self.observer.fault_cleared(self.config.printer_id)
                 self._stopped_by_fault = None
 
     async def _act(self, action: Action) -> list[Event | Output]:
@@ -465,10 +467,7 @@ class PrinterAgent:
             state = self.core.state
             if state.fault is None and state.status in _RUNNING:
                 self._stopped_by_fault = state.job_id
-            _history.debug(
-                "thermal_fault",
-                extra={"history": {"printer_id": self.config.printer_id, "fault": fault.message}},
-            )
+            self.observer.thermal_fault(self.config.printer_id, fault.message)
             await self._apply(self.core.thermal_fault(fault.message, self._clock_ms()))
 
     # -- local actions: the LAN API and the printer's screen ----------------------------------
@@ -533,24 +532,6 @@ class PrinterAgent:
     def telemetry(self) -> Telemetry:
         """The current telemetry report."""
         return self._telemetry.report(self.core, self._clock_ms())
-
-
-def _record_judgement(printer_id: str, output: Output) -> None:
-    """Tell the chaos history what the gate made of a command, if it listens."""
-    if not _history.isEnabledFor(logging.DEBUG):
-        return
-    command, decision = output.command, output.decision
-    fields = {
-        "printer_id": printer_id,
-        "command_id": None if command is None else command.id,
-        "type": str(getattr(command, "type", "unknown")),
-        "job_id": None if command is None else command.job_id,
-        "issued_at": None if command is None else command.issued_at,
-        "not_after": None if command is None else command.not_after,
-        "accepted": decision.accepted,
-        "reason": None if decision.reason is None else decision.reason.value,
-    }
-    _history.debug("command_received", extra={"history": fields})
 
 
 def _plate(reading: object) -> PlateReading:

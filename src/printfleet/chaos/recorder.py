@@ -1,17 +1,16 @@
 """The history of a run against real processes: structured events, one JSON object a line.
 
 The cloud's dispatcher reports what it published and which jobs it ended to a typed observer
-(:class:`~printfleet.cloud.dispatcher.DispatchObserver`); :class:`DispatchHistory` is the one
-that writes those reports here. The printer agent still writes to the ``printfleet.history``
-logger at DEBUG level with the event's fields in ``extra={"history": {...}}``. The chaos
-harness writes what only an outside witness knows (what a user asked for, what the hardware
-physically did, which faults it injected). Nothing is recorded unless a
-:class:`HistoryRecorder` is installed, and the logger never propagates, so a service's own logs
-never carry these lines.
+(:class:`~printfleet.cloud.dispatcher.DispatchObserver`), and each printer agent what it judged
+and which faults it latched or saw cleared to another
+(:class:`~printfleet.agent.observer.AgentObserver`); :class:`DispatchHistory` and
+:class:`AgentHistory` are the ones that write those reports here. The chaos harness writes what
+only an outside witness knows (what a user asked for, what the hardware physically did, which
+faults it injected). Outside a chaos world nobody listens, so a service's own logs never carry
+these events.
 """
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -20,11 +19,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Self
 
+from printfleet.agent.observer import CommandJudged
 from printfleet.cloud.dispatcher import CommandPublished, SettingsPublished
 from printfleet.cloud.link import PublishOutcome
 from printfleet.protocol.dispatch import JobChange
-
-HISTORY_LOGGER = "printfleet.history"
 
 
 class Kind(StrEnum):
@@ -109,51 +107,29 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class HistoryRecorder(logging.Handler):
+class HistoryRecorder:
     """Collects history events in memory and, if given a path, as JSON lines on disk.
 
-    Use as a context manager: it attaches itself to the history logger on entry and detaches on
-    exit. :meth:`record` writes an event directly (the harness's own observations).
+    Use as a context manager: the file is open while it is. :meth:`record` writes an event
+    stamped now; the observers below and the harness's own witnesses call it.
     """
 
     def __init__(self, path: Path | None = None) -> None:
-        super().__init__(level=logging.DEBUG)
         self.path = path
         self.events: list[RecordedEvent] = []
         self._lock_events = threading.Lock()
         self._file: IO[str] | None = None
-        self._logger = logging.getLogger(HISTORY_LOGGER)
-        self._previous_level = self._logger.level
 
     def __enter__(self) -> Self:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("w", encoding="utf-8")
-        self._logger.addHandler(self)
-        self._logger.setLevel(logging.DEBUG)
-        self._logger.propagate = False
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._logger.removeHandler(self)
-        if not self._logger.handlers:
-            self._logger.setLevel(self._previous_level)
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """A component logged an event."""
-        fields = getattr(record, "history", None)
-        try:
-            kind = Kind(record.getMessage())
-        except ValueError:
-            return
-        self.add(
-            RecordedEvent(
-                int(record.created * 1000), kind, dict(fields) if isinstance(fields, dict) else {}
-            )
-        )
 
     def record(self, kind: Kind, **fields: object) -> RecordedEvent:
         """Record an event the harness itself witnessed, stamped now."""
@@ -220,3 +196,34 @@ class DispatchHistory:
             reason=change.job.reason,
             notify=change.notify,
         )
+
+
+class AgentHistory:
+    """A printer agent's observer in a chaos world: every command its gate judged (S1 to S6 are
+    checked against these), every thermal fault it latched and every fault a person cleared."""
+
+    def __init__(self, recorder: HistoryRecorder) -> None:
+        self.recorder = recorder
+
+    def command_judged(self, judged: CommandJudged) -> None:
+        """One ``command_received`` event, accepted or with the gate's reason."""
+        command, decision = judged.command, judged.decision
+        self.recorder.record(
+            Kind.COMMAND_RECEIVED,
+            printer_id=judged.printer_id,
+            command_id=None if command is None else command.id,
+            type=str(getattr(command, "type", "unknown")),
+            job_id=None if command is None else command.job_id,
+            issued_at=None if command is None else command.issued_at,
+            not_after=None if command is None else command.not_after,
+            accepted=decision.accepted,
+            reason=None if decision.reason is None else decision.reason.value,
+        )
+
+    def thermal_fault(self, printer_id: str, fault: str) -> None:
+        """One ``thermal_fault`` event."""
+        self.recorder.record(Kind.THERMAL_FAULT, printer_id=printer_id, fault=fault)
+
+    def fault_cleared(self, printer_id: str) -> None:
+        """One ``fault_cleared`` event."""
+        self.recorder.record(Kind.FAULT_CLEARED, printer_id=printer_id)

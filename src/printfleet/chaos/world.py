@@ -29,7 +29,7 @@ from printfleet.agent.hardware import HeaterId
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, monotonic_ms, new_message_id
 from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
-from printfleet.chaos.recorder import DispatchHistory, HistoryRecorder, Kind
+from printfleet.chaos.recorder import AgentHistory, DispatchHistory, HistoryRecorder, Kind
 from printfleet.chaos.unsafe import CredulousLink, PermissiveGate, plan_without_safeguards
 from printfleet.cloud.dispatcher import (
     Dispatcher,
@@ -644,6 +644,7 @@ class World:
             hardware,
             clock_ms=slot.clock_ms,
             gate=None if self.settings.safeguards else PermissiveGate(),
+            observer=AgentHistory(self.recorder),
         )
         hardware.own_plate_check = lambda: agent.core.state.plate_check
 
