@@ -12,12 +12,24 @@ open (a frozen agent, as the broker and the cloud see it).
 
 import asyncio
 import signal
-from typing import Literal
+from typing import Literal, Protocol
 
 from printfleet.chaos.cloud_process import CloudProcess, CloudProcessConfig
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.chaos.unsafe import CredulousLink
 from printfleet.chaos.world import World
+
+
+class Fault(Protocol):
+    """An injector that breaks one thing when told and heals it when told."""
+
+    async def inject(self) -> None:
+        """Break it, and record that in the history."""
+        ...
+
+    async def heal(self) -> None:
+        """Heal it, and record that in the history."""
+        ...
 
 
 class BrokerKill:

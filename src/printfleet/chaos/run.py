@@ -24,6 +24,7 @@ from printfleet.chaos.injectors import (
     CloudCrash,
     DatabaseRestart,
     FalseReconnect,
+    Fault,
     PrinterAway,
     PrinterLinkBurst,
     PrinterRestart,
@@ -158,6 +159,29 @@ async def people_tend(world: World, rng: random.Random, *, seconds: float) -> No
         await world.tend(rng.choice(list(world.printers)))
 
 
+async def fault_under_traffic(
+    world: World,
+    rng: random.Random,
+    fault: Fault,
+    *,
+    scale: float,
+    outage_s: Callable[[], float],
+) -> None:
+    """Users submit and people tend for 90 scenario seconds; 15 to 30 of them in, ``fault`` is
+    injected, and healed ``outage_s()`` real seconds later (drawn once it is injected)."""
+    users = asyncio.create_task(
+        users_submit(
+            world, rng, seconds=90 * scale, every=6 * scale, re_requests=1, window=90 * scale
+        )
+    )
+    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
+    await asyncio.sleep(rng.uniform(15, 30) * scale)
+    await fault.inject()
+    await asyncio.sleep(outage_s())
+    await fault.heal()
+    await asyncio.gather(users, tend)
+
+
 # ---------------------------------------------------------------------------------------------
 # The scenarios.
 
@@ -186,35 +210,21 @@ async def incident_2023_08_15(world: World, rng: random.Random, options: RunOpti
 async def broker_kill(world: World, rng: random.Random, options: RunOptions) -> None:
     """The broker is killed -9 mid-traffic and restarts on the same port."""
     scale = options.scale
-    kill = BrokerKill(world)
-    users = asyncio.create_task(
-        users_submit(
-            world, rng, seconds=90 * scale, every=6 * scale, re_requests=1, window=90 * scale
-        )
+    await fault_under_traffic(
+        world, rng, BrokerKill(world), scale=scale, outage_s=lambda: rng.uniform(5, 20) * scale
     )
-    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
-    await asyncio.sleep(rng.uniform(15, 30) * scale)
-    await kill.inject()
-    await asyncio.sleep(rng.uniform(5, 20) * scale)
-    await kill.heal()
-    await asyncio.gather(users, tend)
 
 
 async def broker_freeze(world: World, rng: random.Random, options: RunOptions) -> None:
     """The broker is stopped (SIGSTOP) long enough for half-open links, then continued."""
     scale = options.scale
-    freeze = BrokerFreeze(world)
-    users = asyncio.create_task(
-        users_submit(
-            world, rng, seconds=90 * scale, every=6 * scale, re_requests=1, window=90 * scale
-        )
+    await fault_under_traffic(
+        world,
+        rng,
+        BrokerFreeze(world),
+        scale=scale,
+        outage_s=lambda: max(4.0, rng.uniform(10, 40) * scale),
     )
-    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
-    await asyncio.sleep(rng.uniform(15, 30) * scale)
-    await freeze.inject()
-    await asyncio.sleep(max(4.0, rng.uniform(10, 40) * scale))
-    await freeze.heal()
-    await asyncio.gather(users, tend)
 
 
 async def printer_restart(world: World, rng: random.Random, options: RunOptions) -> None:
@@ -301,18 +311,13 @@ async def cloud_crash(world: World, rng: random.Random, options: RunOptions) -> 
 async def database_restart(world: World, rng: random.Random, options: RunOptions) -> None:
     """PostgreSQL is killed mid-traffic and restarted; the store is the only truth."""
     scale = options.scale
-    restart = DatabaseRestart(world)
-    users = asyncio.create_task(
-        users_submit(
-            world, rng, seconds=90 * scale, every=6 * scale, re_requests=1, window=90 * scale
-        )
+    await fault_under_traffic(
+        world,
+        rng,
+        DatabaseRestart(world),
+        scale=scale,
+        outage_s=lambda: rng.uniform(5, 20) * scale,
     )
-    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
-    await asyncio.sleep(rng.uniform(15, 30) * scale)
-    await restart.inject()
-    await asyncio.sleep(rng.uniform(5, 20) * scale)
-    await restart.heal()
-    await asyncio.gather(users, tend)
 
 
 async def tenants_and_settings(world: World, rng: random.Random, options: RunOptions) -> None:
