@@ -27,6 +27,7 @@ import aiomqtt
 import printfleet.agent
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import Hardware
+from printfleet.agent.observer import AgentObserver
 from printfleet.agent.runtime import PrinterAgent, new_message_id
 from printfleet.broker_address import BrokerAddress
 from printfleet.protocol.issuer import CommandIssuer
@@ -355,7 +356,7 @@ async def connected_peer(address: BrokerAddress) -> AsyncIterator[CloudPeer]:
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    config: AgentConfig, hardware: Hardware
+    config: AgentConfig, hardware: Hardware, *, observer: AgentObserver | None = None
 ) -> AsyncIterator[tuple[PrinterAgent, asyncio.Task[None]]]:
     """Run a `PrinterAgent` as a task until the block ends; yields once it is connected.
 
@@ -364,7 +365,7 @@ async def running_agent(
     agent that still watched a print or wrote its journal would race the agent that replaces it.
     """
     before = asyncio.all_tasks()
-    agent = PrinterAgent(config, hardware)
+    agent = PrinterAgent(config, hardware, observer=observer)
     task = asyncio.create_task(agent.run(), name=f"agent:{config.printer_id}")
     try:
         ready = asyncio.create_task(agent.ready.wait())

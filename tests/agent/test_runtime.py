@@ -37,6 +37,7 @@ from tests.agent.peer import (
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import HeaterId, MessageLevel, PrintOutcomeKind, PrintState
 from printfleet.agent.journal_store import JournalFile
+from printfleet.agent.observer import CommandJudged
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, new_message_id
 from printfleet.agent.thermal import (
     HOTEND_LIMITS,
@@ -330,6 +331,29 @@ class Rig:
 HOTEND = HeaterId.HOTEND
 
 
+class ToldObserver:
+    """An agent observer that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.judged: list[CommandJudged] = []
+        self.faults: list[tuple[str, str]] = []
+        self.cleared: list[str] = []
+
+    def command_judged(self, judged: CommandJudged) -> None:
+        self.judged.append(judged)
+
+    def thermal_fault(self, printer_id: str, fault: str) -> None:
+        self.faults.append((printer_id, fault))
+
+    def fault_cleared(self, printer_id: str) -> None:
+        self.cleared.append(printer_id)
+
+    def verdict(self, command_id: str) -> tuple[bool, Reason | None]:
+        """What the gate made of one command, as the agent reported it."""
+        (judged,) = [j for j in self.judged if j.command is not None and j.command.id == command_id]
+        return judged.decision.accepted, judged.decision.reason
+
+
 async def heater_disconnected_while_heating(rig: Rig) -> Onset:
     """A print starts heating a hotend that no power reaches.
 
@@ -440,12 +464,14 @@ FAULT_CASES = [
 async def test_a_thermal_fault_is_caught_in_time_cuts_the_heaters_and_blocks_starts(
     case: FaultCase, peer: CloudPeer, files: FileServer, mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
-    """S6: detection within `detection_bound`, heaters off within 1 s, alerts, a latch."""
+    """S6: detection within `detection_bound`, heaters off within 1 s, alerts, a latch; the
+    agent's observer is told of the fault, of the commands it refused and of the clearing."""
     pid = new_printer_id("x1")
     cube = files.add("cube.gcode", make_sample_gcode(2, hotend_c=60.0, bed_c=0.0).encode())
     config = config_for(peer, mosquitto.url, tmp_path / "agent", pid)
     printer = RecordingPrinter("x1", storage_dir=tmp_path / "sd", time_scale=case.time_scale)
-    async with printer, running_agent(config, printer) as (agent, _):
+    told = ToldObserver()
+    async with printer, running_agent(config, printer, observer=told) as (agent, _):
         await peer.synced(pid)
         since = peer.mark()
         onset = await case.provoke(Rig(peer, printer, pid, cube))
@@ -459,6 +485,7 @@ async def test_a_thermal_fault_is_caught_in_time_cuts_the_heaters_and_blocks_sta
         allowed = onset.bound + LOOP_LATENCY_S * case.time_scale
         assert 0.0 <= latency <= allowed, f"detected {latency:.2f} s after onset, bound {allowed}"
         assert_heaters_cut(case, printer, fault.detected_at)
+        assert told.faults[0] == (pid, fault.message)
 
         # Told on every channel the printer has: the cloud, the screen, and the job's end.
         assert alert.body.severity == "critical"
@@ -478,10 +505,14 @@ async def test_a_thermal_fault_is_caught_in_time_cuts_the_heaters_and_blocks_sta
             assert printer.current_print() is None
 
         job = new_message_id()
-        await peer.refused(start_of(peer, pid, job, cube), Reason.THERMAL_FAULT)
+        start = start_of(peer, pid, job, cube)
+        await peer.refused(start, Reason.THERMAL_FAULT)
+        assert told.verdict(start.id) == (False, Reason.THERMAL_FAULT)
         await peer.refused(set_temperature(peer, pid, Heater.BED, 40), Reason.THERMAL_FAULT)
+        assert told.cleared == []
         if case.fault is not HeaterFault.HEATER_STUCK_ON:  # else still too hot: it would re-latch
             await repair_and_clear(case.fault, Rig(peer, printer, pid, cube), job)
+            assert told.cleared == [pid]
 
 
 def assert_heaters_cut(case: FaultCase, printer: RecordingPrinter, detected_at: float) -> None:
