@@ -166,16 +166,26 @@ async def fault_under_traffic(
     *,
     scale: float,
     outage_s: Callable[[], float],
+    seconds: float = 90,
+    every: float = 6,
+    re_requests: int = 1,
+    onset: tuple[float, float] = (15, 30),
 ) -> None:
-    """Users submit and people tend for 90 scenario seconds; 15 to 30 of them in, ``fault`` is
-    injected, and healed ``outage_s()`` real seconds later (drawn once it is injected)."""
+    """Users submit (one every ``every`` scenario seconds, each re-sent ``re_requests`` times)
+    and people tend for ``seconds`` scenario seconds; ``onset`` scenario seconds in, ``fault``
+    is injected, and healed ``outage_s()`` real seconds later (drawn once it is injected)."""
     users = asyncio.create_task(
         users_submit(
-            world, rng, seconds=90 * scale, every=6 * scale, re_requests=1, window=90 * scale
+            world,
+            rng,
+            seconds=seconds * scale,
+            every=every * scale,
+            re_requests=re_requests,
+            window=90 * scale,
         )
     )
-    tend = asyncio.create_task(people_tend(world, rng, seconds=90 * scale))
-    await asyncio.sleep(rng.uniform(15, 30) * scale)
+    tend = asyncio.create_task(people_tend(world, rng, seconds=seconds * scale))
+    await asyncio.sleep(rng.uniform(*onset) * scale)
     await fault.inject()
     await asyncio.sleep(outage_s())
     await fault.heal()
@@ -249,18 +259,17 @@ async def printer_restart(world: World, rng: random.Random, options: RunOptions)
 async def printer_link_burst(world: World, rng: random.Random, options: RunOptions) -> None:
     """A printer's link holds everything, then delivers the pile at once (late starts)."""
     scale = options.scale
-    burst = PrinterLinkBurst(world, rng.choice(list(world.printers)))
-    users = asyncio.create_task(
-        users_submit(
-            world, rng, seconds=60 * scale, every=4 * scale, re_requests=0, window=90 * scale
-        )
+    await fault_under_traffic(
+        world,
+        rng,
+        PrinterLinkBurst(world, rng.choice(list(world.printers))),
+        scale=scale,
+        outage_s=lambda: max(5.0, 45 * scale),
+        seconds=60,
+        every=4,
+        re_requests=0,
+        onset=(5, 15),
     )
-    tend = asyncio.create_task(people_tend(world, rng, seconds=60 * scale))
-    await asyncio.sleep(rng.uniform(5, 15) * scale)
-    await burst.inject()
-    await asyncio.sleep(max(5.0, 45 * scale))
-    await burst.heal()
-    await asyncio.gather(users, tend)
 
 
 async def clock_skew(world: World, rng: random.Random, options: RunOptions) -> None:
