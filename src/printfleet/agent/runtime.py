@@ -189,7 +189,8 @@ class PrinterAgent:
         return self._core
 
     def _make_core(self, records: list[JournalRecord]) -> PrinterCore:
-        """The one place the core is built: from the journal's records, judging with ``gate``."""
+        """The one place the core is built: from the journal's records, judging with
+        :attr:`gate` (the real gate when None)."""
         verifier = (
             CommandVerifier(self.config.cloud_public_key) if self.config.cloud_public_key else None
         )
