@@ -238,10 +238,10 @@ async def _account(context: ApiContext, state: _DemoState | None) -> tuple[UserR
     service = context.service
     if state is None:
         password = secrets.token_urlsafe(12)
-        await service.register_user(DEMO_EMAIL, password, "Demo")
+        await service.accounts.register_user(DEMO_EMAIL, password, "Demo")
     else:
         password = state.password
-    login = await service.login(DEMO_EMAIL, password, token_name="demo")  # noqa: S106 - a label
+    login = await service.accounts.login(DEMO_EMAIL, password, token_name="demo")  # noqa: S106 - a label
     if login is None:
         msg = (
             "the demo account in this data directory does not accept its saved password; "
@@ -249,7 +249,7 @@ async def _account(context: ApiContext, state: _DemoState | None) -> tuple[UserR
         )
         raise DemoError(msg)
     record, token = login
-    user = await context.store.get_user(record.user_id)
+    user = await context.store.accounts.get_user(record.user_id)
     return user, password, token
 
 
@@ -262,7 +262,7 @@ async def _provision(
     for printer_id, model in fleet_plan(options.printers):
         known = state.printers.get(printer_id)
         if known is None:
-            provisioned = await service.register_printer(
+            provisioned = await service.printers.register_printer(
                 principal, printer_id, name=f"Demo {model.upper()} #{printer_id[-2:]}", model=model
             )
             context.printer_registered(provisioned.printer)
@@ -275,7 +275,7 @@ async def _provision(
             # The broker (an embedded one gets a new port each run) is the cloud's of today.
             broker=service.settings.broker_url_for_printers,
             # As stored: a data dir from before usernames were derived keeps its old ones.
-            username=(await context.store.get_printer(printer_id)).broker_username,
+            username=(await context.store.printers.get(printer_id)).broker_username,
             password=known.password,
             cloud_public_key=service.signer.public_key,
             data_dir=options.data_dir / "printers" / printer_id,
@@ -294,7 +294,7 @@ async def _submit_sample(demo: RunningDemo, layers: int) -> str:
 
     file = await context.files.save(demo.principal.user.id, SAMPLE_NAME, chunks())
     target = next(p.id for p in demo.printers.values() if p.model == "x1")
-    created = await context.service.submit_job(
+    created = await context.service.jobs.submit_job(
         demo.principal, file_id=file.id, printer_id=target, start_within_s=600
     )
     return created.job.view.id

@@ -59,7 +59,7 @@ class LiveCloud:
     def raise_alert(self, printer_id: str, kind: str = "thermal_fault") -> str:
         """An alert on ``printer_id``, as a printer would raise it; its id."""
         record = self.run(
-            self.context.store.add_alert(
+            self.context.store.alerts.add(
                 printer_id, kind=kind, severity=Severity.CRITICAL, message="hotend sensor open"
             )
         )

@@ -122,7 +122,7 @@ async def test_good_files_are_kept_with_their_metadata(small_cloud: Running) -> 
     assert {Path(f).name.endswith(".gcode.3mf") for f in files} == {True, False}
 
     # A printer fetches by capability link: no account, but a genuine, unexpired token.
-    link = cloud.context.service.file_link_for(body["id"])
+    link = cloud.context.service.file_links.link_for(body["id"])
     fetched = await cloud.client.get(link)
     assert fetched.status_code == 200
     assert fetched.content == GCODE
@@ -134,7 +134,7 @@ async def test_good_files_are_kept_with_their_metadata(small_cloud: Running) -> 
     assert (await cloud.client.get(backdated)).status_code == 403
     forged = link.replace(query["token"], "%C3%A9" * 32)  # non-ASCII: a refusal, not a crash
     assert (await cloud.client.get(forged)).status_code == 403
-    missing = await cloud.client.get(cloud.context.service.file_link_for("no-such-file"))
+    missing = await cloud.client.get(cloud.context.service.file_links.link_for("no-such-file"))
     assert missing.status_code == 404
     no_link = await cloud.client.get(f"/printer-files/{body['id']}")
     assert no_link.status_code == 422

@@ -1,12 +1,21 @@
 """The store's and the migrations' public surfaces are deliberate: a change here is visible."""
 
-from functools import partial
 from pathlib import Path
 
 import printfleet.cloud.migrations
 import printfleet.cloud.store
-from printfleet.cloud.forwarding import Forwarded
-from printfleet.cloud.store import Store
+from printfleet.cloud.store import (
+    Accounts,
+    Alerts,
+    AuditLog,
+    Channels,
+    Deliveries,
+    Files,
+    Jobs,
+    Printers,
+    Store,
+    TelemetryLog,
+)
 from printfleet.cloud.store.engine import create_engine
 
 
@@ -45,13 +54,18 @@ def test_store_errors_share_one_base() -> None:
         assert issubclass(error, store.StoreError)
 
 
-def test_the_store_methods_kept_by_their_old_names_reach_their_repositories(
+def test_the_store_hands_out_repositories_and_has_no_operations_of_its_own(
     tmp_path: Path,
 ) -> None:
+    # One name per operation: a store-level alias of a repository's method would be a second.
     store = Store(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"))
-    kept = [name for name, value in vars(Store).items() if isinstance(value, Forwarded)]
-    assert "load_job" in kept
-    for name in kept:
-        method = getattr(store, name)
-        assert isinstance(method, partial), name
-        assert method.args[0] in vars(store).values(), name
+    repositories = {
+        "accounts": Accounts, "printers": Printers, "files": Files, "jobs": Jobs,
+        "audit": AuditLog, "alerts": Alerts, "channels": Channels, "deliveries": Deliveries,
+        "telemetry": TelemetryLog,
+    }  # fmt: skip
+    for name, repository in repositories.items():
+        assert type(getattr(store, name)) is repository, name
+    assert not callable(store.printers)
+    own = {name for name in vars(Store) if not name.startswith("_")}
+    assert own == {"close", "ping"}

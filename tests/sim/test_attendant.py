@@ -52,7 +52,7 @@ async def submit(demo: RunningDemo, printer_id: str, name: str) -> str:
         yield sample
 
     file = await demo.context.files.save(demo.principal.user.id, name, chunks())
-    created = await demo.context.service.submit_job(
+    created = await demo.context.service.jobs.submit_job(
         demo.principal, file_id=file.id, printer_id=printer_id, start_within_s=600
     )
     return created.job.view.id
@@ -66,7 +66,7 @@ async def until(condition: Callable[[], object], within: float = 60.0) -> None:
 
 async def wait_for_state(demo: RunningDemo, job_id: str, state: JobState) -> None:
     async with asyncio.timeout(60):
-        while (job := await demo.context.store.load_job(job_id)).view.state is not state:
+        while (job := await demo.context.store.jobs.load(job_id)).view.state is not state:
             assert job.view.state not in {JobState.FAILED, JobState.EXPIRED}, job.view
             await asyncio.sleep(0.1)
 
@@ -107,7 +107,7 @@ async def test_without_the_attendant_the_second_job_waits_for_the_plate(
         # The sensor still sees the first print, and the job says so while it waits.
         async with asyncio.timeout(60):
             # The store notifies nobody of a job's reason.
-            while "plate" not in (job := await demo.context.store.load_job(second)).view.reason:  # noqa: ASYNC110
+            while "plate" not in (job := await demo.context.store.jobs.load(second)).view.reason:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         assert job.view.state is JobState.STAGED, job.view
         assert "x1-01" in job.view.reason

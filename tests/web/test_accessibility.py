@@ -100,7 +100,7 @@ async def test_log_in_and_confirm_a_plate_with_the_keyboard_alone(
     await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
-    audit = await demo.context.store.audit_for_printer("p1-02", limit=100)
+    audit = await demo.context.store.audit.for_printer("p1-02", limit=100)
     assert "plate.confirmed" not in [entry.action for entry in audit]
 
     await button.focus()
@@ -109,5 +109,5 @@ async def test_log_in_and_confirm_a_plate_with_the_keyboard_alone(
     await expect(dialog.get_by_role("button", name="Yes, the plate is clear")).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator("#toast")).to_have_text("Plate confirmed clear")
-    audit = await demo.context.store.audit_for_printer("p1-02", limit=100)
+    audit = await demo.context.store.audit.for_printer("p1-02", limit=100)
     assert [entry.action for entry in audit].count("plate.confirmed") == 1

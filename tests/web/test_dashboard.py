@@ -38,7 +38,7 @@ async def submit_print(page: Page, printer_id: str, name: str = "cube.gcode") ->
 
 
 async def job_id_of(demo: RunningDemo, name: str) -> str:
-    jobs = await demo.context.service.jobs_for(demo.principal)
+    jobs = await demo.context.service.jobs.jobs_for(demo.principal)
     return next(job.view.id for job in jobs if job.name == name)
 
 
@@ -61,7 +61,7 @@ async def test_log_in_upload_print_and_watch_it_complete_without_reloading(
     # The finished print is still on the plate, and the sensor says so.
     await expect(card.locator('[data-field="plate"]')).to_have_text("Occupied")
     assert await page.evaluate("window.notReloaded") is True
-    job = await demo.context.store.load_job(await job_id_of(demo, "cube.gcode"))
+    job = await demo.context.store.jobs.load(await job_id_of(demo, "cube.gcode"))
     assert job.view.state is JobState.COMPLETED
 
 
@@ -96,7 +96,7 @@ async def test_a_p1_job_waits_until_the_plate_is_confirmed_with_the_button(
     await dialog.get_by_role("button", name="Yes, the plate is clear").click()
     await expect(row).to_have_attribute("data-state", "printing", timeout=20_000)
     assert printer.hardware.current_print() is not None
-    audit = await demo.context.store.audit_for_printer(printer.id, limit=1000)
+    audit = await demo.context.store.audit.for_printer(printer.id, limit=1000)
     assert [entry.action for entry in audit].count("plate.confirmed") == 1
 
 
@@ -126,7 +126,7 @@ async def test_a_thermal_fault_shows_an_alert_within_two_seconds_and_can_be_ackn
     acked = page.locator('li.alert.acked[data-kind="thermal_fault"]')
     await expect(acked).to_contain_text("Acknowledged")
     await expect(favicon).to_have_attribute("data-count", str(open_before))
-    alerts = await demo.context.service.alerts_for(demo.principal)
+    alerts = await demo.context.service.alerts.alerts_for(demo.principal)
     thermal = [alert for alert in alerts if alert.kind == "thermal_fault"]
     assert len(thermal) == 1
     assert thermal[0].acked_by == demo.principal.user.id
@@ -158,7 +158,7 @@ async def test_the_fleet_view_fits_a_phone_and_a_desktop(
         yield sample
 
     file = await demo.context.files.save(demo.principal.user.id, "benchy.gcode", chunks())
-    await demo.context.service.submit_job(demo.principal, file_id=file.id, printer_id="x1-01")
+    await demo.context.service.jobs.submit_job(demo.principal, file_id=file.id, printer_id="x1-01")
     ARTIFACTS.mkdir(exist_ok=True)
     viewports: list[tuple[str, ViewportSize]] = [
         ("phone", {"width": 390, "height": 844}),
@@ -213,7 +213,7 @@ async def test_pause_resume_cancel_and_the_plate_check_from_the_printer_page(
         yield long_print
 
     file = await demo.context.files.save(demo.principal.user.id, "long.gcode", chunks())
-    created = await demo.context.service.submit_job(
+    created = await demo.context.service.jobs.submit_job(
         demo.principal, file_id=file.id, printer_id="x1-01"
     )
     job_row = page.locator(f'tr[data-job-id="{created.job.view.id}"]')
@@ -240,10 +240,10 @@ async def test_pause_resume_cancel_and_the_plate_check_from_the_printer_page(
     await expect(dialog).to_contain_text("Turn the plate check off?")
     await dialog.get_by_role("button", name="Cancel").click()
     await expect(check).to_be_checked()
-    assert (await demo.context.store.get_printer("x1-01")).plate_check is True
+    assert (await demo.context.store.printers.get("x1-01")).plate_check is True
     await check.uncheck()
     await dialog.get_by_role("button", name="Turn the plate check off").click()
     await expect(page.locator("#toast")).to_have_text("Plate check off")
-    assert (await demo.context.store.get_printer("x1-01")).plate_check is False
-    audit = await demo.context.store.audit_for_printer("x1-01", limit=1000)
+    assert (await demo.context.store.printers.get("x1-01")).plate_check is False
+    audit = await demo.context.store.audit.for_printer("x1-01", limit=1000)
     assert "plate_check.off" in [entry.action for entry in audit]

@@ -38,11 +38,11 @@ async def test_the_chart_shows_temperatures_from_before_the_page_was_opened(
         hotend=HeaterTelemetry(temp_dc=2150, target_dc=2200),
         bed=HeaterTelemetry(temp_dc=650, target_dc=650),
     )
-    await store.append_telemetry(PRINTER, at=earlier, data=snapshot(old))
+    await store.telemetry.append(PRINTER, at=earlier, data=snapshot(old))
     # And what the cloud recorded itself from the printer's reports since the demo started.
     async with asyncio.timeout(15):
         # The store has no change notification to await.
-        while not await store.telemetry_for(PRINTER, since=earlier + 1):  # noqa: ASYNC110
+        while not await store.telemetry.for_printer(PRINTER, since=earlier + 1):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
     await log_in(page, demo)

@@ -296,7 +296,7 @@ async def running_cloud(
         def file_url(job: StoredJob, printer_id: str) -> str:
             # Every job made through the API has a file; a link to none fails the stage
             # cleanly (the printer rejects it, the job says why) instead of the whole tick.
-            return service.file_link_for(job.file_id or f"missing-{job.view.id}")
+            return service.file_links.link_for(job.file_id or f"missing-{job.view.id}")
 
         auth_sync = await _start_auth_sync(stack, store, settings, broker)
 
@@ -322,7 +322,7 @@ async def running_cloud(
         recording = _started(history.run(), "printfleet telemetry history")
         stack.push_async_callback(_cancelled, recording)
         listeners = _CoreListeners(announcer, metrics, history)
-        service.job_listener = listeners.job_told
+        service.jobs.listener = listeners.job_told
         core = CloudCore(
             broker,
             StoreJobs(store),
@@ -336,7 +336,7 @@ async def running_cloud(
             probe_interval_s=settings.probe_interval_s,
             local_jobs=store.audit,
         )
-        service.core = core
+        service.live.core = core
         metrics.watch(core)
         task = asyncio.create_task(core.run(), name="printfleet cloud core")
         task.add_done_callback(_report_end)

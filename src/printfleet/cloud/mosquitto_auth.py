@@ -80,7 +80,7 @@ class MosquittoAuthSync:
 
     async def sync(self) -> None:
         """Write both files from the store now, then ask Mosquitto to reload them."""
-        printers = await self.store.printers()
+        printers = await self.store.printers.all()
         # The stored username, not one derived now: printers provisioned before usernames were
         # derived from ids log in with the one they were given.
         kept, refused = screen_accounts(
@@ -113,7 +113,7 @@ class MosquittoAuthSync:
         )
         key = f"{account.printer_id}\n{account.username}\n{account.password_hash}"
         try:
-            await self.store.add_alert(
+            await self.store.alerts.add(
                 account.printer_id,
                 kind=REFUSED_ALERT,
                 severity=Severity.CRITICAL,

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from printfleet.cloud.core import CloudCore
-from printfleet.cloud.forwarding import Forwarded
 from printfleet.cloud.notify.outbound import OutboundPolicy
 from printfleet.cloud.store import Store
 from printfleet.cloud.usecases.accounts import (
@@ -88,7 +87,11 @@ class ServiceSettings:
 
 class CloudService:
     """The cloud's use cases by area: ``accounts``, ``printers``, ``files``, ``jobs``,
-    ``alerts``, ``channels``."""
+    ``alerts``, ``channels``.
+
+    ``live.core`` is the MQTT side once the app runs it (None without a broker), and
+    ``jobs.listener`` is told of each job a person created or cancelled (the app's notifier hook).
+    """
 
     def __init__(
         self,
@@ -148,34 +151,3 @@ class CloudService:
             outbound=outbound if outbound is not None else OutboundPolicy(),
             sender=notifications,
         )
-
-    @property
-    def core(self) -> CloudCore | None:
-        """The MQTT side, once the app runs it; None without a broker."""
-        return self.live.core
-
-    @core.setter
-    def core(self, core: CloudCore | None) -> None:
-        self.live.core = core
-
-    @property
-    def job_listener(self) -> JobListener | None:
-        """Told of each job a person created or cancelled (the app's notifier hook)."""
-        return self.jobs.listener
-
-    @job_listener.setter
-    def job_listener(self, listener: JobListener | None) -> None:
-        self.jobs.listener = listener
-
-    def file_link_for(self, file_id: str) -> str:
-        """A capability URL a printer can fetch a file from (see :class:`FileLinks`)."""
-        return self.file_links.link_for(file_id)
-
-    # The use cases by the names they had when this class held them all, for the demo, the
-    # CLI and tests outside the cloud until they reach them by area.
-    register_user = Forwarded("accounts", AccountActions.register_user)
-    login = Forwarded("accounts", AccountActions.login)
-    register_printer = Forwarded("printers", PrinterActions.register_printer)
-    submit_job = Forwarded("jobs", JobActions.submit_job)
-    jobs_for = Forwarded("jobs", JobActions.jobs_for)
-    alerts_for = Forwarded("alerts", AlertActions.alerts_for)

@@ -72,11 +72,6 @@ class Printers:
             rows = await session.scalars(select(Printer).order_by(Printer.id))
             return [printer_record(row) for row in rows]
 
-    async def __call__(self) -> list[PrinterRecord]:
-        """:meth:`all`: code written before the repositories asks the store for
-        ``printers()``, which is this repository called."""
-        return await self.all()
-
     async def update(
         self,
         printer_id: str,

@@ -13,7 +13,6 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from printfleet.cloud.forwarding import Forwarded
 from printfleet.cloud.store.accounts import Accounts
 from printfleet.cloud.store.alerts import Alerts
 from printfleet.cloud.store.audit import AuditLog
@@ -114,15 +113,3 @@ class Store:
     async def ping(self) -> None:
         """Check that the database answers; raises StoreUnavailable or StoreBusy if not."""
         await self.database.ping()
-
-    # The store's methods by their names from before the repositories, for code outside the
-    # cloud's own modules (the demo, the broker account sync, the dashboard's and the SDK's
-    # tests) until it takes the repositories it uses. Nothing else should use them.
-    # (``store.printers()``, every printer, is the printers repository called.)
-    get_user = Forwarded("accounts", Accounts.get_user)
-    get_printer = Forwarded("printers", Printers.get)
-    load_job = Forwarded("jobs", Jobs.load)
-    audit_for_printer = Forwarded("audit", AuditLog.for_printer)
-    add_alert = Forwarded("alerts", Alerts.add)
-    append_telemetry = Forwarded("telemetry", TelemetryLog.append)
-    telemetry_for = Forwarded("telemetry", TelemetryLog.for_printer)
