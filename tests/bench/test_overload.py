@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from printfleet.bench.overload import ConfigRun, OverloadReport, OverloadSettings
 from printfleet.bench.overload_load import OK, RequestRecord
+from printfleet.bench.overload_report import ConfigRun, OverloadReport, OverloadSettings
 
 CLI = (sys.executable, "-c", "from printfleet.cli import main; main()")
 SETTINGS = OverloadSettings(multipliers=(0.5, 10.0, 0.5), step_s=2.0, window_s=0.5)
