@@ -33,7 +33,9 @@ from printfleet.chaos.checker import (
     ViolationKind,
     check,
 )
-from printfleet.chaos.simulation import USERS, FleetSimulation, LinkFaults, Roster, ShareRole
+from printfleet.chaos.sim_link import LinkFaults
+from printfleet.chaos.sim_tenancy import Roster, ShareRole
+from printfleet.chaos.simulation import USERS, FleetSimulation
 from printfleet.protocol import dispatch
 from printfleet.protocol.dispatch import (
     ApplySettings,

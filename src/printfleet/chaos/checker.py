@@ -11,7 +11,7 @@ names are made, not of a history: ``tests/protocol/test_identities.py`` and
 from dataclasses import dataclass
 from enum import StrEnum
 
-from printfleet.chaos.simulation import History
+from printfleet.chaos.sim_history import History
 from printfleet.protocol.lifecycle import JobState
 
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from printfleet.chaos.checker import Violation, check
-from printfleet.chaos.simulation import USERS, FleetSimulation, LinkFaults, ShareRole
+from printfleet.chaos.sim_link import LinkFaults
+from printfleet.chaos.sim_tenancy import ShareRole
+from printfleet.chaos.simulation import USERS, FleetSimulation
 
 PRINTER_IDS = ("x1-0", "p1-1", "x1-2")
 SETTLE_LIMIT_MS = 600_000

@@ -15,53 +15,42 @@ every stage or start the cloud issues with the store's truth at that instant (co
 operate the printer? did the owner want the plate checked?), so the checker can judge S1 to S9
 from outside the code under test. The Hypothesis state machines and ``printfleet chaos sim``
 both drive this.
+
+This module holds the cloud on simulated ports and the schedule driver
+(:class:`FleetSimulation`); the pieces it drives have modules of their own: the network
+(:mod:`~printfleet.chaos.sim_link`), the printers (:mod:`~printfleet.chaos.sim_printer`),
+the tenants (:mod:`~printfleet.chaos.sim_tenancy`) and the history
+(:mod:`~printfleet.chaos.sim_history`).
 """
 
 import hashlib
-import heapq
-import itertools
 import random
-import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
 
+from printfleet.chaos.sim_history import History, IssuedCommand
+from printfleet.chaos.sim_link import LinkFaults, SimulatedLink
+from printfleet.chaos.sim_printer import PrinterClock, SimPrinter, uuid_factory
+from printfleet.chaos.sim_tenancy import Roster, ShareRole, Tenancy
 from printfleet.chaos.unsafe import PermissiveGate, plan_without_safeguards
 from printfleet.cloud.dispatcher import Dispatcher, RosterEntry, StoredJob
 from printfleet.cloud.fleet_view import FleetView, Kind
 from printfleet.cloud.link import PublishOutcome
 from printfleet.protocol import dispatch
-from printfleet.protocol.dispatch import (
-    DispatchPolicy,
-    JobView,
-    LinkEvidence,
-    Planner,
-    SafetySettings,
-)
-from printfleet.protocol.gate import (
-    CancelPrint,
-    FetchFile,
-    Gate,
-    HeatersOff,
-    PlateReading,
-    PrinterState,
-    SafetyGate,
-    StartPrint,
-)
+from printfleet.protocol.dispatch import DispatchPolicy, JobView, LinkEvidence, Planner
+from printfleet.protocol.gate import SafetyGate
 from printfleet.protocol.issuer import CommandIssuer
-from printfleet.protocol.journal import Journal, JournalRecord
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import (
     CommandBase,
     DecodeError,
     Event,
-    JobOutcome,
     StageCommand,
     StartCommand,
     decode_command,
     encode,
 )
-from printfleet.protocol.printer import Output, PrinterCore
 from printfleet.protocol.signing import CommandSigner, CommandVerifier
 from printfleet.protocol.topics import Topics
 from printfleet.testing.jobs import MemoryJobs
@@ -74,11 +63,6 @@ OWNERS = ("ana", "ana", "ben")
 REPORT_EVERY_MS = 1_000
 """Printers report their full state this often (the real agent's telemetry period)."""
 TIME_SYNC_EVERY_MS = 10_000
-
-
-def _uuid_factory(rng: random.Random) -> Callable[[], str]:
-    # Seeded ids keep a failing schedule exactly replayable; nothing here is secret.
-    return lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
 _T = TypeVar("_T")
@@ -97,433 +81,6 @@ def run_now(coroutine: Coroutine[Any, Any, _T]) -> _T:
     coroutine.close()
     msg = "a simulated port waited: the simulation runs the cloud without an event loop"
     raise RuntimeError(msg)
-
-
-# ---------------------------------------------------------------------------------------------
-# The network.
-
-
-@dataclass(frozen=True, slots=True)
-class LinkFaults:
-    """How the simulated network misbehaves."""
-
-    max_delay_ms: int = 200
-    drop: float = 0.0
-    duplicate: float = 0.0
-    near: frozenset[str] = frozenset()
-    """Printers on a fast path to the broker: every message to or from them arrives at once,
-    so they answer while the cloud is still publishing the command they answer."""
-
-
-@dataclass(order=True, slots=True)
-class _InFlight:
-    deliver_at: int
-    seq: int
-    to: str = field(compare=False)
-    printer_id: str = field(compare=False)
-    payload: bytes = field(compare=False)
-
-
-class SimulatedLink:
-    """Carries payloads between the cloud and printers with seeded faults.
-
-    A *held* printer models an MQTT client whose connection is down while it still accepts
-    publishes: everything sent to or from that printer is kept and delivered in one burst when
-    the hold ends, however late. That is exactly what printed onto occupied plates in 2023.
-    """
-
-    def __init__(self, rng: random.Random, faults: LinkFaults) -> None:
-        self._rng = rng
-        self.faults = faults
-        self._queue: list[_InFlight] = []
-        self._seq = itertools.count()
-        self._held_until: dict[str, int] = {}
-        self._cut: set[str] = set()
-
-    def hold(self, printer_id: str, until: int) -> None:
-        """Queue all traffic of ``printer_id`` until ``until``, then deliver it at once."""
-        self._held_until[printer_id] = max(until, self._held_until.get(printer_id, 0))
-
-    def cut(self, printer_id: str, *, down: bool) -> None:
-        """Drop every message to or from ``printer_id`` while down (a dead link, no queue)."""
-        if down:
-            self._cut.add(printer_id)
-        else:
-            self._cut.discard(printer_id)
-
-    def path_up(self, printer_id: str, now: int) -> bool:
-        """Whether a probe through this printer's path would come back now."""
-        return printer_id not in self._cut and self._held_until.get(printer_id, 0) <= now
-
-    def send(self, now: int, printer_id: str, to: str, payload: bytes) -> None:
-        """Send ``payload`` between the cloud and ``printer_id`` (either direction)."""
-        if printer_id in self._cut or self._rng.random() < self.faults.drop:
-            return
-        copies = 2 if self._rng.random() < self.faults.duplicate else 1
-        for _ in range(copies):
-            deliver_at = now
-            if printer_id not in self.faults.near:
-                deliver_at += self._rng.randint(0, self.faults.max_delay_ms)
-            deliver_at = max(deliver_at, self._held_until.get(printer_id, 0))
-            message = _InFlight(deliver_at, next(self._seq), to, printer_id, payload)
-            heapq.heappush(self._queue, message)
-
-    def next_due(self, now: int) -> _InFlight | None:
-        """The next message that arrives by ``now``, in arrival order, if any."""
-        if self._queue and self._queue[0].deliver_at <= now:
-            return heapq.heappop(self._queue)
-        return None
-
-    @property
-    def in_flight(self) -> int:
-        """Messages still travelling."""
-        return len(self._queue)
-
-
-# ---------------------------------------------------------------------------------------------
-# What happened, for the checker.
-
-
-@dataclass(frozen=True, slots=True)
-class PhysicalStart:
-    """A print that physically began, with the truth at that instant."""
-
-    at: int
-    printer_id: str
-    job_id: str
-    source: str
-    command_id: str | None
-    issued_at: int | None
-    not_after: int | None
-    plate_occupied: bool
-    printer_busy: bool
-    fault_latched: bool
-    plate_check: bool
-    """The printer's own plate-check setting at that instant."""
-    link_verified_at_issue: bool | None
-    has_plate_sensor: bool = True
-    plate_confirmed: bool = False
-    """A person confirmed the plate clear (at the screen or remotely) since the last start."""
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedCommand:
-    """A stage or start the cloud issued, with the store's truth at that instant (S1, S5)."""
-
-    at: int
-    command_id: str
-    kind: Literal["stage", "start"]
-    printer_id: str
-    job_id: str
-    submitter: str
-    """Who asked for the job, as the user's request said (not as the cloud recorded it)."""
-    submitter_may_operate: bool
-    """Whether the submitter owned the printer or held an operator share at that instant."""
-    desired_plate_check: bool
-    """The owner's plate-check setting at that instant."""
-    sent: bool
-    """Whether it left the cloud (a publish refused for want of link evidence did not)."""
-    file_url: str | None = None
-    """For a stage: the link to the submitter's file that the printer was handed."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """A job a user created, and how it ended."""
-
-    job_id: str
-    created_at: int
-    start_by: int
-    state: JobState
-    notified: bool
-
-
-@dataclass(slots=True)
-class History:
-    """Everything the checker needs: intents, starts, heats, ends, notifications."""
-
-    starts: list[PhysicalStart] = field(default_factory=list)
-    intents: dict[str, int] = field(default_factory=dict)
-    """Job id -> creation time, for every job a user submitted."""
-    terminal: dict[str, JobState] = field(default_factory=dict)
-    notified: set[str] = field(default_factory=set)
-    heated_while_faulted: list[tuple[int, str]] = field(default_factory=list)
-    commands_issued: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
-    """Command id -> (issued_at, not_after, link verified when issued)."""
-    submitters: dict[str, str] = field(default_factory=dict)
-    """Job id -> the user who asked for it."""
-    issued: dict[str, IssuedCommand] = field(default_factory=dict)
-    """Command id -> every stage and start, with who could operate and what the owner wanted."""
-    tenancy_changes: int = 0
-    """Shares granted or revoked, plate checks turned on or off: how much the store moved."""
-    checks_on_while_away: int = 0
-    """Plate checks turned back on while the printer, its own check off, could not hear it."""
-
-
-# ---------------------------------------------------------------------------------------------
-# A printer: the real PrinterCore plus a little physics.
-
-
-@dataclass(frozen=True, slots=True)
-class PrinterClock:
-    """``local = true * (1 + drift_ppm/1e6) + offset``: offset and drift, like a real crystal."""
-
-    offset_ms: int
-    drift_ppm: int
-
-    def local(self, true_ms: int) -> int:
-        """The printer's monotonic reading at true cloud time ``true_ms``."""
-        return true_ms + (true_ms * self.drift_ppm) // 1_000_000 + self.offset_ms
-
-
-class SimPrinter:
-    """A printer whose protocol side is the real core and whose body is a few booleans."""
-
-    def __init__(
-        self,
-        printer_id: str,
-        model: str,
-        *,
-        verifier: CommandVerifier,
-        clock: PrinterClock,
-        gate: Gate,
-        rng: random.Random,
-        print_ms: int,
-    ) -> None:
-        self.printer_id = printer_id
-        self.model = model
-        self.clock = clock
-        self.print_ms = print_ms
-        self._verifier = verifier
-        self._gate = gate
-        self._new_id = _uuid_factory(rng)
-        self.stored_records: list[JournalRecord] = []
-        # Physical truth, independent of what the core believes.
-        self.plate_occupied = False
-        self.confirmed_by_person = False
-        """Someone said the plate is clear since the last start (the checker's S5 witness)."""
-        self.printing_job: str | None = None
-        self.print_ends_at: int | None = None
-        self.fault = False
-        self.powered = True
-        self.core = self._fresh_core(has_history=False)
-
-    @property
-    def has_sensor(self) -> bool:
-        """x1-like printers have a plate sensor; p1-like ones do not."""
-        return self.model == "x1"
-
-    def _fresh_core(self, *, has_history: bool) -> PrinterCore:
-        journal = Journal.replay(self.stored_records) if has_history else Journal()
-        state = PrinterState(printer_id=self.printer_id, has_plate_sensor=self.has_sensor)
-        return PrinterCore(
-            state,
-            verifier=self._verifier,
-            new_id=self._new_id,
-            journal=journal,
-            gate=self._gate,
-        )
-
-    def _sense(self, local: int) -> None:
-        if self.has_sensor:
-            reading = PlateReading.OCCUPIED if self.plate_occupied else PlateReading.CLEAR
-            self.core.plate_reading(reading, local)
-
-    def _apply(
-        self, output: Output, now: int, history: History, command: CommandBase | None
-    ) -> list[Event]:
-        # Write-ahead: the journal is stored before anything physical happens.
-        self.stored_records.extend(output.records)
-        for action in output.actions:
-            match action:
-                case StartPrint(job_id=job_id):
-                    history.starts.append(
-                        PhysicalStart(
-                            at=now,
-                            printer_id=self.printer_id,
-                            job_id=job_id,
-                            source="cloud" if command is not None else "screen",
-                            command_id=command.id if command is not None else None,
-                            issued_at=command.issued_at if command is not None else None,
-                            not_after=command.not_after if command is not None else None,
-                            plate_occupied=self.plate_occupied,
-                            printer_busy=self.printing_job is not None,
-                            fault_latched=self.fault,
-                            plate_check=self.core.state.plate_check,
-                            link_verified_at_issue=(
-                                history.commands_issued[command.id][2]
-                                if command is not None and command.id in history.commands_issued
-                                else None
-                            ),
-                            has_plate_sensor=self.has_sensor,
-                            plate_confirmed=self.confirmed_by_person,
-                        )
-                    )
-                    self.confirmed_by_person = False
-                    self.printing_job = job_id
-                    self.print_ends_at = now + self.print_ms
-                    self.plate_occupied = True
-                case CancelPrint():
-                    if self.printing_job is not None:
-                        self.print_ends_at = now
-                case HeatersOff():
-                    pass
-                case FetchFile(job_id=job_id, sha256=sha256):
-                    staged = self.core.staged(job_id, sha256, self.clock.local(now))
-                    return [*output.events, *staged.events]
-                case _:
-                    pass
-        return list(output.events)
-
-    def receive(self, payload: bytes, now: int, history: History) -> list[Event]:
-        """A command payload arrives."""
-        local = self.clock.local(now)
-        self._sense(local)
-        output = self.core.receive(payload, local)
-        return self._apply(output, now, history, output.command)
-
-    def tick(self, now: int, history: History) -> list[Event]:
-        """Let time pass: prints end; the printer reports its state."""
-        local = self.clock.local(now)
-        events: list[Event] = []
-        if (
-            self.printing_job is not None
-            and self.print_ends_at is not None
-            and now >= self.print_ends_at
-        ):
-            outcome = JobOutcome.FAILED if self.fault else JobOutcome.COMPLETED
-            self.printing_job = None
-            self.print_ends_at = None
-            events.extend(
-                self._apply(self.core.print_ended(outcome, "", local), now, history, None)
-            )
-        self._sense(local)
-        return events
-
-    def request_time(self, now: int) -> Event:
-        """A time request for the cloud."""
-        return self.core.request_time(self.clock.local(now))
-
-    def state_event(self, now: int) -> Event:
-        """A full state report."""
-        local = self.clock.local(now)
-        self._sense(local)
-        return self.core.state_event(local)
-
-    def person_clears_plate(self, now: int, *, confirm_locally: bool) -> list[Event]:
-        """Someone removes the print; on a sensorless printer they may confirm at the screen."""
-        if self.printing_job is not None:
-            return []
-        self.plate_occupied = False
-        if not self.powered:
-            return []
-        local = self.clock.local(now)
-        self._sense(local)
-        if confirm_locally and not self.has_sensor:
-            self.confirmed_by_person = True
-            return list(self.core.confirm_plate_locally("person", local).events)
-        return [self.core.state_event(local)]
-
-    def thermal_fault(self, now: int, history: History) -> list[Event]:
-        """The heater misbehaves; the agent's thermal protection latches a fault."""
-        self.fault = True
-        output = self.core.thermal_fault(
-            "Hotend not heating at expected rate", self.clock.local(now)
-        )
-        return self._apply(output, now, history, None)
-
-    def clear_fault(self, now: int) -> list[Event]:
-        """A person fixed the heater and cleared the fault at the printer."""
-        self.fault = False
-        return list(self.core.clear_fault_locally("person", self.clock.local(now)).events)
-
-    def restart(self, now: int, history: History) -> list[Event]:
-        """Power cycle: memory is gone, the journal file survives; a running print is lost."""
-        self.power_off()
-        return self.power_on(now, history)
-
-    def power_off(self) -> None:
-        """The power goes: the running print stops where it is (its part stays on the plate),
-        and the printer hears and says nothing until it is switched on again."""
-        self.printing_job = None
-        self.print_ends_at = None
-        self.powered = False
-
-    def power_on(self, now: int, history: History) -> list[Event]:
-        """Boot from the journal file: settings and every job acted on are remembered."""
-        del history  # recovery starts nothing
-        self.powered = True
-        self.core = self._fresh_core(has_history=True)
-        output = self.core.recover(self.clock.local(now))
-        self.stored_records.extend(output.records)
-        return [*output.events, self.state_event(now)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Tenants: who owns which printer, who it is shared with, what each owner chose.
-
-ShareRole = Literal["operator", "viewer"]
-
-
-@dataclass(slots=True)
-class Tenancy:
-    """The store's truth about printers and people; it changes between planning rounds.
-
-    The cloud reads it through a :class:`Roster` at every planning round; the history records
-    it, read directly, at every stage and start, so a cloud that misreads it is caught.
-    """
-
-    owners: dict[str, str]
-    """Printer id -> its owner."""
-    shares: dict[str, dict[str, ShareRole]] = field(default_factory=dict)
-    """Printer id -> user -> role; a viewer may watch but not print."""
-    desired: dict[str, SafetySettings] = field(default_factory=dict)
-    """Printer id -> the safety settings its owner chose (plate check on unless turned off)."""
-
-    def operators(self, printer_id: str) -> frozenset[str]:
-        """The owner and every operator share, now."""
-        shared = self.shares.get(printer_id, {})
-        operators = {user for user, role in shared.items() if role == "operator"}
-        return frozenset({self.owners[printer_id], *operators})
-
-    def settings(self, printer_id: str) -> SafetySettings:
-        """What the owner chose, now."""
-        return self.desired.get(printer_id, SafetySettings())
-
-    def may_operate(self, user: str, printer_id: str) -> bool:
-        """Whether ``user`` may print on ``printer_id`` now."""
-        return user in self.operators(printer_id)
-
-    def share(self, printer_id: str, user: str, role: ShareRole) -> bool:
-        """The owner shares the printer (or changes a share's role); False if nothing changed."""
-        if user == self.owners[printer_id] or self.shares.get(printer_id, {}).get(user) == role:
-            return False
-        self.shares.setdefault(printer_id, {})[user] = role
-        return True
-
-    def revoke(self, printer_id: str, user: str) -> bool:
-        """The owner takes a share back; False if there was none."""
-        return self.shares.get(printer_id, {}).pop(user, None) is not None
-
-    def set_plate_check(self, printer_id: str, *, enabled: bool) -> bool:
-        """The owner turns the plate check on or off; False if it already was."""
-        if self.settings(printer_id).plate_check == enabled:
-            return False
-        self.desired[printer_id] = SafetySettings(plate_check=enabled)
-        return True
-
-
-class Roster(Protocol):
-    """What the cloud reads of the store about a printer at each planning round (a port: tests
-    wrap it to show what the checker catches when the cloud misreads it)."""
-
-    def operators(self, printer_id: str) -> frozenset[str]:
-        """The users who may operate the printer now."""
-        ...
-
-    def settings(self, printer_id: str) -> SafetySettings:
-        """The safety settings its owner chose."""
-        ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,7 +207,7 @@ class FleetSimulation:
         self.history = History()
         self.link_lies = False
         self.probe_interval_ms = probe_interval_ms
-        self._new_id = _uuid_factory(self.rng)
+        self._new_id = uuid_factory(self.rng)
         self.issuer = CommandIssuer(self.signer, self._new_id)
         self.store = MemoryJobs(file_size=1)
         self.jobs: Mapping[str, JobView] = JobViews(self.store)
