@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from printfleet.chaos.run import SCENARIOS
+from printfleet.chaos.scenarios import SCENARIOS
 
 PRINTFLEET = Path(sys.executable).parent / "printfleet"
 

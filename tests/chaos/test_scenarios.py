@@ -13,7 +13,9 @@ import pytest
 
 from printfleet.chaos.checker import AUTHORITY_KINDS, PLATE_KINDS, ViolationKind
 from printfleet.chaos.recorder import Kind
-from printfleet.chaos.run import SCENARIOS, RunOptions, run_scenario, write_json, write_timeline
+from printfleet.chaos.report import write_json, write_timeline
+from printfleet.chaos.run import run_scenario
+from printfleet.chaos.scenarios import SCENARIOS, RunOptions
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(150)]
 

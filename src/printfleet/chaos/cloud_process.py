@@ -19,7 +19,9 @@ from pathlib import Path
 from printfleet.agent.runtime import new_message_id
 from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.recorder import HistoryRecorder, Kind, RecordedEvent, load_history
-from printfleet.chaos.world import ChaosCloud, DispatchPoint, WorldSettings
+from printfleet.chaos.world_cloud import ChaosCloud
+from printfleet.chaos.world_settings import WorldSettings
+from printfleet.chaos.world_store import DispatchPoint
 from printfleet.cloud.dispatcher import cloud_ms, stage_name
 from printfleet.cloud.store import open_store
 from printfleet.cloud.store_jobs import StoreJobs, StoreRoster

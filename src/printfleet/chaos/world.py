@@ -9,11 +9,14 @@ rules, and so is the roster of who may operate which printer and which settings 
 (or both are in the real store on PostgreSQL). Users, owners, people at the printers and the
 notifier are played by the harness, which records what they did, and what the hardware
 physically did, into the history.
+
+This module holds the world the harness's hands act on (:class:`World`) and its start-up
+(:func:`running_world`); its settings, store, cloud and printers have modules of their own
+(``world_settings``, ``world_store``, ``world_cloud``, ``world_printers``).
 """
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import random
 import threading
@@ -22,405 +25,31 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from printfleet.agent.config import AgentConfig
-from printfleet.agent.hardware import HeaterId
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, monotonic_ms, new_message_id
 from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
-from printfleet.chaos.recorder import AgentHistory, DispatchHistory, HistoryRecorder, Kind
-from printfleet.chaos.unsafe import CredulousLink, PermissiveGate, plan_without_safeguards
-from printfleet.cloud.dispatcher import (
-    Dispatcher,
-    JobRepository,
-    PrinterRoster,
-    StoredJob,
-    cloud_ms,
-    stage_name,
-)
-from printfleet.cloud.fleet_view import FleetView
-from printfleet.cloud.fleet_view import Kind as MessageKind
-from printfleet.cloud.link import LinkSupervisor
-from printfleet.cloud.migrations import upgrade
-from printfleet.cloud.store import Store, new_id, open_store
-from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
-from printfleet.protocol.dispatch import (
-    DispatchPolicy,
-    JobChange,
-    JobView,
-    SafetySettings,
-    plan,
-)
+from printfleet.chaos.recorder import AgentHistory, HistoryRecorder, Kind
+from printfleet.chaos.unsafe import CredulousLink, PermissiveGate
+from printfleet.chaos.world_cloud import ChaosCloud
+from printfleet.chaos.world_printers import PrinterSlot, WitnessedPrinter, skewed_clock
+from printfleet.chaos.world_settings import USER, WorldSettings
+from printfleet.chaos.world_store import GCODE, SHA256, DispatchPoint, JobStore, open_stores
+from printfleet.cloud.dispatcher import cloud_ms, stage_name
+from printfleet.protocol.dispatch import JobView, SafetySettings
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import encode
 from printfleet.protocol.signing import CommandSigner
-from printfleet.sim.gcode import SimulatedPrint
-from printfleet.sim.printer import SimulatedPrinter
-from printfleet.sim.samples import make_sample_gcode
 from printfleet.testing import MosquittoBroker, PostgresServer
-from printfleet.testing.jobs import MemoryJobs
 from printfleet.testing.roster import MemoryRoster
 
 log = logging.getLogger(__name__)
 
-GCODE = make_sample_gcode(4, heat=False).encode()
-SHA256 = hashlib.sha256(GCODE).hexdigest()
 PLATE_CLEAR_OPTION = "The plate is clear"
 FRESH_REPORT_MS = 2_000
-USER = "user"
-"""The one person asking for prints in a world whose printers all have one owner."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorldSettings:
-    """How one world runs."""
-
-    safeguards: bool = True
-    probe_interval_s: float = 1.0
-    dispatch_window_ms: int = 30_000
-    time_scale: float = 20.0
-    """Simulated printer seconds per real second: prints take a few real seconds."""
-    printers: tuple[str, ...] = ("x1", "x1", "p1")
-    clock_skew: bool = False
-    """Give every printer's clock an offset of hours and a drift of hundreds of ppm."""
-    keepalive_s: int = 2
-    """The agents' MQTT keep-alive: short, so dead links are noticed within a quick run."""
-    database: Literal["memory", "postgres"] = "memory"
-    """Jobs in memory (the store's rules, no I/O) or in the real store on a PostgreSQL of the
-    world's own, which the harness can restart."""
-    owners: tuple[str, ...] = ()
-    """Who owns each printer (in ``printers``' order); empty: :data:`USER` owns them all. Other
-    owners need the memory store, whose roster the harness changes as owners do."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The store.
-
-
-class StoreBackedJobs:
-    """Jobs in the real store (SQLite or PostgreSQL), through the cloud's own adapter."""
-
-    def __init__(self, store: Store, owner_id: str, file_id: str) -> None:
-        self.store = store
-        self._adapter = StoreJobs(store)
-        self._owner_id = owner_id
-        self._file_id = file_id
-
-    @classmethod
-    async def open(cls, url: str, printers: dict[str, str]) -> "StoreBackedJobs":
-        """Migrate, then provision one user, the printers (id -> model) and the one file."""
-        await upgrade(url)
-        store = await open_store(url)
-        user = await store.accounts.create_user(
-            f"chaos-{new_id()}@example.org",
-            display_name="chaos user",
-            password_hash="-",  # noqa: S106 - nobody logs in
-        )
-        for printer_id, model in printers.items():
-            await store.printers.create(
-                printer_id,
-                owner_id=user.id,
-                name=printer_id,
-                model=model,
-                broker_username=f"{printer_id}-{new_id()}",
-                broker_password_hash="-",  # noqa: S106 - the agents connect anonymously
-            )
-        file = await store.files.create(
-            user.id, name="part.gcode", size=len(GCODE), sha256=SHA256, storage_key="chaos"
-        )
-        return cls(store, user.id, file.id)
-
-    def user_id(self, user: str) -> str:
-        """A person's id in this store: there is one user, and every printer is theirs."""
-        del user
-        return self._owner_id
-
-    async def job(self, job_id: str) -> JobView | None:
-        """One job as stored now."""
-        try:
-            record = await self.store.jobs.load(job_id)
-        except Exception:  # noqa: BLE001 - unknown, or a store still recovering: not known now
-            return None
-        return record.view
-
-    async def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
-        """Create through the store (idempotent by key, per owner)."""
-        created = await self.store.jobs.create(
-            self._owner_id,
-            sha256=view.sha256,
-            start_by=view.start_by,
-            printer_id=view.printer_id,
-            model=view.model,
-            file_id=self._file_id,
-            name="part.gcode",
-            idempotency_key=key,
-        )
-        return created.job.view.id, created.created
-
-    async def open_jobs(self) -> list[StoredJob]:
-        """The dispatcher's view of the store."""
-        return await self._adapter.open_jobs()
-
-    async def save_job(self, job: JobView, *, expected_version: int) -> int:
-        """Compare-and-set, terminal ends audited, as in production."""
-        return await self._adapter.save_job(job, expected_version=expected_version)
-
-    async def audit(
-        self, action: str, job: JobView, *, command_id: str | None, detail: str
-    ) -> None:
-        """The store's audit log."""
-        await self._adapter.audit(action, job, command_id=command_id, detail=detail)
-
-    async def states(self) -> dict[str, int]:
-        """How many jobs are in each state."""
-        counts: dict[str, int] = {}
-        older_than = None
-        while True:
-            page = await self.store.jobs.for_owner(self._owner_id, older_than=older_than)
-            for record in page:
-                state = record.view.state.value
-                counts[state] = counts.get(state, 0) + 1
-            if not page:
-                return counts
-            older_than = page[-1].view.id
-
-    async def close(self) -> None:
-        """Close the store."""
-        await self.store.close()
-
-
-class JobStore(Protocol):
-    """What the world needs of a job store: the dispatcher's repository, creation, a census."""
-
-    async def create(self, view: JobView, *, owner: str, key: str | None) -> tuple[str, bool]:
-        """Create a job (or find the one with this idempotency key)."""
-        ...
-
-    async def open_jobs(self) -> list[StoredJob]:
-        """Jobs not over."""
-        ...
-
-    async def save_job(self, job: JobView, *, expected_version: int) -> int:
-        """Compare-and-set."""
-        ...
-
-    async def audit(
-        self, action: str, job: JobView, *, command_id: str | None, detail: str
-    ) -> None:
-        """Log a dispatcher action."""
-        ...
-
-    async def states(self) -> dict[str, int]:
-        """Jobs per state."""
-        ...
-
-    def user_id(self, user: str) -> str:
-        """The id the store knows ``user`` by (what rosters and jobs name them with)."""
-        ...
-
-    async def job(self, job_id: str) -> JobView | None:
-        """One job as stored now (None if unknown)."""
-        ...
-
-
-class DispatchPoint:
-    """Wraps a job store so a fault can strike right after the cloud records a start as
-    dispatched and before it publishes it: the moment a blind re-send, or a start held in
-    flight, would do harm."""
-
-    def __init__(self, inner: JobRepository) -> None:
-        self.inner = inner
-        self.armed: Callable[[JobView], None] | None = None
-        """Called once, at the next recorded dispatch."""
-        self.struck = asyncio.Event()
-
-    async def strike_next(self, fault: Callable[[JobView], None], *, within: float) -> bool:
-        """Arm ``fault`` and wait until it struck (False if no dispatch came in time)."""
-        self.struck.clear()
-        self.armed = fault
-        try:
-            async with asyncio.timeout(within):
-                await self.struck.wait()
-        except TimeoutError:
-            self.armed = None
-            return False
-        return True
-
-    async def open_jobs(self) -> list[StoredJob]:
-        """Delegated."""
-        return await self.inner.open_jobs()
-
-    async def save_job(self, job: JobView, *, expected_version: int) -> int:
-        """Delegated; then, if armed and this records a dispatch, the fault."""
-        version = await self.inner.save_job(job, expected_version=expected_version)
-        fault = self.armed
-        if fault is not None and job.state is JobState.DISPATCHED:
-            self.armed = None
-            fault(job)
-            self.struck.set()
-            await asyncio.sleep(0)  # a cancellation the fault made lands here, before publishing
-        return version
-
-    async def audit(
-        self, action: str, job: JobView, *, command_id: str | None, detail: str
-    ) -> None:
-        """Delegated."""
-        await self.inner.audit(action, job, command_id=command_id, detail=detail)
-
-
-# ---------------------------------------------------------------------------------------------
-# The cloud: two MQTT clients, one fleet view, one dispatcher.
-
-
-class ChaosCloud:
-    """The cloud's MQTT side with its two clients: ``link_in`` for printer traffic,
-    ``link_out`` for commands (the dispatcher publishes through it only)."""
-
-    def __init__(
-        self,
-        inbound: BrokerAddress,
-        outbound: BrokerAddress,
-        jobs: DispatchPoint,
-        issuer: CommandIssuer,
-        *,
-        roster: PrinterRoster,
-        file_url: Callable[[StoredJob, str], str],
-        recorder: HistoryRecorder,
-        settings: WorldSettings,
-    ) -> None:
-        self.recorder = recorder
-        self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-        self.link_in = LinkSupervisor(
-            inbound, on_message=self._enqueue, probe_interval_s=settings.probe_interval_s
-        )
-        # Without safeguards the command client can be made to believe its library (the 2023
-        # lie); with them it is the cloud's own supervisor, which believes only round trips.
-        self.link_out = (LinkSupervisor if settings.safeguards else CredulousLink)(
-            outbound,
-            on_message=lambda topic, payload: None,
-            probe_interval_s=settings.probe_interval_s,
-        )
-        self.fleet = FleetView(cloud_ms)
-        self.policy = DispatchPolicy(dispatch_window_ms=settings.dispatch_window_ms)
-        self.dispatcher = Dispatcher(
-            jobs,
-            self.fleet,
-            self.link_out,
-            issuer,
-            roster=roster,
-            file_url=file_url,
-            on_change=self._notify,
-            policy=self.policy,
-            probe_interval_ms=int(settings.probe_interval_s * 1000),
-            tick_s=0.2,
-            planner=plan if settings.safeguards else plan_without_safeguards,
-            observer=DispatchHistory(recorder),
-        )
-
-    def _enqueue(self, topic: str, payload: bytes) -> None:
-        self.inbox.put_nowait((topic, payload))
-
-    async def _notify(self, change: JobChange, job: StoredJob) -> None:
-        # The notifier's part: every end but completion reaches the submitter (S7).
-        if change.notify:
-            self.recorder.record(
-                Kind.NOTIFICATION_SENT,
-                job_id=change.job.id,
-                state=change.job.state.value,
-                to=job.owner,
-            )
-
-    async def run(self) -> None:
-        """Both links, the dispatcher and the inbox, until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.link_in.run(), name="chaos cloud link in")
-            group.create_task(self.link_out.run(), name="chaos cloud link out")
-            group.create_task(self.dispatcher.run(), name="chaos cloud dispatcher")
-            group.create_task(self._drain(), name="chaos cloud inbox")
-
-    async def _drain(self) -> None:
-        while True:
-            topic, payload = await self.inbox.get()
-            ingested = self.fleet.ingest(topic, payload)
-            if ingested is None:
-                continue
-            if ingested.kind is MessageKind.EVENT and ingested.event is not None:
-                try:
-                    await self.dispatcher.on_event(ingested.event)
-                except Exception:  # one bad event must not stop the inbox
-                    log.exception("handling an event failed")
-            elif ingested.kind is not MessageKind.TELEMETRY:
-                self.dispatcher.wake()
-
-
-# ---------------------------------------------------------------------------------------------
-# Printers: the real agent over a simulated printer whose physics the harness witnesses.
-
-
-class WitnessedPrinter(SimulatedPrinter):
-    """A simulated printer that tells the history what physically happened."""
-
-    def __init__(
-        self, model: str, *, printer_id: str, recorder: HistoryRecorder, **kwargs: object
-    ) -> None:
-        super().__init__(model, **kwargs)  # type: ignore[arg-type]
-        self.printer_id = printer_id
-        self.recorder = recorder
-        self.own_plate_check: Callable[[], bool] = lambda: True
-        """The printer's own plate-check setting now (the harness points it at the agent)."""
-
-    async def start_print(self, file_name: str) -> SimulatedPrint:
-        """Start, and record the truth at that instant."""
-        objects, busy = self.plate.objects, self.current_print() is not None
-        handle = await super().start_print(file_name)
-        job_id = file_name.removeprefix("job-").removesuffix(".gcode")
-        self.recorder.record(
-            Kind.PRINT_STARTED,
-            printer_id=self.printer_id,
-            job_id=job_id,
-            plate_objects=objects,
-            busy=busy,
-            has_plate_sensor=self.has_plate_sensor,
-            plate_check=self.own_plate_check(),
-        )
-        return handle
-
-    async def set_heater_target(self, heater: HeaterId, celsius: float) -> None:
-        """Heat, and record that it was asked."""
-        if celsius > 0:
-            self.recorder.record(
-                Kind.HEATER_TARGET,
-                printer_id=self.printer_id,
-                heater=heater.value,
-                target_c=round(celsius),
-            )
-        await super().set_heater_target(heater, celsius)
-
-
-@dataclass(slots=True)
-class PrinterSlot:
-    """One printer: its proxy to the broker, its hardware, its running agent."""
-
-    printer_id: str
-    model: str
-    home: Path
-    proxy: FaultProxy
-    clock_ms: Callable[[], int]
-    hardware: WitnessedPrinter | None = None
-    agent: PrinterAgent | None = None
-    task: asyncio.Task[None] | None = None
-    restarts: int = 0
-
-
-def skewed_clock(rng: random.Random) -> Callable[[], int]:
-    """A printer clock hours off the cloud's and drifting by up to 500 ppm."""
-    # Ahead only: a printer's local clock never reads below zero.
-    offset = rng.randint(3_600_000, 6 * 3_600_000)
-    ppm = rng.randint(-500, 500)
-    origin = monotonic_ms()
-    return lambda: (now := monotonic_ms()) + offset + ((now - origin) * ppm) // 1_000_000
 
 
 @dataclass(slots=True)
@@ -776,7 +405,7 @@ async def running_world(
         broker = await asyncio.to_thread(MosquittoBroker().start)
         stack.callback(broker.close)
         owners = dict(zip(models, settings.owners or (USER,) * len(models), strict=True))
-        stores = await _open_stores(settings, models, owners, stack)
+        stores = await open_stores(settings, models, owners, stack)
         jobs = stores.jobs
         files = stack.enter_context(_file_server())
         proxy_in = await stack.enter_async_context(FaultProxy(broker.host, broker.port))
@@ -840,39 +469,6 @@ async def running_world(
             if slot.hardware is not None and not slot.hardware.has_plate_sensor:
                 await world.confirm_remotely(printer_id)
         yield world
-
-
-@dataclass(frozen=True, slots=True)
-class _Stores:
-    jobs: JobStore
-    roster: PrinterRoster
-    tenants: MemoryRoster | None
-    postgres: PostgresServer | None = None
-    url: str | None = None
-
-
-async def _open_stores(
-    settings: WorldSettings,
-    models: dict[str, str],
-    owners: dict[str, str],
-    stack: contextlib.AsyncExitStack,
-) -> _Stores:
-    """Jobs and the roster: in memory (owners as the settings say), or in the real store on a
-    PostgreSQL of the world's own (one user owning every printer)."""
-    if settings.database == "memory":
-        tenants = MemoryRoster()
-        for printer_id, model in models.items():
-            tenants.add(printer_id, model, owners[printer_id])
-        return _Stores(MemoryJobs(file_size=len(GCODE)), tenants, tenants)
-    if settings.owners:
-        msg = "a world on PostgreSQL has one owner; tenants need the memory store"
-        raise ValueError(msg)
-    postgres = await asyncio.to_thread(PostgresServer().start)
-    stack.callback(postgres.close)
-    url = await asyncio.to_thread(postgres.create_database, "chaos")
-    stored = await StoreBackedJobs.open(url, models)
-    stack.push_async_callback(stored.close)
-    return _Stores(stored, StoreRoster(stored.store), None, postgres, url)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
