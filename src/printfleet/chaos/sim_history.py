@@ -7,9 +7,6 @@ from typing import Literal
 
 from printfleet.protocol.lifecycle import JobState
 
-# ---------------------------------------------------------------------------------------------
-# What happened, for the checker.
-
 
 @dataclass(frozen=True, slots=True)
 class PhysicalStart:

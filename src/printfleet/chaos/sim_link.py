@@ -9,9 +9,6 @@ import itertools
 import random
 from dataclasses import dataclass, field
 
-# ---------------------------------------------------------------------------------------------
-# The network.
-
 
 @dataclass(frozen=True, slots=True)
 class LinkFaults:

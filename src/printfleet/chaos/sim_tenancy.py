@@ -7,9 +7,6 @@ from typing import Literal, Protocol
 
 from printfleet.protocol.dispatch import SafetySettings
 
-# ---------------------------------------------------------------------------------------------
-# Tenants: who owns which printer, who it is shared with, what each owner chose.
-
 ShareRole = Literal["operator", "viewer"]
 
 

@@ -21,10 +21,6 @@ from printfleet.protocol.issuer import CommandIssuer
 log = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------------------------------------
-# The cloud: two MQTT clients, one fleet view, one dispatcher.
-
-
 class ChaosCloud:
     """The cloud's MQTT side with its two clients: ``link_in`` for printer traffic,
     ``link_out`` for commands (the dispatcher publishes through it only)."""

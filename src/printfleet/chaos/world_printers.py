@@ -15,9 +15,6 @@ from printfleet.chaos.recorder import HistoryRecorder, Kind
 from printfleet.sim.gcode import SimulatedPrint
 from printfleet.sim.printer import SimulatedPrinter
 
-# ---------------------------------------------------------------------------------------------
-# Printers: the real agent over a simulated printer whose physics the harness witnesses.
-
 
 class WitnessedPrinter(SimulatedPrinter):
     """A simulated printer that tells the history what physically happened."""
