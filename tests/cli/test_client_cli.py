@@ -194,6 +194,27 @@ def test_alerts_list_and_ack(live_cloud: LiveCloud, cli: Cli) -> None:
     assert "told" not in cli("confirm-plate", "no-such-printer", code=1).stdout
 
 
+def test_alerts_show_a_resolved_alert_with_how_long_it_lasted(
+    live_cloud: LiveCloud, cli: Cli
+) -> None:
+    ada = live_cloud.person("ada")
+    printer_id = ada.printer()
+    alert_id = live_cloud.raise_alert(printer_id, kind="printer_offline")
+    live_cloud.run(
+        live_cloud.context.store.alerts.resolve(
+            printer_id, kind="printer_offline", resolution=f"{printer_id} is back online"
+        )
+    )
+    cli("login", live_cloud.url, "--token", ada.token)
+    assert cli.json("alerts") == []
+    assert cli("alerts").stdout.strip() == "no alerts"
+    (listed,) = cli.json("alerts", "--all")
+    assert listed["id"] == alert_id
+    assert listed["resolution"] == f"{printer_id} is back online"
+    assert listed["duration_s"] == (listed["resolved_at"] - listed["created_at"]) / 1000
+    assert f"s: {printer_id} is back online" in cli("alerts", "--all").stdout
+
+
 def test_unreachable_server(tmp_path: Path) -> None:
     with FaultyServer() as server:
         url = server.url

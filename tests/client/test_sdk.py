@@ -182,6 +182,43 @@ def test_alerts_are_listed_and_acknowledged(live_cloud: LiveCloud) -> None:
         live_cloud.person("eve").client.ack_alert(alert_id)
 
 
+def test_a_resolved_alert_says_how_and_how_long_it_lasted(live_cloud: LiveCloud) -> None:
+    ada = live_cloud.person()
+    printer_id = ada.printer()
+    alert_id = live_cloud.raise_alert(printer_id, kind="printer_offline")
+    (open_alert,) = ada.client.list_alerts(unacked=True)
+    assert open_alert.needs_attention
+    assert (open_alert.resolved_at, open_alert.resolution, open_alert.duration_s) == (None,) * 3
+    live_cloud.run(
+        live_cloud.context.store.alerts.resolve(
+            printer_id, kind="printer_offline", resolution=f"{printer_id} is back online"
+        )
+    )
+    assert ada.client.list_alerts(unacked=True) == []
+    (resolved,) = ada.client.list_alerts()
+    assert resolved.id == alert_id
+    assert not resolved.needs_attention
+    assert resolved.resolution == f"{printer_id} is back online"
+    assert resolved.resolved_at is not None
+    assert resolved.resolved_at >= resolved.created_at
+    assert resolved.duration_s == (resolved.resolved_at - resolved.created_at) / 1000
+    assert (resolved.acked_at, resolved.acked_by) == (None, None)
+    # A person may still acknowledge it; how long it lasted stays the resolution's.
+    acked = ada.client.ack_alert(alert_id)
+    assert acked.acked_by is not None
+    assert acked.resolved_at == resolved.resolved_at
+    assert acked.duration_s == resolved.duration_s
+
+
+def test_an_acknowledged_alert_lasted_until_its_acknowledgement(live_cloud: LiveCloud) -> None:
+    ada = live_cloud.person()
+    alert_id = live_cloud.raise_alert(ada.printer())
+    acked = ada.client.ack_alert(alert_id)
+    assert acked.acked_at is not None
+    assert acked.resolved_at is None
+    assert acked.duration_s == (acked.acked_at - acked.created_at) / 1000
+
+
 def test_health(live_cloud: LiveCloud) -> None:
     with Client(live_cloud.url) as client:
         health = client.health()

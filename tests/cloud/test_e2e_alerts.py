@@ -142,10 +142,15 @@ async def test_a_printer_back_online_resolves_its_offline_alert(
                 "printer_state",
                 where=lambda e: e["data"]["online"] and e["received_at"] > raised["received_at"],
             )
-        # Resolved before the printer's return was announced: no person acknowledged it.
+        # Resolved before the printer's return was announced, and by it: no person acknowledged
+        # it, and it no longer needs attention.
         (alert,) = [a for a in await s.call("GET", "/api/v1/alerts") if a["id"] == alert["id"]]
-        assert alert["acked_at"] is not None
+        assert alert["resolved_at"] is not None
+        assert alert["resolved_at"] >= alert["created_at"]
+        assert alert["resolution"] == f"{p1.id} is back online"
+        assert alert["acked_at"] is None
         assert alert["acked_by"] is None
+        assert alert["duration_s"] == (alert["resolved_at"] - alert["created_at"]) / 1000
         assert await s.call("GET", "/api/v1/alerts?unacked=true") == []
 
 

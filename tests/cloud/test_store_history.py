@@ -4,6 +4,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 from sqlalchemy import delete, exc, update
@@ -12,13 +13,14 @@ from tests.cloud.conftest import T0, FakeClock, Seed
 from printfleet.cloud.store import (
     Actor,
     ActorKind,
+    AlertRecord,
     ChannelKind,
     NotFound,
     Severity,
     Store,
     new_id,
 )
-from printfleet.cloud.store.models import AuditEntry
+from printfleet.cloud.store.models import Alert, AuditEntry
 
 # ---------------------------------------------------------------------------------------------
 # Audit.
@@ -110,6 +112,50 @@ async def test_alerts_are_listed_newest_first_and_acknowledged_once(
         await store.alerts.ack(new_id(), user_id=seed.owner.id)
     with pytest.raises(NotFound):
         await store.alerts.add("p9", kind="x", severity=Severity.INFO, message="unknown printer")
+
+
+@pytest.mark.asyncio
+async def test_alerts_whose_condition_cleared_are_resolved_not_acknowledged(
+    store: Store, seed: Seed, clock: FakeClock
+) -> None:
+    def offline() -> Awaitable[AlertRecord]:
+        return store.alerts.add(
+            "p1", kind="printer_offline", severity=Severity.WARNING, message="p1 went away"
+        )
+
+    unseen, seen, legacy = await offline(), await offline(), await offline()
+    other = await store.alerts.add(
+        "p1", kind="thermal_fault", severity=Severity.CRITICAL, message="hotend runaway"
+    )
+    clock.advance(1_000)
+    seen = await store.alerts.ack(seen.id, user_id=seed.owner.id)
+    # What a cloud before resolutions did with a cleared alert: acknowledged it, by nobody.
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            update(Alert).where(Alert.id == legacy.id).values(acked_at=T0 + 1_000)
+        )
+    needing_attention = await store.alerts.latest(unacked_only=True)
+    assert sorted(alert.id for alert in needing_attention) == sorted([other.id, unseen.id])
+
+    clock.advance(119_000)
+    resolved = await store.alerts.resolve("p1", kind="printer_offline", resolution="p1 is back")
+    assert sorted(alert.id for alert in resolved) == sorted([unseen.id, seen.id])
+    by_id = {alert.id: alert for alert in await store.alerts.latest()}
+    for alert_id in (unseen.id, seen.id):
+        assert (by_id[alert_id].resolved_at, by_id[alert_id].resolution) == (
+            T0 + 120_000,
+            "p1 is back",
+        )
+    assert (by_id[unseen.id].acked_by, by_id[unseen.id].acked_at) == (None, None)
+    assert by_id[unseen.id].duration_ms == 120_000
+    # A person's acknowledgement stays theirs; the alert lasted until its condition cleared.
+    assert (by_id[seen.id].acked_by, by_id[seen.id].acked_at) == (seed.owner.id, T0 + 1_000)
+    assert by_id[seen.id].duration_ms == 120_000
+    assert (by_id[legacy.id].resolved_at, by_id[legacy.id].duration_ms) == (None, 1_000)
+    assert (by_id[other.id].resolved_at, by_id[other.id].duration_ms) == (None, None)
+    assert await store.alerts.latest(unacked_only=True) == [other]
+    clock.advance(1_000)
+    assert await store.alerts.resolve("p1", kind="printer_offline", resolution="again") == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ async def test_upgrading_again_changes_nothing(database_url: str) -> None:
     assert await current_revision(database_url) is None
     await upgrade(database_url)
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0002"
+    assert await current_revision(database_url) == head_revision() == "0003"
 
 
 @pytest.mark.asyncio
@@ -107,6 +107,7 @@ def test_the_revisions_ship_inside_the_package() -> None:
     assert sorted(path.name for path in (package / "versions").glob("r*.py")) == [
         "r0001_initial.py",
         "r0002_sealed_secrets_token_expiry.py",
+        "r0003_alert_resolution.py",
     ]
 
 

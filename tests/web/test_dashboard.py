@@ -5,6 +5,7 @@ button, see a thermal fault within 2 s and acknowledge it, and the fleet view on
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ from playwright.async_api import Browser, FilePayload, Page, ViewportSize, expec
 from tests.web.conftest import ARTIFACTS, log_in
 
 from printfleet.agent.hardware import HeaterId
+from printfleet.cloud.store import Severity
 from printfleet.demo import RunningDemo
 from printfleet.protocol.lifecycle import JobState
 from printfleet.sim.samples import make_sample_gcode
@@ -98,6 +100,31 @@ async def test_a_p1_job_waits_until_the_plate_is_confirmed_with_the_button(
     assert printer.hardware.current_print() is not None
     audit = await demo.context.store.audit.for_printer(printer.id, limit=1000)
     assert [entry.action for entry in audit].count("plate.confirmed") == 1
+
+
+@pytest.mark.asyncio
+async def test_a_resolved_alert_says_how_long_it_lasted_and_needs_nobody(
+    demo: RunningDemo, page: Page
+) -> None:
+    printer_id = next(iter(demo.printers))
+    alerts = demo.context.store.alerts
+    raised = await alerts.add(
+        printer_id, kind="printer_offline", severity=Severity.WARNING, message="lost"
+    )
+    (resolved,) = await alerts.resolve(
+        printer_id, kind="printer_offline", resolution=f"{printer_id} is back online"
+    )
+    assert resolved.id == raised.id
+    await log_in(page, demo)
+    await page.get_by_role("link", name="Alerts").click()
+    item = page.locator(f'li.alert.resolved[data-alert-id="{raised.id}"]')
+    await expect(item).to_contain_text(
+        re.compile(rf"Resolved after \d+ s: {re.escape(printer_id)} is back online")
+    )
+    await expect(item.get_by_role("button")).to_have_count(0)
+    # Not counted as needing attention: the count is the open alerts'.
+    open_now = await page.locator("li.alert.open").count()
+    await expect(page.locator("#favicon")).to_have_attribute("data-count", str(open_now))
 
 
 @pytest.mark.asyncio

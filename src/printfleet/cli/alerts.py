@@ -9,8 +9,9 @@ from rich.table import Table
 from rich.text import Text
 
 from printfleet.cli.failures import reported
-from printfleet.cli.output import SEVERITY_STYLE, JsonOption, out, print_json, when
+from printfleet.cli.output import SEVERITY_STYLE, JsonOption, age, out, print_json, when
 from printfleet.cli.profiles import ProfileOption, connected
+from printfleet.client import Alert
 
 alerts_app = typer.Typer(help="Alerts from your printers: list them, acknowledge them.")
 
@@ -18,11 +19,14 @@ alerts_app = typer.Typer(help="Alerts from your printers: list them, acknowledge
 @alerts_app.callback(invoke_without_command=True)
 def alerts(
     context: typer.Context,
-    all_alerts: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts.")] = False,
+    all_alerts: Annotated[
+        bool, typer.Option("--all", help="Include acknowledged and resolved alerts.")
+    ] = False,
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Alerts nobody acknowledged yet (with --all, every recent one), newest first."""
+    """Alerts that need attention: nobody acknowledged them and their condition has not
+    cleared (with --all, every recent one, and how long it lasted), newest first."""
     if context.invoked_subcommand is not None:
         return
     login, client = connected(profile)
@@ -31,7 +35,9 @@ def alerts(
         if json_output:
             print_json(found)
             return
-        table = Table("alert", "printer", "kind", "severity", "message", "raised", "acked")
+        table = Table(
+            "alert", "printer", "kind", "severity", "message", "raised", "acked", "resolved"
+        )
         for alert in found:
             style = SEVERITY_STYLE.get(alert.severity, "")
             table.add_row(
@@ -42,8 +48,16 @@ def alerts(
                 alert.message,
                 when(alert.created_at),
                 when(alert.acked_at),
+                _resolved(alert),
             )
         out.print(table if found else "no alerts")
+
+
+def _resolved(alert: Alert) -> str:
+    """The resolved column, "after 2 min: p1 is back online"; "-" while the condition lasts."""
+    if alert.resolved_at is None:
+        return "-"
+    return f"after {age(alert.duration_s)}: {alert.resolution or 'its condition cleared'}"
 
 
 @alerts_app.command("ack")

@@ -232,7 +232,8 @@ class JobDetail(Job):
 
 
 class Alert(_Model):
-    """An alert from a printer, and whether someone acknowledged it."""
+    """An alert from a printer, whether someone acknowledged it, and whether its condition
+    cleared (``resolved_at``, ``resolution``)."""
 
     id: str
     printer_id: str
@@ -243,6 +244,15 @@ class Alert(_Model):
     created_at: int
     acked_by: str | None
     acked_at: int | None
+    resolved_at: int | None = None
+    resolution: str | None = None
+    duration_s: float | None = None
+    """From ``created_at`` to ``resolved_at``, or else to ``acked_at``; None while neither."""
+
+    @property
+    def needs_attention(self) -> bool:
+        """Neither acknowledged by a person nor resolved by its condition clearing."""
+        return self.acked_at is None and self.resolved_at is None
 
 
 class StoreHealth(_Model):

@@ -1,4 +1,5 @@
-"""Alerts raised by printers (thermal faults, a plate to confirm, ...) and their acknowledgement."""
+"""Alerts raised by printers (thermal faults, a plate to confirm, ...), their acknowledgement and
+their resolution."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ async def list_alerts(
     *,
     principal: Reader,
     context: Context,
-    unacked: Annotated[bool, Query(description="Only alerts nobody acknowledged")] = False,
+    unacked: Annotated[
+        bool,
+        Query(
+            description="Only alerts that need attention: nobody acknowledged them and their "
+            "condition has not cleared"
+        ),
+    ] = False,
 ) -> list[AlertOut]:
     """Alerts of the printers the caller can see, newest first."""
     alerts = await context.service.alerts.alerts_for(principal, unacked_only=unacked)

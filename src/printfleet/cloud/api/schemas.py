@@ -548,7 +548,8 @@ class JobDetail(JobOut):
 
 
 class AlertOut(BaseModel):
-    """An alert from a printer, and whether someone acknowledged it."""
+    """An alert from a printer, whether someone acknowledged it, and whether its condition
+    cleared."""
 
     id: str
     printer_id: str
@@ -557,8 +558,17 @@ class AlertOut(BaseModel):
     severity: str
     message: str
     created_at: int
-    acked_by: str | None
+    acked_by: str | None = Field(description="Who acknowledged it; always a person")
     acked_at: int | None
+    resolved_at: int | None = Field(
+        description="When its condition cleared (a printer back online), cloud ms; null while "
+        "it has not"
+    )
+    resolution: str | None = Field(description="What cleared it, e.g. 'p1 is back online'")
+    duration_s: float | None = Field(
+        description="How long it lasted: from created_at to resolved_at, or else to acked_at; "
+        "null while neither"
+    )
 
     @classmethod
     def of(cls, alert: AlertRecord) -> AlertOut:
@@ -573,6 +583,9 @@ class AlertOut(BaseModel):
             created_at=alert.created_at,
             acked_by=alert.acked_by,
             acked_at=alert.acked_at,
+            resolved_at=alert.resolved_at,
+            resolution=alert.resolution,
+            duration_s=None if alert.duration_ms is None else alert.duration_ms / 1000,
         )
 
 

@@ -165,7 +165,9 @@ class PrinterNews:
         # Whatever says the printer is online (presence, state, telemetry) comes first, and also
         # after a restart of the cloud (nothing known of the printer yet): an alert raised
         # before the restart is as resolved by the printer's return as one raised since.
-        resolved = await self.alerts.resolve(printer_id, kind="printer_offline")
+        resolved = await self.alerts.resolve(
+            printer_id, kind="printer_offline", resolution=f"{printer_id} is back online"
+        )
         for alert in resolved:
             log.info(
                 "printer_offline alert %s on %s resolved: the printer is back online",

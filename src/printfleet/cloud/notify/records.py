@@ -34,10 +34,9 @@ class AlertBook(Protocol):
         """Raise an alert."""
         ...
 
-    async def resolve(self, printer_id: str, *, kind: str) -> list[AlertRecord]:
-        """Acknowledge every open ``kind`` alert of a printer on the system's behalf, because its
-        condition cleared (a printer back online). ``acked_by`` stays None: no person
-        did."""
+    async def resolve(self, printer_id: str, *, kind: str, resolution: str) -> list[AlertRecord]:
+        """Resolve every unresolved ``kind`` alert of a printer, because its condition cleared
+        (a printer back online): ``resolution`` says how. A person's acknowledgement stays."""
         ...
 
 

@@ -1,11 +1,11 @@
-"""Alerts printers raised (a thermal fault, a plate to confirm, a printer gone) and who
-acknowledged them."""
+"""Alerts printers raised (a thermal fault, a plate to confirm, a printer gone), who
+acknowledged them, and which cleared by themselves."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, or_, select
 
 from printfleet.cloud.store.engine import Database, get_row
 from printfleet.cloud.store.ids import new_id
@@ -46,6 +46,8 @@ class Alerts:
             created_at=self._db.now(),
             acked_by=None,
             acked_at=None,
+            resolved_at=None,
+            resolution=None,
         )
         async with self._db.transaction(write=True) as session:
             session.add(row)
@@ -58,12 +60,13 @@ class Alerts:
         unacked_only: bool = False,
         limit: int = 100,
     ) -> list[AlertRecord]:
-        """Alerts, newest first: of ``printer_ids`` only if given, unacknowledged only if asked."""
+        """Alerts, newest first: of ``printer_ids`` only if given, and if ``unacked_only`` only
+        those that need attention (neither acknowledged nor resolved)."""
         conditions: list[ColumnElement[bool]] = []
         if printer_ids is not None:
             conditions.append(Alert.printer_id.in_(list(printer_ids)))
         if unacked_only:
-            conditions.append(Alert.acked_at.is_(None))
+            conditions.extend((Alert.acked_at.is_(None), Alert.resolved_at.is_(None)))
         async with self._db.transaction(write=False) as session:
             rows = await session.scalars(
                 select(Alert)
@@ -81,20 +84,26 @@ class Alerts:
                 row.acked_by, row.acked_at = user_id, self._db.now()
             return alert_record(row)
 
-    async def resolve(self, printer_id: str, *, kind: str) -> list[AlertRecord]:
-        """Acknowledge every open ``kind`` alert of a printer on the system's behalf, because
-        its condition cleared (a printer back online). ``acked_by`` stays None: no person did."""
+    async def resolve(self, printer_id: str, *, kind: str, resolution: str) -> list[AlertRecord]:
+        """Resolve every unresolved ``kind`` alert of a printer, because its condition cleared
+        (a printer back online): ``resolution`` says how. A person's acknowledgement, if any,
+        stays as it was.
+
+        Before alerts had a resolution, a cleared alert was acknowledged with ``acked_by`` None;
+        such alerts are over already and are left as they are.
+        """
         async with self._db.transaction(write=True) as session:
             rows = list(
                 await session.scalars(
                     select(Alert).where(
                         Alert.printer_id == printer_id,
                         Alert.kind == kind,
-                        Alert.acked_at.is_(None),
+                        Alert.resolved_at.is_(None),
+                        or_(Alert.acked_at.is_(None), Alert.acked_by.is_not(None)),
                     )
                 )
             )
             now = self._db.now()
             for row in rows:
-                row.acked_at = now
+                row.resolved_at, row.resolution = now, resolution
             return [alert_record(row) for row in rows]

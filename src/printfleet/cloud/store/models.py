@@ -224,7 +224,8 @@ class AuditEntry(Base):
 
 
 class Alert(Base):
-    """Something a person must see, such as a thermal fault (S6), until someone acknowledges it."""
+    """Something a person must see, such as a thermal fault (S6), until someone acknowledges it
+    or its condition clears (a printer back online)."""
 
     __tablename__ = "alerts"
     __table_args__ = (Index(None, "printer_id", "created_at"),)
@@ -238,6 +239,10 @@ class Alert(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     acked_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     acked_at: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger)
+    """When the alert's condition cleared; a person's acknowledgement is ``acked_at``."""
+    resolution: Mapped[str | None] = mapped_column(Text)
+    """What cleared it, as a sentence ("p1 is back online")."""
 
 
 class NotificationChannel(Base):

@@ -141,7 +141,8 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
-    """An alert and whether, when and by whom it was acknowledged."""
+    """An alert, whether, when and by whom it was acknowledged, and whether and when its
+    condition cleared."""
 
     id: str
     printer_id: str
@@ -152,6 +153,14 @@ class AlertRecord:
     created_at: int
     acked_by: str | None
     acked_at: int | None
+    resolved_at: int | None
+    resolution: str | None
+
+    @property
+    def duration_ms(self) -> int | None:
+        """How long the alert lasted: until it was resolved, or else acknowledged."""
+        ended = self.resolved_at if self.resolved_at is not None else self.acked_at
+        return None if ended is None else ended - self.created_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +371,8 @@ def alert_record(row: Alert) -> AlertRecord:
         created_at=row.created_at,
         acked_by=row.acked_by,
         acked_at=row.acked_at,
+        resolved_at=row.resolved_at,
+        resolution=row.resolution,
     )
 
 

@@ -17,7 +17,8 @@ class AlertActions:
     async def alerts_for(
         self, principal: Principal, *, unacked_only: bool = False
     ) -> list[AlertRecord]:
-        """Alerts of the caller's printers, newest first."""
+        """Alerts of the caller's printers, newest first; with ``unacked_only`` only those that
+        need attention (neither acknowledged nor resolved)."""
         printers = [a.printer.id for a in await self.printers.for_user(principal.user.id)]
         return await self.alerts.latest(printer_ids=printers, unacked_only=unacked_only)
 

@@ -249,7 +249,8 @@ class AlertRecords(Protocol):
         unacked_only: bool = False,
         limit: int = 100,
     ) -> list[AlertRecord]:
-        """Alerts, newest first: of ``printer_ids`` only if given, unacknowledged only if asked."""
+        """Alerts, newest first: of ``printer_ids`` only if given, and if ``unacked_only`` only
+        those that need attention (neither acknowledged nor resolved)."""
         ...
 
     async def ack(self, alert_id: str, *, user_id: str) -> AlertRecord:

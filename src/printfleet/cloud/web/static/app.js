@@ -201,7 +201,11 @@ async function loadHistory(id) {
   state.samples.set(id, stored.concat(live));
 }
 
-const unacked = () => state.alerts.filter((alert) => !alert.acked_at);
+// Alerts that need attention: nobody acknowledged them and their condition has not cleared.
+const unacked = () => state.alerts.filter((alert) => !alert.acked_at && !alert.resolved_at);
+// How long an alert lasted, from its duration_s: "40 s", "2 min", "3 h".
+const lasted = (seconds) =>
+  seconds < 120 ? `${Math.round(seconds)} s` : seconds < 7200 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds / 3600)} h`;
 
 async function refreshCore() {
   const [printers, alerts] = await Promise.all([
@@ -892,7 +896,7 @@ function alertsView(main) {
       ...state.alerts.map((a) =>
         h(
           "li",
-          { class: `alert ${a.severity} ${a.acked_at ? "acked" : "open"}`, dataset: { alertId: a.id, kind: a.kind } },
+          { class: `alert ${a.severity} ${a.resolved_at ? "resolved" : a.acked_at ? "acked" : "open"}`, dataset: { alertId: a.id, kind: a.kind } },
           h(
             "div",
             {},
@@ -904,8 +908,17 @@ function alertsView(main) {
           ),
           h("p", {}, a.message),
           h("p", { class: "muted" }, clock(a.created_at)),
+          a.resolved_at
+            ? h(
+                "p",
+                { class: "muted resolution" },
+                `Resolved after ${lasted(a.duration_s)}: ${a.resolution || "its condition cleared"} (${clock(a.resolved_at)})`,
+              )
+            : null,
           a.acked_at
             ? h("p", { class: "muted" }, `Acknowledged ${clock(a.acked_at)}`)
+            : a.resolved_at
+            ? null
             : h(
                 "button",
                 {
