@@ -4,6 +4,12 @@ The cloud's store holds the jobs; its dispatcher loop loads them, asks :func:`pl
 records each decision *before* acting on it, and feeds printer events back through
 :func:`apply_event`. Nothing here keeps a queue: a plan is computed afresh from the store, so
 there is nothing that could pile up and be dumped onto printers later.
+
+What planning reads (:mod:`~printfleet.protocol.dispatch_views`) and what it decides
+(:mod:`~printfleet.protocol.dispatch_decisions`) are data and live apart. What remains here is one
+concept, dispatch planning: the plan and the job changes printer events cause share the same
+rules (which states are active, when a start is settled from the printer's journal), so a reader
+follows one job's decision top to bottom in one file.
 """
 
 from collections.abc import Callable, Iterable, Mapping
@@ -27,211 +33,66 @@ from printfleet.protocol.messages import (
 )
 from printfleet.protocol.reasons import Reason, is_transient
 
-
-@dataclass(frozen=True, slots=True)
-class DispatchPolicy:
-    """The dispatcher's timing rules (milliseconds of cloud time)."""
-
-    dispatch_window_ms: int = 30_000
-    """A start's deadline lies at most this far ahead of its issue (S2)."""
-    report_max_age_ms: int = 5_000
-    """Printer state older than this is not evidence enough to dispatch on (S8)."""
-    settle_margin_ms: int = 2_000
-    """Wait this long past a start's deadline before asking the printer's journal."""
-    query_interval_ms: int = 5_000
-    """Ask a silent printer's journal again this often."""
-    stage_retry_ms: int = 15_000
-    """Re-send a stage (idempotent) if no staged report came back in this time."""
-    min_start_lead_ms: int = 1_000
-    """Do not issue a start whose deadline would be closer than this."""
-    settings_retry_ms: int = 5_000
-    """Re-send a printer's desired safety settings this often until it reports them (S5)."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """What the dispatcher needs of one job (a row of the store)."""
-
-    id: str
-    created_at: int
-    start_by: int
-    """End of the submitter's start window (cloud ms); after it the job expires."""
-    state: JobState
-    sha256: str
-    submitter: str = ""
-    """The user who asked for the print: it may start only where this user may operate (S1)."""
-    printer_id: str | None = None
-    """The printer the submitter chose, or None for any printer of ``model``."""
-    model: str | None = None
-    assigned_printer: str | None = None
-    stage_sent_at: int | None = None
-    stage_command_id: str | None = None
-    """The latest stage command; only its refusal can unassign the job."""
-    command_id: str | None = None
-    """The start command in flight (while dispatched)."""
-    not_after: int | None = None
-    last_query_at: int | None = None
-    query_id: str | None = None
-    """The journal query awaiting an answer; only its answer may settle the job."""
-    cancel_sent_at: int | None = None
-    """When a cancel last went to the printer (cancelled jobs the printer still runs)."""
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SafetySettings:
-    """A printer's settings that gate a start (S5): desired in the cloud, reported by the printer.
-
-    The cloud starts nothing on a printer until the printer reports exactly what the cloud
-    desires; a start also carries the desired plate check, so a printer that has not caught up
-    with a check turned back on still applies it.
-    """
-
-    plate_check: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class PrinterView:
-    """The cloud's latest knowledge of one printer: what it reported, and what the store says."""
-
-    printer_id: str
-    model: str
-    online: bool
-    reported_at: int
-    """Cloud time of the latest state or telemetry: the printer's own ``sent_at`` if it had
-    one, or the arrival time, whichever is earlier, so a report held in a queue looks old."""
-    status: PrinterStatus
-    plate: PlateStatus
-    fault: str | None
-    clock_synced: bool
-    cloud_enabled: bool = True
-    job_id: str | None = None
-    staged: frozenset[str] = frozenset()
-    reported: SafetySettings | None = None
-    """The safety settings in the printer's latest state report; None until it sends one."""
-    operators: frozenset[str] = frozenset()
-    """From the store, at this planning round: the users who may operate the printer now (its
-    owner and its operator shares). A job starts only where its submitter is one (S1)."""
-    desired: SafetySettings = SafetySettings()
-    """From the store: the safety settings its owner chose."""
-    settings_sent_at: int | None = None
-    """When the desired settings were last sent to the printer (the shell remembers it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkEvidence:
-    """The newest end-to-end probe round trip through the broker (S8)."""
-
-    verified_at: int | None
-    probe_interval_ms: int
-
-    def verified(self, now: int) -> bool:
-        """Whether the path to the printers was proven within the last probe interval."""
-        return self.verified_at is not None and now - self.verified_at <= self.probe_interval_ms
-
-
-# ---------------------------------------------------------------------------------------------
-# Decisions.
-
-
-@dataclass(frozen=True, slots=True)
-class Stage:
-    """Send a stage command for ``job_id`` to ``printer_id`` (record the assignment first)."""
-
-    job_id: str
-    printer_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Record the job as dispatched with a new command id and ``not_after``, then publish."""
-
-    job_id: str
-    printer_id: str
-    not_after: int
-    plate_check: bool = True
-    """The owner's desired plate check, carried in the start itself (S5)."""
-
-
-@dataclass(frozen=True, slots=True)
-class QueryJournal:
-    """Ask ``printer_id`` what it did about ``job_id``; never resend the start blindly."""
-
-    job_id: str
-    printer_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Expire:
-    """The job's window closed before it could start; tell the submitter."""
-
-    job_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unassign:
-    """Forget a stalled staging on one printer so another may take the job."""
-
-    job_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PlateNeeded:
-    """A job waits on a printer whose plate needs a person's confirmation."""
-
-    job_id: str
-    printer_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class CancelOnPrinter:
-    """A cancelled job is still running on its printer: send the cancel (again)."""
-
-    job_id: str
-    printer_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Withdraw:
-    """The submitter may no longer operate the printer the job waits on (S1).
-
-    A job for any printer of a model goes back to the queue for another printer; a job for this
-    very printer is rejected with ``reason``, and its submitter told.
-    """
-
-    job_id: str
-    printer_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """The job cannot start yet, and this is why: recorded so people can see it (no command)."""
-
-    job_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ApplySettings:
-    """Send a printer its desired safety settings: it reports others, or none yet (S5)."""
-
-    printer_id: str
-    settings: SafetySettings
-
-
-JobDecision = (
-    Stage
-    | Start
-    | QueryJournal
-    | Expire
-    | Unassign
-    | PlateNeeded
-    | CancelOnPrinter
-    | Withdraw
-    | Waiting
+# What planning reads and what it decides have modules of their own; callers across printfleet
+# import them from here, with the planning that uses them.
+__all__ = [
+    "ApplySettings",
+    "CancelOnPrinter",
+    "Decision",
+    "DispatchPolicy",
+    "Expire",
+    "JobChange",
+    "JobDecision",
+    "JobView",
+    "LinkEvidence",
+    "Planner",
+    "PlateNeeded",
+    "PrinterView",
+    "QueryJournal",
+    "SafetySettings",
+    "Stage",
+    "Start",
+    "Unassign",
+    "Waiting",
+    "Withdraw",
+    "apply_event",
+    "cancel",
+    "cancel_sent",
+    "dispatched",
+    "expire",
+    "may_run_on",
+    "plan",
+    "plan_settings",
+    "queried",
+    "settings_agree",
+    "settle",
+    "staged_on",
+    "start_blocker",
+    "unassigned",
+    "waiting",
+    "withdraw",
+]
+from printfleet.protocol.dispatch_decisions import (
+    ApplySettings,
+    CancelOnPrinter,
+    Decision,
+    Expire,
+    JobDecision,
+    PlateNeeded,
+    QueryJournal,
+    Stage,
+    Start,
+    Unassign,
+    Waiting,
+    Withdraw,
 )
-Decision = JobDecision | ApplySettings
+from printfleet.protocol.dispatch_views import (
+    DispatchPolicy,
+    JobView,
+    LinkEvidence,
+    PrinterView,
+    SafetySettings,
+)
 
 _ACTIVE = frozenset({JobState.DISPATCHED, JobState.PRINTING, JobState.PAUSED})
 

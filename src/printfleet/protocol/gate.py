@@ -11,14 +11,35 @@ everything with a physical effect: start, resume, and heating.
 its checker finds what an unsafe printer does) by handing over a gate that skips checks, built
 outside this package. A printer owner's own plate-check setting is no such switch: it is part of
 the printer's state (``PrinterState.plate_check``), on by default, audited, and honoured here.
+
+The state it judges (:mod:`~printfleet.protocol.printer_state`) and the answers it gives
+(:mod:`~printfleet.protocol.gate_decision`) are data and live apart. What remains here is one
+concept, the gate, and stays one module although it is long: the checks, the handler table that
+orders them per command, and the decisions a person makes at the printer share the same checks,
+so a reader follows one decision from the command to the verdict top to bottom in one file.
 """
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from printfleet.protocol.clock import ClockEstimate
+from printfleet.protocol.gate_decision import (
+    Action,
+    CancelPrint,
+    Emit,
+    FetchFile,
+    GateDecision,
+    HeatersOff,
+    PausePrint,
+    Refusal,
+    ResumePrint,
+    SetTarget,
+    ShowMessage,
+    StartPrint,
+    accept,
+    refuse,
+)
 from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
 from printfleet.protocol.messages import (
     MAX_MILLIS,
@@ -28,15 +49,12 @@ from printfleet.protocol.messages import (
     ClearFaultCommand,
     CommandBase,
     ConfirmPlateCommand,
-    Heater,
     JobEndedBody,
     JobOutcome,
     JobStartedBody,
     JournalStatus,
     PauseCommand,
-    PlateStatus,
     PrinterStatus,
-    RejectedBody,
     ResumeCommand,
     SetPlateCheckCommand,
     SetTemperatureCommand,
@@ -44,228 +62,50 @@ from printfleet.protocol.messages import (
     StagedBody,
     StartCommand,
     StartSource,
-    WireModel,
+)
+from printfleet.protocol.printer_state import (
+    GateSettings,
+    PlateConfirmation,
+    PlateReading,
+    PrinterState,
+    SensorReading,
 )
 from printfleet.protocol.reasons import Reason
 
-
-class PlateReading(StrEnum):
-    """What a plate sensor reports."""
-
-    CLEAR = "clear"
-    OCCUPIED = "occupied"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class GateSettings:
-    """Limits a printer applies; the defaults are the safe ones."""
-
-    max_clock_bound_ms: int = 1_000
-    """A printer that cannot place cloud time within ±1 s refuses anything time-bound."""
-    max_command_lifetime_ms: int = 60_000
-    """No command may be valid for longer, whatever the cloud says (S2's outer bound)."""
-    future_tolerance_ms: int = 2_000
-    """How far in the future ``issued_at`` may lie before the command is suspect."""
-    sensor_reading_max_age_ms: int = 2_000
-    """A plate sensor reading older than this does not count as checked at start."""
-    confirmation_max_age_ms: int = 30 * 60_000
-    """A plate confirmation older than this is no longer fresh (S5)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SensorReading:
-    """One plate sensor reading and when it was taken (local ms)."""
-
-    value: PlateReading
-    at_local: int
-
-
-@dataclass(frozen=True, slots=True)
-class PlateConfirmation:
-    """A person's word that the plate is clear; consumed by the next start."""
-
-    at_local: int
-    by: str
-    remote: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PrinterState:
-    """Everything the gate needs to know about the printer; replaced, never mutated."""
-
-    printer_id: str
-    has_plate_sensor: bool
-    status: PrinterStatus = PrinterStatus.IDLE
-    job_id: str | None = None
-    plate_check: bool = True
-    cloud_enabled: bool = True
-    fault: str | None = None
-    last_print_ended_local: int | None = None
-    confirmation: PlateConfirmation | None = None
-    sensor: SensorReading | None = None
-    staged: Mapping[str, str] = field(default_factory=dict)
-    """Files ready to print: job id -> sha256."""
-
-    def plate_status(self) -> PlateStatus:
-        """How the plate should be shown; the gate re-checks freshness at start."""
-        if not self.plate_check:
-            return PlateStatus.UNCHECKED
-        if self.has_plate_sensor and self.sensor is not None:
-            if self.sensor.value is PlateReading.CLEAR:
-                return PlateStatus.CLEAR
-            if self.sensor.value is PlateReading.OCCUPIED:
-                return PlateStatus.OCCUPIED
-        if self.confirmation is not None:
-            return PlateStatus.CLEAR
-        return PlateStatus.NEEDS_CONFIRMATION
-
-
-# ---------------------------------------------------------------------------------------------
-# What a decision asks the printer to do.
-
-
-@dataclass(frozen=True, slots=True)
-class StartPrint:
-    """Begin printing ``name`` for ``job_id``."""
-
-    job_id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class PausePrint:
-    """Pause the running print."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResumePrint:
-    """Resume the paused print."""
-
-
-@dataclass(frozen=True, slots=True)
-class CancelPrint:
-    """Stop the running print; the hardware reports the end."""
-
-
-@dataclass(frozen=True, slots=True)
-class HeatersOff:
-    """Turn every heater off now."""
-
-
-@dataclass(frozen=True, slots=True)
-class SetTarget:
-    """Set one heater's target (°C)."""
-
-    heater: Heater
-    target: int
-
-
-@dataclass(frozen=True, slots=True)
-class FetchFile:
-    """Download a file into storage and check its sha256 (no physical effect)."""
-
-    job_id: str
-    url: str
-    sha256: str
-    size: int
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ShowMessage:
-    """Put a message on the printer's screen."""
-
-    text: str
-    level: str = "info"
-
-
-Action = (
-    StartPrint
-    | PausePrint
-    | ResumePrint
-    | CancelPrint
-    | HeatersOff
-    | SetTarget
-    | FetchFile
-    | ShowMessage
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """An event to publish: its job id and body; the shell adds id, printer id and time."""
-
-    body: WireModel
-    job_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GateDecision:
-    """The gate's answer. Persist ``records`` first, then act, then emit."""
-
-    accepted: bool
-    reason: Reason | None
-    detail: str
-    state: PrinterState
-    records: tuple[JournalRecord, ...] = ()
-    actions: tuple[Action, ...] = ()
-    events: tuple[Emit, ...] = ()
-    announce: bool = False
-    """Send the full state even if nothing changed: the cloud needs to hear it again."""
-
-
-def accept(
-    state: PrinterState,
-    *,
-    records: tuple[JournalRecord, ...] = (),
-    actions: tuple[Action, ...] = (),
-    events: tuple[Emit, ...] = (),
-    announce: bool = False,
-) -> GateDecision:
-    """An acceptance leading to ``state``."""
-    return GateDecision(
-        accepted=True,
-        reason=None,
-        detail="",
-        state=state,
-        announce=announce,
-        records=records,
-        actions=actions,
-        events=events,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a check failed; becomes a ``rejected`` event."""
-
-    reason: Reason
-    detail: str
-
-
-def refuse(
-    state: PrinterState,
-    refusal: Refusal,
-    *,
-    command_type: str,
-    command_id: str | None = None,
-    job_id: str | None = None,
-) -> GateDecision:
-    """A refusal: state unchanged, one ``rejected`` event with the reason."""
-    body = RejectedBody(
-        command_id=command_id,
-        command_type=command_type,
-        reason=refusal.reason,
-        detail=refusal.detail[:500],
-    )
-    return GateDecision(
-        accepted=False,
-        reason=refusal.reason,
-        detail=refusal.detail,
-        state=state,
-        events=(Emit(body, job_id),),
-    )
+# The state the gate judges and the answers it gives have modules of their own; callers across
+# printfleet import them from here, with the gate that uses them.
+__all__ = [
+    "Action",
+    "CancelPrint",
+    "Emit",
+    "FetchFile",
+    "Gate",
+    "GateDecision",
+    "GateSettings",
+    "HeatersOff",
+    "PausePrint",
+    "PlateConfirmation",
+    "PlateReading",
+    "PrinterState",
+    "Refusal",
+    "ResumePrint",
+    "SafetyGate",
+    "SensorReading",
+    "SetTarget",
+    "ShowMessage",
+    "StartPrint",
+    "accept",
+    "cancel_locally",
+    "clear_fault",
+    "confirm_plate_locally",
+    "pause_locally",
+    "record_plate_reading",
+    "record_print_ended",
+    "record_staged",
+    "record_thermal_fault",
+    "refuse",
+    "resume_locally",
+]
 
 
 def _refuse_command(state: PrinterState, command: CommandBase, refusal: Refusal) -> GateDecision:
