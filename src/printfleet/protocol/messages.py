@@ -3,6 +3,9 @@
 Times on the wire are whole milliseconds: cloud time (Unix epoch, the cloud's clock) for
 ``issued_at``/``not_after``, the printer's own monotonic clock only where a field says so.
 Integers keep the encoding canonical: no float formatting can make two encoders disagree.
+
+One module although it is long: the wire format is one concept, and a reader checks every
+message against the same base models and the same encoding in one place.
 """
 
 import json
