@@ -13,8 +13,8 @@ import pytest
 
 from printfleet.chaos.checker import ViolationKind
 from printfleet.chaos.schedules import ScheduleResult, run_schedules
-from printfleet.cloud.dispatcher import Dispatcher, StoredJob
-from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.dispatch.dispatcher import Dispatcher, StoredJob
+from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.messages import CommandBase
 

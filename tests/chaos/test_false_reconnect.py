@@ -17,7 +17,7 @@ import pytest
 from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.chaos.unsafe import CredulousLink
-from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.testing import MosquittoBroker
 
 pytestmark = pytest.mark.mosquitto

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from printfleet.cloud.dispatcher import Dispatcher, StoredJob
-from printfleet.cloud.fleet_view import FleetView
-from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.dispatch.dispatcher import Dispatcher, StoredJob
+from printfleet.cloud.dispatch.fleet_view import FleetView
+from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.protocol.dispatch import JobChange, JobView
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState

@@ -21,8 +21,8 @@ import pytest
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.runtime import PrinterAgent, new_message_id
 from printfleet.broker_address import BrokerAddress
-from printfleet.cloud.core import CloudCore
-from printfleet.cloud.dispatcher import StoredJob, cloud_ms
+from printfleet.cloud.dispatch.core import CloudCore
+from printfleet.cloud.dispatch.dispatcher import StoredJob, cloud_ms
 from printfleet.protocol.dispatch import JobChange, JobView
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState

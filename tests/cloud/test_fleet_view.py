@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.protocol.conftest import counter_ids
 
-from printfleet.cloud.fleet_view import FleetView, Kind
+from printfleet.cloud.dispatch.fleet_view import FleetView, Kind
 from printfleet.protocol.dispatch import SafetySettings
 from printfleet.protocol.gate import PrinterState
 from printfleet.protocol.messages import (

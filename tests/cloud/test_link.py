@@ -23,7 +23,7 @@ from printfleet.agent.config import AgentConfig
 from printfleet.broker_address import BrokerAddress
 from printfleet.chaos.proxy import FaultProxy, ProxyMode
 from printfleet.chaos.unsafe import CredulousLink
-from printfleet.cloud.link import LinkSupervisor, PublishOutcome
+from printfleet.cloud.dispatch.link import LinkSupervisor, PublishOutcome
 from printfleet.protocol.topics import Topics
 from printfleet.sim import SimulatedPrinter
 from printfleet.testing import MosquittoBroker

@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 from tests.cloud.conftest import T0, FakeClock
 
-from printfleet.cloud.dispatcher import JobRepository, StoredJob
+from printfleet.cloud.dispatch.dispatcher import JobRepository, StoredJob
+from printfleet.cloud.dispatch.store_jobs import StoreJobs
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.store import Conflict, NotFound, Store, open_store
-from printfleet.cloud.store_jobs import StoreJobs
 from printfleet.protocol.dispatch import (
     JobView,
     cancel,

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from printfleet.cloud.fleet_view import FleetView
+from printfleet.cloud.dispatch.fleet_view import FleetView
 from printfleet.protocol.gate import PrinterState, StartPrint
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.messages import (

@@ -22,9 +22,9 @@ from printfleet.chaos.recorder import HistoryRecorder, Kind, RecordedEvent, load
 from printfleet.chaos.world_cloud import ChaosCloud
 from printfleet.chaos.world_settings import WorldSettings
 from printfleet.chaos.world_store import DispatchPoint
-from printfleet.cloud.dispatcher import cloud_ms, stage_name
+from printfleet.cloud.dispatch.dispatcher import cloud_ms, stage_name
+from printfleet.cloud.dispatch.store_jobs import StoreJobs, StoreRoster
 from printfleet.cloud.store import open_store
-from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.messages import encode

@@ -1,8 +1,8 @@
 """The history of a run against real processes: structured events, one JSON object a line.
 
 The cloud's dispatcher reports what it published and which jobs it ended to a typed observer
-(:class:`~printfleet.cloud.dispatcher.DispatchObserver`), and each printer agent what it judged
-and which faults it latched or saw cleared to another
+(:class:`~printfleet.cloud.dispatch.dispatcher.DispatchObserver`), and each printer agent what
+it judged and which faults it latched or saw cleared to another
 (:class:`~printfleet.agent.observer.AgentObserver`); :class:`DispatchHistory` and
 :class:`AgentHistory` are the ones that write those reports here. The chaos harness writes what
 only an outside witness knows (what a user asked for, what the hardware physically did, which
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO, Self
 
 from printfleet.agent.observer import CommandJudged
-from printfleet.cloud.dispatcher import CommandPublished, SettingsPublished
-from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.dispatch.dispatcher import CommandPublished, SettingsPublished
+from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.protocol.dispatch import JobChange
 
 

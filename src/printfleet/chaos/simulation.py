@@ -3,8 +3,8 @@
 No sockets, no event loop and no real clock: one integer of true cloud time advances, messages
 travel through a link that delays, drops, duplicates, reorders and holds them (the 2023 burst),
 and printers keep their own drifting, offset clocks. The cloud is the production code: its
-:class:`~printfleet.cloud.dispatcher.Dispatcher` (the carry-out of every decision: record,
-publish, record the outcome), its :class:`~printfleet.cloud.fleet_view.FleetView`, on the
+:class:`~printfleet.cloud.dispatch.dispatcher.Dispatcher` (the carry-out of every decision: record,
+publish, record the outcome), its :class:`~printfleet.cloud.dispatch.fleet_view.FleetView`, on the
 in-memory job repository the store's contract test holds to the SQL store's rules; only the
 broker link is simulated. A message whose delay is zero arrives at once, also while the cloud
 is still publishing it, so a printer may answer before the cloud's publish returns, as on a
@@ -34,9 +34,9 @@ from printfleet.chaos.sim_link import LinkFaults, SimulatedLink
 from printfleet.chaos.sim_printer import PrinterClock, SimPrinter, uuid_factory
 from printfleet.chaos.sim_tenancy import Roster, ShareRole, Tenancy
 from printfleet.chaos.unsafe import PermissiveGate, plan_without_safeguards
-from printfleet.cloud.dispatcher import Dispatcher, RosterEntry, StoredJob
-from printfleet.cloud.fleet_view import FleetView, Kind
-from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.dispatch.dispatcher import Dispatcher, RosterEntry, StoredJob
+from printfleet.cloud.dispatch.fleet_view import FleetView, Kind
+from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.protocol import dispatch
 from printfleet.protocol.dispatch import DispatchPolicy, JobView, LinkEvidence, Planner
 from printfleet.protocol.gate import SafetyGate

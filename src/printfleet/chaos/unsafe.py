@@ -18,7 +18,7 @@ default, and the permissive gate only skips the check the way a printer without 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from printfleet.cloud.link import LinkSupervisor
+from printfleet.cloud.dispatch.link import LinkSupervisor
 from printfleet.protocol import dispatch
 from printfleet.protocol.dispatch import (
     DispatchPolicy,

@@ -37,7 +37,7 @@ from printfleet.chaos.world_cloud import ChaosCloud
 from printfleet.chaos.world_printers import PrinterSlot, WitnessedPrinter, skewed_clock
 from printfleet.chaos.world_settings import USER, WorldSettings
 from printfleet.chaos.world_store import GCODE, SHA256, DispatchPoint, JobStore, open_stores
-from printfleet.cloud.dispatcher import cloud_ms, stage_name
+from printfleet.cloud.dispatch.dispatcher import cloud_ms, stage_name
 from printfleet.protocol.dispatch import JobView, SafetySettings
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState

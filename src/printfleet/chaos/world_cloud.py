@@ -11,10 +11,10 @@ from printfleet.chaos.recorder import DispatchHistory, HistoryRecorder, Kind
 from printfleet.chaos.unsafe import CredulousLink, plan_without_safeguards
 from printfleet.chaos.world_settings import WorldSettings
 from printfleet.chaos.world_store import DispatchPoint
-from printfleet.cloud.dispatcher import Dispatcher, PrinterRoster, StoredJob, cloud_ms
-from printfleet.cloud.fleet_view import FleetView
-from printfleet.cloud.fleet_view import Kind as MessageKind
-from printfleet.cloud.link import LinkSupervisor
+from printfleet.cloud.dispatch.dispatcher import Dispatcher, PrinterRoster, StoredJob, cloud_ms
+from printfleet.cloud.dispatch.fleet_view import FleetView
+from printfleet.cloud.dispatch.fleet_view import Kind as MessageKind
+from printfleet.cloud.dispatch.link import LinkSupervisor
 from printfleet.protocol.dispatch import DispatchPolicy, JobChange, plan
 from printfleet.protocol.issuer import CommandIssuer
 

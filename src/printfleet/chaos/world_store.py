@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from printfleet.chaos.world_settings import WorldSettings
-from printfleet.cloud.dispatcher import JobRepository, PrinterRoster, StoredJob
+from printfleet.cloud.dispatch.dispatcher import JobRepository, PrinterRoster, StoredJob
+from printfleet.cloud.dispatch.store_jobs import StoreJobs, StoreRoster
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.store import Store, new_id, open_store
-from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.lifecycle import JobState
 from printfleet.sim.samples import make_sample_gcode

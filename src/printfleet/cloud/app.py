@@ -36,15 +36,16 @@ from printfleet.cloud.api.events import EVENTS_PATH
 from printfleet.cloud.api.uploads import UPLOAD_PATH
 from printfleet.cloud.broker_auth import CLOUD_USER, cloud_replica
 from printfleet.cloud.callers import VerifiedCallers
-from printfleet.cloud.core import CloudCore
-from printfleet.cloud.dispatcher import StoredJob, cloud_ms
+from printfleet.cloud.dispatch.core import CloudCore
+from printfleet.cloud.dispatch.dispatcher import StoredJob, cloud_ms
+from printfleet.cloud.dispatch.fleet_view import Ingested
+from printfleet.cloud.dispatch.store_jobs import StoreJobs, StoreRoster
 from printfleet.cloud.embedded_broker import embedded_broker
 from printfleet.cloud.files import (
     ArchiveLimits,
     FileStorage,
     UploadChecks,
 )
-from printfleet.cloud.fleet_view import Ingested
 from printfleet.cloud.login_backoff import BackoffPolicy, LoginBackoff
 from printfleet.cloud.migrations import upgrade
 from printfleet.cloud.mosquitto_auth import MosquittoAuthSync
@@ -73,7 +74,6 @@ from printfleet.cloud.store import (
 )
 from printfleet.cloud.store.engine import make_sqlite_private
 from printfleet.cloud.store.sealing import SECRETS_KEY_FILE, load_or_create_secret_box
-from printfleet.cloud.store_jobs import StoreJobs, StoreRoster
 from printfleet.cloud.telemetry_history import HistoryCollector, HistoryPolicy, TelemetryHistory
 from printfleet.log_redaction import redact_tokens_in_logs
 from printfleet.protocol.dispatch import JobChange

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from printfleet.cloud.core import CloudCore
+from printfleet.cloud.dispatch.core import CloudCore
 from printfleet.cloud.notify.outbound import OutboundPolicy
 from printfleet.cloud.store import Store
 from printfleet.cloud.usecases.accounts import (

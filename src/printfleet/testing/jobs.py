@@ -12,7 +12,7 @@ loop, which works only while every port answers at once.
 import asyncio
 from dataclasses import replace
 
-from printfleet.cloud.dispatcher import StoredJob
+from printfleet.cloud.dispatch.dispatcher import StoredJob
 from printfleet.cloud.store.errors import Conflict, NotFound
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.lifecycle import JobState

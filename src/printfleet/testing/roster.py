@@ -7,7 +7,7 @@ roster afresh every planning round, so a change counts from the next round on.
 from collections.abc import Mapping
 from dataclasses import replace
 
-from printfleet.cloud.dispatcher import RosterEntry
+from printfleet.cloud.dispatch.dispatcher import RosterEntry
 from printfleet.protocol.dispatch import SafetySettings
 
 

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 
 from printfleet.cloud.api.metrics import CloudMetrics
 from printfleet.cloud.callers import VerifiedCallers
-from printfleet.cloud.core import CloudCore
+from printfleet.cloud.dispatch.core import CloudCore
 from printfleet.cloud.files import FileStorage
 from printfleet.cloud.login_backoff import LoginBackoff
 from printfleet.cloud.notify.announcer import Announcer

@@ -15,7 +15,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from printfleet.cloud.core import CloudCore
+from printfleet.cloud.dispatch.core import CloudCore
 from printfleet.cloud.notify import EventBus
 from printfleet.cloud.store import JobRecord, StoreError
 from printfleet.protocol.lifecycle import JobState

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 
-from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.cloud.store import (
     Actor,
     AuditRecord,

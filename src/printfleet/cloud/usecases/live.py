@@ -3,8 +3,8 @@ or not at all (S9), each audited with its outcome."""
 
 from __future__ import annotations
 
-from printfleet.cloud.core import CloudCore
-from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.dispatch.core import CloudCore
+from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.cloud.store import Actor
 from printfleet.cloud.usecases.ports import AuditTrail
 from printfleet.cloud.usecases.principal import PrinterUnreachable

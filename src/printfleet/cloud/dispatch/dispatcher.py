@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from printfleet.cloud.fleet_view import FleetView
-from printfleet.cloud.link import PublishOutcome
+from printfleet.cloud.dispatch.fleet_view import FleetView
+from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.cloud.store.errors import Conflict
 from printfleet.protocol import dispatch
 from printfleet.protocol.dispatch import (

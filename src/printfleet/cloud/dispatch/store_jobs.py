@@ -1,7 +1,7 @@
 """The store as the dispatcher sees it: open jobs with what staging needs, compare-and-set saves,
 and the roster of printers with who may operate each and the settings each must apply."""
 
-from printfleet.cloud.dispatcher import RosterEntry, StoredJob
+from printfleet.cloud.dispatch.dispatcher import RosterEntry, StoredJob
 from printfleet.cloud.store import Actor, Store
 from printfleet.protocol.dispatch import JobView, SafetySettings
 from printfleet.protocol.lifecycle import JobState

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from printfleet.broker_address import BrokerAddress
-from printfleet.cloud.dispatcher import (
+from printfleet.cloud.dispatch.dispatcher import (
     Dispatcher,
     FileUrl,
     JobNotice,
@@ -20,8 +20,8 @@ from printfleet.cloud.dispatcher import (
     PrinterRoster,
     cloud_ms,
 )
-from printfleet.cloud.fleet_view import FleetView, Ingested, Kind
-from printfleet.cloud.link import LinkSupervisor
+from printfleet.cloud.dispatch.fleet_view import FleetView, Ingested, Kind
+from printfleet.cloud.dispatch.link import LinkSupervisor
 from printfleet.cloud.store.values import JSONValue
 from printfleet.protocol.dispatch import DispatchPolicy
 from printfleet.protocol.issuer import CommandIssuer
