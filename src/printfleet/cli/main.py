@@ -3,11 +3,28 @@
 from typing import Annotated
 
 import typer
+from typer.core import TyperOption
 
 from printfleet import __version__
 from printfleet.cli import alerts, bench, chaos, jobs, login, printers, processes, protocol, watch
 from printfleet.cli.failures import EXIT_CODES_HELP
 from printfleet.cli.output import console
+
+_typed_display = TyperOption.display_type_rich
+
+
+def _flag_display_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    """A flag takes no value, so `--help` shows it bare (`--json`), not as `--json <bool>`.
+
+    Typer's rich help asks every option for a type label, flags included; its plain-text help
+    already leaves flags bare, and this makes the rich help (the one printfleet shows) agree.
+    """
+    if self.is_flag and not self.count:
+        return None
+    return _typed_display(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_display_type  # type: ignore[method-assign, assignment]
 
 app = typer.Typer(
     name="printfleet",
