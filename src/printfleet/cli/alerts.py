@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from printfleet.cli.failures import reported
+from printfleet.cli.ids import full_id
 from printfleet.cli.output import SEVERITY_STYLE, JsonOption, age, out, print_json, when
 from printfleet.cli.profiles import ProfileOption, connected
 from printfleet.client import Alert
@@ -35,9 +36,11 @@ def alerts(
         if json_output:
             print_json(found)
             return
-        table = Table(
-            "alert", "printer", "kind", "severity", "message", "raised", "acked", "resolved"
-        )
+        table = Table()
+        # Whole ids, folded to fit, as `alerts ack` takes them (or a unique start of one).
+        table.add_column("alert", overflow="fold", min_width=12)
+        for heading in ("printer", "kind", "severity", "message", "raised", "acked", "resolved"):
+            table.add_column(heading)
         for alert in found:
             style = SEVERITY_STYLE.get(alert.severity, "")
             table.add_row(
@@ -62,14 +65,17 @@ def _resolved(alert: Alert) -> str:
 
 @alerts_app.command("ack")
 def alerts_ack(
-    alert_id: Annotated[str, typer.Argument(help="The alert to acknowledge.")],
+    alert_id: Annotated[
+        str, typer.Argument(help="The alert to acknowledge: its id, or the start of it.")
+    ],
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
     """Acknowledge an alert (the first acknowledgement stands)."""
     login, client = connected(profile)
     with reported(login.url), client:
-        alert = client.ack_alert(alert_id)
+        full = full_id(alert_id, "alert", lambda: [found.id for found in client.list_alerts()])
+        alert = client.ack_alert(full)
         if json_output:
             print_json(alert)
         else:

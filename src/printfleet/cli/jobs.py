@@ -20,7 +20,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from printfleet.cli.failures import REFUSED, USAGE, CliError, lan_error, reported
+from printfleet.cli.failures import USAGE, CliError, lan_error, reported
+from printfleet.cli.ids import full_id
 from printfleet.cli.output import JOB_STYLE, JsonOption, err, out, print_json, styled, when
 from printfleet.cli.profiles import ProfileOption, connected
 from printfleet.client import Client
@@ -38,29 +39,10 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-ID_LENGTH = 36
-"""A full id (a UUID in its text form)."""
-MIN_PREFIX = 4
-
-
 def full_job_id(client: Client, text: str) -> str:
     """A full job id from a full one or from a unique start of one among the caller's recent
-    jobs (ids are time-ordered, so recent jobs share their first characters: give enough)."""
-    text = text.strip()
-    if len(text) >= ID_LENGTH:
-        return text
-    if len(text) < MIN_PREFIX:
-        raise CliError(f"{text!r}: give at least {MIN_PREFIX} characters of a job id", USAGE)
-    matches = [job.id for job in client.list_jobs(limit=200) if job.id.startswith(text)]
-    if not matches:
-        raise CliError(f"not found: none of your recent jobs has an id starting {text!r}", REFUSED)
-    if len(matches) > 1:
-        raise CliError(
-            f"{text!r} starts {len(matches)} job ids ({', '.join(matches[:3])}, ...): "
-            "give more characters",
-            USAGE,
-        )
-    return matches[0]
+    jobs."""
+    return full_id(text, "job", lambda: [job.id for job in client.list_jobs(limit=200)])
 
 
 def upload(
