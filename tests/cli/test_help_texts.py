@@ -8,6 +8,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from printfleet.cli.main import app
+from printfleet.client.lan import DEFAULT_LAN_PORT
 
 ROOT = get_command(app)
 
@@ -46,3 +47,11 @@ def test_help_page(path: tuple[str, ...], command: object) -> None:
             assert param.help, f"{' '.join(path)} {param.opts[0]} has no help text"
         if isinstance(param, TyperArgument) and not param.hidden:
             assert param.help, f"{' '.join(path)} {param.name} has no help text"
+
+
+@pytest.mark.parametrize("command", ["print", "status"])
+def test_lan_help_names_the_default_port(command: str) -> None:
+    result = CliRunner().invoke(
+        app, [command, "--help"], env={"COLUMNS": "200"}, terminal_width=200
+    )
+    assert f"port {DEFAULT_LAN_PORT} if none" in result.output

@@ -101,7 +101,10 @@ def print_(
     notify: Annotated[bool, typer.Option(help="Be notified when it completes.")] = False,
     lan: Annotated[
         str | None,
-        typer.Option(help="Print straight on the printer at this address, without the cloud."),
+        typer.Option(
+            help="Print straight on the printer at this address (host, or host:port; port "
+            "8090 if none), without the cloud."
+        ),
     ] = None,
     access_code: Annotated[
         str | None,

@@ -32,7 +32,11 @@ def printers(
 
 def status(
     lan: Annotated[
-        str | None, typer.Option(help="Ask the printer at this address instead of the cloud.")
+        str | None,
+        typer.Option(
+            help="Ask the printer at this address (host, or host:port; port "
+            "8090 if none) instead of the cloud."
+        ),
     ] = None,
     access_code: Annotated[
         str | None,
