@@ -431,3 +431,7 @@ def test_share_list_and_remove(live_cloud: LiveCloud, cli: Cli) -> None:
     assert cli.json("share", printer_id) == []
     assert "not found" in cli("share", printer_id, bo.email, "--remove", code=1).stderr
     assert "--role must be" in cli("share", printer_id, bo.email, "--role", "boss", code=2).stderr
+    # An address without an account is answered as if shared; the list tells the truth.
+    nobody = " ".join(cli("share", printer_id, "nobody@example.org").stdout.split())
+    assert "if that address has an account" in nobody
+    assert cli.json("share", printer_id) == []

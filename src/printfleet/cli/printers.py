@@ -144,4 +144,9 @@ def share(
         elif remove:
             out.print(f"{share.email} may no longer use {share.printer_id}")
         else:
-            out.print(f"{share.email} is now {share.role} of {share.printer_id}")
+            # The server answers an address without an account as if shared (and stores
+            # nothing), so as not to tell anyone which addresses have accounts.
+            out.print(
+                f"{share.email} is now {share.role} of {share.printer_id}, if that address has "
+                f"an account (`printfleet share {share.printer_id}` lists who has a share)"
+            )
