@@ -286,6 +286,7 @@ async def running_cloud(
                 public_url=settings.public_url.rstrip("/"),
                 broker_url_for_printers=settings.printer_broker_url or _for_printers(broker),
                 token_lifetime_s=settings.token_lifetime_s,
+                cost_rates=settings.cost_rates(),
             ),
             file_secret=_file_link_secret(signer),
             outbound=outbound_policy(settings),

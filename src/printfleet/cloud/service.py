@@ -11,11 +11,12 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from printfleet.cloud.dispatch.core import CloudCore
 from printfleet.cloud.notify.outbound import OutboundPolicy
 from printfleet.cloud.store import Store
+from printfleet.cloud.store.stats import JobHistory
 from printfleet.cloud.usecases.accounts import (
     MAX_TOKEN_LIFETIME_S,
     MIN_TOKEN_LIFETIME_S,
@@ -48,6 +49,7 @@ from printfleet.cloud.usecases.printers import (
     PrinterStatusView,
     ProvisionedPrinter,
 )
+from printfleet.cloud.usecases.stats import CostRates, StatsActions
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.signing import CommandSigner
 
@@ -83,11 +85,13 @@ class ServiceSettings:
     default_start_within_s: int = DEFAULT_START_WITHIN_S
     max_start_within_s: int = MAX_START_WITHIN_S
     file_link_ttl_s: int = 3_600
+    cost_rates: CostRates = field(default_factory=CostRates)
+    """Prices and power draws for statistics."""
 
 
 class CloudService:
     """The cloud's use cases by area: ``accounts``, ``printers``, ``files``, ``jobs``,
-    ``alerts``, ``channels``.
+    ``alerts``, ``channels``, ``stats``.
 
     ``live.core`` is the MQTT side once the app runs it (None without a broker), and
     ``jobs.listener`` is told of each job a person created or cancelled (the app's notifier hook).
@@ -145,6 +149,7 @@ class CloudService:
             clock_ms=clock_ms,
         )
         self.alerts = AlertActions(store.alerts, store.printers)
+        self.stats = StatsActions(JobHistory(store.database), settings.cost_rates)
         self.channels = ChannelActions(
             store.channels,
             store.deliveries,

@@ -35,6 +35,7 @@ from printfleet.cloud.usecases.accounts import (
     MIN_TOKEN_LIFETIME_S,
     TOKEN_LIFETIME_S,
 )
+from printfleet.cloud.usecases.stats import CostRates
 
 __all__ = ["Settings"]
 
@@ -137,6 +138,50 @@ class Settings(BaseSettings):
     )
     """How long a login's API token works (30 days), and a created one that does not say."""
 
+    # Statistics' prices and power draws: round figures to replace with the site's own, not
+    # measurements: 0.30/kWh, round for European household electricity in the mid-2020s;
+    # 25/kg, round for a 1 kg PLA spool at retail; 100 W, round for a desktop FDM printer
+    # printing PLA on a heated bed (the bed draws most of it).
+    currency: Annotated[str, Field(min_length=1, max_length=8)] = "EUR"
+    """The currency of the prices below, as statistics show it."""
+    price_per_kwh: Annotated[float, Field(ge=0)] = 0.30
+    """What one kWh of electricity costs."""
+    material_price_per_kg: Annotated[float, Field(ge=0)] = 25.0
+    """What one kg of filament costs, for materials without a price of their own."""
+    material_prices: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    """Price per kg by material (``PETG=30,ABS=28`` in the variable)."""
+    printer_power_w: Annotated[float, Field(ge=0)] = 100.0
+    """Average power draw while printing, in watts, for models without one of their own."""
+    model_power_w: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    """Average power draw while printing by printer model (``x1=110,p1=95`` in the variable)."""
+
+    @field_validator("material_prices", "model_power_w", mode="before")
+    @classmethod
+    def _named_numbers(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        named: dict[str, float] = {}
+        for entry in _entries(value):
+            name, equals, number = entry.partition("=")
+            try:
+                figure = float(number)
+            except ValueError:
+                figure = -1.0
+            if not equals or not name.strip() or not figure >= 0:
+                msg = f"{entry!r} is not name=number with a number of at least 0"
+                raise ValueError(msg)
+            named[name.strip()] = figure
+        return named
+
+    @field_validator("material_prices", "model_power_w")
+    @classmethod
+    def _not_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, figure in value.items():
+            if not figure >= 0:
+                msg = f"{name}: {figure} is below 0"
+                raise ValueError(msg)
+        return value
+
     @field_validator("mosquitto_cloud_replicas", mode="before")
     @classmethod
     def _replica_names(cls, value: object) -> object:
@@ -209,6 +254,17 @@ class Settings(BaseSettings):
         if _READ_ENVIRONMENT.get():
             return init_settings, env_settings
         return (init_settings,)
+
+    def cost_rates(self) -> CostRates:
+        """The prices and power draws statistics use."""
+        return CostRates(
+            currency=self.currency,
+            price_per_kwh=self.price_per_kwh,
+            material_price_per_kg=self.material_price_per_kg,
+            material_prices=dict(self.material_prices),
+            power_w=self.printer_power_w,
+            model_power_w=dict(self.model_power_w),
+        )
 
     def store_url(self) -> str:
         """The database URL, defaulting to ``data_dir/printfleet.sqlite3``."""

@@ -17,6 +17,7 @@ from printfleet.cloud.api import (
     jobs,
     operations,
     printers,
+    stats,
     uploads,
 )
 from printfleet.cloud.api.context import ApiContext, Context, get_context
@@ -36,7 +37,18 @@ __all__ = [
 def install(app: FastAPI) -> None:
     """Add every route and the error handlers to ``app``."""
     install_error_handlers(app)
-    routers = (accounts, printers, heaters, uploads, jobs, alerts, events, channels, operations)
+    routers = (
+        accounts,
+        printers,
+        heaters,
+        uploads,
+        jobs,
+        alerts,
+        stats,
+        events,
+        channels,
+        operations,
+    )
     for module in routers:
         app.include_router(module.router)
     # The dashboard's pages last: "/" and "/web/..." shadow none of the API's routes.

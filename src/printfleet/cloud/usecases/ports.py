@@ -30,6 +30,7 @@ from printfleet.cloud.store import (
     TokenRecord,
     UserRecord,
 )
+from printfleet.cloud.store.stats import JobHistoryRow
 from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.lifecycle import JobState
 
@@ -291,4 +292,15 @@ class DeliveryRecords(Protocol):
 
     async def for_channel(self, channel_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         """A channel's most recent deliveries, newest first."""
+        ...
+
+
+class JobHistoryRecords(Protocol):
+    """Ended jobs as statistics count them (the store's ``JobHistory``)."""
+
+    async def ended_jobs(
+        self, user_id: str, *, since: int | None = None, until: int | None = None
+    ) -> list[JobHistoryRow]:
+        """Jobs the user submitted or that ran on printers the user owns, ended at or after
+        ``since`` and before ``until`` (cloud ms), oldest end first."""
         ...
