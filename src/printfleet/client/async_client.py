@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import anyio.to_thread
 import httpx
@@ -46,6 +46,7 @@ from printfleet.client.models import (
     Provisioned,
     Share,
     ShareRole,
+    Stats,
     TelemetryPoint,
     Token,
     TokenScope,
@@ -372,6 +373,17 @@ class AsyncClient:
     async def ack_alert(self, alert_id: str) -> Alert:
         """Acknowledge an alert."""
         return await self.send(calls.ack_alert(alert_id))
+
+    async def stats(
+        self,
+        *,
+        by: Literal["printer", "user", "model"] = "printer",
+        since: int | str | None = None,
+        until: int | str | None = None,
+    ) -> Stats:
+        """Statistics of the caller's ended jobs (their own, and those on printers they own)
+        per printer, user or model, ended in ``[since, until)`` (cloud ms or ISO 8601)."""
+        return await self.send(calls.stats(by=by, since=since, until=until))
 
     async def list_channels(self) -> list[Channel]:
         """The caller's notification channels."""

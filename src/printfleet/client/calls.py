@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 from pydantic import TypeAdapter
@@ -34,6 +34,7 @@ from printfleet.client.models import (
     Provisioned,
     Share,
     ShareRole,
+    Stats,
     TelemetryPoint,
     Token,
     TokenScope,
@@ -334,6 +335,18 @@ def list_alerts(*, unacked: bool = False) -> Call[list[Alert]]:
 def ack_alert(alert_id: str) -> Call[Alert]:
     """Acknowledge an alert."""
     return Call("POST", f"{API}/alerts/{alert_id}/ack", _reader(Alert))
+
+
+def stats(
+    *,
+    by: Literal["printer", "user", "model"] = "printer",
+    since: int | str | None = None,
+    until: int | str | None = None,
+) -> Call[Stats]:
+    """Statistics of the caller's ended jobs per printer, user or model; ``since`` and
+    ``until`` are cloud ms or ISO 8601 times."""
+    params = _params(by=by, since=since, until=until)
+    return Call("GET", f"{API}/stats", _reader(Stats), params=params)
 
 
 def list_channels() -> Call[list[Channel]]:

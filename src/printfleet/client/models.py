@@ -35,6 +35,9 @@ __all__ = [
     "Progress",
     "Provisioned",
     "Share",
+    "Stats",
+    "StatsGroup",
+    "StatsRates",
     "StoreHealth",
     "TelemetryPoint",
     "Temperatures",
@@ -309,3 +312,46 @@ class NotificationSent(_Model):
     """A notification was queued; follow it in the channel's deliveries."""
 
     notification_id: str
+
+
+class StatsRates(_Model):
+    """The prices and power draws statistics were computed with (the cloud's settings)."""
+
+    currency: str
+    price_per_kwh: float
+    material_price_per_kg: float
+    material_prices: dict[str, float]
+    power_w: float
+    model_power_w: dict[str, float]
+
+
+class StatsGroup(_Model):
+    """One group's figures: ended jobs by outcome (completed, failed, cancelled, expired,
+    rejected), success rate (completed ÷ completed + failed), print hours, filament (grams by
+    material only where the slicer gave them; ``filament_unknown_jobs`` completed jobs gave
+    none), energy from the model's power draw setting, and cost."""
+
+    key: str
+    jobs: dict[str, int]
+    total_jobs: int
+    success_rate: float | None
+    print_hours: float
+    filament_mm: float
+    filament_g: dict[str, float]
+    filament_unknown_jobs: int
+    energy_kwh: float
+    energy_cost: float
+    material_cost: float
+    cost: float
+
+
+class Stats(_Model):
+    """Statistics of the caller's ended jobs, per group and in total (key ``all``)."""
+
+    by: Literal["printer", "user", "model"]
+    since: int | None
+    until: int | None
+    currency: str
+    rates: StatsRates
+    groups: list[StatsGroup]
+    total: StatsGroup

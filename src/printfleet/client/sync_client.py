@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 from httpx_sse import EventSource
@@ -46,6 +46,7 @@ from printfleet.client.models import (
     Provisioned,
     Share,
     ShareRole,
+    Stats,
     TelemetryPoint,
     Token,
     TokenScope,
@@ -399,6 +400,17 @@ class Client:
     def ack_alert(self, alert_id: str) -> Alert:
         """Acknowledge an alert."""
         return self.send(calls.ack_alert(alert_id))
+
+    def stats(
+        self,
+        *,
+        by: Literal["printer", "user", "model"] = "printer",
+        since: int | str | None = None,
+        until: int | str | None = None,
+    ) -> Stats:
+        """Statistics of the caller's ended jobs (their own, and those on printers they own)
+        per printer, user or model, ended in ``[since, until)`` (cloud ms or ISO 8601)."""
+        return self.send(calls.stats(by=by, since=since, until=until))
 
     def list_channels(self) -> list[Channel]:
         """The caller's notification channels."""
