@@ -38,6 +38,7 @@ from printfleet.cloud.service import Principal, Scope
 from printfleet.cloud.settings import Settings
 from printfleet.cloud.store import UserRecord
 from printfleet.sim.clock import SimClock
+from printfleet.sim.faults import PoweredPrinter, check_fault_printers, parse_fault, run_faults
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
 
@@ -89,6 +90,8 @@ class DemoOptions(BaseModel):
     attendant_after_s: Annotated[float | None, Field(gt=0)] = None
     """Simulated seconds after each print's end until a person clears the plate (and confirms it
     on p1-like printers); None: nobody does, and each printer stops after one print."""
+    faults: tuple[str, ...] = ()
+    """Faults to inject, as ``printfleet demo --fault`` takes them (see `printfleet.sim.faults`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,13 @@ class DemoPrinter:
     id: str
     model: str
     hardware: SimulatedPrinter
-    agent: PrinterAgent
+    power: PoweredPrinter
+    """The printer's power switch, which holds its agent (a fresh one after a power loss)."""
+
+    @property
+    def agent(self) -> PrinterAgent:
+        """The agent driving the printer now."""
+        return self.power.agent
 
 
 @dataclass(slots=True)
@@ -303,6 +312,11 @@ async def _submit_sample(demo: RunningDemo, layers: int) -> str:
 @contextlib.asynccontextmanager
 async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
     """Run the cloud, the fleet, the account and (optionally) the sample print."""
+    try:
+        faults = [parse_fault(fault) for fault in options.faults]
+        check_fault_printers(faults, (printer_id for printer_id, _ in fleet_plan(options.printers)))
+    except ValueError as error:
+        raise DemoError(str(error)) from None
     data_dir = options.data_dir
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     listener = _listen(options.host, options.port)
@@ -343,11 +357,13 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
                         attendant_after_s=options.attendant_after_s,
                     )
                     await stack.enter_async_context(hardware)
-                    agent = PrinterAgent(config, hardware)
+                    unit = PoweredPrinter(hardware, config)
                     demo.printers[printer_id] = DemoPrinter(
-                        printer_id, config.model, hardware, agent
+                        printer_id, config.model, hardware, unit
                     )
-                    tasks.append(asyncio.create_task(agent.run(), name=f"demo agent {printer_id}"))
+                    tasks.append(asyncio.create_task(unit.run(), name=f"demo agent {printer_id}"))
+                units = {printer_id: p.power for printer_id, p in demo.printers.items()}
+                injector = asyncio.create_task(run_faults(faults, units), name="demo faults")
                 try:
                     if options.submit_sample:
                         # Once the printers listen: a command to a printer not yet subscribed
@@ -356,6 +372,9 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
                         demo.sample_job_id = await _submit_sample(demo, options.sample_layers)
                     yield demo
                 finally:
+                    injector.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await injector
                     # Agents first, while the broker still runs: they say goodbye (presence).
                     for task in tasks:
                         task.cancel()

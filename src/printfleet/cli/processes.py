@@ -8,12 +8,15 @@ import logging
 import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from printfleet.cli.output import console
+
+if TYPE_CHECKING:
+    from printfleet.sim.faults import FaultSpec
 
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log debug messages too.", metavar="")
@@ -146,6 +149,27 @@ def agent_screen(
         raise typer.Exit(PrinterScreen(client).run())
 
 
+FaultOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Inject a fault, PRINTER:KIND[:ARG]@WHEN (repeatable), e.g. "
+        "x1-01:heater-disconnected@print+30s or p1-02:power-loss:2m@90s. KIND: "
+        "heater-disconnected, thermistor-detached, sensor-open, sensor-short, heater-stuck-on "
+        "(ARG: hotend, the default, or bed), power-loss (ARG: how long it stays off; none: for "
+        "good). WHEN: simulated time after start, or print+TIME after a print starts.",
+    ),
+]
+
+
+def _parse_faults(specs: list[str] | None) -> "tuple[FaultSpec, ...]":
+    from printfleet.sim.faults import parse_fault  # noqa: PLC0415
+
+    try:
+        return tuple(parse_fault(spec) for spec in specs or ())
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--fault") from None
+
+
 def sim(
     printers: Annotated[int, typer.Option(min=0, max=5000, help="How many printers.")] = 4,
     models: Annotated[str, typer.Option(help="Models, taken in turn (x1, p1).")] = "x1,p1",
@@ -169,9 +193,11 @@ def sim(
             "simulated seconds after a print ends (default: nobody does).",
         ),
     ] = None,
+    fault: FaultOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run a fleet of simulated printers, each with its own agent and broker connection."""
+    from printfleet.sim.faults import check_fault_printers  # noqa: PLC0415
     from printfleet.sim.fleet import FleetSpec, run_fleet  # noqa: PLC0415
     from printfleet.sim.printer import MODELS  # noqa: PLC0415
 
@@ -192,7 +218,12 @@ def sim(
             time_scale=time_scale,
             telemetry_period_s=telemetry_period,
             attendant_after_s=attendant_after,
+            faults=_parse_faults(fault),
         )
+        try:
+            check_fault_printers(spec.faults, (printer_id for printer_id, _ in spec.printer_ids()))
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--fault") from None
         console.print(f"[bold]{printers}[/] simulated printers ({', '.join(names)}) on {broker}")
         if attendant_after is not None:
             console.print(f"an attendant clears plates {attendant_after:g} s after each print")
@@ -323,6 +354,7 @@ def demo(
             "(0: nobody does).",
         ),
     ] = 30.0,
+    fault: FaultOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the cloud, its broker and a simulated fleet, with a demo account and a sample print.
@@ -332,6 +364,7 @@ def demo(
     """
     from printfleet.demo import DemoError, DemoOptions, run_demo  # noqa: PLC0415
 
+    _parse_faults(fault)  # the demo checks them again, but a bad one is the option's error
     _setup_logging(verbose)
     if not verbose:
         for noisy in ("amqtt", "transitions", "uvicorn.error", "httpx", "alembic"):
@@ -342,6 +375,7 @@ def demo(
         printers=printers,
         time_scale=time_scale,
         attendant_after_s=attendant_after or None,
+        faults=tuple(fault or ()),
     )
     try:
         status = run_demo(options, duration=duration, console=console)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from printfleet.agent.config import AgentConfig
-from printfleet.agent.runtime import PrinterAgent
 from printfleet.sim.clock import SimClock
+from printfleet.sim.faults import FaultSpec, PoweredPrinter, check_fault_printers, run_faults
 from printfleet.sim.printer import SimulatedPrinter
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ class FleetSpec:
     password: str | None = None
     attendant_after_s: float | None = None
     """Simulated seconds after each print's end until a person clears the plate; None: never."""
+    faults: Sequence[FaultSpec] = ()
+    """Faults to inject into the fleet's printers (see `printfleet.sim.faults`)."""
 
     def printer_ids(self) -> list[tuple[str, str]]:
         """(printer id, model) for every printer, models taken in turn."""
@@ -85,9 +87,10 @@ def fewer_collections(gen0_threshold: int = GC_GEN0_THRESHOLD) -> Iterator[None]
 
 async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) -> None:
     """Run every printer until cancelled; ``started`` is set when all have connected once."""
+    check_fault_printers(spec.faults, (printer_id for printer_id, _ in spec.printer_ids()))
     raise_open_file_limit(spec.printers * 4 + 256)
     clock = SimClock(spec.time_scale)
-    agents: list[PrinterAgent] = []
+    units: list[PoweredPrinter] = []
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(fewer_collections())
         for printer_id, model in spec.printer_ids():
@@ -111,13 +114,16 @@ async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) ->
                 data_dir=home,
                 telemetry_period_s=spec.telemetry_period_s,
             )
-            agents.append(PrinterAgent(config, printer))
+            units.append(PoweredPrinter(printer, config))
         async with asyncio.TaskGroup() as group:
-            for agent in agents:
-                group.create_task(agent.run(), name=f"agent {agent.config.printer_id}")
-            await asyncio.gather(*(agent.ready.wait() for agent in agents))
+            for unit in units:
+                group.create_task(unit.run(), name=f"printer {unit.printer_id}")
+            if spec.faults:
+                by_id = {unit.printer_id: unit for unit in units}
+                group.create_task(run_faults(spec.faults, by_id), name="faults")
+            await asyncio.gather(*(unit.agent.ready.wait() for unit in units))
             # `printfleet bench fleet` waits for this line: keep "simulated printers connected".
-            log.info("%d simulated printers connected to %s", len(agents), spec.broker)
+            log.info("%d simulated printers connected to %s", len(units), spec.broker)
             if started is not None:
                 started.set()
             # Run until cancelled even with no printers: an empty fleet is the baseline that the

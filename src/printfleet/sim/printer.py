@@ -93,6 +93,7 @@ class SimulatedPrinter:
         "_name",
         "_plate",
         "_print",
+        "_print_started",
         "_screen",
         "_storage",
         "_tasks",
@@ -139,6 +140,7 @@ class SimulatedPrinter:
         self._screen = SimScreen(self._clock)
         self._storage = SimStorage(storage_dir)
         self._print: SimulatedPrint | None = None
+        self._print_started = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._attendant_after_s = attendant_after_s
         self._attendants: set[asyncio.Task[None]] = set()
@@ -264,6 +266,7 @@ class SimulatedPrinter:
             plate=self._plate,
         )
         self._print = handle
+        self._print_started.set()
         tasks.create_task(handle.run(), name=f"sim-print:{self._name}:{file_name}")
         if self._attendant_after_s is not None:
             attendant = tasks.create_task(self._attend(handle), name=f"sim-attendant:{self._name}")
@@ -277,6 +280,10 @@ class SimulatedPrinter:
     def board(self) -> Board:
         """The thermal board, advanced to now."""
         return self._now()
+
+    async def wait_for_print(self) -> None:
+        """Until a print has started on this printer (at once if one ever has)."""
+        await self._print_started.wait()
 
     @property
     def plate(self) -> Plate:
