@@ -6,7 +6,18 @@ import typer
 from typer.core import TyperOption
 
 from printfleet import __version__
-from printfleet.cli import alerts, bench, chaos, jobs, login, printers, processes, protocol, watch
+from printfleet.cli import (
+    alerts,
+    bench,
+    chaos,
+    jobs,
+    login,
+    printers,
+    processes,
+    protocol,
+    stats,
+    watch,
+)
 from printfleet.cli.failures import EXIT_CODES_HELP
 from printfleet.cli.output import console
 
@@ -72,6 +83,7 @@ app.command("confirm-plate")(printers.confirm_plate)
 app.command()(printers.share)
 app.add_typer(alerts.alerts_app, name="alerts")
 app.command()(printers.status)
+app.command()(stats.stats)
 
 
 def main() -> None:

@@ -349,6 +349,20 @@ def stats(
     return Call("GET", f"{API}/stats", _reader(Stats), params=params)
 
 
+def stats_csv(
+    *,
+    by: Literal["printer", "user", "model"] = "printer",
+    since: int | str | None = None,
+    until: int | str | None = None,
+) -> Call[str]:
+    """:func:`stats` as the server writes it in CSV: one line per group, then ``all``."""
+    params = _params(by=by, since=since, until=until)
+    return Call("GET", f"{API}/stats", lambda response: response.text, params=params, headers=_CSV)
+
+
+_CSV = {"Accept": "text/csv"}
+
+
 def list_channels() -> Call[list[Channel]]:
     """The caller's notification channels."""
     return Call("GET", f"{API}/channels", _reader(list[Channel]))
