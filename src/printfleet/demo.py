@@ -121,6 +121,8 @@ class RunningDemo:
     context: ApiContext
     principal: Principal
     attendant_after_s: float | None = None
+    faults: tuple[str, ...] = ()
+    """The faults ``--fault`` scheduled, as given."""
     printers: dict[str, DemoPrinter] = field(default_factory=dict)
     sample_job_id: str | None = None
 
@@ -339,7 +341,14 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
             configs = await _provision(context, principal, options, saved)
             await asyncio.to_thread(_save_state, state_path, saved)
             demo = RunningDemo(
-                url, DEMO_EMAIL, password, token, context, principal, options.attendant_after_s
+                url,
+                DEMO_EMAIL,
+                password,
+                token,
+                context,
+                principal,
+                options.attendant_after_s,
+                options.faults,
             )
             clock = SimClock(options.time_scale)
             async with contextlib.AsyncExitStack() as stack:
@@ -401,6 +410,8 @@ def describe(demo: RunningDemo) -> Panel:
             f"clears each plate {demo.attendant_after_s:g} simulated s after a print ends "
             "(--attendant-after 0: none)",
         )
+    if demo.faults:
+        table.add_row("Faults", "\n".join(demo.faults))
     if demo.sample_job_id is not None:
         table.add_row("Sample job", demo.sample_job_id)
     table.add_row("API", f"{demo.url}/docs")
