@@ -10,15 +10,19 @@ import asyncio
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from paho.mqtt.client import Client, MQTTMessage
+from paho.mqtt.enums import CallbackAPIVersion
 
 from printfleet.agent.hardware import HeaterId
 from printfleet.demo import DemoError, DemoOptions, RunningDemo, running_demo
 from printfleet.protocol.lifecycle import JobState
+from printfleet.protocol.messages import decode_presence
 from printfleet.sim import make_sample_gcode
 from printfleet.sim.faults import FaultKind, FaultSpec, parse_fault
 from printfleet.sim.thermal import HeaterFault
@@ -197,3 +201,48 @@ async def test_a_power_loss_takes_the_printer_offline_and_its_job_is_never_resta
         ),
         "power restored: x1-01 starts again from its journal",
     ]
+
+
+def test_the_sim_command_cuts_a_printers_power_and_restores_it(
+    fresh_mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    presences: list[tuple[str, bool]] = []
+    lock = threading.Lock()
+
+    def on_message(client: Client, userdata: object, message: MQTTMessage) -> None:
+        presence = decode_presence(message.payload)
+        with lock:
+            presences.append((presence.printer_id, presence.online))
+
+    listener = Client(CallbackAPIVersion.VERSION2, client_id="fault-listener")
+    listener.on_message = on_message
+    listener.connect("127.0.0.1", fresh_mosquitto.port)
+    listener.subscribe("printfleet/v1/printers/+/presence", qos=1)
+    listener.loop_start()
+    try:
+        # At 20x, the power goes 2 real seconds in and returns 1 real second later.
+        result = subprocess.run(  # noqa: S603 - our own console script
+            [
+                str(PRINTFLEET), "sim", "--printers", "2", "--broker", fresh_mosquitto.url,
+                "--duration", "6", "--time-scale", "20", "--data-dir", str(tmp_path),
+                "--fault", "sim-p1-0001:power-loss:20s@40s",
+            ],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    assert result.returncode == 0, result.stderr[-2000:]
+    said = " ".join(result.stderr.split())
+    assert (
+        "fault injected: power-loss on sim-p1-0001: agent and print stop; power returns after "
+        "20 simulated seconds" in said
+    )
+    assert "power restored: sim-p1-0001 starts again from its journal" in said
+    with lock:
+        seen = list(presences)
+    # Online, off with the power, online again with a fresh agent, off at the end.
+    assert [online for printer, online in seen if printer == "sim-p1-0001"] == [
+        True, False, True, False
+    ]  # fmt: skip
+    assert [online for printer, online in seen if printer == "sim-x1-0000"] == [True, False]

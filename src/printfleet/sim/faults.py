@@ -10,8 +10,10 @@ A fault is written ``PRINTER:KIND[:ARG]@WHEN``:
   ``print+30s``, that long after the first print starts on that printer (heat-up included).
 
 Heater faults stay until the simulation stops: a broken heater does not mend itself. A power
-loss stops the printer's agent and any print at once, without a goodbye; the journal on disk
-survives, and when the power comes back a fresh agent starts from it.
+loss stops the printer's agent and any print at once; the journal on disk survives, and when the
+power comes back a fresh agent starts from it. The agent is stopped by cancelling it, so it still
+publishes "offline" as it goes, where a real printer's broker would publish the agent's Will
+("offline" too) a keepalive later: the cloud sees the same presence, only sooner.
 """
 
 from __future__ import annotations
