@@ -1,10 +1,11 @@
 // The printfleet dashboard: one page, views chosen by the URL fragment (#/, #/printers/ID,
-// #/jobs, #/alerts, #/settings). Views build their skeleton once and refill only their live
+// #/jobs, #/alerts, #/stats, #/settings). Views build their skeleton once and refill only their live
 // parts, so a form being typed in is never wiped by an update.
 
 import { api, session, whenUnauthenticated } from "./api.js";
 import { drawTemperatureChart } from "./chart.js";
 import { LiveFeed } from "./live.js";
+import { statsView } from "./stats.js";
 
 const CHART_WINDOW_MS = 10 * 60 * 1000;
 const POLL_LIVE_MS = 3000;
@@ -1103,6 +1104,7 @@ const ROUTES = [
   [/^#\/printers\/([^/]+)$/, "fleet", (main, id) => printerView(main, decodeURIComponent(id))],
   [/^#\/jobs$/, "jobs", (main) => jobsView(main)],
   [/^#\/alerts$/, "alerts", (main) => alertsView(main)],
+  [/^#\/stats$/, "stats", (main) => statsView(main, { h, toast, setTitle: (title) => (state.pageTitle = title) })],
   [/^#\/settings$/, "settings", (main) => settingsView(main)],
 ];
 
