@@ -19,12 +19,14 @@ import pytest
 from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion
 
-from printfleet.agent.hardware import HeaterId
+from printfleet.agent.config import AgentConfig
+from printfleet.agent.hardware import HardwareError, HeaterId
+from printfleet.agent.runtime import PrinterAgent
 from printfleet.demo import DemoError, DemoOptions, RunningDemo, running_demo
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import decode_presence
-from printfleet.sim import make_sample_gcode
-from printfleet.sim.faults import FaultKind, FaultSpec, parse_fault
+from printfleet.sim import SimulatedPrinter, make_sample_gcode
+from printfleet.sim.faults import FaultKind, FaultSpec, PoweredPrinter, parse_fault
 from printfleet.sim.thermal import HeaterFault
 from printfleet.testing import MosquittoBroker
 
@@ -246,3 +248,38 @@ def test_the_sim_command_cuts_a_printers_power_and_restores_it(
         True, False, True, False
     ]  # fmt: skip
     assert [online for printer, online in seen if printer == "sim-x1-0000"] == [True, False]
+
+
+class IdleAgent(PrinterAgent):
+    """An agent that only waits: enough to see the power switch start and stop it."""
+
+    runs = 0
+
+    async def run(self) -> None:
+        IdleAgent.runs += 1
+        await asyncio.Event().wait()
+
+
+@pytest.mark.asyncio
+async def test_overlapping_power_losses_switch_the_printer_once_each_way(tmp_path: Path) -> None:
+    IdleAgent.runs = 0
+    hardware = SimulatedPrinter("x1", storage_dir=tmp_path / "sd", watchdog_timeout=None)
+    config = AgentConfig(printer_id="x1-01", data_dir=tmp_path)
+    unit = PoweredPrinter(hardware, config, IdleAgent)
+    async with hardware:
+        running = asyncio.create_task(unit.run())
+        await until(lambda: IdleAgent.runs == 1)
+        first = unit.agent
+        await unit.power_off()
+        await unit.power_off()
+        assert not unit.powered
+        with pytest.raises(HardwareError, match="printer is off"):
+            await hardware.start_print("cube.gcode")
+        await unit.power_on()
+        await unit.power_on()
+        await until(lambda: IdleAgent.runs == 2)
+        assert unit.powered
+        assert unit.agent is not first
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running

@@ -196,7 +196,11 @@ class PoweredPrinter:
                 return
 
     async def power_off(self) -> None:
-        """Cut the power: the agent stops mid-step, a print fails, the heaters go cold."""
+        """Cut the power: the agent stops mid-step, a print fails, the heaters go cold.
+
+        Nothing happens to a printer that is already off (two power losses may overlap)."""
+        if not self.powered:
+            return
         self._powered.clear()
         task, self._task = self._task, None
         if task is not None:
@@ -206,7 +210,11 @@ class PoweredPrinter:
         await self.hardware.__aexit__(None, None, None)
 
     async def power_on(self) -> None:
-        """Restore the power: the printer starts, and a fresh agent reads the journal."""
+        """Restore the power: the printer starts, and a fresh agent reads the journal.
+
+        Nothing happens to a printer that is already on."""
+        if self.powered:
+            return
         await self.hardware.__aenter__()
         self.agent = self._make_agent(self._config, self.hardware)
         self._powered.set()
