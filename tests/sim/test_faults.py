@@ -235,6 +235,10 @@ def test_the_sim_command_cuts_a_printers_power_and_restores_it(
         listener.loop_stop()
         listener.disconnect()
     assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        "fault scheduled: power-loss on sim-p1-0001: agent and print stop; power returns after "
+        "20 simulated seconds, 40 simulated seconds after the start"
+    ) in " ".join(result.stdout.split())
     said = " ".join(result.stderr.split())
     assert (
         "fault injected: power-loss on sim-p1-0001: agent and print stop; power returns after "

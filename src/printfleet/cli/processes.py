@@ -227,6 +227,8 @@ def sim(
         console.print(f"[bold]{printers}[/] simulated printers ({', '.join(names)}) on {broker}")
         if attendant_after is not None:
             console.print(f"an attendant clears plates {attendant_after:g} s after each print")
+        for scheduled in spec.faults:
+            console.print(f"fault scheduled: {scheduled.describe()}, {scheduled.when()}")
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run_for(run_fleet(spec), duration))
 

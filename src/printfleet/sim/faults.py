@@ -98,6 +98,11 @@ class FaultSpec:
             return f"power-loss on {self.printer_id}: agent and print stop; {back}"
         return f"{self.kind.value} on {self.printer_id}'s {self.heater.value}"
 
+    def when(self) -> str:
+        """When the fault fires, in words."""
+        after = "the first print starts" if self.after_print_start else "the start"
+        return f"{self.at_s:g} simulated seconds after {after}"
+
 
 def _duration(text: str, spec: str) -> float:
     match = _DURATION.fullmatch(text.strip())
