@@ -158,6 +158,8 @@ CASES = [
     Case("GET", "/api/v1/alerts", 200, 200, 200, 200),
     # A viewer sees the printer's alerts and may acknowledge them.
     Case("POST", "/api/v1/alerts/{alert}/ack", 200, 404, 200, 403),
+    # Everyone reads statistics of the jobs they may see (tests/cloud/test_stats.py).
+    Case("GET", "/api/v1/stats", 200, 200, 200, 200),
     Case(
         "POST",
         "/api/v1/printers/{printer}/temperature",
