@@ -3,6 +3,7 @@ the demo and any other transport call them: the plate-check-off confirmation, si
 first-account rule, and the notification channels' rules."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -10,7 +11,14 @@ from tests.cloud.conftest import FakeClock, Seed
 
 from printfleet.cloud.notify import OutboundPolicy
 from printfleet.cloud.service import CloudService
-from printfleet.cloud.store import AlreadyExists, ChannelKind, NotFound, Store, new_id
+from printfleet.cloud.store import (
+    AlreadyExists,
+    ChannelKind,
+    JobRecord,
+    NotFound,
+    Store,
+    new_id,
+)
 from printfleet.cloud.usecases.channels import MAX_CHANNELS_PER_USER
 from printfleet.cloud.usecases.principal import (
     InvalidRequest,
@@ -18,7 +26,9 @@ from printfleet.cloud.usecases.principal import (
     RegistrationClosed,
     Scope,
 )
+from printfleet.protocol.dispatch import JobView
 from printfleet.protocol.issuer import CommandIssuer
+from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.signing import CommandSigner
 
 SECRET = "use-case-test-secret-0123"
@@ -102,3 +112,33 @@ async def test_channel_rules_hold_without_http(service: CloudService, seed: Seed
         await channels.deliveries_of(other, made[0].id)
     assert (await channels.delete_channel(owner, made[0].id)).id == made[0].id
     assert len(await channels.channels_for(owner)) == MAX_CHANNELS_PER_USER - 1
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_is_not_refused_because_the_dispatcher_wrote_the_job_meanwhile(
+    service: CloudService, store: Store, seed: Seed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = person(seed)
+    upload = await store.files.create(
+        seed.owner.id, name="cube.gcode", size=10, sha256=seed.sha256, storage_key="files/c"
+    )
+    created = await service.jobs.submit_job(
+        owner, file_id=upload.id, printer_id=seed.printers[0].id
+    )
+    job_id = created.job.view.id
+    record_terminal = store.jobs.record_terminal
+    attempts: list[int] = []
+
+    async def dispatcher_writes_first(view: JobView, **kwargs: Any) -> JobRecord:
+        # Between the cancel's read and its write, the dispatcher saves the job (a new version).
+        attempts.append(kwargs["expected_version"])
+        if len(attempts) == 1:
+            current = await store.jobs.load(job_id)
+            await store.jobs.save(current.view, expected_version=current.version)
+        return await record_terminal(view, **kwargs)
+
+    monkeypatch.setattr(store.jobs, "record_terminal", dispatcher_writes_first)
+    ended = await service.jobs.cancel_job(owner, job_id)
+    assert ended.view.state is JobState.CANCELLED
+    assert (await store.jobs.load(job_id)).view.state is JobState.CANCELLED
+    assert attempts == [attempts[0], attempts[0] + 1]  # refused once, then read again

@@ -13,6 +13,7 @@ from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.cloud.store import (
     Actor,
     AuditRecord,
+    Conflict,
     JobCreated,
     JobRecord,
     NotFound,
@@ -34,6 +35,9 @@ from printfleet.protocol.lifecycle import JobEvent, JobState
 
 JobListener = Callable[[JobRecord, JobEvent | None], Awaitable[None]]
 """Told of each job a person created (event None) or ended (the event), to notify people."""
+
+CANCEL_ATTEMPTS = 5
+"""How often a cancel reads the job again after the dispatcher wrote it in between."""
 
 
 DEFAULT_START_WITHIN_S = 3_600
@@ -186,21 +190,30 @@ class JobActions:
     async def cancel_job(self, principal: Principal, job_id: str) -> JobRecord:
         """Cancel a job; a printer it was sent to is told (now, and again if it still runs it)."""
         principal.require(Scope.WRITE)
-        record = await self.job(principal, job_id)
-        change = dispatch.cancel(record.view)
-        if change.event is None:
-            raise InvalidRequest(f"the job is already {record.view.state.value}")
-        view = change.job
-        if record.owner_id != principal.user.id:
-            # The printer's owner stopped someone else's job: its submitter is told who.
-            printer = record.view.assigned_printer or record.view.printer_id
-            view = replace(view, reason=f"cancelled by the owner of {printer}")
-        ended = await self.jobs.record_terminal(
-            view,
-            expected_version=record.version,
-            actor=Actor.user(principal.user.id),
-            detail={"reason": view.reason},
-        )
+        # The dispatcher may write the job between our read and our write (a stage, a report):
+        # that is no reason to refuse a person's cancel, so read again and decide again.
+        for attempt in range(CANCEL_ATTEMPTS):
+            record = await self.job(principal, job_id)
+            change = dispatch.cancel(record.view)
+            if change.event is None:
+                raise InvalidRequest(f"the job is already {record.view.state.value}")
+            view = change.job
+            if record.owner_id != principal.user.id:
+                # The printer's owner stopped someone else's job: its submitter is told who.
+                printer = record.view.assigned_printer or record.view.printer_id
+                view = replace(view, reason=f"cancelled by the owner of {printer}")
+            try:
+                ended = await self.jobs.record_terminal(
+                    view,
+                    expected_version=record.version,
+                    actor=Actor.user(principal.user.id),
+                    detail={"reason": view.reason},
+                )
+            except Conflict:
+                if attempt == CANCEL_ATTEMPTS - 1:
+                    raise
+                continue
+            break
         if self.listener is not None:
             await self.listener(ended, JobEvent.CANCELLED)
         printer_id = record.view.assigned_printer
