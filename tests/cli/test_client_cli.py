@@ -435,3 +435,20 @@ def test_share_list_and_remove(live_cloud: LiveCloud, cli: Cli) -> None:
     nobody = " ".join(cli("share", printer_id, "nobody@example.org").stdout.split())
     assert "if that address has an account" in nobody
     assert cli.json("share", printer_id) == []
+
+
+def test_clearing_a_fault_asks_first_and_sends_only_when_told(tmp_path: Path) -> None:
+    script = [
+        Reply(202, {"printer_id": "x1", "action": "clear_fault"}, path="/api/v1/printers/x1"),
+        Reply(202, {"printer_id": "x1", "action": "clear_fault"}, path="/api/v1/printers/x1"),
+    ]
+    with FaultyServer(script) as server:
+        cli = Cli(tmp_path, PRINTFLEET_URL=server.url, PRINTFLEET_TOKEN="pf_x")
+        refused = cli("clear-fault", "x1", code=2, stdin="n\n")
+        assert "Has someone checked the heaters" in refused.stdout
+        assert "nothing sent: the fault stays latched" in refused.output
+        assert server.requests_to("/api/v1/printers/x1/clear-fault") == []
+        assert "told x1 to clear its fault" in cli("clear-fault", "x1", stdin="y\n").stdout
+        assert "told x1 to clear its fault" in cli("clear-fault", "x1", "--yes").stdout
+    sent = server.requests_to("/api/v1/printers/x1/clear-fault")
+    assert [r.method for r in sent] == ["POST", "POST"]

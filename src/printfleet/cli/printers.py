@@ -1,4 +1,5 @@
-"""Commands about printers: ``printers``, ``status``, ``confirm-plate`` and ``share``."""
+"""Commands about printers: ``printers``, ``status``, ``confirm-plate``, ``clear-fault`` and
+``share``."""
 
 from __future__ import annotations
 
@@ -97,6 +98,34 @@ def confirm_plate(
             print_json(sent)
         else:
             out.print(f"told {sent.printer_id} its plate is clear")
+
+
+def clear_fault(
+    printer: Annotated[str, typer.Argument(help="The printer whose fault you have looked into.")],
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask; you have checked the heaters and wiring."),
+    ] = False,
+    json_output: JsonOption = False,
+    profile: ProfileOption = None,
+) -> None:
+    """Clear a printer's latched thermal fault, once someone has checked the hardware.
+
+    A latched fault keeps the heaters off and refuses every start; clearing it lets the printer
+    heat and print again, so a fault that is still there shows itself again at the next heat-up.
+    """
+    login, client = connected(profile)
+    with reported(login.url), client:
+        if not yes and not typer.confirm(
+            f"{printer}'s heaters will be allowed to heat again. Has someone checked the "
+            "heaters, thermistors and wiring?"
+        ):
+            raise CliError("nothing sent: the fault stays latched", USAGE)
+        sent = client.clear_fault(printer)
+        if json_output:
+            print_json(sent)
+        else:
+            out.print(f"told {sent.printer_id} to clear its fault; it may heat again")
 
 
 def share(
