@@ -106,6 +106,8 @@ async def test_good_files_are_kept_with_their_metadata(small_cloud: Running) -> 
         "estimated_s": 8,
         "layers": 3,
         "filament_mm": 7.98,
+        "filament_g": 0.02,  # the sample's PrusaSlicer-style footer
+        "material": None,  # which names none
         "has_thumbnail": False,
     }
     project = await upload(cloud.client, token, "cube.gcode.3mf", sliced_3mf())

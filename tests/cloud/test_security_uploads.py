@@ -91,7 +91,10 @@ def sliced_gcode(size: int) -> bytes:
         lines.append(line)
         length += len(line)
     lines.append("; filament used [mm] = 1234.56\n")
+    lines.append("; filament used [g] = 3.68\n")
     lines.append("; estimated printing time (normal mode) = 1h 2m 3s\n")
+    lines.append("; filament: 2\n")  # BambuStudio: the AMS slot the plate uses
+    lines.append("; filament_type = PLA;PETG\n")
     return "".join(lines).encode()
 
 
@@ -272,6 +275,8 @@ async def test_bombs_and_archives_over_the_caps_are_refused_before_they_are_infl
         "estimated_s": 3723,
         "layers": layers_of(plate),
         "filament_mm": 1234.56,
+        "filament_g": 3.68,
+        "material": "PETG",
         "has_thumbnail": True,
     }
     before = kept(cloud)
@@ -455,6 +460,11 @@ _LINES = st.lists(
             "; total estimated time: 5m 3s",
             "; total layer number: 7",
             "; filament used [mm] = 10.5, 2",
+            "; filament used [g] = 0, 2.5",
+            "; total filament weight [g] : 7.46",
+            "; filament: 2",
+            "; filament_type = PLA;petg",
+            "; filament_type = ASA",
             ";Filament used: 1.5m, 0.5m",
             "M104 S200 ; set time later",
             "; layer height = 0.2",
@@ -491,6 +501,8 @@ def test_a_file_checked_in_blocks_loses_no_line_across_their_edges(tmp_path: Pat
         3723,
     )
     assert found.layers == layers_of(gcode)
+    assert (found.filament_g, found.material) == (expected.filament_g, expected.material)
+    assert found.material == "PETG"
 
 
 def test_a_zip64_archive_is_counted_by_its_zip64_record(tmp_path: Path) -> None:

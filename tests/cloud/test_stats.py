@@ -23,6 +23,8 @@ from printfleet.testing import MosquittoBroker
 __all__ = ["api_database_url"]  # a fixture, used by name
 
 HOUR = 3_600_000
+PETG = SHORT + b"; filament used [g] = 40.00\n; filament_type = petg\n"
+"""The sample with a slicer footer that names its material: the later grams line is the one read."""
 
 
 async def _ends_in(s: Shop, job_id: str, state: str) -> dict[str, Any]:
@@ -39,6 +41,16 @@ async def _cancel(s: Shop, job_id: str) -> None:
     assert response.status_code == 200, response.text
 
 
+def _sample_grams(metadata: list[dict[str, Any]]) -> float:
+    """The grams of the plain sample, after checking what the uploads stored."""
+    sample, petg = metadata
+    assert (sample["material"], petg["material"], petg["filament_g"]) == (None, "PETG", 40.0)
+    grams = sample["filament_g"]
+    assert isinstance(grams, float)
+    assert grams > 0
+    return grams
+
+
 def _printed_ms(job: dict[str, Any]) -> int:
     starts: list[int] = [e["at"] for e in job["audit"] if e["action"] in START_ACTIONS]
     ended_at: int = job["ended_at"]
@@ -53,8 +65,8 @@ async def test_stats_count_the_jobs_that_ran_and_only_the_callers(
         x1 = await s.printer("x1")
         p1 = await s.printer("p1", power_on=False)  # offline: its job never leaves the queue
         completed = []
-        for _ in range(2):
-            job_id = await s.submit(x1.id, SHORT)
+        for gcode in (SHORT, PETG):
+            job_id = await s.submit(x1.id, gcode)
             completed.append(await _ends_in(s, job_id, "completed"))
             assert x1.hardware.remove_print() == 1
         queued = await s.submit(p1.id, SHORT)
@@ -64,6 +76,7 @@ async def test_stats_count_the_jobs_that_ran_and_only_the_callers(
         files = {f["id"]: f for f in await s.call("GET", "/api/v1/files")}
         filament_mm = [files[job["file_id"]]["metadata"]["filament_mm"] for job in completed]
         assert all(isinstance(mm, float) and mm > 0 for mm in filament_mm)
+        grams = _sample_grams([files[job["file_id"]]["metadata"] for job in completed])
         printed_ms = sum(_printed_ms(job) for job in completed)
         assert printed_ms > 0
         hours = printed_ms / HOUR
@@ -86,13 +99,16 @@ async def test_stats_count_the_jobs_that_ran_and_only_the_callers(
         assert on_x1["success_rate"] == 1.0
         assert on_x1["print_hours"] == round(hours, 4)
         assert on_x1["filament_mm"] == round(sum(filament_mm), 2)
-        # The stored metadata gives no grams and no material: said, not made up.
-        assert on_x1["filament_g"] == {}
-        assert on_x1["filament_unknown_jobs"] == 2
+        # Grams and material flow from the uploads' metadata; the sample names no material:
+        # its grams go under "unknown", not under a made-up one.
+        assert on_x1["filament_g"] == {"PETG": 40.0, "unknown": round(grams, 2)}
+        assert on_x1["filament_unknown_jobs"] == 0
         assert on_x1["energy_kwh"] == round(kwh, 4)
         assert on_x1["energy_cost"] == round(kwh * 0.30, 2)
-        assert on_x1["material_cost"] == 0.0
-        assert on_x1["cost"] == round(kwh * 0.30, 2)
+        material_cost = (40.0 + grams) / 1000 * 25.0  # the default price per kg
+        assert (on_x1["material_cost"], on_x1["cost"]) == pytest.approx(
+            (material_cost, kwh * 0.30 + material_cost), abs=0.005
+        )
         on_p1 = groups[p1.id]
         assert on_p1["jobs"]["cancelled"] == 1
         assert (on_p1["total_jobs"], on_p1["success_rate"], on_p1["print_hours"]) == (1, None, 0)

@@ -177,6 +177,10 @@ class FileMetadata(_Model):
     layers: int | None
     filament_mm: float | None
     has_thumbnail: bool
+    filament_g: float | None = None
+    """Grams, where the slicer said (absent from clouds older than the field)."""
+    material: str | None = None
+    """Upper-case (PLA, PETG); several used in one print joined by ``+``."""
 
 
 class PrintFile(_Model):

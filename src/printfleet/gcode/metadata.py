@@ -1,4 +1,5 @@
-"""Slicer comments in G-code: estimated time, layers, filament — for the runner and for uploads.
+"""Slicer comments in G-code: estimated time, layers, filament and its material — for the runner
+and for uploads.
 
 No I/O: callers pass lines (an open text file, a list, any iterable of str) to `parse_metadata`,
 or whole blocks of lines to a `MetadataReader`, which is how the cloud reads an upload: a block at
@@ -7,6 +8,7 @@ a time, with only the comments that can matter looked at in Python.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,14 +39,25 @@ class SlicerCommentKind(StrEnum):
     """Cura: the 0-based index of the layer that starts (negative for raft layers)."""
     FILAMENT_MM = "filament_mm"
     FILAMENT_G = "filament_g"
+    FILAMENT_SLOTS = "filament_slots"
+    """BambuStudio's ``; filament: 1,3``: the 1-based slots the print uses, in `values`."""
+    MATERIAL = "material"
+    """PrusaSlicer/SuperSlicer/OrcaSlicer/BambuStudio ``filament_type``: one per extruder in
+    `SlicerComment.texts` (value unused)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SlicerComment:
-    """One recognised comment and its value (0 where the kind carries none)."""
+    """One recognised comment and its value (0 where the kind carries none).
+
+    ``values`` are a filament comment's per-extruder figures (``value`` is their sum); ``texts``
+    are a material comment's per-extruder names, upper-case, "" where one is not a material name.
+    """
 
     kind: SlicerCommentKind
     value: float
+    values: tuple[float, ...] = ()
+    texts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +68,24 @@ class GcodeMetadata:
     layer_count: int | None
     filament_mm: float | None
     filament_g: float | None
+    material: str | None = None
+    """The upper-case material (PLA, PETG) of the extruders that print: of those the file shows
+    using filament, else of the first; several different ones joined by ``+`` (PETG+PLA)."""
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
 _DURATION_FULL = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*[dhms])+\s*")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_NUMBER = r"[-+]?\d+(?:\.\d+)?"
+# Bounded digit counts: a longer number is no slicer's, and would overflow to infinity.
+_NUMBER = r"[-+]?\d{1,15}(?:\.\d{1,15})?"
 _NUMBERS = rf"{_NUMBER}(?:\s*,\s*{_NUMBER})*"
 
 # Each pattern matches the comment text after ';' with surrounding blanks removed.
 _PRUSA_TIME = re.compile(r"estimated printing time \(normal mode\)\s*=\s*(.+)", re.IGNORECASE)
 _BAMBU_TIME = re.compile(r"total estimated time\s*:\s*([\d.dhms ]+)", re.IGNORECASE)
 _CURA_TIME = re.compile(rf"TIME:({_NUMBER})")
-_TOTAL_LAYERS = re.compile(r"total layer number\s*[:=]\s*(\d+)", re.IGNORECASE)
-_CURA_LAYER_COUNT = re.compile(r"LAYER_COUNT:(\d+)")
+_TOTAL_LAYERS = re.compile(r"total layer number\s*[:=]\s*(\d{1,9})", re.IGNORECASE)
+_CURA_LAYER_COUNT = re.compile(r"LAYER_COUNT:(\d{1,9})")
 _CURA_LAYER = re.compile(r"LAYER:(-?\d+)")
 _LAYER_CHANGE = frozenset({"LAYER_CHANGE", "CHANGE_LAYER"})
 _FILAMENT_MM = re.compile(
@@ -79,6 +96,10 @@ _FILAMENT_G = re.compile(
     rf"(?:filament used \[g\]\s*=|total filament weight \[g\]\s*:)\s*({_NUMBERS})",
     re.IGNORECASE,
 )
+_FILAMENT_SLOTS = re.compile(r"filament\s*:\s*(\d{1,3}(?:\s*,\s*\d{1,3})*)", re.IGNORECASE)
+_FILAMENT_TYPE = re.compile(r"filament_type\s*=\s*(.*)", re.IGNORECASE)
+_MATERIAL_NAME = re.compile(r"[A-Z0-9][A-Z0-9+._/ -]{0,31}")
+"""What printfleet keeps as a material name: anything else in ``filament_type`` is dropped."""
 _CURA_FILAMENT = re.compile(rf"Filament used:\s*({_NUMBER})m?((?:\s*,\s*{_NUMBER}m?)*)")
 _MAYBE_SLICER_COMMENT = re.compile(
     r"^[^;\n]*;([^\n]*?(?:layer|time|filament)[^\n]*)", re.IGNORECASE | re.MULTILINE
@@ -92,7 +113,8 @@ def parse_duration(text: str) -> float | None:
     """Seconds in a slicer duration such as ``1d 2h 3m 4s`` or ``25m 5s``; `None` if malformed."""
     if not _DURATION_FULL.fullmatch(text):
         return None
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+    return seconds if math.isfinite(seconds) else None
 
 
 def format_duration(seconds: float) -> str:
@@ -107,8 +129,17 @@ def format_duration(seconds: float) -> str:
     return " ".join(parts)
 
 
+def _numbers(numbers: str) -> tuple[float, ...]:
+    return tuple(float(n.strip().rstrip("m")) for n in numbers.split(",") if n.strip())
+
+
 def _sum(numbers: str) -> float:
-    return sum(float(n.strip().rstrip("m")) for n in numbers.split(",") if n.strip())
+    return sum(_numbers(numbers))
+
+
+def _material_name(text: str) -> str:
+    name = text.strip().upper()
+    return name if _MATERIAL_NAME.fullmatch(name) else ""
 
 
 def read_slicer_comment(comment: str) -> SlicerComment | None:
@@ -130,9 +161,17 @@ def read_slicer_comment(comment: str) -> SlicerComment | None:
         if (match := pattern.search(text)) and (seconds := parse_duration(match[1])) is not None:
             return SlicerComment(SlicerCommentKind.ESTIMATED_TIME, seconds)
     if match := _FILAMENT_MM.fullmatch(text):
-        return SlicerComment(SlicerCommentKind.FILAMENT_MM, _sum(match[1]))
+        values = _numbers(match[1])
+        return SlicerComment(SlicerCommentKind.FILAMENT_MM, sum(values), values)
     if match := _FILAMENT_G.fullmatch(text):
-        return SlicerComment(SlicerCommentKind.FILAMENT_G, _sum(match[1]))
+        values = _numbers(match[1])
+        return SlicerComment(SlicerCommentKind.FILAMENT_G, sum(values), values)
+    if match := _FILAMENT_SLOTS.fullmatch(text):
+        return SlicerComment(SlicerCommentKind.FILAMENT_SLOTS, 0.0, _numbers(match[1]))
+    if match := _FILAMENT_TYPE.fullmatch(text):
+        # One per extruder (or AMS slot), ';'-separated: "PLA;PETG".
+        texts = tuple(_material_name(name) for name in match[1].split(";"))
+        return SlicerComment(SlicerCommentKind.MATERIAL, 0.0, texts=texts)
     if match := _CURA_FILAMENT.fullmatch(text):
         # Cura gives metres per extruder: "1.23456m, 0m".
         return SlicerComment(SlicerCommentKind.FILAMENT_MM, 1000.0 * _sum(match[1] + match[2]))
@@ -158,6 +197,9 @@ class MetadataReader:
         self._total_layers: int | None = None
         self._filament_mm: float | None = None
         self._filament_g: float | None = None
+        self._used: tuple[float, ...] = ()
+        self._slots: tuple[int, ...] = ()
+        self._materials: tuple[str, ...] = ()
         self._layer_markers = 0
         self._marker_kind: SlicerCommentKind | None = None
 
@@ -193,8 +235,30 @@ class MetadataReader:
                     self._layer_markers += 1
             case SlicerCommentKind.FILAMENT_MM:
                 self._filament_mm = found.value
+                self._used = found.values or self._used
             case SlicerCommentKind.FILAMENT_G:
                 self._filament_g = found.value
+                self._used = found.values or self._used
+            case SlicerCommentKind.FILAMENT_SLOTS:
+                self._slots = tuple(int(slot) for slot in found.values)
+            case SlicerCommentKind.MATERIAL:
+                self._materials = found.texts
+
+    def _material(self) -> str | None:
+        """The materials of the extruders used: by the slots the file names, else by the
+        per-extruder use if it lines up with the materials, else the first material."""
+        materials = self._materials
+        if self._slots and all(1 <= slot <= len(materials) for slot in self._slots):
+            materials = tuple(materials[slot - 1] for slot in self._slots)
+        elif len(self._used) == len(materials) and any(self._used):
+            materials = tuple(m for m, used in zip(materials, self._used, strict=True) if used)
+        else:
+            materials = materials[:1]
+        names = sorted({m for m in materials if m})
+        # An unreadable name among the used ones makes the whole unknown, not a part of it.
+        if not names or len(names) < len(set(materials)):
+            return None
+        return "+".join(names)
 
     def result(self) -> GcodeMetadata:
         """What the lines read so far say."""
@@ -206,6 +270,7 @@ class MetadataReader:
             layer_count=total_layers,
             filament_mm=self._filament_mm,
             filament_g=self._filament_g,
+            material=self._material(),
         )
 
 

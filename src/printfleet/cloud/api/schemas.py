@@ -391,6 +391,9 @@ class FileMetadataOut(BaseModel):
     estimated_s: int | None
     layers: int | None
     filament_mm: float | None
+    filament_g: float | None
+    material: str | None
+    """Upper-case (PLA, PETG); several used in one print joined by ``+``; null if not said."""
     has_thumbnail: bool
 
 
@@ -418,6 +421,8 @@ class FileOut(BaseModel):
                 estimated_s=meta.estimated_s,
                 layers=meta.layers,
                 filament_mm=meta.filament_mm,
+                filament_g=meta.filament_g,
+                material=meta.material,
                 has_thumbnail=meta.has_thumbnail,
             ),
         )

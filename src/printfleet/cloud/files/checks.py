@@ -135,6 +135,8 @@ def _check_gcode(raw: _Readable, what: str) -> FileMetadata:
         estimated_s=round(estimated) if estimated is not None else None,
         layers=found.layer_count,
         filament_mm=found.filament_mm,
+        filament_g=found.filament_g,
+        material=found.material,
         has_thumbnail=thumbnail,
     )
 
@@ -392,6 +394,8 @@ def _check_archive(
         estimated_s=metadata.estimated_s,
         layers=metadata.layers,
         filament_mm=metadata.filament_mm,
+        filament_g=metadata.filament_g,
+        material=metadata.material,
         has_thumbnail=thumbnail or metadata.has_thumbnail,
     )
 

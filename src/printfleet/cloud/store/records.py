@@ -318,6 +318,8 @@ def metadata_document(metadata: FileMetadata) -> JSONObject:
         "layers": metadata.layers,
         "filament_mm": metadata.filament_mm,
         "has_thumbnail": metadata.has_thumbnail,
+        "filament_g": metadata.filament_g,
+        "material": metadata.material,
     }
 
 
@@ -325,13 +327,16 @@ def file_record(row: File) -> FileRecord:
     """A file row as a record."""
     document = row.file_metadata
     estimated_s, layers = document.get("estimated_s"), document.get("layers")
-    filament_mm = document.get("filament_mm")
+    filament_mm, filament_g = document.get("filament_mm"), document.get("filament_g")
+    material = document.get("material")
     metadata = FileMetadata(
         estimated_s=estimated_s if isinstance(estimated_s, int) else None,
         layers=layers if isinstance(layers, int) else None,
         # JSON does not tell 3.0 from 3: a whole number of millimetres may come back as an int.
         filament_mm=float(filament_mm) if isinstance(filament_mm, int | float) else None,
         has_thumbnail=document.get("has_thumbnail") is True,
+        filament_g=float(filament_g) if isinstance(filament_g, int | float) else None,
+        material=material if isinstance(material, str) else None,
     )
     return FileRecord(
         id=row.id,

@@ -100,3 +100,6 @@ class FileMetadata:
     layers: int | None = None
     filament_mm: float | None = None
     has_thumbnail: bool = False
+    filament_g: float | None = None
+    material: str | None = None
+    """Upper-case, as the slicer named it (PLA, PETG); several used ones joined by ``+``."""
