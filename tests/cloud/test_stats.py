@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ from tests.cloud.test_e2e_jobs import SHORT, Shop, shop, until
 
 from printfleet.cloud.api.stats import parse_time
 from printfleet.cloud.store.stats import START_ACTIONS, JobHistoryRow
-from printfleet.cloud.usecases.principal import InvalidRequest
 from printfleet.cloud.usecases.stats import CostRates, GroupBy, summarize
 from printfleet.protocol.lifecycle import JobState
 from printfleet.testing import MosquittoBroker
@@ -255,9 +255,10 @@ def test_figures_for_known_rows_are_exact() -> None:
 
 
 def test_times_are_milliseconds_or_iso_8601_in_utc() -> None:
-    assert parse_time("1700000000000", "since") == 1_700_000_000_000
-    assert parse_time("2026-12-01", "since") == 1_796_083_200_000
-    assert parse_time("2026-12-01T01:00:00+01:00", "since") == 1_796_083_200_000
-    assert parse_time(None, "since") is None
-    with pytest.raises(InvalidRequest, match="since"):
-        parse_time("7d", "since")
+    assert parse_time(1_700_000_000_000) == 1_700_000_000_000
+    assert parse_time(datetime(2026, 12, 1)) == 1_796_083_200_000  # noqa: DTZ001 - naive is UTC
+    moment = datetime(2026, 12, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    assert parse_time(moment) == 1_796_083_200_000
+    # The first year of the calendar, east of UTC: before 1970, so negative, and no overflow.
+    assert parse_time(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))) == -62_135_614_800_000
+    assert parse_time(None) is None

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, Field
 
 from printfleet.cloud.api.auth import Reader
 from printfleet.cloud.api.context import Context
 from printfleet.cloud.api.errors import ERROR_RESPONSES
-from printfleet.cloud.usecases.principal import InvalidRequest
 from printfleet.cloud.usecases.stats import OUTCOMES, GroupBy, GroupStats, StatsReport
 
 router = APIRouter(prefix="/api/v1", tags=["stats"], responses=ERROR_RESPONSES)
@@ -119,21 +119,34 @@ class StatsOut(BaseModel):
         )
 
 
-def parse_time(value: str | None, name: str) -> int | None:
-    """A time given as cloud milliseconds or as an ISO 8601 date or time (UTC unless it says)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        msg = f"{name}: {value!r} is neither milliseconds nor an ISO 8601 time"
-        raise InvalidRequest(msg) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+MAX_MS = 2**53
+"""The largest cloud time a query may name (beyond any date a job can end)."""
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _iso_only(value: object) -> object:
+    # Pydantic would read a number as Unix seconds; a number here is milliseconds or nothing.
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        msg = "a time is cloud milliseconds (0 or more) or an ISO 8601 date or time"
+        raise ValueError(msg)
+    return value
+
+
+Moment = Annotated[int, Field(ge=0, le=MAX_MS)] | Annotated[datetime, BeforeValidator(_iso_only)]
+"""Cloud milliseconds, or an ISO 8601 / RFC 3339 date or time; anything else is refused with 422
+before the route runs, so the OpenAPI document says exactly what is accepted."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_time(value: int | datetime | None) -> int | None:
+    """Cloud milliseconds for a time given as milliseconds or as a date or time (UTC unless it
+    says otherwise). Dates before 1970 come out negative, which simply excludes nothing."""
+    if value is None or isinstance(value, int):
+        return value
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def stats_csv(report: StatsReport) -> str:
@@ -174,10 +187,10 @@ async def stats(
     context: Context,
     by: GroupBy = GroupBy.PRINTER,
     since: Annotated[
-        str | None, Query(description="Jobs ended at or after: cloud ms or ISO 8601 (UTC)")
+        Moment | None, Query(description="Jobs ended at or after: cloud ms or ISO 8601 (UTC)")
     ] = None,
     until: Annotated[
-        str | None, Query(description="Jobs ended before: cloud ms or ISO 8601 (UTC)")
+        Moment | None, Query(description="Jobs ended before: cloud ms or ISO 8601 (UTC)")
     ] = None,
     format: Annotated[  # noqa: A002 - the query parameter's public name
         Literal["json", "csv"] | None, Query(description="csv: as `Accept: text/csv`")
@@ -189,8 +202,8 @@ async def stats(
     report = await context.service.stats.stats(
         principal,
         by=by,
-        since=parse_time(since, "since"),
-        until=parse_time(until, "until"),
+        since=parse_time(since),
+        until=parse_time(until),
     )
     wants_csv = format == "csv" or (
         format is None and accept is not None and CSV_TYPE in accept.lower()
