@@ -27,8 +27,12 @@ TIME_SCALE = 50.0
 
 @asynccontextmanager
 async def farm(
-    broker: MosquittoBroker, data_dir: Path, attendant_after_s: float | None
+    broker: MosquittoBroker,
+    data_dir: Path,
+    attendant_after_s: float | None,
+    faults: tuple[str, ...] = (),
 ) -> AsyncIterator[RunningDemo]:
+    """Two demo printers on ``broker``, online, with the attendant and faults asked for."""
     options = DemoOptions(
         data_dir=data_dir,
         port=0,
@@ -39,6 +43,7 @@ async def farm(
         probe_interval_s=0.5,
         submit_sample=False,
         attendant_after_s=attendant_after_s,
+        faults=faults,
     )
     async with running_demo(options) as demo:
         await demo.wait_until_online()

@@ -12,12 +12,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion
+from tests.sim.test_attendant import farm
 
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import HardwareError, HeaterId
@@ -97,24 +97,6 @@ async def test_the_demo_rejects_a_fault_on_a_printer_it_does_not_run(tmp_path: P
             pass
 
 
-@asynccontextmanager
-async def farm(broker: MosquittoBroker, data_dir: Path, *faults: str) -> AsyncIterator[RunningDemo]:
-    options = DemoOptions(
-        data_dir=data_dir,
-        port=0,
-        printers=2,
-        broker_url=broker.url,
-        time_scale=TIME_SCALE,
-        telemetry_period_s=0.5,
-        probe_interval_s=0.5,
-        submit_sample=False,
-        faults=faults,
-    )
-    async with running_demo(options) as demo:
-        await demo.wait_until_online()
-        yield demo
-
-
 async def submit(demo: RunningDemo, printer_id: str, layers: int) -> str:
     sample = make_sample_gcode(layers).encode()
 
@@ -148,7 +130,7 @@ async def test_a_heater_disconnected_mid_print_fails_the_job_alerts_and_latches(
 ) -> None:
     # 150 simulated seconds into the print the hotend holds 200 °C: without its heater it falls.
     fault = "x1-01:heater-disconnected@print+150s"
-    async with farm(fresh_mosquitto, tmp_path / "demo", fault) as demo:
+    async with farm(fresh_mosquitto, tmp_path / "demo", None, (fault,)) as demo:
         printer = demo.printers["x1-01"]
         job_id = await submit(demo, "x1-01", layers=20)
         assert await settled(demo, job_id) is JobState.FAILED
@@ -176,7 +158,7 @@ async def test_a_power_loss_takes_the_printer_offline_and_its_job_is_never_resta
     fresh_mosquitto: MosquittoBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fault = "x1-01:power-loss:30s@print+100s"
-    async with farm(fresh_mosquitto, tmp_path / "demo", fault) as demo:
+    async with farm(fresh_mosquitto, tmp_path / "demo", None, (fault,)) as demo:
         printer = demo.printers["x1-01"]
         first_agent = printer.agent
         job_id = await submit(demo, "x1-01", layers=20)
