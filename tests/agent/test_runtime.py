@@ -35,7 +35,13 @@ from tests.agent.peer import (
 )
 
 from printfleet.agent.config import AgentConfig
-from printfleet.agent.hardware import HeaterId, MessageLevel, PrintOutcomeKind, PrintState
+from printfleet.agent.hardware import (
+    WATCHDOG_TIMEOUT_S,
+    HeaterId,
+    MessageLevel,
+    PrintOutcomeKind,
+    PrintState,
+)
 from printfleet.agent.journal_store import JournalFile
 from printfleet.agent.observer import CommandJudged
 from printfleet.agent.runtime import PLATE_PROMPT_ID, PrinterAgent, new_message_id
@@ -94,8 +100,23 @@ CHILD = Path(__file__).with_name("agent_process.py")
 class RecordingPrinter(SimulatedPrinter):
     """A simulated printer that notes, in hardware seconds, what the agent did to its board."""
 
-    def __init__(self, model: str, *, storage_dir: Path, time_scale: float) -> None:
-        super().__init__(model, storage_dir=storage_dir, time_scale=time_scale)
+    def __init__(
+        self,
+        model: str,
+        *,
+        storage_dir: Path,
+        time_scale: float,
+        watchdog_timeout: float | None = None,
+    ) -> None:
+        # The board's watchdog counts hardware seconds: at 50x, its 3 s are 60 ms of real time,
+        # which a busy shared machine can stall for, cutting the heat of a test that is not about
+        # the watchdog. Unless a test asks for the real one, it is 3 s of real time instead.
+        super().__init__(
+            model,
+            storage_dir=storage_dir,
+            time_scale=time_scale,
+            watchdog_timeout=watchdog_timeout or WATCHDOG_TIMEOUT_S * max(1.0, time_scale),
+        )
         self.last_refresh: float | None = None
         self.heaters_off_at: list[float] = []
 
@@ -568,7 +589,9 @@ async def test_a_blocked_agent_loop_lets_the_board_watchdog_cut_the_heat(
     pid = new_printer_id("x1")
     cube = files.add("cube.gcode", make_sample_gcode(200, hotend_c=50.0, bed_c=0.0).encode())
     config = config_for(peer, mosquitto.url, tmp_path / "agent", pid)
-    printer = RecordingPrinter("x1", storage_dir=tmp_path / "sd", time_scale=scale)
+    printer = RecordingPrinter(
+        "x1", storage_dir=tmp_path / "sd", time_scale=scale, watchdog_timeout=WATCHDOG_TIMEOUT_S
+    )
     async with printer, running_agent(config, printer):
         await peer.synced(pid)
         job = new_message_id()
