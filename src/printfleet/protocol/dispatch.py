@@ -49,10 +49,12 @@ __all__ = [
     "PlateNeeded",
     "PrinterView",
     "QueryJournal",
+    "Requirements",
     "SafetySettings",
     "Stage",
     "Start",
     "Unassign",
+    "WaitCode",
     "Waiting",
     "Withdraw",
     "apply_event",
@@ -91,7 +93,9 @@ from printfleet.protocol.dispatch_views import (
     JobView,
     LinkEvidence,
     PrinterView,
+    Requirements,
     SafetySettings,
+    WaitCode,
 )
 
 _ACTIVE = frozenset({JobState.DISPATCHED, JobState.PRINTING, JobState.PAUSED})

@@ -4,9 +4,52 @@ the printers works, and the policy's limits.
 """
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import PlateStatus, PrinterStatus
+
+
+class WaitCode(StrEnum):
+    """Why a waiting job is not starting, for machines; its ``reason`` is the sentence for people.
+
+    A job that expires keeps the code that held it last, so "expired" can say why.
+    """
+
+    NO_LINK = "no_link"
+    """The path to the printers is not proven (S8): nothing is sent."""
+    NEVER_REPORTED = "never_reported"
+    OFFLINE = "offline"
+    REPORT_STALE = "report_stale"
+    LAN_ONLY = "lan_only"
+    THERMAL_FAULT = "thermal_fault"
+    BUSY = "busy"
+    CLOCK_UNSYNCED = "clock_unsynced"
+    SETTINGS_PENDING = "settings_pending"
+    PLATE_OCCUPIED = "plate_occupied"
+    PLATE_UNCONFIRMED = "plate_unconfirmed"
+    PLATE_UNCHECKED = "plate_unchecked"
+    MATERIAL_MISMATCH = "material_mismatch"
+    """The job's printer (or every printer it may use) lacks its material or nozzle."""
+    NO_PRINTER_FREE = "no_printer_free"
+    """Some printer it may use matches, but none is free and ready now."""
+    NO_PRINTER = "no_printer"
+    """No printer of its model or pool that the submitter may operate exists."""
+    HEAT_UP_SLOT = "heat_up_slot"
+    """The farm's cap on simultaneous heat-ups is reached."""
+    NOT_PERMITTED = "not_permitted"
+    """The submitter may no longer operate the printer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """What a job needs of a printer: from the file's slicer metadata, or set at submission.
+
+    None means "any". A material matches a printer that has it loaded in any slot.
+    """
+
+    material: str | None = None
+    nozzle_um: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +70,8 @@ class DispatchPolicy:
     """Do not issue a start whose deadline would be closer than this."""
     settings_retry_ms: int = 5_000
     """Re-send a printer's desired safety settings this often until it reports them (S5)."""
+    max_heating: int | None = None
+    """At most this many printers heating up at once (a farm's power circuit); None: no cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +102,13 @@ class JobView:
     cancel_sent_at: int | None = None
     """When a cancel last went to the printer (cancelled jobs the printer still runs)."""
     reason: str = ""
+    wait: WaitCode | None = None
+    """Why it waits, for machines (None when it is not waiting); ``reason`` says it in words."""
+    priority: int = 0
+    """Higher first; among equals, the older job first."""
+    pool_id: str | None = None
+    """Or: any printer of this pool that the submitter may operate (then ``model`` is None)."""
+    requirements: Requirements = Requirements()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +149,16 @@ class PrinterView:
     """From the store: the safety settings its owner chose."""
     settings_sent_at: int | None = None
     """When the desired settings were last sent to the printer (the shell remembers it)."""
+    materials: frozenset[str] = frozenset()
+    """The materials loaded, in any slot, as its latest state report says."""
+    nozzle_um: int | None = None
+    """Its nozzle, as its latest state report says; None: not reported."""
+    heating: bool = False
+    """Heating up for a print, as its telemetry says (counts against the heat-up cap)."""
+    pools: frozenset[str] = frozenset()
+    """From the store: the pools it belongs to."""
+    print_hours: float = 0.0
+    """From the store: hours printed so far, so the least worn of equals goes first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -357,8 +357,29 @@ class StagedBody(WireModel):
     sha256: Sha256
 
 
+MaterialName = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9+\-]*$")]
+"""A filament type as slicers write it, upper case: ``PLA``, ``PETG``, ``PA-CF``, ``TPU``."""
+Colour = Annotated[str, Field(pattern=r"^#[0-9a-f]{6}$")]
+"""A colour as ``#rrggbb``, lower case."""
+NozzleUm = Annotated[int, Field(ge=100, le=2000)]
+"""A nozzle's diameter in micrometres (400 is the common 0.4 mm): an integer, as on all the wire."""
+
+
+class MaterialSlot(WireModel):
+    """What one filament slot of a printer holds: its single spool, or one slot of a material
+    system (an AMS-like unit has four). Slots are numbered from 1, as slicers number them."""
+
+    slot: Annotated[int, Field(ge=1, le=16)]
+    material: MaterialName
+    colour: Colour | None = None
+
+
 class PrinterStateBody(WireModel):
-    """The printer's whole safety-relevant state, sent on connect and on every change."""
+    """The printer's whole safety-relevant state, sent on connect and on every change.
+
+    ``materials`` and ``nozzle_um`` say what the printer has loaded (empty slots are left
+    out; unknown is ``()``/None): the cloud routes a job only to a printer that matches it.
+    """
 
     status: PrinterStatus
     job_id: MessageId | None
@@ -369,6 +390,8 @@ class PrinterStateBody(WireModel):
     clock_synced: bool
     staged: Annotated[tuple[MessageId, ...], Field(max_length=64)] = ()
     cloud_enabled: bool = True
+    materials: Annotated[tuple[MaterialSlot, ...], Field(max_length=16)] = ()
+    nozzle_um: NozzleUm | None = None
 
 
 class LocalJobBody(WireModel):

@@ -85,6 +85,10 @@ class RosterEntry:
     """The users who may operate it now: its owner and its operator shares (S1)."""
     desired: SafetySettings
     """The safety settings its owner chose (S5)."""
+    pools: frozenset[str] = frozenset()
+    """The pools it belongs to."""
+    print_hours: float = 0.0
+    """Hours printed so far (least worn first among equals)."""
 
 
 class PrinterRoster(Protocol):
