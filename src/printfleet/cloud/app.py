@@ -76,7 +76,7 @@ from printfleet.cloud.store.engine import make_sqlite_private
 from printfleet.cloud.store.sealing import SECRETS_KEY_FILE, load_or_create_secret_box
 from printfleet.cloud.telemetry_history import HistoryCollector, HistoryPolicy, TelemetryHistory
 from printfleet.log_redaction import redact_tokens_in_logs
-from printfleet.protocol.dispatch import JobChange
+from printfleet.protocol.dispatch import DispatchPolicy, JobChange
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobEvent
 from printfleet.protocol.messages import CommandType, RejectedEvent
@@ -335,6 +335,7 @@ async def running_cloud(
             on_plate_needed=listeners.plate_needed,
             model_of=models.get,
             probe_interval_s=settings.probe_interval_s,
+            policy=DispatchPolicy(max_heating=settings.max_heatups or None),
             local_jobs=store.audit,
         )
         service.live.core = core

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     """Anyone may create an account. Off: only the first account can be made over HTTP."""
     probe_interval_s: Annotated[float, Field(gt=0)] = 2.0
     """How often the link proves itself through the broker (S8)."""
+    max_heatups: Annotated[int, Field(ge=0)] = 0
+    """At most this many printers heating up for a print at once (a farm's power circuit); 0:
+    no cap. Jobs beyond it wait, saying so."""
     delivery_lease_s: Annotated[float, Field(gt=0)] = DELIVERY_LEASE_S
     """A notification delivery its sender left unsettled this long (it died) is sent again."""
     admission: bool = True
