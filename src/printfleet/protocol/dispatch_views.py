@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from printfleet.protocol.lifecycle import JobState
-from printfleet.protocol.messages import PlateStatus, PrinterStatus
+from printfleet.protocol.messages import MaterialSlot, PlateStatus, PrinterStatus
 
 
 class WaitCode(StrEnum):
@@ -149,8 +149,12 @@ class PrinterView:
     """From the store: the safety settings its owner chose."""
     settings_sent_at: int | None = None
     """When the desired settings were last sent to the printer (the shell remembers it)."""
+    slots: tuple[MaterialSlot, ...] = ()
+    """What its filament slots hold, as its latest state report says (empty slots left out)."""
     materials: frozenset[str] = frozenset()
-    """The materials loaded, in any slot, as its latest state report says."""
+    """The materials loaded in any slot: the ``material`` of each of ``slots``."""
+    simulated: bool = False
+    """Its latest state report says it is a simulated printer (faults may be injected)."""
     nozzle_um: int | None = None
     """Its nozzle, as its latest state report says; None: not reported."""
     heating: bool = False

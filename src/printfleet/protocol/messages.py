@@ -392,6 +392,8 @@ class PrinterStateBody(WireModel):
     cloud_enabled: bool = True
     materials: Annotated[tuple[MaterialSlot, ...], Field(max_length=16)] = ()
     nozzle_um: NozzleUm | None = None
+    simulated: bool = False
+    """A simulated printer (``printfleet sim``, the demo): a person may inject faults into it."""
 
 
 class LocalJobBody(WireModel):
