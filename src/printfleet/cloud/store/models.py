@@ -294,3 +294,26 @@ class TelemetrySample(Base):
     printer_id: Mapped[str] = mapped_column(ForeignKey("printers.id", ondelete="CASCADE"))
     at: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[JSONObject] = mapped_column(JSONColumn)
+
+
+class PrinterMaintenance(Base):
+    """When a part of a printer was last serviced, and how often it should be.
+
+    A printer without a row for a part has never been serviced through printfleet and keeps
+    the default interval; the row appears on the first service or interval change.
+    """
+
+    __tablename__ = "printer_maintenance"
+
+    printer_id: Mapped[str] = mapped_column(
+        ForeignKey("printers.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """``nozzle`` or ``belts``; the store's maintenance repository names the parts."""
+    interval_h: Mapped[float | None]
+    """Print hours between services; null: the cloud's default for the part."""
+    serviced_at: Mapped[int | None] = mapped_column(BigInteger)
+    hours_at_service: Mapped[float] = mapped_column(default=0.0)
+    """The printer's print hours when the part was serviced; hours since count from here."""
+    alerted_at: Mapped[int | None] = mapped_column(BigInteger)
+    """When its ``maintenance_due`` alert was raised; cleared by the next service."""
