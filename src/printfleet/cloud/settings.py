@@ -158,6 +158,13 @@ class Settings(BaseSettings):
     model_power_w: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     """Average power draw while printing by printer model (``x1=110,p1=95`` in the variable)."""
 
+    # Maintenance intervals in print hours: round figures to replace with what the printers'
+    # makers and the site's own experience say, not measurements.
+    maintenance_nozzle_h: Annotated[float, Field(gt=0)] = 200.0
+    """Print hours between nozzle services, for printers not given an interval of their own."""
+    maintenance_belts_h: Annotated[float, Field(gt=0)] = 1000.0
+    """Print hours between belt services, for printers not given an interval of their own."""
+
     @field_validator("material_prices", "model_power_w", mode="before")
     @classmethod
     def _named_numbers(cls, value: object) -> object:
