@@ -22,6 +22,8 @@ from printfleet.cloud.store.engine import Database, create_engine
 from printfleet.cloud.store.files import Files
 from printfleet.cloud.store.ids import wall_clock_ms
 from printfleet.cloud.store.jobs import Jobs
+from printfleet.cloud.store.pools import Pools
+from printfleet.cloud.store.maintenance import MaintenanceLog
 from printfleet.cloud.store.printers import Printers
 from printfleet.cloud.store.sealing import SecretBox
 from printfleet.cloud.store.telemetry import TelemetryLog
@@ -89,11 +91,13 @@ class Store:
         self.printers = Printers(self.database)
         self.files = Files(self.database)
         self.jobs = Jobs(self.database)
+        self.pools = Pools(self.database)
         self.audit = AuditLog(self.database)
         self.alerts = Alerts(self.database)
         self.channels = Channels(self.database, secrets)
         self.deliveries = Deliveries(self.database)
         self.telemetry = TelemetryLog(self.database)
+        self.maintenance = MaintenanceLog(self.database)
 
     async def __aenter__(self) -> Self:
         return self
