@@ -34,6 +34,7 @@ from printfleet.cloud.usecases.jobs import (
     JobWindows,
 )
 from printfleet.cloud.usecases.live import LiveFleet
+from printfleet.cloud.usecases.maintenance import DEFAULT_INTERVALS_H, MaintenanceActions
 from printfleet.cloud.usecases.principal import (
     ALL_SCOPES,
     Forbidden,
@@ -87,11 +88,15 @@ class ServiceSettings:
     file_link_ttl_s: int = 3_600
     cost_rates: CostRates = field(default_factory=CostRates)
     """Prices and power draws for statistics."""
+    maintenance_intervals: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_INTERVALS_H)
+    )
+    """Print hours between services by part, where a printer has no interval of its own."""
 
 
 class CloudService:
     """The cloud's use cases by area: ``accounts``, ``printers``, ``files``, ``jobs``,
-    ``alerts``, ``channels``, ``stats``.
+    ``alerts``, ``channels``, ``stats``, ``maintenance``.
 
     ``live.core`` is the MQTT side once the app runs it (None without a broker), and
     ``jobs.listener`` is told of each job a person created or cancelled (the app's notifier hook).
@@ -150,6 +155,12 @@ class CloudService:
         )
         self.alerts = AlertActions(store.alerts, store.printers)
         self.stats = StatsActions(JobHistory(store.database), settings.cost_rates)
+        self.maintenance = MaintenanceActions(
+            store.maintenance,
+            self.printers,
+            store.audit,
+            intervals=settings.maintenance_intervals,
+        )
         self.channels = ChannelActions(
             store.channels,
             store.deliveries,

@@ -276,6 +276,10 @@ class Settings(BaseSettings):
             model_power_w=dict(self.model_power_w),
         )
 
+    def maintenance_intervals(self) -> dict[str, float]:
+        """Print hours between services by part, for printers without intervals of their own."""
+        return {"nozzle": self.maintenance_nozzle_h, "belts": self.maintenance_belts_h}
+
     def store_url(self) -> str:
         """The database URL, defaulting to ``data_dir/printfleet.sqlite3``."""
         if self.database_url:
