@@ -75,6 +75,7 @@ from printfleet.cloud.store import (
 from printfleet.cloud.store.engine import make_sqlite_private
 from printfleet.cloud.store.sealing import SECRETS_KEY_FILE, load_or_create_secret_box
 from printfleet.cloud.telemetry_history import HistoryCollector, HistoryPolicy, TelemetryHistory
+from printfleet.cloud.usecases.maintenance import MaintenanceReminders
 from printfleet.log_redaction import redact_tokens_in_logs
 from printfleet.protocol.dispatch import DispatchPolicy, JobChange
 from printfleet.protocol.issuer import CommandIssuer
@@ -175,11 +176,16 @@ class _CoreListeners:
     """Callbacks CloudCore and the service make: job changes, printer messages, deliveries."""
 
     def __init__(
-        self, announcer: Announcer, metrics: CloudMetrics, history: TelemetryHistory
+        self,
+        announcer: Announcer,
+        metrics: CloudMetrics,
+        history: TelemetryHistory,
+        reminders: MaintenanceReminders,
     ) -> None:
         self.announcer = announcer
         self.metrics = metrics
         self.history = history
+        self.reminders = reminders
 
     async def job_changed(self, change: JobChange, job: StoredJob) -> None:
         """A dispatcher-made change (expired, rejected, started, ended, ...)."""
@@ -196,6 +202,8 @@ class _CoreListeners:
             version=job.version + 1,
             notify_completion=job.notify_completion,
         )
+        # An ended print adds print hours: a part may have fallen due.
+        await self.reminders.job_changed(view, change.event)
 
     async def job_told(self, job: JobRecord, event: JobEvent | None) -> None:
         """A person submitted (``event`` None) or cancelled a job through the service."""
@@ -287,6 +295,7 @@ async def running_cloud(
                 broker_url_for_printers=settings.printer_broker_url or _for_printers(broker),
                 token_lifetime_s=settings.token_lifetime_s,
                 cost_rates=settings.cost_rates(),
+                maintenance_intervals=settings.maintenance_intervals(),
             ),
             file_secret=_file_link_secret(signer),
             outbound=outbound_policy(settings),
@@ -322,7 +331,14 @@ async def running_cloud(
         metrics.registry.register(HistoryCollector(history))
         recording = _started(history.run(), "printfleet telemetry history")
         stack.push_async_callback(_cancelled, recording)
-        listeners = _CoreListeners(announcer, metrics, history)
+        listeners = _CoreListeners(
+            announcer,
+            metrics,
+            history,
+            MaintenanceReminders(
+                store.maintenance, announcer, intervals=settings.maintenance_intervals()
+            ),
+        )
         service.jobs.listener = listeners.job_told
         core = CloudCore(
             broker,

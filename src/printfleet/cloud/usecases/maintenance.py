@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from printfleet.cloud.store import Actor, NotFound, Role
+from printfleet.cloud.store import Actor, NotFound, Role, StoreError
 from printfleet.cloud.store.maintenance import PARTS, MaintenanceState, PartService, reminder_id
 from printfleet.cloud.usecases.ports import AuditTrail
 from printfleet.cloud.usecases.principal import InvalidRequest, Principal, Scope
+from printfleet.protocol.dispatch import JobView
+from printfleet.protocol.lifecycle import JobEvent
 from printfleet.protocol.messages import AlertBody
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,9 @@ MAX_INTERVAL_H = 100_000.0
 """The longest interval accepted: about eleven years of printing without a pause."""
 
 ALERT_KIND = "maintenance_due"
+
+_PRINT_ENDS = frozenset({JobEvent.COMPLETED, JobEvent.FAILED, JobEvent.CANCELLED})
+"""The job ends that may add print hours (as statistics count them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +232,21 @@ class MaintenanceReminders:
         self.records = records
         self.alerts = alerts
         self.intervals = {**DEFAULT_INTERVALS_H, **intervals}
+
+    async def job_changed(self, view: JobView, event: JobEvent | None) -> None:
+        """A job changed: if it ended on a printer, remind of what fell due there. A store
+        that fails now is logged, not raised: the reminder comes after the next print."""
+        if event not in _PRINT_ENDS or view.assigned_printer is None:
+            return
+        try:
+            await self.job_ended(view.assigned_printer)
+        except StoreError as error:
+            log.warning(
+                "maintenance of %s not checked: %s",
+                view.assigned_printer,
+                error,
+                extra={"printer_id": view.assigned_printer, "job_id": view.id},
+            )
 
     async def job_ended(self, printer_id: str) -> list[str]:
         """A job ended on the printer, so its print hours may have grown: remind of each part
