@@ -84,6 +84,7 @@ export const api = {
   get: (path) => request("GET", path),
   post: (path, body, headers) => request("POST", path, body, headers),
   put: (path, body) => request("PUT", path, body),
+  patch: (path, body) => request("PATCH", path, body),
   del: (path) => request("DELETE", path),
 
   async login(email, password) {

@@ -12,10 +12,12 @@ const POLL_LIVE_MS = 3000;
 const POLL_FALLBACK_MS = 1000;
 const BASE_TITLE = "printfleet";
 const TERMINAL = new Set(["completed", "failed", "cancelled", "rejected", "expired"]);
+const WAITING = new Set(["queued", "staged"]);
 
 const state = {
   printers: [],
   alerts: [],
+  waiting: [], // jobs waiting to start (queued, staged), for the printers' cards
   samples: new Map(), // printer id -> [{at, hotend, hotendTarget, bed, bedTarget}]
   view: null,
   liveMode: null,
@@ -156,6 +158,84 @@ async function act(label, action) {
   } catch (error) {
     toast(error.message, true);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Why a job waits, and what releases it. A cloud that says no `wait` shows its reason as before.
+
+function confirmPlate(printer) {
+  return confirmDialog({
+    title: "Is the plate clear?",
+    text: `Confirm only if you know the plate of ${printer.name} is empty: the next print may start on it at once.`,
+    ok: "Yes, the plate is clear",
+  }).then((ok) =>
+    ok ? act("Plate confirmed clear", () => api.post(`/api/v1/printers/${encodeURIComponent(printer.id)}/confirm-plate`)) : null,
+  );
+}
+
+function simulate(printer, body, label) {
+  return act(label, () => api.post(`/api/v1/printers/${encodeURIComponent(printer.id)}/simulate`, body));
+}
+
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+// The printer a waiting job's reason is about: the one it is pinned or assigned to, else the
+// one its reason names (a job for any printer of a model or pool waits on a particular one).
+function printerOfWait(job) {
+  const id = job.assigned_printer || job.printer_id;
+  if (id) return state.printers.find((p) => p.id === id) || null;
+  const text = (job.wait && job.wait.text) || job.reason || "";
+  return (
+    state.printers.find((p) =>
+      [p.id, p.name].some((word) => new RegExp(`(^|[^\\w-])${escapeRegExp(word)}($|[^\\w-])`).test(text)),
+    ) || null
+  );
+}
+
+// The wait's sentence, styled by its code, and the control that releases it where one exists.
+function waitInfo(job) {
+  const wait = job.wait;
+  if (!wait || !wait.code) return job.reason ? [job.reason] : [];
+  const expired = job.state === "expired";
+  const nodes = [h("span", { class: `wait ${wait.code}`, dataset: { wait: wait.code } }, expired ? job.reason || wait.text : wait.text)];
+  if (expired || !WAITING.has(job.state)) return nodes;
+  const printer = printerOfWait(job);
+  const name = printer ? printer.name : "the printer";
+  const operator = printer !== null && printer.role !== "viewer";
+  const release = (...children) => nodes.push(h("span", { class: "release" }, ...children));
+  if (wait.code === "plate_unconfirmed" && operator) {
+    release(
+      h("button", { type: "button", class: "small", "aria-label": `Confirm plate clear on ${name}`, onclick: () => confirmPlate(printer) }, "Confirm plate clear"),
+    );
+  } else if (wait.code === "plate_occupied") {
+    release(
+      `Remove the print from ${name}`,
+      operator && printer.simulated
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "small secondary",
+              "aria-label": `Take the print off ${name} (simulated)`,
+              onclick: () => simulate(printer, { action: "remove_print" }, "Print taken off (simulated)"),
+            },
+            "Take the print off (simulated)",
+          )
+        : null,
+    );
+  } else if (wait.code === "settings_pending") {
+    release(`Nothing to press: it waits for ${name} to apply its settings`);
+  } else if (wait.code === "material_mismatch") {
+    release(
+      printer
+        ? h("a", { href: `#/printers/${encodeURIComponent(printer.id)}/materials` }, `Materials of ${name}`)
+        : h("a", { href: "#/" }, "Materials in the fleet"),
+    );
+  } else if (wait.code === "heat_up_slot") {
+    const cap = wait.text.match(/(\d+) of (\d+)/);
+    if (cap) release(badge("info cap", `Heat-up cap: ${cap[1]} of ${cap[2]} heating`));
+  }
+  return nodes;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -397,7 +477,16 @@ function fleetView(main) {
     control.addEventListener("change", () => update());
   }
 
-  function update() {
+  let waitingFetched = 0;
+  async function update() {
+    if (Date.now() - waitingFetched > 2000) {
+      waitingFetched = Date.now();
+      try {
+        state.waiting = await api.get("/api/v1/jobs?state=queued&state=staged&limit=200");
+      } catch {
+        state.waiting = []; // the cards then show no waiting jobs; the printers still show
+      }
+    }
     const models = [...new Set(state.printers.map((p) => p.model))].sort();
     const chosenModel = modelFilter.value;
     if (modelFilter.options.length !== models.length + 1) {
@@ -423,7 +512,12 @@ function fleetView(main) {
     setText(summary, `${printers.length} of ${state.printers.length} printers`);
     const alertsBy = new Map();
     for (const alert of unacked()) alertsBy.set(alert.printer_id, (alertsBy.get(alert.printer_id) || 0) + 1);
-    replaceKeepingFocus(list, ...printers.map((p) => printerCard(p, alertsBy.get(p.id) || 0)));
+    const waitingBy = new Map();
+    for (const job of state.waiting) {
+      const printer = printerOfWait(job);
+      if (printer) waitingBy.set(printer.id, [...(waitingBy.get(printer.id) || []), job]);
+    }
+    replaceKeepingFocus(list, ...printers.map((p) => printerCard(p, alertsBy.get(p.id) || 0, waitingBy.get(p.id) || [])));
     if (state.printers.length === 0) {
       list.append(h("li", { class: "empty" }, "No printers yet: provision one with the API or `printfleet demo`."));
     }
@@ -436,7 +530,21 @@ function heaterText(heater) {
   return heater ? `${degrees(heater.current_c)} / ${degrees(heater.target_c)}` : "–";
 }
 
-function printerCard(p, alertCount) {
+const CARD_WAITS = 3;
+
+// The jobs waiting for a printer, each with why and what releases it (on its card).
+function cardWaits(p, waiting) {
+  if (waiting.length === 0) return null;
+  const more = waiting.length - CARD_WAITS;
+  return h(
+    "ul",
+    { class: "waits", "aria-label": `Jobs waiting for ${p.name}` },
+    waiting.slice(0, CARD_WAITS).map((j) => h("li", { dataset: { jobId: j.id } }, h("strong", {}, j.name), ": ", waitInfo(j))),
+    more > 0 ? h("li", {}, h("a", { href: "#/jobs" }, `${more} more waiting`)) : null,
+  );
+}
+
+function printerCard(p, alertCount, waiting) {
   const st = printerState(p);
   const progress = p.progress;
   return h(
@@ -474,6 +582,21 @@ function printerCard(p, alertCount) {
         ),
         h("dt", {}, "Plate"),
         h("dd", { dataset: { field: "plate" } }, p.plate ? PLATE_LABELS[p.plate] || p.plate : "–"),
+        p.materials === undefined
+          ? null
+          : [
+              h("dt", {}, "Materials"),
+              h(
+                "dd",
+                { dataset: { field: "materials" } },
+                slotList(p),
+                p.role !== "viewer"
+                  ? [" ", h("a", { href: `#/printers/${encodeURIComponent(p.id)}/materials`, "aria-label": `Change materials of ${p.name}` }, "Change")]
+                  : null,
+              ),
+              h("dt", {}, "Nozzle"),
+              h("dd", { dataset: { field: "nozzle" } }, nozzleText(p.nozzle_um)),
+            ],
         h("dt", {}, "Evidence"),
         h(
           "dd",
@@ -481,8 +604,179 @@ function printerCard(p, alertCount) {
           `report ${age(p.report_age_s)} · link ${age(p.link_evidence_age_s)}`,
         ),
       ),
+      cardWaits(p, waiting),
     ),
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Materials: what each slot of a printer holds and its nozzle, as the printer last reported.
+
+const MATERIAL_PATTERN = /^[A-Z0-9][A-Z0-9+-]*$/;
+const MATERIAL_HINT = "Upper case letters, digits, + and -, up to 16 characters, e.g. PLA, PETG or PA-CF.";
+
+const nozzleText = (um) => (um === null || um === undefined ? "–" : `${um / 1000} mm`);
+
+// A material as typed: upper-cased, then checked as the API checks it. Returns [value, error].
+function parseMaterial(text) {
+  const value = text.trim().toUpperCase();
+  if (!value) return [null, "Write the material, e.g. PLA. To empty the slot, use its Empty button."];
+  if (value.length > 16 || !MATERIAL_PATTERN.test(value)) return [null, `“${text.trim()}” is not a material name: ${MATERIAL_HINT}`];
+  return [value, null];
+}
+
+function swatch(colour) {
+  return h("span", { class: "swatch", style: colour ? `background: ${colour}` : null, "aria-hidden": "true" });
+}
+
+function slotList(p) {
+  const slots = [...(p.materials || [])].sort((a, b) => a.slot - b.slot);
+  if (slots.length === 0) return h("span", { class: "muted" }, "none reported");
+  return h(
+    "ul",
+    { class: "slots", "aria-label": `Material slots of ${p.name}` },
+    slots.map((m) =>
+      h(
+        "li",
+        { dataset: { slot: m.slot } },
+        swatch(m.colour),
+        h("span", { class: "slot-number" }, `${m.slot}`),
+        " ",
+        m.material,
+        m.colour ? h("span", { class: "visually-hidden" }, ` (colour ${m.colour})`) : null,
+      ),
+    ),
+  );
+}
+
+// The printer page's materials part: the slots and nozzle, and forms that ask the printer to
+// change them (PUT .../materials/{slot}, PUT .../nozzle). The printer applies a change and
+// reports again, so the lists show it once it is done.
+function materialsSection(printerId) {
+  const path = `/api/v1/printers/${encodeURIComponent(printerId)}`;
+  const slots = h("div", { class: "slot-list" });
+  const nozzleNow = h("p", { class: "nozzle-now" });
+  const slotNumber = h("input", { id: "slot-number", type: "number", min: 1, max: 16, step: 1, value: 1, required: true });
+  const material = h("input", { id: "slot-material", type: "text", maxlength: 16, autocomplete: "off", "aria-describedby": "slot-material-hint", placeholder: "PLA" });
+  const colour = h("input", { id: "slot-colour", type: "color", value: "#ffffff" });
+  const slotError = h("p", { class: "error", role: "alert", id: "slot-error" });
+  const slotSent = h("p", { class: "muted", role: "status", id: "slot-sent" });
+  const slotForm = h(
+    "form",
+    { class: "card", "aria-labelledby": "slot-form-title", novalidate: true },
+    h("h3", { id: "slot-form-title" }, "Change a slot"),
+    h("label", { for: "slot-number" }, "Slot"),
+    slotNumber,
+    h("label", { for: "slot-material" }, "Material"),
+    material,
+    h("p", { class: "muted hint", id: "slot-material-hint" }, MATERIAL_HINT),
+    h("label", { for: "slot-colour" }, "Colour"),
+    colour,
+    slotError,
+    h("button", { type: "submit" }, "Save slot"),
+    slotSent,
+  );
+  const nozzle = h("input", { id: "nozzle-mm", type: "number", min: 0.1, max: 2, step: 0.05, required: true });
+  const nozzleError = h("p", { class: "error", role: "alert", id: "nozzle-error" });
+  const nozzleSent = h("p", { class: "muted", role: "status", id: "nozzle-sent" });
+  const nozzleForm = h(
+    "form",
+    { class: "card", "aria-labelledby": "nozzle-form-title", novalidate: true },
+    h("h3", { id: "nozzle-form-title" }, "Change the nozzle"),
+    h("label", { for: "nozzle-mm" }, "Nozzle diameter (mm)"),
+    nozzle,
+    nozzleError,
+    h("button", { type: "submit" }, "Save nozzle"),
+    nozzleSent,
+  );
+  const node = h(
+    "section",
+    { "aria-labelledby": "materials-title", hidden: true },
+    h("h2", { id: "materials-title" }, "Materials"),
+    slots,
+    nozzleNow,
+    h("div", { class: "forms" }, slotForm, nozzleForm),
+  );
+  let printer = null;
+  let prefilled = false;
+
+  function prefill() {
+    const current = printer && (printer.materials || []).find((m) => m.slot === Number(slotNumber.value));
+    material.value = current ? current.material : "";
+    colour.value = current && current.colour ? current.colour : "#ffffff";
+  }
+  slotNumber.addEventListener("change", prefill);
+
+  async function send(error, sent, call) {
+    error.textContent = "";
+    sent.textContent = "";
+    try {
+      await call();
+      sent.textContent = `Sent to ${printer ? printer.name : printerId}: shown here once the printer applies it.`;
+      scheduleRefresh(0);
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  }
+
+  slotForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const slot = Number(slotNumber.value);
+    const [value, problem] = parseMaterial(material.value);
+    slotError.textContent = "";
+    if (!Number.isInteger(slot) || slot < 1 || slot > 16) {
+      slotError.textContent = "A slot is a number from 1 to 16.";
+      slotNumber.focus();
+      return;
+    }
+    material.setAttribute("aria-invalid", problem ? "true" : "false");
+    if (problem) {
+      slotError.textContent = problem;
+      material.focus();
+      return;
+    }
+    material.value = value;
+    send(slotError, slotSent, () => api.put(`${path}/materials/${slot}`, { material: value, colour: colour.value }));
+  });
+  nozzleForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const um = Math.round(Number(nozzle.value) * 1000);
+    nozzleError.textContent = "";
+    if (!nozzle.value || !Number.isFinite(um) || um < 100 || um > 2000) {
+      nozzleError.textContent = `“${nozzle.value}” is not a nozzle diameter: write 0.1 to 2 mm, e.g. 0.4.`;
+      nozzle.focus();
+      return;
+    }
+    send(nozzleError, nozzleSent, () => api.put(`${path}/nozzle`, { nozzle_um: um }));
+  });
+
+  function emptySlot(slot) {
+    return act(`Slot ${slot} emptying sent`, () => api.put(`${path}/materials/${slot}`, { material: null, colour: null }));
+  }
+
+  function update(next) {
+    printer = next;
+    // An older cloud says nothing of materials: the part stays hidden.
+    node.hidden = printer.materials === undefined;
+    if (node.hidden) return;
+    const operator = printer.role !== "viewer";
+    slotForm.hidden = nozzleForm.hidden = !operator;
+    const list = slotList(printer);
+    if (operator && list.tagName === "UL") {
+      for (const item of list.children) {
+        const slot = Number(item.dataset.slot);
+        item.append(" ", h("button", { type: "button", class: "small secondary", "aria-label": `Empty slot ${slot}`, onclick: () => emptySlot(slot) }, "Empty"));
+      }
+    }
+    replaceKeepingFocus(slots, list);
+    setText(nozzleNow, `Nozzle: ${nozzleText(printer.nozzle_um)}`);
+    if (!prefilled) {
+      prefilled = true;
+      prefill();
+      if (printer.nozzle_um) nozzle.value = String(printer.nozzle_um / 1000);
+    }
+  }
+  return { node, update };
 }
 
 function screenLines(p, jobName) {
@@ -510,7 +804,7 @@ function screenLines(p, jobName) {
   return lines;
 }
 
-function printerView(main, printerId) {
+function printerView(main, printerId, part) {
   const title = h("h1", {}, printerId);
   const status = h("p", { class: "status-line", "aria-live": "polite" });
   const screen = h("div", { class: "screen", role: "group", "aria-label": "Printer screen" });
@@ -530,6 +824,7 @@ function printerView(main, printerId) {
   // The owner's choice is desired state: until the printer reports it, nothing starts there.
   const plateCheckPending = h("span", { id: "plate-check-pending", class: "pending", role: "status" });
   const history = h("tbody");
+  const materials = materialsSection(printerId);
   let printer = null;
   let jobs = [];
 
@@ -570,6 +865,7 @@ function printerView(main, printerId) {
         plateCheckPending,
       ),
     ),
+    materials.node,
     h(
       "section",
       { "aria-labelledby": "history-title" },
@@ -588,14 +884,7 @@ function printerView(main, printerId) {
   );
 
   const path = `/api/v1/printers/${encodeURIComponent(printerId)}`;
-  buttons.confirm.addEventListener("click", async () => {
-    const ok = await confirmDialog({
-      title: "Is the plate clear?",
-      text: `Confirm only if you know the plate of ${printer ? printer.name : printerId} is empty: the next print may start on it at once.`,
-      ok: "Yes, the plate is clear",
-    });
-    if (ok) await act("Plate confirmed clear", () => api.post(`${path}/confirm-plate`));
-  });
+  buttons.confirm.addEventListener("click", () => confirmPlate(printer || { id: printerId, name: printerId }));
   buttons.pause.addEventListener("click", () =>
     act("Pause sent", () => api.post(`/api/v1/jobs/${printer.job_id}/pause`)),
   );
@@ -693,6 +982,7 @@ function printerView(main, printerId) {
         ? ""
         : ` — not yet applied by the printer (it gets it when it is back); nothing starts there until it is`;
     if (plateCheckPending.textContent !== pending) plateCheckPending.textContent = pending;
+    materials.update(printer);
     replaceKeepingFocus(history,
       ...jobs.map((j) =>
         h(
@@ -700,7 +990,7 @@ function printerView(main, printerId) {
           { dataset: { jobId: j.id, state: j.state } },
           h("td", {}, j.name),
           h("td", {}, badge(`job ${j.state}`, j.state)),
-          h("td", {}, j.reason || ""),
+          h("td", { class: "reason" }, waitInfo(j)),
           h("td", {}, clock(j.created_at)),
           h("td", {}, clock(j.ended_at)),
         ),
@@ -710,7 +1000,7 @@ function printerView(main, printerId) {
   }
   update();
   loadHistory(printerId).then(drawChart);
-  return { update };
+  return { update, focus: part ? main.querySelector(`#${part}-title`) : null };
 }
 
 function jobsView(main) {
@@ -854,7 +1144,7 @@ function jobsView(main) {
           h("td", {}, j.name),
           h("td", {}, where ? names.get(where) || where : `any ${j.model}`),
           h("td", {}, badge(`job ${j.state}`, j.state)),
-          h("td", { class: "reason" }, j.reason || ""),
+          h("td", { class: "reason" }, waitInfo(j)),
           h("td", {}, clock(j.created_at)),
           h("td", {}, TERMINAL.has(j.state) ? "–" : clock(j.start_by)),
           h("td", {}, cancel),
@@ -1101,7 +1391,7 @@ function settingsView(main) {
 
 const ROUTES = [
   [/^#\/?$/, "fleet", (main) => fleetView(main)],
-  [/^#\/printers\/([^/]+)$/, "fleet", (main, id) => printerView(main, decodeURIComponent(id))],
+  [/^#\/printers\/([^/]+)(?:\/(materials|maintenance|simulation))?$/, "fleet", (main, id, part) => printerView(main, decodeURIComponent(id), part)],
   [/^#\/jobs$/, "jobs", (main) => jobsView(main)],
   [/^#\/alerts$/, "alerts", (main) => alertsView(main)],
   [/^#\/stats$/, "stats", (main) => statsView(main, { h, toast, setTitle: (title) => (state.pageTitle = title) })],
@@ -1135,11 +1425,12 @@ function render() {
   state.pageTitle = null;
   state.view = make(main, ...match.slice(1));
   showAlertCount();
-  // Move focus to the new page's heading, so keyboard and screen-reader users follow along.
-  const heading = main.querySelector("h1");
+  // Move focus to the new page's heading (or the part of it the address names), so keyboard
+  // and screen-reader users follow along.
+  const heading = (state.view && state.view.focus) || main.querySelector("h1");
   if (heading) {
     heading.tabIndex = -1;
-    heading.focus({ preventScroll: true });
+    heading.focus({ preventScroll: heading.tagName === "H1" });
   }
 }
 
