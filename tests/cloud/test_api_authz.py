@@ -160,6 +160,19 @@ CASES = [
     Case("POST", "/api/v1/alerts/{alert}/ack", 200, 404, 200, 403),
     # Everyone reads statistics of the jobs they may see (tests/cloud/test_stats.py).
     Case("GET", "/api/v1/stats", 200, 200, 200, 200),
+    # Maintenance counters: a viewer reads them, an operator marks a part serviced, only the
+    # owner changes an interval (tests/cloud/test_maintenance.py).
+    Case("GET", "/api/v1/printers/{printer}/maintenance", 200, 404, 200, 200),
+    Case("POST", "/api/v1/printers/{printer}/maintenance/{part}/serviced", 200, 404, 403, 403),
+    Case(
+        "PUT",
+        "/api/v1/printers/{printer}/maintenance/{part}",
+        200,
+        404,
+        403,
+        403,
+        json=lambda actor, ids: {"interval_h": 800},
+    ),
     Case(
         "POST",
         "/api/v1/printers/{printer}/temperature",
@@ -242,6 +255,7 @@ async def _world(cloud: Running) -> World:
     ids["spare_token"] = spare.json()["id"]
     ids["printer"] = unique("alice")
     ids["dave"] = "dave@example.org"
+    ids["part"] = "nozzle"
     made = await client.post(
         "/api/v1/printers",
         headers=bearer(alice),
