@@ -28,6 +28,7 @@ from printfleet.client.models import (
     IssuedToken,
     Job,
     JobDetail,
+    MaintenancePart,
     NotificationSent,
     Printer,
     PrintFile,
@@ -397,3 +398,32 @@ def deliveries(channel_id: str, *, limit: int = 100) -> Call[list[Delivery]]:
 def health() -> Call[Health]:
     """The cloud's health; answered (not raised) when it is unavailable."""
     return Call("GET", "/health", _reader(Health), guarded=False, accept=frozenset({503}))
+
+
+# -- maintenance ---------------------------------------------------------------------------------
+
+
+def maintenance(printer_id: str) -> Call[list[MaintenancePart]]:
+    """A printer's parts: print hours since service, interval, and whether each is due."""
+    return Call("GET", f"{API}/printers/{printer_id}/maintenance", _reader(list[MaintenancePart]))
+
+
+def mark_serviced(printer_id: str, part: str) -> Call[list[MaintenancePart]]:
+    """Say ``part`` was serviced now; its reminder, if raised, is resolved."""
+    return Call(
+        "POST",
+        f"{API}/printers/{printer_id}/maintenance/{part}/serviced",
+        _reader(list[MaintenancePart]),
+    )
+
+
+def set_maintenance_interval(
+    printer_id: str, part: str, interval_h: float | None
+) -> Call[list[MaintenancePart]]:
+    """Service ``part`` every ``interval_h`` print hours (None: the cloud's default)."""
+    return Call(
+        "PUT",
+        f"{API}/printers/{printer_id}/maintenance/{part}",
+        _reader(list[MaintenancePart]),
+        json={"interval_h": interval_h},
+    )

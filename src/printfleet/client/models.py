@@ -359,3 +359,16 @@ class Stats(_Model):
     rates: StatsRates
     groups: list[StatsGroup]
     total: StatsGroup
+
+
+class MaintenancePart(_Model):
+    """One part of a printer (nozzle, belts): its print hours since service against its
+    interval (the printer's own, else the cloud's default), and whether it is due."""
+
+    part: str
+    interval_h: float
+    default_interval: bool
+    hours_since_service: float
+    due: bool
+    serviced_at: int | None
+    """When it was last marked serviced (cloud ms); None: never."""

@@ -40,6 +40,7 @@ from printfleet.client.models import (
     IssuedToken,
     Job,
     JobDetail,
+    MaintenancePart,
     NotificationSent,
     Printer,
     PrintFile,
@@ -498,3 +499,21 @@ class Client:
             if wait is None:
                 raise error
             self._sleep(wait)
+
+    # -- maintenance -------------------------------------------------------------------------------
+
+    def maintenance(self, printer: str) -> list[MaintenancePart]:
+        """A printer's parts (nozzle, belts): print hours since service, interval, due."""
+        return self.send(calls.maintenance(printer))
+
+    def mark_serviced(self, printer: str, part: str) -> list[MaintenancePart]:
+        """Say ``part`` of ``printer`` was serviced now (owner or operator); its hours start
+        again and its reminder is resolved. The printer's parts after it."""
+        return self.send(calls.mark_serviced(printer, part))
+
+    def set_maintenance_interval(
+        self, printer: str, part: str, interval_h: float | None
+    ) -> list[MaintenancePart]:
+        """Service ``part`` of ``printer`` every ``interval_h`` print hours (owner; None: the
+        cloud's default). The printer's parts after it."""
+        return self.send(calls.set_maintenance_interval(printer, part, interval_h))
