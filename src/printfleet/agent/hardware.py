@@ -15,6 +15,10 @@ from typing import Protocol
 # One vocabulary for plate readings from the sensor to the gate: the protocol's.
 from printfleet.protocol.gate import PlateReading
 
+# And for what a printer has loaded: the protocol's slots, as the printer reports them.
+from printfleet.protocol.messages import MaterialSlot
+from printfleet.protocol.printer_state import missing_slot, with_material
+
 __all__ = [
     "WATCHDOG_TIMEOUT_S",
     "FileNameError",
@@ -23,6 +27,9 @@ __all__ = [
     "HardwareError",
     "HeaterId",
     "HeaterReading",
+    "Loadout",
+    "LoadoutError",
+    "MaterialSlot",
     "MessageLevel",
     "PlateReading",
     "PrintHandle",
@@ -58,6 +65,10 @@ class PrinterBusyError(HardwareError):
 
 class FileNameError(HardwareError, ValueError):
     """A storage file name that is empty, too long, hidden or could escape the storage root."""
+
+
+class LoadoutError(HardwareError, ValueError):
+    """A material slot the printer does not have."""
 
 
 class HeaterId(StrEnum):
@@ -169,6 +180,41 @@ class PrintOutcome:
     ended_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Loadout:
+    """What a printer has loaded: its filament slots and its nozzle.
+
+    `slot_count` is how many slots it has (4 on an AMS-like material system, 1 for a single
+    spool); `materials` holds only the filled ones, ordered by slot. `nozzle_um` is the nozzle's
+    diameter in micrometres, None when nobody has said.
+    """
+
+    slot_count: int
+    materials: tuple[MaterialSlot, ...] = ()
+    nozzle_um: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.slot_count < 0:
+            raise ValueError("slot_count must be zero or more")
+        numbers = [slot.slot for slot in self.materials]
+        if numbers != sorted(set(numbers)) or any(n > self.slot_count for n in numbers):
+            raise ValueError(f"materials must fill distinct slots 1..{self.slot_count}, in order")
+
+    def with_material(self, slot: int, material: str | None, colour: str | None) -> Loadout:
+        """This loadout with `slot` holding `material` (None: emptied); raises `LoadoutError`
+        for a slot the printer does not have, and pydantic's `ValidationError` for a material
+        or colour the protocol cannot carry."""
+        problem = missing_slot(slot, self.slot_count)
+        if problem is not None:
+            raise LoadoutError(problem)
+        materials = with_material(self.materials, slot, material, colour)
+        return Loadout(self.slot_count, materials, self.nozzle_um)
+
+    def with_nozzle(self, nozzle_um: int) -> Loadout:
+        """This loadout with another nozzle fitted."""
+        return Loadout(self.slot_count, self.materials, nozzle_um)
+
+
 class HardwareClock(Protocol):
     """The printer's own clock, in hardware seconds.
 
@@ -277,6 +323,11 @@ class Hardware(Protocol):
         ...
 
     @property
+    def simulated(self) -> bool:
+        """Whether this is a simulated printer (one a person may inject faults into)."""
+        ...
+
+    @property
     def clock(self) -> HardwareClock:
         """The clock the hardware runs on."""
         ...
@@ -305,6 +356,24 @@ class Hardware(Protocol):
 
     def current_print(self) -> PrintHandle | None:
         """The print that is running or paused, if any."""
+        ...
+
+    def loadout(self) -> Loadout:
+        """What is loaded now: filament slots and nozzle."""
+        ...
+
+    async def set_material(self, slot: int, material: str | None, colour: str | None) -> None:
+        """Record what a slot holds (None: emptied), as a person would enter it on the screen;
+        raises `LoadoutError` for a slot the printer does not have. No physical effect."""
+        ...
+
+    async def set_nozzle(self, nozzle_um: int) -> None:
+        """Record the nozzle fitted, in micrometres. No physical effect."""
+        ...
+
+    async def next_loadout_change(self) -> Loadout:
+        """Wait for the loadout to change (at the screen or through `set_material`/`set_nozzle`);
+        returns it as it is then."""
         ...
 
     async def set_heater_target(self, heater: HeaterId, celsius: float) -> None:

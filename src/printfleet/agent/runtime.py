@@ -24,6 +24,7 @@ from printfleet.agent.hardware import (
     Hardware,
     HardwareError,
     HeaterId,
+    Loadout,
     MessageLevel,
     PrintHandle,
     PrintOutcome,
@@ -50,6 +51,8 @@ from printfleet.protocol.gate import (
     PausePrint,
     PlateReading,
     PrinterState,
+    RecordMaterial,
+    RecordNozzle,
     ResumePrint,
     SetTarget,
     ShowMessage,
@@ -194,10 +197,15 @@ class PrinterAgent:
         verifier = (
             CommandVerifier(self.config.cloud_public_key) if self.config.cloud_public_key else None
         )
+        loadout = self.hardware.loadout()
         state = PrinterState(
             printer_id=self.config.printer_id,
             has_plate_sensor=self.hardware.has_plate_sensor,
             cloud_enabled=self.config.mode != "lan-only",
+            material_slots=loadout.slot_count,
+            materials=loadout.materials,
+            nozzle_um=loadout.nozzle_um,
+            simulated=self.hardware.simulated,
         )
         return PrinterCore(
             state,
@@ -241,6 +249,7 @@ class PrinterAgent:
                 )
                 group.create_task(self._clock_sync.run(core, self._clock_ms), name=f"{name}:clock")
                 group.create_task(self._screen_loop(), name=f"{name}:screen")
+                group.create_task(self._loadout_loop(), name=f"{name}:loadout")
                 if self.config.lan_listen is not None:
                     group.create_task(self._lan_loop(), name=f"{name}:lan")
         finally:
@@ -393,6 +402,10 @@ class PrinterAgent:
                 await hardware.set_heater_target(heater_id, target)
             case FetchFile():
                 self._spawn(self._fetch(action), f"fetch {action.job_id}")
+            case RecordMaterial(slot=slot, material=material, colour=colour):
+                await hardware.set_material(slot, material, colour)
+            case RecordNozzle(nozzle_um=nozzle_um):
+                await hardware.set_nozzle(nozzle_um)
             case ShowMessage(text=text, level=level):
                 if level == "prompt":
                     prompt = Prompt(PLATE_PROMPT_ID, text, ("The plate is clear",))
@@ -529,6 +542,19 @@ class PrinterAgent:
                 await self._apply(output)
             if output.decision.accepted:
                 await self.hardware.screen.withdraw_prompt(PLATE_PROMPT_ID)
+
+    async def _loadout_loop(self) -> None:
+        """Report what is loaded whenever it changes; it may have changed before this loop
+        began (the core was built from the loadout at start), so the first check is at once."""
+        loadout = self.hardware.loadout()
+        while True:
+            await self._loadout_changed(loadout)
+            loadout = await self.hardware.next_loadout_change()
+
+    async def _loadout_changed(self, loadout: Loadout) -> None:
+        async with self._judging():
+            now = self._clock_ms()
+            await self._apply(self.core.loadout_reported(loadout.materials, loadout.nozzle_um, now))
 
     def telemetry(self) -> Telemetry:
         """The current telemetry report."""

@@ -32,6 +32,8 @@ from printfleet.protocol.gate_decision import (
     GateDecision,
     HeatersOff,
     PausePrint,
+    RecordMaterial,
+    RecordNozzle,
     Refusal,
     ResumePrint,
     SetTarget,
@@ -56,6 +58,8 @@ from printfleet.protocol.messages import (
     PauseCommand,
     PrinterStatus,
     ResumeCommand,
+    SetMaterialCommand,
+    SetNozzleCommand,
     SetPlateCheckCommand,
     SetTemperatureCommand,
     StageCommand,
@@ -69,6 +73,8 @@ from printfleet.protocol.printer_state import (
     PlateReading,
     PrinterState,
     SensorReading,
+    missing_slot,
+    with_material,
 )
 from printfleet.protocol.reasons import Reason
 
@@ -87,6 +93,8 @@ __all__ = [
     "PlateConfirmation",
     "PlateReading",
     "PrinterState",
+    "RecordMaterial",
+    "RecordNozzle",
     "Refusal",
     "ResumePrint",
     "SafetyGate",
@@ -523,6 +531,43 @@ def _on_set_temperature(ctx: _Context, command: SetTemperatureCommand) -> GateDe
     )
 
 
+def _on_set_material(ctx: _Context, command: SetMaterialCommand) -> GateDecision:
+    # No physical effect, but a late copy could undo a person's newer word: judged fresh.
+    state, body = ctx.state, command.body
+    refusal = _first(
+        lambda: ctx.fresh(command),
+        lambda: _missing_slot(state, body.slot),
+    )
+    if refusal is not None:
+        return _refuse_command(state, command, refusal)
+    materials = with_material(state.materials, body.slot, body.material, body.colour)
+    # Announced even when nothing changed: the sender waits to see it reported.
+    return accept(
+        replace(state, materials=materials),
+        actions=(RecordMaterial(body.slot, body.material, body.colour),),
+        events=(_ack(command),),
+        announce=True,
+    )
+
+
+def _missing_slot(state: PrinterState, slot: int) -> Refusal | None:
+    problem = missing_slot(slot, state.material_slots)
+    return None if problem is None else Refusal(Reason.MALFORMED, problem)
+
+
+def _on_set_nozzle(ctx: _Context, command: SetNozzleCommand) -> GateDecision:
+    refusal = ctx.fresh(command)
+    if refusal is not None:
+        return _refuse_command(ctx.state, command, refusal)
+    nozzle_um = command.body.nozzle_um
+    return accept(
+        replace(ctx.state, nozzle_um=nozzle_um),
+        actions=(RecordNozzle(nozzle_um),),
+        events=(_ack(command),),
+        announce=True,
+    )
+
+
 _HANDLERS: dict[type[CommandBase], Callable[[_Context, Any], GateDecision]] = {
     StageCommand: _on_stage,
     StartCommand: _on_start,
@@ -533,6 +578,8 @@ _HANDLERS: dict[type[CommandBase], Callable[[_Context, Any], GateDecision]] = {
     ClearFaultCommand: _on_clear_fault,
     SetPlateCheckCommand: _on_set_plate_check,
     SetTemperatureCommand: _on_set_temperature,
+    SetMaterialCommand: _on_set_material,
+    SetNozzleCommand: _on_set_nozzle,
 }
 
 

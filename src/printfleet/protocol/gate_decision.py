@@ -66,6 +66,22 @@ class ShowMessage:
     level: str = "info"
 
 
+@dataclass(frozen=True, slots=True)
+class RecordMaterial:
+    """Record what a filament slot holds (``material`` None: empty); no physical effect."""
+
+    slot: int
+    material: str | None
+    colour: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordNozzle:
+    """Record the nozzle fitted, in micrometres; no physical effect."""
+
+    nozzle_um: int
+
+
 Action = (
     StartPrint
     | PausePrint
@@ -75,6 +91,8 @@ Action = (
     | SetTarget
     | FetchFile
     | ShowMessage
+    | RecordMaterial
+    | RecordNozzle
 )
 
 

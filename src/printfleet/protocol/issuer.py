@@ -22,6 +22,10 @@ from printfleet.protocol.messages import (
     LocalJobAckCommand,
     PauseCommand,
     ResumeCommand,
+    SetMaterialBody,
+    SetMaterialCommand,
+    SetNozzleBody,
+    SetNozzleCommand,
     SetPlateCheckBody,
     SetPlateCheckCommand,
     SetTemperatureBody,
@@ -168,6 +172,20 @@ class CommandIssuer:
         body = SetTemperatureBody(heater=heater, target=target)
         lifetime = self.lifetimes.control
         return self._issue(SetTemperatureCommand, printer_id, now=now, lifetime=lifetime, body=body)
+
+    def set_material(
+        self, printer_id: str, *, now: int, slot: int, material: str | None, colour: str | None
+    ) -> SetMaterialCommand:
+        """Say what a filament slot holds (None: empty)."""
+        body = SetMaterialBody(slot=slot, material=material, colour=colour)
+        lifetime = self.lifetimes.control
+        return self._issue(SetMaterialCommand, printer_id, now=now, lifetime=lifetime, body=body)
+
+    def set_nozzle(self, printer_id: str, *, now: int, nozzle_um: int) -> SetNozzleCommand:
+        """Say which nozzle is fitted."""
+        body = SetNozzleBody(nozzle_um=nozzle_um)
+        lifetime = self.lifetimes.control
+        return self._issue(SetNozzleCommand, printer_id, now=now, lifetime=lifetime, body=body)
 
     def journal_query(
         self, printer_id: str, job_ids: tuple[str, ...], *, now: int

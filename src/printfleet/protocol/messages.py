@@ -61,6 +61,8 @@ class CommandType(StrEnum):
     CLEAR_FAULT = "clear_fault"
     SET_PLATE_CHECK = "set_plate_check"
     SET_TEMPERATURE = "set_temperature"
+    SET_MATERIAL = "set_material"
+    SET_NOZZLE = "set_nozzle"
     JOURNAL_QUERY = "journal_query"
     LOCAL_JOB_ACK = "local_job_ack"
     TIME_REPLY = "time_reply"
@@ -121,6 +123,41 @@ class SetTemperatureBody(WireModel):
 
     heater: Heater
     target: Annotated[int, Field(ge=0, le=400)]
+
+
+MaterialName = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9+\-]*$")]
+"""A filament type as slicers write it, upper case: ``PLA``, ``PETG``, ``PA-CF``, ``TPU``."""
+Colour = Annotated[str, Field(pattern=r"^#[0-9a-f]{6}$")]
+"""A colour as ``#rrggbb``, lower case."""
+NozzleUm = Annotated[int, Field(ge=100, le=2000)]
+"""A nozzle's diameter in micrometres (400 is the common 0.4 mm): an integer, as on all the wire."""
+
+
+class MaterialSlot(WireModel):
+    """What one filament slot of a printer holds: its single spool, or one slot of a material
+    system (an AMS-like unit has four). Slots are numbered from 1, as slicers number them."""
+
+    slot: Annotated[int, Field(ge=1, le=16)]
+    material: MaterialName
+    colour: Colour | None = None
+
+
+class SetMaterialBody(WireModel):
+    """A person says what a filament slot holds now (``material`` None: the slot is empty).
+
+    No physical effect: the printer records it, as if entered on its screen, and re-reports its
+    state. The cloud routes jobs by what printers report.
+    """
+
+    slot: Annotated[int, Field(ge=1, le=16)]
+    material: MaterialName | None
+    colour: Colour | None = None
+
+
+class SetNozzleBody(WireModel):
+    """A person says which nozzle is fitted now; recorded and re-reported like a material."""
+
+    nozzle_um: NozzleUm
 
 
 class JournalQueryBody(WireModel):
@@ -222,6 +259,20 @@ class SetTemperatureCommand(CommandBase):
     body: SetTemperatureBody
 
 
+class SetMaterialCommand(CommandBase):
+    """See :class:`SetMaterialBody`."""
+
+    type: Literal["set_material"] = "set_material"
+    body: SetMaterialBody
+
+
+class SetNozzleCommand(CommandBase):
+    """See :class:`SetNozzleBody`."""
+
+    type: Literal["set_nozzle"] = "set_nozzle"
+    body: SetNozzleBody
+
+
 class JournalQueryCommand(CommandBase):
     """See :class:`JournalQueryBody`."""
 
@@ -253,6 +304,8 @@ Command: TypeAlias = Annotated[
     | ClearFaultCommand
     | SetPlateCheckCommand
     | SetTemperatureCommand
+    | SetMaterialCommand
+    | SetNozzleCommand
     | JournalQueryCommand
     | LocalJobAckCommand
     | TimeReplyCommand,
@@ -355,23 +408,6 @@ class StagedBody(WireModel):
     """A job's file is on the printer's storage with the right checksum."""
 
     sha256: Sha256
-
-
-MaterialName = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9+\-]*$")]
-"""A filament type as slicers write it, upper case: ``PLA``, ``PETG``, ``PA-CF``, ``TPU``."""
-Colour = Annotated[str, Field(pattern=r"^#[0-9a-f]{6}$")]
-"""A colour as ``#rrggbb``, lower case."""
-NozzleUm = Annotated[int, Field(ge=100, le=2000)]
-"""A nozzle's diameter in micrometres (400 is the common 0.4 mm): an integer, as on all the wire."""
-
-
-class MaterialSlot(WireModel):
-    """What one filament slot of a printer holds: its single spool, or one slot of a material
-    system (an AMS-like unit has four). Slots are numbered from 1, as slicers number them."""
-
-    slot: Annotated[int, Field(ge=1, le=16)]
-    material: MaterialName
-    colour: Colour | None = None
 
 
 class PrinterStateBody(WireModel):

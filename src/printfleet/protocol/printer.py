@@ -31,6 +31,7 @@ from printfleet.protocol.messages import (
     JournalReportBody,
     LocalJobAckCommand,
     LocalJobBody,
+    MaterialSlot,
     PrinterStateBody,
     PrinterStatus,
     StartSource,
@@ -298,6 +299,14 @@ class PrinterCore:
         decision = gate.accept(replace(self.state, cloud_enabled=enabled))
         return self._finish(decision, now_local)
 
+    def loadout_reported(
+        self, materials: tuple[MaterialSlot, ...], nozzle_um: int | None, now_local: int
+    ) -> Output:
+        """The hardware says what is loaded now (a person changed it at the screen, or a
+        ``set_material``/``set_nozzle`` took effect); the state goes out if it changed."""
+        state = replace(self.state, materials=materials, nozzle_um=nozzle_um)
+        return self._finish(gate.accept(state), now_local)
+
     def state_event(self, now_local: int) -> Event:
         """The full state announcement (after every reconnect and every change)."""
         state = self.state
@@ -311,6 +320,9 @@ class PrinterCore:
             clock_synced=self.clock_synced(now_local),
             staged=tuple(state.staged)[-64:],
             cloud_enabled=state.cloud_enabled,
+            materials=state.materials,
+            nozzle_um=state.nozzle_um,
+            simulated=state.simulated,
         )
         return self._event(Emit(body, state.job_id), now_local)
 

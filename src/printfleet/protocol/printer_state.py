@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from printfleet.protocol.messages import PlateStatus, PrinterStatus
+from printfleet.protocol.messages import MaterialSlot, PlateStatus, PrinterStatus
 
 
 class PlateReading(StrEnum):
@@ -66,6 +66,12 @@ class PrinterState:
     sensor: SensorReading | None = None
     staged: Mapping[str, str] = field(default_factory=dict)
     """Files ready to print: job id -> sha256."""
+    material_slots: int = 0
+    """How many filament slots the printer has (0: it does not say what is loaded)."""
+    materials: tuple[MaterialSlot, ...] = ()
+    """The filled slots, by slot number."""
+    nozzle_um: int | None = None
+    simulated: bool = False
 
     def plate_status(self) -> PlateStatus:
         """How the plate should be shown; the gate re-checks freshness at start."""
@@ -79,3 +85,24 @@ class PrinterState:
         if self.confirmation is not None:
             return PlateStatus.CLEAR
         return PlateStatus.NEEDS_CONFIRMATION
+
+
+def missing_slot(slot: int, slot_count: int) -> str | None:
+    """Why a printer with `slot_count` filament slots has no slot `slot`; None if it has."""
+    if 1 <= slot <= slot_count:
+        return None
+    if slot_count == 0:
+        return f"no material slot {slot}: this printer reports no material slots"
+    if slot_count == 1:
+        return f"no material slot {slot}: this printer has a single spool, slot 1"
+    return f"no material slot {slot}: this printer has slots 1 to {slot_count}"
+
+
+def with_material(
+    materials: tuple[MaterialSlot, ...], slot: int, material: str | None, colour: str | None
+) -> tuple[MaterialSlot, ...]:
+    """`materials` with `slot` holding `material` (None: emptied), ordered by slot."""
+    kept = [held for held in materials if held.slot != slot]
+    if material is not None:
+        kept.append(MaterialSlot(slot=slot, material=material, colour=colour))
+    return tuple(sorted(kept, key=lambda held: held.slot))

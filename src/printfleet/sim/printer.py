@@ -25,6 +25,7 @@ from printfleet.agent.hardware import (
     HardwareError,
     HeaterId,
     HeaterReading,
+    Loadout,
     PlateReading,
     PrinterBusyError,
     PrintOutcomeKind,
@@ -32,6 +33,7 @@ from printfleet.agent.hardware import (
 from printfleet.agent.runtime import PLATE_PROMPT_ID
 from printfleet.sim.clock import SimClock
 from printfleet.sim.gcode import SimulatedPrint
+from printfleet.sim.materials import SLOTS_OF_MODEL, SimLoadout, default_loadout
 from printfleet.sim.plate import Plate, PlateSensor
 from printfleet.sim.screen import SimScreen
 from printfleet.sim.storage import SimStorage
@@ -51,6 +53,8 @@ class PrinterModel:
 
     name: str
     has_plate_sensor: bool
+    material_slots: int = 1
+    """Filament slots: 4 for an AMS-like material system, 1 for a single spool."""
     hotend: HeaterParams = HOTEND
     bed: HeaterParams = BED
 
@@ -58,9 +62,11 @@ class PrinterModel:
 MODELS: Mapping[str, PrinterModel] = MappingProxyType(
     {
         # An X1-like printer checks its plate with a sensor (Bambu's LIDAR).
-        "x1": PrinterModel("x1", has_plate_sensor=True),
+        # It also has a 4-slot material system (AMS-like).
+        "x1": PrinterModel("x1", has_plate_sensor=True, material_slots=SLOTS_OF_MODEL["x1"]),
         # A P1-like printer has none: the agent must ask a person to confirm the plate is clear.
-        "p1": PrinterModel("p1", has_plate_sensor=False),
+        # It takes a single spool.
+        "p1": PrinterModel("p1", has_plate_sensor=False, material_slots=SLOTS_OF_MODEL["p1"]),
     }
 )
 
@@ -82,6 +88,10 @@ class SimulatedPrinter:
     and, on a printer without a plate sensor, confirms the plate on the screen. Without one a
     demo or `printfleet sim` farm stops after the first print on each printer, as a real farm
     whose plates nobody clears would.
+
+    `loadout` is what is loaded at power-on (default: PLA in slot 1 and a 0.4 mm nozzle); a
+    person changes it at the screen (`screen.load_material`, `screen.fit_nozzle`), the cloud
+    through the agent (`set_material`, `set_nozzle`).
     """
 
     __slots__ = (
@@ -89,6 +99,7 @@ class SimulatedPrinter:
         "_attendants",
         "_board",
         "_clock",
+        "_loadout",
         "_model",
         "_name",
         "_plate",
@@ -111,6 +122,7 @@ class SimulatedPrinter:
         watchdog_timeout: float | None = WATCHDOG_TIMEOUT_S,
         name: str | None = None,
         attendant_after_s: float | None = None,
+        loadout: Loadout | None = None,
     ) -> None:
         if attendant_after_s is not None and not attendant_after_s >= 0.0:
             raise ValueError("attendant_after_s must be zero or more (None: no attendant)")
@@ -137,7 +149,14 @@ class SimulatedPrinter:
         )
         sensor = (plate_sensor or PlateSensor()) if spec.has_plate_sensor else None
         self._plate = Plate(sensor, seed=seed)
-        self._screen = SimScreen(self._clock)
+        if loadout is None:
+            loadout = default_loadout(spec.material_slots)
+        elif loadout.slot_count != spec.material_slots:
+            slots = spec.material_slots
+            msg = f"model {spec.name!r} has {slots} material slots, not {loadout.slot_count}"
+            raise ValueError(msg)
+        self._loadout = SimLoadout(loadout)
+        self._screen = SimScreen(self._clock, loadout=self._loadout)
         self._storage = SimStorage(storage_dir)
         self._print: SimulatedPrint | None = None
         self._print_started = asyncio.Event()
@@ -194,6 +213,11 @@ class SimulatedPrinter:
         return self._model.has_plate_sensor
 
     @property
+    def simulated(self) -> bool:
+        """Always: this printer is a simulation."""
+        return True
+
+    @property
     def clock(self) -> SimClock:
         """The hardware clock."""
         return self._clock
@@ -224,6 +248,22 @@ class SimulatedPrinter:
         """The print that is heating, printing or paused, if any."""
         current = self._print
         return current if current is not None and current.active else None
+
+    def loadout(self) -> Loadout:
+        """What is loaded now."""
+        return self._loadout.current
+
+    async def set_material(self, slot: int, material: str | None, colour: str | None) -> None:
+        """Record what `slot` holds (None: emptied)."""
+        self._loadout.set_material(slot, material, colour)
+
+    async def set_nozzle(self, nozzle_um: int) -> None:
+        """Record the nozzle fitted."""
+        self._loadout.set_nozzle(nozzle_um)
+
+    async def next_loadout_change(self) -> Loadout:
+        """Wait for the loadout to change."""
+        return await self._loadout.next_change()
 
     async def set_heater_target(self, heater: HeaterId, celsius: float) -> None:
         """Set a heater's target; 0 turns it off."""

@@ -1,4 +1,5 @@
-"""The simulated printer screen: it records what the agent shows, and a simulated person answers."""
+"""The simulated printer screen: it records what the agent shows, and a simulated person answers
+its prompts and enters what is loaded (filament slots, nozzle)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 
-from printfleet.agent.hardware import HardwareClock, MessageLevel, Prompt, PromptAnswer
+from printfleet.agent.hardware import HardwareClock, Loadout, MessageLevel, Prompt, PromptAnswer
+from printfleet.sim.materials import SimLoadout, default_loadout
 
 __all__ = ["ScreenMessage", "SimScreen"]
 
@@ -27,13 +29,24 @@ class SimScreen:
     """A `Screen` that keeps the last messages and the open prompts.
 
     `answer` is the simulated person's finger: it accepts only an open prompt's own options, closes
-    the prompt, and hands the answer to whoever awaits `next_answer`.
+    the prompt, and hands the answer to whoever awaits `next_answer`. `load_material`,
+    `unload_material` and `fit_nozzle` are the same finger in the screen's materials menu: they
+    change `loadout` (a single spool with PLA and a 0.4 mm nozzle unless one is handed in).
     """
 
-    __slots__ = ("_answers", "_clock", "_shown", "messages", "open_prompts", "prompt_history")
+    __slots__ = (
+        "_answers",
+        "_clock",
+        "_shown",
+        "loadout",
+        "messages",
+        "open_prompts",
+        "prompt_history",
+    )
 
-    def __init__(self, clock: HardwareClock) -> None:
+    def __init__(self, clock: HardwareClock, *, loadout: SimLoadout | None = None) -> None:
         self._clock = clock
+        self.loadout = loadout if loadout is not None else SimLoadout(default_loadout(1))
         self.messages: deque[ScreenMessage] = deque(maxlen=_HISTORY)
         self.prompt_history: deque[Prompt] = deque(maxlen=_HISTORY)
         self.open_prompts: dict[str, Prompt] = {}
@@ -85,3 +98,17 @@ class SimScreen:
         answered = PromptAnswer(prompt_id, option, self._clock.now())
         self._answers.put_nowait(answered)
         return answered
+
+    def load_material(self, slot: int, material: str, colour: str | None = None) -> Loadout:
+        """A person enters that `slot` now holds `material` (upper case, e.g. ``PETG``) in
+        `colour` (``#rrggbb``). Raises `LoadoutError` for a slot the printer does not have and
+        `ValueError` for a name or colour the printer cannot report."""
+        return self.loadout.set_material(slot, material, colour)
+
+    def unload_material(self, slot: int) -> Loadout:
+        """A person enters that `slot` is empty now."""
+        return self.loadout.set_material(slot, None)
+
+    def fit_nozzle(self, nozzle_um: int) -> Loadout:
+        """A person enters the nozzle now fitted, in micrometres (400 is 0.4 mm)."""
+        return self.loadout.set_nozzle(nozzle_um)
