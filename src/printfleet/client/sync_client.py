@@ -18,7 +18,7 @@ import httpx
 from httpx_sse import EventSource
 
 from printfleet import __version__
-from printfleet.client import calls
+from printfleet.client import calls, materials
 from printfleet.client.errors import (
     BreakerOpen,
     Overloaded,
@@ -517,3 +517,17 @@ class Client:
         """Service ``part`` of ``printer`` every ``interval_h`` print hours (owner; None: the
         cloud's default). The printer's parts after it."""
         return self.send(calls.set_maintenance_interval(printer, part, interval_h))
+
+    # -- materials at the printer -------------------------------------------------------------
+
+    def set_material(
+        self, printer_id: str, slot: int, material: str | None, *, colour: str | None = None
+    ) -> CommandSent:
+        """Say what filament ``slot`` holds (upper case, e.g. ``"PETG"``; None: empty), with its
+        ``colour`` as ``"#rrggbb"`` (operator role). The printer records it and reports it back;
+        sent now or not at all (503)."""
+        return self.send(materials.set_material(printer_id, slot, material, colour))
+
+    def set_nozzle(self, printer_id: str, nozzle_um: int) -> CommandSent:
+        """Say which nozzle is fitted, in micrometres (400 is 0.4 mm; operator role)."""
+        return self.send(materials.set_nozzle(printer_id, nozzle_um))
