@@ -35,10 +35,10 @@ def test_the_public_surface_is_pinned() -> None:
         "JobCreated", "JobRecord", "NotFound", "PrinterAccess", "PrinterRecord", "Role",
         "Severity", "ShareRole", "Store", "StoreBusy", "StoreError", "StoreUnavailable",
         "TelemetryRecord", "TokenRecord", "UserRecord", "new_id", "open_store", "token_digest",
-        "wall_clock_ms",
+        "wall_clock_ms", "MAX_COPIES", "PoolRecord", "StateConflict",
         # One repository per aggregate, as Store hands them out.
         "Accounts", "Alerts", "AuditLog", "Channels", "Deliveries", "Files", "Jobs", "Printers",
-        "TelemetryLog",
+        "TelemetryLog", "Pools",
     }  # fmt: skip
     assert set(printfleet.cloud.migrations.__all__) == {
         "alembic_config", "current_revision", "downgrade", "head_revision", "upgrade",

@@ -89,9 +89,10 @@ def staged(view: JobView, printer_id: str, now: int) -> JobView:
 def test_every_jobview_field_is_stored() -> None:
     # A field added to JobView must get a column, and be written at creation or by every save.
     # The submitter is the job's owner: the one field stored under another name.
-    renamed = {"submitter": "owner_id"}
+    # Requirements are stored as two columns.
+    renamed = {"submitter": {"owner_id"}, "requirements": {"material", "nozzle_um"}}
     fields = {field.name for field in dataclasses.fields(JobView)}
-    columns = {renamed.get(name, name) for name in fields}
+    columns = {column for name in fields for column in renamed.get(name, {name})}
     assert columns <= set(Job.__table__.columns.keys())
     view = JobView(id="j", created_at=1, start_by=2, state=JobState.QUEUED, sha256="s")
     saved = set(job_mutable_columns(view))
@@ -147,7 +148,7 @@ async def test_create_job_queues_it_and_audits_who_asked(
 
 @pytest.mark.asyncio
 async def test_a_job_needs_a_printer_or_a_model(store: Store, seed: Seed) -> None:
-    with pytest.raises(ValueError, match="printer or a printer model"):
+    with pytest.raises(ValueError, match="a printer, a printer model or a pool"):
         await store.jobs.create(seed.owner.id, sha256=seed.sha256, start_by=1)
 
 

@@ -1,8 +1,13 @@
 """The store as the dispatcher sees it: open jobs with what staging needs, compare-and-set saves,
-and the roster of printers with who may operate each and the settings each must apply."""
+and the roster of printers with who may operate each, the settings each must apply, its pools
+and its print hours."""
+
+import time
+from collections.abc import Callable
 
 from printfleet.cloud.dispatch.dispatcher import RosterEntry, StoredJob
 from printfleet.cloud.store import Actor, Store
+from printfleet.cloud.store.stats import JobHistory
 from printfleet.protocol.dispatch import JobView, SafetySettings
 from printfleet.protocol.lifecycle import JobState
 
@@ -72,22 +77,54 @@ class StoreJobs:
         )
 
 
-class StoreRoster:
-    """Adapts :class:`Store` to the dispatcher's ``PrinterRoster``."""
+PRINT_HOURS_REFRESH_S = 300.0
+"""How often the roster sums print hours again: they only order equally good printers, and
+the sum runs over every ended job."""
 
-    def __init__(self, store: Store) -> None:
+
+class StoreRoster:
+    """Adapts :class:`Store` to the dispatcher's ``PrinterRoster``.
+
+    Each read is three small queries (printers, operator shares, pool memberships); print
+    hours, a sum over the whole history, are summed again every ``refresh_s`` seconds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        refresh_s: float = PRINT_HOURS_REFRESH_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
+        self._history = JobHistory(store.database)
+        self._refresh_s = refresh_s
+        self._monotonic = monotonic
+        self._print_hours: dict[str, float] = {}
+        self._summed_at: float | None = None
 
     async def roster(self) -> dict[str, RosterEntry]:
-        """Every printer with its operators and desired settings, read now (S1, S5)."""
+        """Every printer with its operators, desired settings and pools, read now (S1, S5)."""
+        operators = await self.store.printers.operators()
+        pools = await self.store.pools.memberships()
+        hours = await self._hours()
         return {
             printer.id: RosterEntry(
                 model=printer.model,
-                operators=operators,
+                operators=operators_of,
                 desired=SafetySettings(plate_check=printer.plate_check),
+                pools=pools.get(printer.id, frozenset()),
+                print_hours=hours.get(printer.id, 0.0),
             )
-            for printer, operators in await self.store.printers.operators()
+            for printer, operators_of in operators
         }
+
+    async def _hours(self) -> dict[str, float]:
+        now = self._monotonic()
+        if self._summed_at is None or now - self._summed_at >= self._refresh_s:
+            self._print_hours = await self._history.print_hours()
+            self._summed_at = now
+        return self._print_hours
 
     async def audit(
         self, action: str, printer_id: str, *, command_id: str | None, detail: str

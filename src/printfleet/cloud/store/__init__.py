@@ -3,8 +3,8 @@
 SQLite (a file, WAL) for one machine, PostgreSQL for replicas; the schema comes from
 ``printfleet.cloud.migrations``. Open it with :func:`open_store`. :class:`Store` hands out one
 repository per aggregate (``accounts``, ``printers``, ``files``, ``jobs``, ``audit``,
-``alerts``, ``channels``, ``deliveries``, ``telemetry``), all sharing one transaction and
-error layer (:mod:`~printfleet.cloud.store.engine`, :mod:`~printfleet.cloud.store.errors`);
+``alerts``, ``channels``, ``pools``, ``deliveries``, ``telemetry``), all sharing one transaction
+and error layer (:mod:`~printfleet.cloud.store.engine`, :mod:`~printfleet.cloud.store.errors`);
 every repository method is one short transaction and returns frozen records, never ORM objects.
 """
 
@@ -18,13 +18,15 @@ from printfleet.cloud.store.errors import (
     Conflict,
     IdempotencyMismatch,
     NotFound,
+    StateConflict,
     StoreBusy,
     StoreError,
     StoreUnavailable,
 )
 from printfleet.cloud.store.files import Files
 from printfleet.cloud.store.ids import new_id, token_digest, wall_clock_ms
-from printfleet.cloud.store.jobs import CANCEL_WATCH_MS, Jobs
+from printfleet.cloud.store.jobs import CANCEL_WATCH_MS, MAX_COPIES, Jobs
+from printfleet.cloud.store.pools import Pools
 from printfleet.cloud.store.printers import Printers
 from printfleet.cloud.store.records import (
     AlertRecord,
@@ -34,6 +36,7 @@ from printfleet.cloud.store.records import (
     FileRecord,
     JobCreated,
     JobRecord,
+    PoolRecord,
     PrinterAccess,
     PrinterRecord,
     TelemetryRecord,
@@ -57,6 +60,7 @@ from printfleet.cloud.store.values import (
 
 __all__ = [
     "CANCEL_WATCH_MS",
+    "MAX_COPIES",
     "Accounts",
     "Actor",
     "ActorKind",
@@ -82,12 +86,15 @@ __all__ = [
     "JobRecord",
     "Jobs",
     "NotFound",
+    "PoolRecord",
+    "Pools",
     "PrinterAccess",
     "PrinterRecord",
     "Printers",
     "Role",
     "Severity",
     "ShareRole",
+    "StateConflict",
     "Store",
     "StoreBusy",
     "StoreError",

@@ -48,6 +48,14 @@ class Conflict(StoreError):  # noqa: N818 - see above
         self.actual_version = actual_version
 
 
+class StateConflict(Conflict):
+    """What the row is in forbids the change (409): a pool that open jobs still target, a job
+    that is no longer waiting."""
+
+    def __init__(self, message: str) -> None:
+        StoreError.__init__(self, message)
+
+
 class IdempotencyMismatch(StoreError):  # noqa: N818 - see above
     """An idempotency key was reused for a different request (422, as payment APIs do)."""
 

@@ -24,9 +24,15 @@ from printfleet.cloud.store.records import (
     job_record,
 )
 from printfleet.cloud.store.values import Actor, AuditNote, JSONValue
-from printfleet.protocol.dispatch import JobView
+from printfleet.protocol.dispatch import JobView, Requirements
 from printfleet.protocol.lifecycle import TERMINAL_STATES, JobState
 
+MAX_COPIES = 50
+"""The most copies one submission may queue."""
+NAME_LENGTH = 200
+"""A job name's longest (the column's length)."""
+ANY_PRINTER = Requirements()
+"""No requirements: any material, any nozzle."""
 CANCEL_WATCH_MS = 7 * 24 * 3_600_000
 """How long a cancelled job stays among :meth:`Jobs.open` (see there)."""
 
@@ -48,43 +54,76 @@ class Jobs:
         start_by: int,
         printer_id: str | None = None,
         model: str | None = None,
+        pool_id: str | None = None,
+        requirements: Requirements = ANY_PRINTER,
+        priority: int = 0,
+        copies: int = 1,
         file_id: str | None = None,
         name: str = "",
         notify_completion: bool = False,
         idempotency_key: str | None = None,
     ) -> JobCreated:
-        """Queue a job for ``printer_id``, or for any printer of ``model``, and audit who asked.
+        """Queue a job for ``printer_id``, any printer of ``model`` or any printer of the pool
+        ``pool_id``, and audit who asked.
 
-        With an ``idempotency_key`` already used by the same owner, nothing is created: the
-        earlier job is returned (``created`` is False), so a client may retry a creation whose
-        answer it never got. Reusing a key for a different request (another file, printer,
-        model, name or notification choice) raises :class:`IdempotencyMismatch`; ``start_by``
-        is not compared, since a retry computes its window afresh.
+        ``copies`` above 1 queues that many jobs in one transaction, sharing a ``batch_id``,
+        named "<name> (2/5)"; the first copy is returned. With an ``idempotency_key`` already
+        used by the same owner, nothing is created: the earlier job (the first copy) is returned
+        (``created`` is False), so a client may retry a creation whose answer it never got; the
+        key covers the whole batch. Reusing a key for a different request (another file,
+        target, requirements, number of copies, name or notification choice) raises
+        :class:`IdempotencyMismatch`; ``start_by`` and ``priority`` are not compared, since a
+        retry computes its window afresh and a queue may have been reordered since.
         """
-        if printer_id is None and model is None:
-            raise ValueError("a job needs a printer or a printer model")
-        view = JobView(
-            id=new_id(),
-            created_at=self._db.now(),
-            start_by=start_by,
-            state=JobState.QUEUED,
-            sha256=sha256,
-            submitter=owner_id,
-            printer_id=printer_id,
-            model=model,
-        )
-        details = {
-            "file_id": file_id,
-            "name": name,
-            "notify_completion": notify_completion,
-            "idempotency_key": idempotency_key,
-        }
+        if printer_id is None and model is None and pool_id is None:
+            raise ValueError("a job needs a printer, a printer model or a pool")
+        if pool_id is not None and (printer_id is not None or model is not None):
+            raise ValueError("a job for a pool names no printer or printer model")
+        if not 1 <= copies <= MAX_COPIES:
+            raise ValueError(f"copies must be between 1 and {MAX_COPIES}")
+        now = self._db.now()
+        batch_id = new_id() if copies > 1 else None
+        # Each copy a millisecond after the one before: the queue (oldest first among equal
+        # priorities) and every listing keep them in order.
+        views = [
+            JobView(
+                id=new_id(),
+                created_at=now + offset,
+                start_by=start_by,
+                state=JobState.QUEUED,
+                sha256=sha256,
+                submitter=owner_id,
+                printer_id=printer_id,
+                model=model,
+                pool_id=pool_id,
+                requirements=requirements,
+                priority=priority,
+            )
+            for offset in range(copies)
+        ]
+        records = [
+            JobRecord(
+                view=view,
+                version=1,
+                owner_id=owner_id,
+                file_id=file_id,
+                name=copy_name(name, index, copies),
+                notify_completion=notify_completion,
+                # One row holds the key; the batch is created, or found, with it.
+                idempotency_key=idempotency_key if index == 1 else None,
+                ended_at=None,
+                batch_id=batch_id,
+                copy_index=index if copies > 1 else None,
+                copies=copies if copies > 1 else None,
+            )
+            for index, view in enumerate(views, start=1)
+        ]
         async with self._db.transaction(write=True) as session:
             # ON CONFLICT DO NOTHING rather than look-then-insert: on PostgreSQL two concurrent
             # requests with one key both look first, and only the unique index tells them apart.
             inserted = await session.scalar(
                 self._db.insert(Job)
-                .values(**job_creation_columns(view), **details, ended_at=None, version=1)
+                .values(**_creation_row(records[0]))
                 .on_conflict_do_nothing(index_elements=[Job.owner_id, Job.idempotency_key])
                 .returning(Job.id)
             )
@@ -97,34 +136,32 @@ class Jobs:
                 if existing is None:  # pragma: no cover - the conflicting row cannot vanish
                     raise StoreError("idempotency key conflict without a job")
                 record = job_record(existing)
-                asked = (sha256, printer_id, model, file_id, name, notify_completion)
-                if _request_of(record) != asked:
+                if _request_of(record) != _request_of(records[0]):
                     raise IdempotencyMismatch(
                         f"idempotency key {idempotency_key!r} was used for job {record.view.id}, "
                         "a different request"
                     )
                 return JobCreated(record, created=False)
-            session.add(
-                audit_row(
-                    self._db.now(),
-                    Actor.user(owner_id),
-                    "job.created",
-                    printer_id=printer_id,
-                    job_id=view.id,
-                    detail={"sha256": sha256, "model": model, "start_by": start_by},
+            for record in records[1:]:
+                await session.execute(self._db.insert(Job).values(**_creation_row(record)))
+            for record in records:
+                session.add(
+                    audit_row(
+                        now,
+                        Actor.user(owner_id),
+                        "job.created",
+                        printer_id=printer_id,
+                        job_id=record.view.id,
+                        detail={
+                            "sha256": sha256,
+                            "model": model,
+                            "pool_id": pool_id,
+                            "start_by": start_by,
+                            "batch_id": batch_id,
+                        },
+                    )
                 )
-            )
-        record = JobRecord(
-            view=view,
-            version=1,
-            owner_id=owner_id,
-            file_id=file_id,
-            name=name,
-            notify_completion=notify_completion,
-            idempotency_key=idempotency_key,
-            ended_at=None,
-        )
-        return JobCreated(record, created=True)
+        return JobCreated(records[0], created=True)
 
     async def load(self, job_id: str) -> JobRecord:
         """A job by id; raises :class:`NotFound`."""
@@ -174,20 +211,24 @@ class Jobs:
         *,
         states: Collection[JobState] | None = None,
         printer_id: str | None = None,
+        batch_id: str | None = None,
         older_than: str | None = None,
         limit: int = 50,
     ) -> list[JobRecord]:
         """A user's jobs, newest first, a page at a time.
 
         ``states`` keeps jobs in those states; ``printer_id`` keeps jobs chosen for or assigned
-        to that printer; ``older_than`` (a job id, the last of the previous page) continues a
-        listing. Raises :class:`NotFound` if ``older_than`` is not one of the owner's jobs.
+        to that printer; ``batch_id`` keeps the copies of one submission; ``older_than`` (a job
+        id, the last of the previous page) continues a listing. Raises :class:`NotFound` if
+        ``older_than`` is not one of the owner's jobs.
         """
         conditions: list[ColumnElement[bool]] = [Job.owner_id == owner_id]
         if states is not None:
             conditions.append(Job.state.in_(list(states)))
         if printer_id is not None:
             conditions.append(or_(Job.printer_id == printer_id, Job.assigned_printer == printer_id))
+        if batch_id is not None:
+            conditions.append(Job.batch_id == batch_id)
         async with self._db.transaction(write=False) as session:
             if older_than is not None:
                 after = await session.scalar(
@@ -300,4 +341,38 @@ def _ended_at(view: JobView, now: int) -> ColumnElement[int | None] | int | None
 def _request_of(job: JobRecord) -> tuple[object, ...]:
     # What a retried creation must repeat to count as the same request.
     view = job.view
-    return (view.sha256, view.printer_id, view.model, job.file_id, job.name, job.notify_completion)
+    return (
+        view.sha256,
+        view.printer_id,
+        view.model,
+        view.pool_id,
+        view.requirements,
+        job.file_id,
+        job.name,
+        job.notify_completion,
+        job.copies,
+    )
+
+
+def _creation_row(record: JobRecord) -> dict[str, object]:
+    return {
+        **job_creation_columns(record.view),
+        "file_id": record.file_id,
+        "name": record.name,
+        "notify_completion": record.notify_completion,
+        "idempotency_key": record.idempotency_key,
+        "batch_id": record.batch_id,
+        "copy_index": record.copy_index,
+        "copies": record.copies,
+        "ended_at": None,
+        "version": record.version,
+    }
+
+
+def copy_name(name: str, index: int, copies: int) -> str:
+    """The name of copy ``index`` of ``copies``: "part (2/5)"; a single job keeps its name."""
+    if copies == 1:
+        return name
+    suffix = f" ({index}/{copies})"
+    # The column holds 200 characters: shorten the name, never the suffix.
+    return name[: NAME_LENGTH - len(suffix)] + suffix

@@ -200,6 +200,47 @@ class Job(Base):
     ended_at: Mapped[int | None] = mapped_column(BigInteger)
     version: Mapped[int] = mapped_column(Integer)
 
+    # A farm's queue (revision r0004): order, target pool, requirements, why it waits, copies.
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Higher first; a person reorders the queue by changing it."""
+    pool_id: Mapped[str | None] = mapped_column(
+        ForeignKey("pools.id", ondelete="SET NULL"), index=True
+    )
+    """Set null only under ended jobs: a pool with waiting jobs cannot be deleted."""
+    material: Mapped[str | None] = mapped_column(String(40))
+    nozzle_um: Mapped[int | None] = mapped_column(Integer)
+    wait: Mapped[str | None] = mapped_column(String(40))
+    """A ``WaitCode`` value; a plain string so that new codes need no migration."""
+    batch_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH), index=True)
+    """Shared by the copies of one submission."""
+    copy_index: Mapped[int | None] = mapped_column(Integer)
+    copies: Mapped[int | None] = mapped_column(Integer)
+
+
+class Pool(Base):
+    """A named group of printers its owner submits jobs to ("any printer of this pool")."""
+
+    __tablename__ = "pools"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class PoolPrinter(Base):
+    """A printer in a pool; a printer may be in several pools."""
+
+    __tablename__ = "pool_printers"
+
+    pool_id: Mapped[str] = mapped_column(
+        ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True
+    )
+    printer_id: Mapped[str] = mapped_column(
+        ForeignKey("printers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
 
 class AuditEntry(Base):
     """One line of the append-only audit log: who or what caused a command or a change (S1).

@@ -18,6 +18,7 @@ from printfleet.cloud.store.models import (
     File,
     Job,
     NotificationChannel,
+    Pool,
     Printer,
     TelemetrySample,
     User,
@@ -31,7 +32,7 @@ from printfleet.cloud.store.values import (
     Role,
     Severity,
 )
-from printfleet.protocol.dispatch import JobView
+from printfleet.protocol.dispatch import JobView, Requirements, WaitCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,23 @@ class JobRecord:
     notify_completion: bool
     idempotency_key: str | None
     ended_at: int | None
+    batch_id: str | None = None
+    """Shared by the copies of one submission; None for a single job."""
+    copy_index: int | None = None
+    """Which copy this is, from 1; None for a single job."""
+    copies: int | None = None
+    """How many copies the submission asked for; None for a single job."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A named group of printers, and the printers in it (by id, sorted)."""
+
+    id: str
+    owner_id: str
+    name: str
+    printer_ids: tuple[str, ...]
+    created_at: int
 
 
 class JobCreated(NamedTuple):
@@ -205,7 +223,17 @@ class TelemetryRecord:
 # Rows <-> records. The job conversions are the only place that knows how JobView is stored.
 
 IMMUTABLE_JOB_FIELDS = frozenset(
-    {"id", "created_at", "start_by", "sha256", "printer_id", "model", "submitter"}
+    {
+        "id",
+        "created_at",
+        "start_by",
+        "sha256",
+        "printer_id",
+        "model",
+        "submitter",
+        "pool_id",
+        "requirements",
+    }
 )
 """JobView fields fixed when the job is created; saving a view never changes them."""
 
@@ -230,7 +258,20 @@ def job_view(row: Job) -> JobView:
         query_id=row.query_id,
         cancel_sent_at=row.cancel_sent_at,
         reason=row.reason,
+        wait=_wait_code(row.wait),
+        priority=row.priority,
+        pool_id=row.pool_id,
+        requirements=Requirements(material=row.material, nozzle_um=row.nozzle_um),
     )
+
+
+def _wait_code(value: str | None) -> WaitCode | None:
+    # A code this version does not know (written by a newer replica) reads as "no code": the
+    # job's reason still says it in words.
+    try:
+        return None if value is None else WaitCode(value)
+    except ValueError:
+        return None
 
 
 def job_creation_columns(view: JobView) -> dict[str, object]:
@@ -243,6 +284,9 @@ def job_creation_columns(view: JobView) -> dict[str, object]:
         "sha256": view.sha256,
         "printer_id": view.printer_id,
         "model": view.model,
+        "pool_id": view.pool_id,
+        "material": view.requirements.material,
+        "nozzle_um": view.requirements.nozzle_um,
         **job_mutable_columns(view),
     }
 
@@ -260,6 +304,8 @@ def job_mutable_columns(view: JobView) -> dict[str, object]:
         "query_id": view.query_id,
         "cancel_sent_at": view.cancel_sent_at,
         "reason": view.reason,
+        "wait": None if view.wait is None else view.wait.value,
+        "priority": view.priority,
     }
 
 
@@ -274,6 +320,20 @@ def job_record(row: Job) -> JobRecord:
         notify_completion=row.notify_completion,
         idempotency_key=row.idempotency_key,
         ended_at=row.ended_at,
+        batch_id=row.batch_id,
+        copy_index=row.copy_index,
+        copies=row.copies,
+    )
+
+
+def pool_record(row: Pool, printer_ids: list[str]) -> PoolRecord:
+    """A pool row, with the ids of its printers, as a record."""
+    return PoolRecord(
+        id=row.id,
+        owner_id=row.owner_id,
+        name=row.name,
+        printer_ids=tuple(sorted(printer_ids)),
+        created_at=row.created_at,
     )
 
 

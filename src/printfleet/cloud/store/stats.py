@@ -16,6 +16,11 @@ START_ACTIONS = ("start:sent", "start:unknown")
 """The audit actions of a start command that may have reached its printer (the dispatcher logs
 ``start:<publish outcome>``)."""
 
+PRINTED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+"""The ends a print may have run before: expired and rejected jobs never printed."""
+
+_MS_PER_HOUR = 3_600_000
+
 
 @dataclass(frozen=True, slots=True)
 class JobHistoryRow:
@@ -106,6 +111,35 @@ class JobHistory:
                 )
             )
         return history
+
+    async def print_hours(self) -> dict[str, float]:
+        """Printer id -> hours printed so far, over every ended job (one query).
+
+        Counted as statistics count them: from the last start command that may have reached
+        the printer to the job's end, for jobs that ended completed, failed or cancelled.
+        """
+        started = (
+            select(func.max(AuditEntry.at))
+            .where(AuditEntry.job_id == Job.id, AuditEntry.action.in_(START_ACTIONS))
+            .correlate(Job)
+            .scalar_subquery()
+        )
+        query = (
+            select(Job.assigned_printer, func.sum(Job.ended_at - started))
+            .where(
+                Job.state.in_(sorted(PRINTED_STATES)),
+                Job.assigned_printer.is_not(None),
+                Job.ended_at >= started,
+            )
+            .group_by(Job.assigned_printer)
+        )
+        async with self._db.transaction(write=False) as session:
+            rows = (await session.execute(query)).all()
+        return {
+            printer_id: int(total or 0) / _MS_PER_HOUR
+            for printer_id, total in rows
+            if printer_id is not None
+        }
 
 
 def _number(value: object) -> float | None:

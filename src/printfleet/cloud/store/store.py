@@ -23,6 +23,7 @@ from printfleet.cloud.store.files import Files
 from printfleet.cloud.store.ids import wall_clock_ms
 from printfleet.cloud.store.jobs import Jobs
 from printfleet.cloud.store.maintenance import MaintenanceLog
+from printfleet.cloud.store.pools import Pools
 from printfleet.cloud.store.printers import Printers
 from printfleet.cloud.store.sealing import SecretBox
 from printfleet.cloud.store.telemetry import TelemetryLog
@@ -90,6 +91,7 @@ class Store:
         self.printers = Printers(self.database)
         self.files = Files(self.database)
         self.jobs = Jobs(self.database)
+        self.pools = Pools(self.database)
         self.audit = AuditLog(self.database)
         self.alerts = Alerts(self.database)
         self.channels = Channels(self.database, secrets)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from printfleet.cloud.store.stats import JobHistoryRow
+from printfleet.cloud.store.stats import PRINTED_STATES, JobHistoryRow
 from printfleet.cloud.usecases.ports import JobHistoryRecords
 from printfleet.cloud.usecases.principal import Principal, Scope
 from printfleet.protocol.lifecycle import JobState
@@ -152,8 +152,7 @@ class _Tally:
         )
 
 
-_PRINTED = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
-"""The ends a print may have run before: expired and rejected jobs never printed."""
+_PRINTED = PRINTED_STATES
 
 
 def _key(row: JobHistoryRow, by: GroupBy) -> str:
