@@ -147,3 +147,75 @@ def bench_overload(
             out.print(f"[yellow]note:[/] {note}")
     if check and not report.met:
         raise typer.Exit(1)
+
+
+@bench_app.command("farm")
+def bench_farm(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="CI smoke run: 4 printers, half a simulated hour.")
+    ] = False,
+    printers: Annotated[
+        int | None, typer.Option(min=2, max=50, help="Simulated printers (default: 6).")
+    ] = None,
+    hours: Annotated[
+        float | None,
+        typer.Option(min=0.05, max=100, help="Simulated hours of submitting (default: 10)."),
+    ] = None,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(min=1, max=200, help="Simulated seconds per real second (default: 60)."),
+    ] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(help="An MQTT broker URL to use (default: the cloud's embedded broker)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the figures as JSON instead of a table.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit with status 1 when anything was found.")
+    ] = False,
+) -> None:
+    """A demo farm with a plate attendant, its queue kept full for simulated hours, then every
+    job audited: all completed, no print onto an occupied plate, statistics agreeing."""
+    import asyncio  # noqa: PLC0415 - keeps --help fast
+    import dataclasses  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from rich.table import Table  # noqa: PLC0415
+
+    from printfleet.bench.farm import FarmError, FarmSettings, report_rows, run_farm  # noqa: PLC0415
+
+    settings = FarmSettings.quick() if quick else FarmSettings()
+    given: dict[str, Any] = {
+        "printers": printers,
+        "hours": hours,
+        "time_scale": time_scale,
+        "broker_url": broker,
+    }
+    settings = dataclasses.replace(
+        settings, **{name: value for name, value in given.items() if value is not None}
+    )
+    errors = Console(stderr=True)
+    try:
+        report = asyncio.run(
+            run_farm(settings, progress=lambda line: errors.print(line, style="dim"))
+        )
+    except FarmError as error:
+        errors.print(f"[red]farm run failed:[/] {error}")
+        raise typer.Exit(2) from None
+    rows = report_rows(report)
+    if json_output:
+        print(json.dumps({"figures": dict(rows), "findings": report.findings}, indent=2))
+    else:
+        table = Table(title="printfleet farm run")
+        table.add_column("figure")
+        table.add_column("value", overflow="fold")
+        for figure, value in rows:
+            table.add_row(figure, value)
+        out = console if console.is_terminal else Console(width=150)
+        out.print(table)
+        for finding in report.findings:
+            out.print(f"[red]finding:[/] {finding}")
+    if check and not report.passed:
+        raise typer.Exit(1)
