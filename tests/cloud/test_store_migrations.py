@@ -66,7 +66,7 @@ async def test_upgrading_again_changes_nothing(database_url: str) -> None:
     assert await current_revision(database_url) is None
     await upgrade(database_url)
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "r0004"
+    assert await current_revision(database_url) == head_revision() == "r0005"
 
 
 @pytest.mark.asyncio
@@ -109,6 +109,7 @@ def test_the_revisions_ship_inside_the_package() -> None:
         "r0002_sealed_secrets_token_expiry.py",
         "r0003_alert_resolution.py",
         "r0004_farm_queue.py",
+        "r0005_maintenance.py",
     ]
 
 

@@ -1,10 +1,10 @@
 """Maintenance counters: each printer's print hours and, for each part, when it was last
 serviced, at how many hours, how often it should be, and whether its reminder went out.
 
-Print hours are counted as statistics count them (:mod:`printfleet.cloud.store.stats`): from the
-last start command that may have reached the printer to the job's end, for jobs that may have
-printed (completed, failed, cancelled). A part never serviced through printfleet counts from the
-printer's first print.
+Print hours are statistics' own (:meth:`~printfleet.cloud.store.stats.JobHistory.print_hours`):
+from the last start command that may have reached the printer to the job's end, for jobs that
+may have printed (completed, failed, cancelled). A part never serviced through printfleet counts
+from the printer's first print.
 
 A part's reminder is an alert whose id is derived from the printer, the part and the service it
 counts from (:func:`reminder_id`): raised twice, it is kept once, and the service that ends it
@@ -16,21 +16,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, case, func, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printfleet.cloud.store.engine import Database
-from printfleet.cloud.store.models import Alert, AuditEntry, Job, PrinterMaintenance
-from printfleet.cloud.store.stats import START_ACTIONS
-from printfleet.protocol.lifecycle import JobState
+from printfleet.cloud.store.models import Alert, PrinterMaintenance
+from printfleet.cloud.store.stats import JobHistory
 
 PARTS = ("nozzle", "belts")
 """The parts printfleet keeps service counters for."""
 
-PRINTED_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
-"""The ends a print may have run before (expired and rejected jobs never printed)."""
-
-_MS_PER_HOUR = 3_600_000
 _REMINDERS = uuid.UUID("5d0b6a43-63b1-4f4e-8a4b-6f1c2d9e7a10")
 
 
@@ -51,7 +46,7 @@ class PartService:
 
 @dataclass(frozen=True, slots=True)
 class MaintenanceState:
-    """A printer's print hours and the service record of every part, read in one transaction."""
+    """A printer's print hours and the service record of every part."""
 
     printer_id: str
     print_hours: float
@@ -75,11 +70,17 @@ class MaintenanceLog:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._history = JobHistory(database)
+
+    async def print_hours(self, printer_id: str) -> float:
+        """The hours the printer has printed, over every ended job."""
+        return (await self._history.print_hours()).get(printer_id, 0.0)
 
     async def state(self, printer_id: str) -> MaintenanceState:
         """The printer's print hours and its parts' service records."""
+        hours = await self.print_hours(printer_id)
         async with self._db.transaction(write=False) as session:
-            return await _state(session, printer_id)
+            return await _state(session, printer_id, hours)
 
     async def mark_serviced(
         self, printer_id: str, part: str, *, resolution: str
@@ -89,28 +90,26 @@ class MaintenanceLog:
         a new one may be raised when the part is due again. Raises :class:`NotFound` for a
         printer the store does not have."""
         now = self._db.now()
+        hours = await self.print_hours(printer_id)
         async with self._db.transaction(write=True) as session:
             before = await session.scalar(
                 select(PrinterMaintenance.serviced_at).where(*_is(printer_id, part))
             )
             await _resolve(session, reminder_id(printer_id, part, before), now, resolution)
-            serviced = {
-                "serviced_at": now,
-                "hours_at_service": await _print_hours(session, printer_id),
-                "alerted_at": None,
-            }
+            serviced = {"serviced_at": now, "hours_at_service": hours, "alerted_at": None}
             await session.execute(
                 self._db.insert(PrinterMaintenance)
                 .values(printer_id=printer_id, part=part, interval_h=None, **serviced)
                 .on_conflict_do_update(index_elements=_KEY, set_=serviced)
             )
-            return await _state(session, printer_id)
+            return await _state(session, printer_id, hours)
 
     async def set_interval(
         self, printer_id: str, part: str, interval_h: float | None
     ) -> MaintenanceState:
         """Service ``part`` every ``interval_h`` print hours (None: the default). Raises
         :class:`NotFound` for a printer the store does not have."""
+        hours = await self.print_hours(printer_id)
         async with self._db.transaction(write=True) as session:
             await session.execute(
                 self._db.insert(PrinterMaintenance)
@@ -124,7 +123,7 @@ class MaintenanceLog:
                 )
                 .on_conflict_do_update(index_elements=_KEY, set_={"interval_h": interval_h})
             )
-            return await _state(session, printer_id)
+            return await _state(session, printer_id, hours)
 
     async def mark_reminded(self, printer_id: str, part: str, *, serviced_at: int | None) -> bool:
         """Note that the reminder of ``part`` since the service at ``serviced_at`` was raised.
@@ -183,7 +182,7 @@ async def _resolve(session: AsyncSession, alert_id: str, now: int, resolution: s
     return resolved is not None
 
 
-async def _state(session: AsyncSession, printer_id: str) -> MaintenanceState:
+async def _state(session: AsyncSession, printer_id: str, hours: float) -> MaintenanceState:
     rows = {
         row.part: row
         for row in await session.scalars(
@@ -191,35 +190,10 @@ async def _state(session: AsyncSession, printer_id: str) -> MaintenanceState:
         )
     }
     parts = tuple(_part(part, rows.get(part)) for part in PARTS)
-    return MaintenanceState(printer_id, await _print_hours(session, printer_id), parts)
+    return MaintenanceState(printer_id, hours, parts)
 
 
 def _part(part: str, row: PrinterMaintenance | None) -> PartService:
     if row is None:
         return PartService(part, None, None, 0.0, None)
     return PartService(part, row.interval_h, row.serviced_at, row.hours_at_service, row.alerted_at)
-
-
-async def _print_hours(session: AsyncSession, printer_id: str) -> float:
-    total = await session.scalar(
-        select(func.coalesce(func.sum(_printed_ms()), 0)).where(
-            # A job that was sent a start had a printer assigned, and keeps it once ended.
-            Job.assigned_printer == printer_id,
-            Job.state.in_(PRINTED_STATES),
-            Job.ended_at.is_not(None),
-        )
-    )
-    return int(total or 0) / _MS_PER_HOUR
-
-
-def _printed_ms() -> ColumnElement[int]:
-    started = (
-        select(func.max(AuditEntry.at))
-        .where(AuditEntry.job_id == Job.id, AuditEntry.action.in_(START_ACTIONS))
-        .correlate(Job)
-        .scalar_subquery()
-    )
-    # No start sent: nothing printed; an end stamped before the start: nothing either.
-    return case(
-        (and_(started.is_not(None), Job.ended_at > started), Job.ended_at - started), else_=0
-    )
