@@ -12,6 +12,7 @@ from printfleet.cli import (
     chaos,
     jobs,
     login,
+    maintenance,
     printers,
     processes,
     protocol,
@@ -85,6 +86,7 @@ app.command()(printers.share)
 app.add_typer(alerts.alerts_app, name="alerts")
 app.command()(printers.status)
 app.command()(stats.stats)
+app.command()(maintenance.maintenance)
 
 
 def main() -> None:
