@@ -1,10 +1,11 @@
 // The printfleet dashboard: one page, views chosen by the URL fragment (#/, #/printers/ID,
-// #/jobs, #/alerts, #/stats, #/settings). Views build their skeleton once and refill only their live
+// #/jobs, #/pools, #/alerts, #/stats, #/settings). Views build their skeleton once and refill only their live
 // parts, so a form being typed in is never wiped by an update.
 
 import { api, session, whenUnauthenticated } from "./api.js";
 import { drawTemperatureChart } from "./chart.js";
 import { LiveFeed } from "./live.js";
+import { poolsView } from "./pools.js";
 import { statsView } from "./stats.js";
 
 const CHART_WINDOW_MS = 10 * 60 * 1000;
@@ -532,6 +533,10 @@ function heaterText(heater) {
 
 const CARD_WAITS = 3;
 
+// A part of the printer reached its service interval (its reminder is not resolved yet).
+const serviceDue = (printerId) =>
+  state.alerts.some((a) => a.printer_id === printerId && a.kind === "maintenance_due" && !a.resolved_at);
+
 // The jobs waiting for a printer, each with why and what releases it (on its card).
 function cardWaits(p, waiting) {
   if (waiting.length === 0) return null;
@@ -559,6 +564,8 @@ function printerCard(p, alertCount, waiting) {
         h("h2", { id: `printer-${p.id}` }, h("a", { href: `#/printers/${encodeURIComponent(p.id)}` }, p.name)),
         badge(`state ${st}`, STATE_LABELS[st] || st),
         alertCount ? badge("alert", `${alertCount} alert${alertCount > 1 ? "s" : ""}`) : null,
+        serviceDue(p.id) ? badge("warning due", "Service due") : null,
+        p.simulated ? badge("simulated", "Simulated") : null,
       ),
       h(
         "dl",
@@ -779,6 +786,186 @@ function materialsSection(printerId) {
   return { node, update };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Maintenance: each part's print hours since its service, and marking it serviced.
+
+const PART_LABELS = { nozzle: "Nozzle", belts: "Belts" };
+
+function maintenanceSection(printerId) {
+  const path = `/api/v1/printers/${encodeURIComponent(printerId)}/maintenance`;
+  const rows = h("tbody");
+  const part = h("select", { id: "interval-part" });
+  const hours = h("input", { id: "interval-hours", type: "number", min: 1, step: "any", required: true });
+  const intervalError = h("p", { class: "error", role: "alert", id: "interval-error" });
+  const intervalForm = h(
+    "form",
+    { class: "card", "aria-labelledby": "interval-title", novalidate: true },
+    h("h3", { id: "interval-title" }, "Change a service interval"),
+    h("label", { for: "interval-part" }, "Part"),
+    part,
+    h("label", { for: "interval-hours" }, "Every (print hours)"),
+    hours,
+    intervalError,
+    h("button", { type: "submit" }, "Save interval"),
+  );
+  const node = h(
+    "section",
+    { "aria-labelledby": "maintenance-title", hidden: true },
+    h("h2", { id: "maintenance-title" }, "Maintenance"),
+    h(
+      "div",
+      { class: "scroll" },
+      h(
+        "table",
+        { class: "maintenance" },
+        h("thead", {}, h("tr", {}, ["Part", "Every", "Since service", "Status", "Serviced", ""].map((c) => h("th", { scope: "col" }, c)))),
+        rows,
+      ),
+    ),
+    intervalForm,
+  );
+  let fetched = 0;
+  let parts = [];
+  let printer = null;
+
+  intervalForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    intervalError.textContent = "";
+    const value = Number(hours.value);
+    if (!hours.value || !Number.isFinite(value) || value <= 0) {
+      intervalError.textContent = `“${hours.value}” is not a number of print hours, e.g. 300.`;
+      hours.focus();
+      return;
+    }
+    try {
+      await api.put(`${path}/${encodeURIComponent(part.value)}`, { interval_h: value });
+      toast(`${PART_LABELS[part.value] || part.value}: every ${value} h`);
+      fetched = 0;
+      scheduleRefresh(0);
+    } catch (failure) {
+      intervalError.textContent = failure.message;
+    }
+  });
+
+  function serviced(name) {
+    return act(`${PART_LABELS[name] || name} marked serviced`, async () => {
+      await api.post(`${path}/${encodeURIComponent(name)}/serviced`);
+      fetched = 0;
+    });
+  }
+
+  async function update(next) {
+    printer = next;
+    if (Date.now() - fetched > 3000) {
+      fetched = Date.now();
+      // An older cloud keeps no maintenance (404); any other failure hides it until the next try.
+      const answer = await optional(() => api.get(path)).catch(() => null);
+      node.hidden = answer === null;
+      if (answer === null) return;
+      parts = answer;
+    }
+    const operator = printer.role !== "viewer";
+    intervalForm.hidden = printer.role !== "owner";
+    fill(part, parts.map((p) => [p.part, PART_LABELS[p.part] || p.part]));
+    replaceKeepingFocus(
+      rows,
+      ...parts.map((p) => {
+        const label = PART_LABELS[p.part] || p.part;
+        return h(
+          "tr",
+          { dataset: { part: p.part, due: p.due } },
+          h("td", {}, label),
+          h("td", {}, `${p.interval_h} h`, p.default_interval ? h("span", { class: "muted" }, " (default)") : null),
+          h("td", {}, `${p.hours_since_service.toFixed(1)} h`),
+          h("td", {}, p.due ? badge("alert due", "Service due") : badge("completed", "OK")),
+          h("td", {}, p.serviced_at ? clock(p.serviced_at) : "never"),
+          h(
+            "td",
+            {},
+            operator
+              ? h("button", { type: "button", class: "small secondary", "aria-label": `Mark ${label.toLowerCase()} serviced`, onclick: () => serviced(p.part) }, "Mark serviced")
+              : null,
+          ),
+        );
+      }),
+    );
+  }
+  return { node, update };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulated printers only: inject a fault (as `printfleet sim --fault` does), clear it, or take
+// a finished print off the plate, through POST .../simulate.
+
+const FAULT_KINDS = [
+  ["heater-disconnected", "Heater disconnected (no power reaches it)"],
+  ["thermistor-detached", "Thermistor detached (reads about room temperature)"],
+  ["sensor-open", "Sensor open (reads -15 °C)"],
+  ["sensor-short", "Sensor short (reads 999 °C)"],
+  ["heater-stuck-on", "Heater stuck on (full power)"],
+  ["power-loss", "Power loss"],
+];
+
+function simulationSection(printerId) {
+  const kind = h("select", { id: "fault-kind" }, FAULT_KINDS.map(([value, label]) => h("option", { value }, label)));
+  const heater = h("select", { id: "fault-heater" }, h("option", { value: "hotend" }, "Hotend"), h("option", { value: "bed" }, "Bed"));
+  const off = h(
+    "select",
+    { id: "fault-off" },
+    h("option", { value: "30s" }, "30 simulated seconds"),
+    h("option", { value: "2m" }, "2 simulated minutes"),
+    h("option", { value: "" }, "Until the fault is cleared"),
+  );
+  const heaterField = h("div", {}, h("label", { for: "fault-heater" }, "Heater"), heater);
+  const offField = h("div", { hidden: true }, h("label", { for: "fault-off" }, "Power off for"), off);
+  const inject = h("button", { type: "submit", class: "danger" }, "Simulate a fault");
+  const clear = h("button", { type: "button", class: "secondary" }, "Clear fault");
+  const takeOff = h("button", { type: "button", class: "secondary" }, "Take the print off (simulated)");
+  const node = h(
+    "section",
+    { class: "simulation", "aria-labelledby": "simulation-title", hidden: true },
+    h("h2", { id: "simulation-title" }, "Simulation ", badge("simulated", "simulated printer")),
+    h("p", { class: "muted" }, "This printer is simulated: what you do here happens to its simulated hardware, as a real fault or a person at the printer would."),
+    h(
+      "form",
+      { class: "card", "aria-label": "Simulate a fault" },
+      h("label", { for: "fault-kind" }, "Fault"),
+      kind,
+      heaterField,
+      offField,
+      h("div", { class: "actions" }, inject, clear, takeOff),
+    ),
+  );
+  kind.addEventListener("change", () => {
+    const power = kind.value === "power-loss";
+    heaterField.hidden = power;
+    offField.hidden = !power;
+  });
+  let printer = null;
+  const send = (body, label) => simulate(printer || { id: printerId }, body, label);
+  node.querySelector("form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const arg = kind.value === "power-loss" ? off.value : heater.value;
+    const fault = arg ? `${kind.value}:${arg}` : kind.value;
+    const ok = await confirmDialog({
+      title: `Simulate ${kind.value} on ${printer ? printer.name : printerId}?`,
+      text: "The simulated printer behaves as a real one would: a print running on it fails, and a thermal fault latches until someone clears it.",
+      ok: "Simulate the fault",
+      danger: true,
+    });
+    if (ok) await send({ action: "fault", fault }, `Fault ${fault} simulated`);
+  });
+  clear.addEventListener("click", () => send({ action: "clear_fault" }, "Simulated fault cleared"));
+  takeOff.addEventListener("click", () => send({ action: "remove_print" }, "Print taken off (simulated)"));
+
+  function update(next) {
+    printer = next;
+    // Hidden on real printers (and on clouds that do not say).
+    node.hidden = printer.simulated !== true || printer.role === "viewer";
+  }
+  return { node, update };
+}
+
 function screenLines(p, jobName) {
   if (!p.online) return [["muted", "Printer offline: no screen to show."]];
   const lines = [];
@@ -825,8 +1012,11 @@ function printerView(main, printerId, part) {
   const plateCheckPending = h("span", { id: "plate-check-pending", class: "pending", role: "status" });
   const history = h("tbody");
   const materials = materialsSection(printerId);
+  const maintenance = maintenanceSection(printerId);
+  const simulation = simulationSection(printerId);
   let printer = null;
   let jobs = [];
+  let focusPart = part ? `${part}-title` : null; // the part the address names, once shown
 
   main.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← Fleet")),
@@ -866,6 +1056,8 @@ function printerView(main, printerId, part) {
       ),
     ),
     materials.node,
+    maintenance.node,
+    simulation.node,
     h(
       "section",
       { "aria-labelledby": "history-title" },
@@ -933,6 +1125,16 @@ function printerView(main, printerId, part) {
     );
   });
 
+  // A part shows once the printer's data says it applies (an older cloud has none of them).
+  function showPart() {
+    const heading = focusPart && document.getElementById(focusPart);
+    if (!heading || heading.closest("[hidden]")) return;
+    focusPart = null;
+    heading.tabIndex = -1;
+    heading.scrollIntoView({ block: "start" });
+    heading.focus({ preventScroll: true });
+  }
+
   const drawChart = () =>
     drawTemperatureChart(chart, state.samples.get(printerId) || [], CHART_WINDOW_MS);
 
@@ -944,6 +1146,9 @@ function printerView(main, printerId, part) {
       status.textContent = "No such printer, or it is not shared with you.";
       return;
     }
+    materials.update(printer);
+    simulation.update(printer);
+    showPart();
     if (Date.now() - jobsFetched > 2000 || (printer.job_id && !jobs.some((j) => j.id === printer.job_id))) {
       jobsFetched = Date.now();
       jobs = await api.get(`/api/v1/jobs?printer_id=${encodeURIComponent(printerId)}&limit=20`);
@@ -982,7 +1187,8 @@ function printerView(main, printerId, part) {
         ? ""
         : ` — not yet applied by the printer (it gets it when it is back); nothing starts there until it is`;
     if (plateCheckPending.textContent !== pending) plateCheckPending.textContent = pending;
-    materials.update(printer);
+    await maintenance.update(printer);
+    showPart();
     replaceKeepingFocus(history,
       ...jobs.map((j) =>
         h(
@@ -1010,6 +1216,26 @@ function jobsView(main) {
   const modelSelect = h("select", { id: "job-model" });
   const byPrinter = h("input", { type: "radio", name: "target", id: "target-printer", value: "printer", checked: true });
   const byModel = h("input", { type: "radio", name: "target", id: "target-model", value: "model" });
+  const byPool = h("input", { type: "radio", name: "target", id: "target-pool", value: "pool" });
+  const poolSelect = h("select", { id: "job-pool" });
+  const poolChoice = h("div", { class: "choice", hidden: true }, byPool, h("label", { for: "target-pool" }, "Any printer you may operate in pool"), poolSelect);
+  const copies = h("input", { id: "job-copies", type: "number", min: 1, max: 50, step: 1, value: 1 });
+  const priority = h("input", { id: "job-priority", type: "number", min: -100, max: 100, step: 1, value: 0, "aria-describedby": "job-priority-hint" });
+  const materialMode = h(
+    "select",
+    { id: "job-material-mode" },
+    h("option", { value: "file" }, "As the file says"),
+    h("option", { value: "any" }, "Any material"),
+    h("option", { value: "set" }, "This material:"),
+  );
+  const material = h("input", { id: "job-material", type: "text", maxlength: 16, autocomplete: "off", placeholder: "PETG", disabled: true, "aria-describedby": "job-material-hint" });
+  const nozzle = h(
+    "select",
+    { id: "job-nozzle" },
+    h("option", { value: "file" }, "As the file says"),
+    h("option", { value: "any" }, "Any nozzle"),
+    NOZZLES_UM.map((um) => h("option", { value: um }, nozzleText(um))),
+  );
   const within = h(
     "select",
     { id: "job-within" },
@@ -1039,7 +1265,27 @@ function jobsView(main) {
       h("legend", {}, "Print on"),
       h("div", { class: "choice" }, byPrinter, h("label", { for: "target-printer" }, "This printer"), printerSelect),
       h("div", { class: "choice" }, byModel, h("label", { for: "target-model" }, "Any printer you may operate of model"), modelSelect),
+      poolChoice,
     ),
+    h(
+      "fieldset",
+      { class: "requirements" },
+      h("legend", {}, "Needs"),
+      h("label", { for: "job-material-mode" }, "Material"),
+      materialMode,
+      h("label", { for: "job-material", class: "visually-hidden" }, "Material name"),
+      material,
+      h("p", { class: "muted hint", id: "job-material-hint" }, `Only printers with it loaded take the job. ${MATERIAL_HINT}`),
+      h("label", { for: "job-nozzle" }, "Nozzle"),
+      nozzle,
+    ),
+    h(
+      "div",
+      { class: "numbers" },
+      h("div", {}, h("label", { for: "job-copies" }, "Copies"), copies),
+      h("div", {}, h("label", { for: "job-priority" }, "Priority"), priority),
+    ),
+    h("p", { class: "muted hint", id: "job-priority-hint" }, "Priority -100 to 100: higher starts first, then the oldest."),
     h("label", { for: "job-within" }, "Start within (or it expires and you are told)"),
     within,
     h("div", { class: "upload" }, h("label", { for: "upload-progress" }, "Upload"), progress, progressText),
@@ -1048,6 +1294,19 @@ function jobsView(main) {
   );
   printerSelect.setAttribute("aria-label", "Printer");
   modelSelect.setAttribute("aria-label", "Model");
+  poolSelect.setAttribute("aria-label", "Pool");
+  materialMode.addEventListener("change", () => {
+    material.disabled = materialMode.value !== "set";
+    if (!material.disabled) material.focus();
+  });
+  // What the chosen file's slicer wrote is filled in, and named in the "as the file says" choice.
+  existing.addEventListener("change", () => {
+    const meta = (files.find((f) => f.id === existing.value) || {}).metadata || {};
+    const nozzleUm = meta.nozzle_um ?? null;
+    materialMode.options[0].textContent = meta.material ? `As the file says (${meta.material})` : "As the file says";
+    nozzle.options[0].textContent = nozzleUm ? `As the file says (${nozzleText(nozzleUm)})` : "As the file says";
+    if (meta.material && materialMode.value !== "any") material.value = meta.material;
+  });
   const showAll = h("input", { type: "checkbox", id: "show-ended", checked: true });
   const queue = h("tbody");
   main.append(
@@ -1067,7 +1326,7 @@ function jobsView(main) {
           h(
             "thead",
             {},
-            h("tr", {}, ["Job", "Printer", "State", "Reason", "Created", "Start by", ""].map((c) => h("th", { scope: "col" }, c))),
+            h("tr", {}, ["Job", "Printer", "State", "Priority", "Reason", "Created", "Start by", ""].map((c) => h("th", { scope: "col" }, c))),
           ),
           queue,
         ),
@@ -1085,9 +1344,18 @@ function jobsView(main) {
       fileInput.focus();
       return;
     }
-    const target = byModel.checked ? { model: modelSelect.value } : { printer_id: printerSelect.value };
-    if (!target.model && !target.printer_id) {
-      error.textContent = "Choose a printer or a model.";
+    const target = byModel.checked
+      ? { model: modelSelect.value }
+      : byPool.checked
+        ? { pool_id: poolSelect.value }
+        : { printer_id: printerSelect.value };
+    if (!target.model && !target.printer_id && !target.pool_id) {
+      error.textContent = "Choose a printer, a model or a pool.";
+      return;
+    }
+    const [extra, problem] = jobOptions();
+    if (problem) {
+      error.textContent = problem;
       return;
     }
     submit.disabled = true;
@@ -1104,10 +1372,10 @@ function jobsView(main) {
       }
       const job = await api.post(
         "/api/v1/jobs",
-        { file_id: fileId, start_within_s: Number(within.value), ...target },
+        { file_id: fileId, start_within_s: Number(within.value), ...target, ...extra },
         { "Idempotency-Key": crypto.randomUUID() },
       );
-      toast(`Job ${job.name} queued`);
+      toast(extra.copies ? `${extra.copies} copies of ${job.name.replace(/ \(\d+\/\d+\)$/, "")} queued` : `Job ${job.name} queued`);
       fileInput.value = "";
       filesFetched = 0;
       scheduleRefresh(0);
@@ -1118,20 +1386,56 @@ function jobsView(main) {
     }
   });
 
+  // Copies, priority, material and nozzle as the API takes them; left out where the form keeps
+  // the default, so an older cloud (which knows none of them) still takes a plain job.
+  function jobOptions() {
+    const extra = {};
+    const count = Number(copies.value || 1);
+    if (!Number.isInteger(count) || count < 1 || count > 50) return [null, `Copies: “${copies.value}” is not 1 to 50, e.g. 3.`];
+    if (count > 1) extra.copies = count;
+    const rank = Number(priority.value || 0);
+    if (!Number.isInteger(rank) || rank < -100 || rank > 100) return [null, `Priority: “${priority.value}” is not a whole number from -100 to 100, e.g. 10.`];
+    if (rank !== 0) extra.priority = rank;
+    if (materialMode.value === "any") extra.material = null;
+    if (materialMode.value === "set") {
+      const [value, problem] = parseMaterial(material.value);
+      if (problem) return [null, `Material: ${problem.replace("To empty the slot, use its Empty button.", "Or choose Any material.")}`];
+      material.value = value;
+      extra.material = value;
+    }
+    if (nozzle.value === "any") extra.nozzle_um = null;
+    else if (nozzle.value !== "file") extra.nozzle_um = Number(nozzle.value);
+    return [extra, null];
+  }
+
   let filesFetched = 0;
+  let files = [];
   let jobs = [];
+  let pools = null; // null: this cloud has no pools
   async function update() {
     const operable = state.printers.filter((p) => p.role !== "viewer");
     fill(printerSelect, operable.map((p) => [p.id, `${p.name} (${p.model})`]));
     fill(modelSelect, [...new Set(operable.map((p) => p.model))].sort().map((m) => [m, m]));
     if (Date.now() - filesFetched > 30_000) {
       filesFetched = Date.now();
-      const files = await api.get("/api/v1/files");
+      files = await api.get("/api/v1/files");
       fill(existing, [["", "— upload the file chosen above —"], ...files.map((f) => [f.id, f.name])]);
+      pools = await optional(() => api.get("/api/v1/pools"));
     }
-    jobs = await api.get("/api/v1/jobs?limit=50");
+    poolChoice.hidden = pools === null;
+    byPool.disabled = !pools || pools.length === 0;
+    fill(poolSelect, (pools || []).map((p) => [p.id, p.name]));
+    // The waiting jobs whatever their age (the planner's queue), and the latest others.
+    const [recent, waiting] = await Promise.all([
+      api.get("/api/v1/jobs?limit=50"),
+      api.get("/api/v1/jobs?state=queued&state=staged&limit=200"),
+    ]);
+    const byId = new Map([...recent, ...waiting].map((j) => [j.id, j]));
+    jobs = [...byId.values()].sort(plannerOrder);
     const names = new Map(state.printers.map((p) => [p.id, p.name]));
+    const poolNames = new Map((pools || []).map((p) => [p.id, p.name]));
     const shown = showAll.checked ? jobs : jobs.filter((j) => !TERMINAL.has(j.state));
+    const queued = jobs.filter((j) => WAITING.has(j.state));
     replaceKeepingFocus(queue,
       ...shown.map((j) => {
         const where = j.assigned_printer || j.printer_id;
@@ -1141,17 +1445,34 @@ function jobsView(main) {
         return h(
           "tr",
           { dataset: { jobId: j.id, state: j.state } },
-          h("td", {}, j.name),
-          h("td", {}, where ? names.get(where) || where : `any ${j.model}`),
+          h("td", {}, j.name, needs(j)),
+          h("td", {}, where ? names.get(where) || where : j.pool_id ? `any in pool ${poolNames.get(j.pool_id) || j.pool_id}` : `any ${j.model}`),
           h("td", {}, badge(`job ${j.state}`, j.state)),
+          h("td", { class: "priority" }, j.priority ?? "–"),
           h("td", { class: "reason" }, waitInfo(j)),
           h("td", {}, clock(j.created_at)),
           h("td", {}, TERMINAL.has(j.state) ? "–" : clock(j.start_by)),
-          h("td", {}, cancel),
+          h("td", { class: "row-actions" }, reorderButtons(j, queued), cancel),
         );
       }),
     );
-    if (shown.length === 0) queue.append(h("tr", {}, h("td", { colspan: 7 }, "No jobs.")));
+    if (shown.length === 0) queue.append(h("tr", {}, h("td", { colspan: 8 }, "No jobs.")));
+  }
+
+  // Raise: just above the job ahead of it; lower: just below the one after it (PATCH priority).
+  function reorderButtons(job, queued) {
+    if (!WAITING.has(job.state) || job.priority === undefined) return null;
+    const at = queued.indexOf(job);
+    const ahead = queued[at - 1];
+    const behind = queued[at + 1];
+    const up = Math.min(100, ahead ? Math.max(job.priority + 1, ahead.priority + 1) : job.priority + 1);
+    const down = Math.max(-100, behind ? Math.min(job.priority - 1, behind.priority - 1) : job.priority - 1);
+    const move = (value) => () =>
+      act(`${job.name}: priority ${value}`, () => api.patch(`/api/v1/jobs/${job.id}`, { priority: value }));
+    return [
+      h("button", { type: "button", class: "small secondary", "aria-label": `Raise priority of ${job.name}`, disabled: job.priority >= 100, onclick: move(up) }, "Raise"),
+      h("button", { type: "button", class: "small secondary", "aria-label": `Lower priority of ${job.name}`, disabled: job.priority <= -100, onclick: move(down) }, "Lower"),
+    ];
   }
 
   async function cancelJob(job) {
@@ -1166,6 +1487,36 @@ function jobsView(main) {
 
   update();
   return { update };
+}
+
+const NOZZLES_UM = [200, 250, 400, 600, 800, 1000];
+const PHASES = { queued: 0, staged: 0, dispatched: 1, printing: 1, paused: 1 };
+
+// As the planner takes them: waiting jobs by priority (highest first), then age, then id;
+// then the running ones and the ended ones, newest first.
+function plannerOrder(a, b) {
+  const phase = (j) => PHASES[j.state] ?? 2;
+  if (phase(a) !== phase(b)) return phase(a) - phase(b);
+  if (phase(a) !== 0) return b.created_at - a.created_at;
+  return (b.priority || 0) - (a.priority || 0) || a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+// What a job requires of a printer, under its name.
+function needs(job) {
+  const r = job.requirements;
+  if (!r || (!r.material && !r.nozzle_um)) return null;
+  const parts = [r.material, r.nozzle_um ? `${nozzleText(r.nozzle_um)} nozzle` : null].filter(Boolean);
+  return h("span", { class: "needs muted" }, `needs ${parts.join(", ")}`);
+}
+
+// A route an older cloud may not have: its answer, or null on 404.
+async function optional(call) {
+  try {
+    return await call();
+  } catch (failure) {
+    if (failure.status === 404) return null;
+    throw failure;
+  }
 }
 
 // Replace a select's options only when they changed, keeping the choice.
@@ -1394,6 +1745,11 @@ const ROUTES = [
   [/^#\/printers\/([^/]+)(?:\/(materials|maintenance|simulation))?$/, "fleet", (main, id, part) => printerView(main, decodeURIComponent(id), part)],
   [/^#\/jobs$/, "jobs", (main) => jobsView(main)],
   [/^#\/alerts$/, "alerts", (main) => alertsView(main)],
+  [
+    /^#\/pools$/,
+    "pools",
+    (main) => poolsView(main, { h, act, toast, confirmDialog, replaceKeepingFocus, printers: () => state.printers }),
+  ],
   [/^#\/stats$/, "stats", (main) => statsView(main, { h, toast, setTitle: (title) => (state.pageTitle = title) })],
   [/^#\/settings$/, "settings", (main) => settingsView(main)],
 ];
