@@ -182,6 +182,25 @@ CASES = [
         403,
         json=lambda actor, ids: {"heater": "bed", "target_c": 0},
     ),
+    # What is loaded: an operator's word, like a person's at the screen (test_api_materials.py).
+    Case(
+        "PUT",
+        "/api/v1/printers/{printer}/materials/{slot}",
+        202,
+        404,
+        403,
+        403,
+        json=lambda actor, ids: {"material": "PETG", "colour": "#ff0000"},
+    ),
+    Case(
+        "PUT",
+        "/api/v1/printers/{printer}/nozzle",
+        202,
+        404,
+        403,
+        403,
+        json=lambda actor, ids: {"nozzle_um": 600},
+    ),
     # Everyone has a stream of their own, which shows only what they may see.
     Case("GET", "/api/v1/events", 200, 200, 200, 200, stream=True),
     Case("GET", "/api/v1/channels", 200, 200, 200, 200),
@@ -256,6 +275,7 @@ async def _world(cloud: Running) -> World:
     ids["printer"] = unique("alice")
     ids["dave"] = "dave@example.org"
     ids["part"] = "nozzle"
+    ids["slot"] = "1"
     made = await client.post(
         "/api/v1/printers",
         headers=bearer(alice),

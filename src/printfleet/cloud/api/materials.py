@@ -1,0 +1,134 @@
+"""What is loaded at a printer, said remotely (operator role): ``PUT /printers/{id}/materials/
+{slot}`` and ``PUT /printers/{id}/nozzle``.
+
+What a person would enter at the printer's screen after loading a spool or swapping a nozzle.
+Sent now or not at all (503; S9), signed like every command, audited; the printer records it and
+reports it back in its state (``materials``, ``nozzle_um`` of the printer), which is what
+dispatch matches jobs' material and nozzle against.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from printfleet.cloud.api.auth import Writer
+from printfleet.cloud.api.context import Context
+from printfleet.cloud.api.errors import ERROR_RESPONSES
+from printfleet.cloud.api.schemas import JSON_INTEGER
+from printfleet.cloud.usecases.materials import MaterialActions
+
+router = APIRouter(prefix="/api/v1", tags=["printers"], responses=ERROR_RESPONSES)
+
+_MATERIAL = re.compile(r"[A-Z0-9][A-Z0-9+\-]{0,15}")
+_COLOUR = re.compile(r"#[0-9a-f]{6}")
+MIN_NOZZLE_UM, MAX_NOZZLE_UM = 100, 2000
+
+
+class MaterialIn(BaseModel):
+    """What a filament slot holds now; ``material`` null empties the slot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    material: Annotated[
+        str | None,
+        Field(
+            description="The filament type as slicers write it (upper case; lower case is "
+            "accepted), or null for an empty slot",
+            examples=["PLA", "PETG", "PA-CF"],
+        ),
+    ]
+    colour: Annotated[
+        str | None, Field(description="The spool's colour as #rrggbb", examples=["#ff0000"])
+    ] = None
+
+    @field_validator("material")
+    @classmethod
+    def _material_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().upper()
+        if not _MATERIAL.fullmatch(name):
+            msg = (
+                f"{value!r} is not a material name: 1 to 16 letters, digits, '+' or '-', "
+                'starting with a letter or digit, e.g. "PLA", "PETG" or "PA-CF"'
+            )
+            raise ValueError(msg)
+        return name
+
+    @field_validator("colour")
+    @classmethod
+    def _colour(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        colour = value.strip().lower()
+        if not _COLOUR.fullmatch(colour):
+            msg = f'{value!r} is not a colour: give "#rrggbb" in hex, e.g. "#ff0000" for red'
+            raise ValueError(msg)
+        return colour
+
+
+class NozzleIn(BaseModel):
+    """The nozzle fitted now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nozzle_um: Annotated[
+        int,
+        Field(
+            description="The nozzle's diameter in micrometres (400 is a 0.4 mm nozzle)",
+            examples=[400],
+            json_schema_extra={"minimum": MIN_NOZZLE_UM, "maximum": MAX_NOZZLE_UM},
+        ),
+        JSON_INTEGER,
+    ]
+
+    @field_validator("nozzle_um")
+    @classmethod
+    def _in_range(cls, value: int) -> int:
+        if not MIN_NOZZLE_UM <= value <= MAX_NOZZLE_UM:
+            msg = (
+                f"a nozzle of {value} µm: give micrometres from {MIN_NOZZLE_UM} to "
+                f"{MAX_NOZZLE_UM}, e.g. 400 for a 0.4 mm nozzle"
+            )
+            raise ValueError(msg)
+        return value
+
+
+class LoadoutCommandSent(BaseModel):
+    """The command went to the printer now (S9); its ``ack`` and new state follow."""
+
+    printer_id: str
+    action: str
+    command_id: str
+
+
+Slot = Annotated[int, Path(ge=1, le=16, description="The slot, numbered from 1 as slicers do")]
+
+
+def _actions(context: Context) -> MaterialActions:
+    return MaterialActions(context.service.printers)
+
+
+@router.put("/printers/{printer_id}/materials/{slot}", status_code=status.HTTP_202_ACCEPTED)
+async def set_material(
+    printer_id: str, slot: Slot, body: MaterialIn, principal: Writer, context: Context
+) -> LoadoutCommandSent:
+    """Say what filament ``slot`` holds (owner or operator; audited); ``material`` null says
+    the slot is empty. A slot the printer does not have is refused by the printer."""
+    command_id = await _actions(context).set_material(
+        principal, printer_id, slot=slot, material=body.material, colour=body.colour
+    )
+    return LoadoutCommandSent(printer_id=printer_id, action="set_material", command_id=command_id)
+
+
+@router.put("/printers/{printer_id}/nozzle", status_code=status.HTTP_202_ACCEPTED)
+async def set_nozzle(
+    printer_id: str, body: NozzleIn, principal: Writer, context: Context
+) -> LoadoutCommandSent:
+    """Say which nozzle is fitted (owner or operator; audited)."""
+    command_id = await _actions(context).set_nozzle(principal, printer_id, nozzle_um=body.nozzle_um)
+    return LoadoutCommandSent(printer_id=printer_id, action="set_nozzle", command_id=command_id)
