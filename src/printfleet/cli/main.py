@@ -13,6 +13,7 @@ from printfleet.cli import (
     jobs,
     login,
     maintenance,
+    materials,
     printers,
     processes,
     protocol,
@@ -87,6 +88,7 @@ app.add_typer(alerts.alerts_app, name="alerts")
 app.command()(printers.status)
 app.command()(stats.stats)
 app.command()(maintenance.maintenance)
+materials.register(app)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from printfleet.cloud.api.auth import Writer
 from printfleet.cloud.api.context import Context
@@ -26,6 +27,12 @@ router = APIRouter(prefix="/api/v1", tags=["printers"], responses=ERROR_RESPONSE
 _MATERIAL = re.compile(r"[A-Z0-9][A-Z0-9+\-]{0,15}")
 _COLOUR = re.compile(r"#[0-9a-f]{6}")
 MIN_NOZZLE_UM, MAX_NOZZLE_UM = 100, 2000
+
+
+def _invalid(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message is exactly ``message`` (no "Value error, " before it;
+    without a context, pydantic leaves braces in it as they are)."""
+    return PydanticCustomError(kind, message)
 
 
 class MaterialIn(BaseModel):
@@ -56,7 +63,7 @@ class MaterialIn(BaseModel):
                 f"{value!r} is not a material name: 1 to 16 letters, digits, '+' or '-', "
                 'starting with a letter or digit, e.g. "PLA", "PETG" or "PA-CF"'
             )
-            raise ValueError(msg)
+            raise _invalid("material_name", msg)
         return name
 
     @field_validator("colour")
@@ -67,7 +74,7 @@ class MaterialIn(BaseModel):
         colour = value.strip().lower()
         if not _COLOUR.fullmatch(colour):
             msg = f'{value!r} is not a colour: give "#rrggbb" in hex, e.g. "#ff0000" for red'
-            raise ValueError(msg)
+            raise _invalid("colour", msg)
         return colour
 
 
@@ -94,7 +101,7 @@ class NozzleIn(BaseModel):
                 f"a nozzle of {value} µm: give micrometres from {MIN_NOZZLE_UM} to "
                 f"{MAX_NOZZLE_UM}, e.g. 400 for a 0.4 mm nozzle"
             )
-            raise ValueError(msg)
+            raise _invalid("nozzle_um", msg)
         return value
 
 
