@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from tests.cloud.conftest import FakeClock, Seed
 from tests.cloud.test_api import api_database_url, bearer, sign_up
-from tests.cloud.test_e2e_jobs import HOOK_SECRET, shop, until, webhook_channel
+from tests.cloud.test_e2e_jobs import HOOK_SECRET, LONG, shop, until, webhook_channel
 from tests.cloud.test_notify_announcer import SECRET, announcing
 from tests.cloud.test_notify_support import WebhookReceiver, serve_asgi
 
@@ -376,3 +376,29 @@ async def test_a_real_print_past_the_interval_raises_one_reminder_until_serviced
             assert alert["resolved_at"] is not None
             nozzle, _ = await s.call("GET", base)
             assert (nozzle["due"], nozzle["hours_since_service"]) == (False, 0.0)
+
+
+@pytest.mark.asyncio
+async def test_a_print_a_person_cancels_adds_its_hours_and_may_remind(
+    api_database_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with shop(
+        tmp_path, api_database_url, mosquitto, email="cancel@example.org", maintenance_belts_h=1e-5
+    ) as s:
+        x1 = await s.printer("x1")
+        job_id = await s.submit(x1.id, LONG)
+
+        async def printing() -> bool:
+            return bool((await s.job(job_id))["state"] == "printing")
+
+        await until(printing, within=30)
+        await s.call("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+        async def reminded() -> bool:
+            alerts = await s.call("GET", "/api/v1/alerts")
+            return any(a["kind"] == "maintenance_due" for a in alerts)
+
+        await until(reminded, within=10)
+        nozzle, belts = await s.call("GET", f"/api/v1/printers/{x1.id}/maintenance")
+        # Due on the hours of the cancelled print alone (the API rounds them to 4 decimals).
+        assert (nozzle["due"], belts["due"]) == (False, True)

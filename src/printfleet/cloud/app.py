@@ -217,6 +217,8 @@ class _CoreListeners:
             version=job.version,
             notify_completion=job.notify_completion,
         )
+        # A print a person cancelled adds its hours too.
+        await self.reminders.job_changed(job.view, event)
 
     async def plate_needed(self, job: StoredJob, printer_id: str) -> None:
         """A job waits on a plate a person must confirm (S5): ask them, once."""
