@@ -1,5 +1,5 @@
-"""Slicer comments in G-code: estimated time, layers, filament and its material — for the runner
-and for uploads.
+"""Slicer comments in G-code: estimated time, layers, filament and its material, the nozzle — for
+the runner and for uploads.
 
 No I/O: callers pass lines (an open text file, a list, any iterable of str) to `parse_metadata`,
 or whole blocks of lines to a `MetadataReader`, which is how the cloud reads an upload: a block at
@@ -44,6 +44,9 @@ class SlicerCommentKind(StrEnum):
     MATERIAL = "material"
     """PrusaSlicer/SuperSlicer/OrcaSlicer/BambuStudio ``filament_type``: one per extruder in
     `SlicerComment.texts` (value unused)."""
+    NOZZLE_DIAMETER = "nozzle_diameter"
+    """PrusaSlicer/OrcaSlicer/BambuStudio ``nozzle_diameter = 0.4`` (one per extruder, in
+    `values`), Cura ``EXTRUDER_TRAIN.0.NOZZLE.DIAMETER:0.4``; millimetres."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,9 @@ class GcodeMetadata:
     material: str | None = None
     """The upper-case material (PLA, PETG) of the extruders that print: of those the file shows
     using filament, else of the first; several different ones joined by ``+`` (PETG+PLA)."""
+    nozzle_um: int | None = None
+    """The nozzle the file was sliced for, in micrometres (400 = 0.4 mm): the first extruder's
+    when there are several; `None` if not stated or outside 100..2000."""
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
@@ -100,9 +106,13 @@ _FILAMENT_SLOTS = re.compile(r"filament\s*:\s*(\d{1,3}(?:\s*,\s*\d{1,3})*)", re.
 _FILAMENT_TYPE = re.compile(r"filament_type\s*=\s*(.*)", re.IGNORECASE)
 _MATERIAL_NAME = re.compile(r"[A-Z0-9][A-Z0-9+._/ -]{0,31}")
 """What printfleet keeps as a material name: anything else in ``filament_type`` is dropped."""
+_NOZZLE_DIAMETER = re.compile(rf"nozzle_diameter\s*=\s*({_NUMBERS})", re.IGNORECASE)
+_CURA_NOZZLE = re.compile(rf"EXTRUDER_TRAIN\.0\.NOZZLE\.DIAMETER:({_NUMBER})")
+NOZZLE_UM_RANGE = range(100, 2001)
+"""The nozzles printfleet knows of, in micrometres (the protocol's ``NozzleUm``)."""
 _CURA_FILAMENT = re.compile(rf"Filament used:\s*({_NUMBER})m?((?:\s*,\s*{_NUMBER}m?)*)")
 _MAYBE_SLICER_COMMENT = re.compile(
-    r"^[^;\n]*;([^\n]*?(?:layer|time|filament)[^\n]*)", re.IGNORECASE | re.MULTILINE
+    r"^[^;\n]*;([^\n]*?(?:layer|time|filament|nozzle)[^\n]*)", re.IGNORECASE | re.MULTILINE
 )
 """The comment of each line that mentions a word every pattern above contains (case-insensitively,
 as the loosest of them), so the rest never costs a Python call: a superset of what
@@ -172,6 +182,10 @@ def read_slicer_comment(comment: str) -> SlicerComment | None:
         # One per extruder (or AMS slot), ';'-separated: "PLA;PETG".
         texts = tuple(_material_name(name) for name in match[1].split(";"))
         return SlicerComment(SlicerCommentKind.MATERIAL, 0.0, texts=texts)
+    if match := _NOZZLE_DIAMETER.fullmatch(text):
+        return SlicerComment(SlicerCommentKind.NOZZLE_DIAMETER, 0.0, _numbers(match[1]))
+    if match := _CURA_NOZZLE.fullmatch(text):
+        return SlicerComment(SlicerCommentKind.NOZZLE_DIAMETER, 0.0, (float(match[1]),))
     if match := _CURA_FILAMENT.fullmatch(text):
         # Cura gives metres per extruder: "1.23456m, 0m".
         return SlicerComment(SlicerCommentKind.FILAMENT_MM, 1000.0 * _sum(match[1] + match[2]))
@@ -200,6 +214,7 @@ class MetadataReader:
         self._used: tuple[float, ...] = ()
         self._slots: tuple[int, ...] = ()
         self._materials: tuple[str, ...] = ()
+        self._nozzles_mm: tuple[float, ...] = ()
         self._layer_markers = 0
         self._marker_kind: SlicerCommentKind | None = None
 
@@ -243,6 +258,8 @@ class MetadataReader:
                 self._slots = tuple(int(slot) for slot in found.values)
             case SlicerCommentKind.MATERIAL:
                 self._materials = found.texts
+            case SlicerCommentKind.NOZZLE_DIAMETER:
+                self._nozzles_mm = found.values
 
     def _material(self) -> str | None:
         """The materials of the extruders used: by the slots the file names, else by the
@@ -260,6 +277,12 @@ class MetadataReader:
             return None
         return "+".join(names)
 
+    def _nozzle_um(self) -> int | None:
+        if not self._nozzles_mm:
+            return None
+        micrometres = round(self._nozzles_mm[0] * 1000)
+        return micrometres if micrometres in NOZZLE_UM_RANGE else None
+
     def result(self) -> GcodeMetadata:
         """What the lines read so far say."""
         total_layers = self._total_layers
@@ -271,6 +294,7 @@ class MetadataReader:
             filament_mm=self._filament_mm,
             filament_g=self._filament_g,
             material=self._material(),
+            nozzle_um=self._nozzle_um(),
         )
 
 

@@ -137,6 +137,7 @@ def _check_gcode(raw: _Readable, what: str) -> FileMetadata:
         filament_mm=found.filament_mm,
         filament_g=found.filament_g,
         material=found.material,
+        nozzle_um=found.nozzle_um,
         has_thumbnail=thumbnail,
     )
 
@@ -396,6 +397,7 @@ def _check_archive(
         filament_mm=metadata.filament_mm,
         filament_g=metadata.filament_g,
         material=metadata.material,
+        nozzle_um=metadata.nozzle_um,
         has_thumbnail=thumbnail or metadata.has_thumbnail,
     )
 

@@ -380,6 +380,7 @@ def metadata_document(metadata: FileMetadata) -> JSONObject:
         "has_thumbnail": metadata.has_thumbnail,
         "filament_g": metadata.filament_g,
         "material": metadata.material,
+        "nozzle_um": metadata.nozzle_um,
     }
 
 
@@ -388,7 +389,7 @@ def file_record(row: File) -> FileRecord:
     document = row.file_metadata
     estimated_s, layers = document.get("estimated_s"), document.get("layers")
     filament_mm, filament_g = document.get("filament_mm"), document.get("filament_g")
-    material = document.get("material")
+    material, nozzle_um = document.get("material"), document.get("nozzle_um")
     metadata = FileMetadata(
         estimated_s=estimated_s if isinstance(estimated_s, int) else None,
         layers=layers if isinstance(layers, int) else None,
@@ -397,6 +398,9 @@ def file_record(row: File) -> FileRecord:
         has_thumbnail=document.get("has_thumbnail") is True,
         filament_g=float(filament_g) if isinstance(filament_g, int | float) else None,
         material=material if isinstance(material, str) else None,
+        nozzle_um=nozzle_um
+        if isinstance(nozzle_um, int) and not isinstance(nozzle_um, bool)
+        else None,
     )
     return FileRecord(
         id=row.id,

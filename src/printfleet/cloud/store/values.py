@@ -103,3 +103,5 @@ class FileMetadata:
     filament_g: float | None = None
     material: str | None = None
     """Upper-case, as the slicer named it (PLA, PETG); several used ones joined by ``+``."""
+    nozzle_um: int | None = None
+    """The nozzle the file was sliced for, in micrometres (400 = 0.4 mm)."""
