@@ -23,7 +23,7 @@ def test_public_names_are_pinned() -> None:
             "Alert", "AsyncClient", "AuditEntry", "Backoff", "BreakerOpen", "Call", "Channel",
             "CircuitBreaker", "Client", "CommandSent", "Conflict", "Delivery", "Forbidden",
             "Health", "InvalidRequest", "IssuedToken", "Job", "JobDetail", "NotFound",
-            "Notification", "NotificationSent", "Overloaded", "PrintFile", "Printer",
+            "Notification", "NotificationSent", "Overloaded", "Pool", "PrintFile", "Printer",
             "PrintfleetError", "Provisioned", "RateLimited", "RetryBudget", "RetryPolicy",
             "ServerError", "Share", "StreamEvent", "Token", "Unauthenticated", "Unreachable",
             "User",
@@ -58,6 +58,10 @@ MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (models.Channel, schemas.ChannelOut),
     (models.Delivery, schemas.DeliveryOut),
     (models.NotificationSent, schemas.NotificationSent),
+    (models.MaterialSlot, schemas.MaterialSlotOut),
+    (models.Requirements, schemas.RequirementsOut),
+    (models.Wait, schemas.WaitOut),
+    (models.Pool, schemas.PoolOut),
 ]
 
 

@@ -151,10 +151,35 @@ CASES = [
     Case("POST", "/api/v1/jobs", 201, 404, 403, 403, json=_job_body, label="own file"),
     Case("GET", "/api/v1/jobs", 200, 200, 200, 200),
     Case("GET", "/api/v1/jobs/{job}", 200, 404, 404, 200),
+    # Reordering the queue: the submitter (or the printer's owner) only.
+    Case("PATCH", "/api/v1/jobs/{job}", 200, 404, 404, 403, json=lambda a, ids: {"priority": 5}),
     # A queued job cannot be paused or resumed (422) - but only its owner learns that.
     Case("POST", "/api/v1/jobs/{job}/pause", 422, 404, 404, 403),
     Case("POST", "/api/v1/jobs/{job}/resume", 422, 404, 404, 403),
     Case("POST", "/api/v1/jobs/{job}/cancel", 200, 404, 404, 403),
+    # Pools are personal; one holds only printers its creator operates (422 for the others,
+    # who may not put Alice's printer in a pool of theirs).
+    Case("GET", "/api/v1/pools", 200, 200, 200, 200),
+    Case(
+        "POST",
+        "/api/v1/pools",
+        201,
+        422,
+        422,
+        403,
+        json=lambda actor, ids: {"name": f"{actor} pool", "printer_ids": [ids["printer"]]},
+    ),
+    Case("GET", "/api/v1/pools/{pool}", 200, 404, 404, 200),
+    Case(
+        "PUT",
+        "/api/v1/pools/{pool}",
+        200,
+        404,
+        404,
+        403,
+        json=lambda actor, ids: {"name": "renamed", "printer_ids": [ids["printer"]]},
+    ),
+    Case("DELETE", "/api/v1/pools/{spare_pool}", 200, 404, 404, 403),
     Case("GET", "/api/v1/alerts", 200, 200, 200, 200),
     # A viewer sees the printer's alerts and may acknowledge them.
     Case("POST", "/api/v1/alerts/{alert}/ack", 200, 404, 200, 403),
@@ -297,6 +322,13 @@ async def _world(cloud: Running) -> World:
         json={"file_id": ids["file_owner"], "printer_id": ids["printer"]},
     )
     ids["job"] = job.json()["id"]
+    for name in ("pool", "spare_pool"):
+        pool = await client.post(
+            "/api/v1/pools",
+            headers=bearer(alice),
+            json={"name": name, "printer_ids": [ids["printer"]]},
+        )
+        ids[name] = pool.json()["id"]
     alert = await cloud.context.store.alerts.add(
         ids["printer"], kind="thermal_runaway", severity=Severity.CRITICAL, message="hotend"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
 import httpx
@@ -30,6 +31,7 @@ from printfleet.client.models import (
     JobDetail,
     MaintenancePart,
     NotificationSent,
+    Pool,
     Printer,
     PrintFile,
     Provisioned,
@@ -267,25 +269,51 @@ upload_answer: Call[PrintFile] = Call("POST", f"{API}/files", _reader(PrintFile)
 # -- jobs ----------------------------------------------------------------------------------------
 
 
+class FromFile(Enum):
+    """A job requirement left out: the cloud takes it from the file's slicer metadata."""
+
+    FROM_FILE = "from the file"
+
+
+FROM_FILE = FromFile.FROM_FILE
+
+
 def create_job(
     file_id: str,
     *,
     printer_id: str | None = None,
     model: str | None = None,
+    pool_id: str | None = None,
     start_within_s: int | None = None,
     notify_completion: bool = False,
     idempotency_key: str | None = None,
+    priority: int = 0,
+    copies: int = 1,
+    material: str | FromFile | None = FROM_FILE,
+    nozzle_um: int | FromFile | None = FROM_FILE,
 ) -> Call[Job]:
-    """Queue a print; always with an idempotency key, so that it may be retried safely."""
-    if (printer_id is None) == (model is None):
-        raise ValueError("a job needs exactly one of printer_id and model")
+    """Queue a print (``copies`` of it); always with an idempotency key, so that it may be
+    retried safely. ``material`` and ``nozzle_um`` left out come from the file's metadata;
+    None means any."""
+    if sum(target is not None for target in (printer_id, model, pool_id)) != 1:
+        raise ValueError("a job needs exactly one of printer_id, model and pool_id")
     body = _params(
         file_id=file_id,
         printer_id=printer_id,
         model=model,
+        pool_id=pool_id,
         start_within_s=start_within_s,
         notify_completion=notify_completion,
     )
+    if priority:
+        body["priority"] = priority
+    if copies != 1:
+        body["copies"] = copies
+    # None is sent (it means "any"); left out, the cloud reads the file's metadata.
+    if not isinstance(material, FromFile):
+        body["material"] = material
+    if not isinstance(nozzle_um, FromFile):
+        body["nozzle_um"] = nozzle_um
     key = idempotency_key or f"sdk-{uuid.uuid4()}"
     return Call("POST", f"{API}/jobs", _reader(Job), json=body, headers={IDEMPOTENCY_HEADER: key})
 
@@ -294,14 +322,20 @@ def list_jobs(
     *,
     states: list[JobState] | None = None,
     printer_id: str | None = None,
+    batch_id: str | None = None,
     older_than: str | None = None,
     limit: int = 50,
 ) -> Call[list[Job]]:
     """The caller's jobs, newest first, a page at a time."""
-    params = _params(printer_id=printer_id, older_than=older_than, limit=limit)
+    params = _params(printer_id=printer_id, batch_id=batch_id, older_than=older_than, limit=limit)
     if states:
         params["state"] = [str(state) for state in states]
     return Call("GET", f"{API}/jobs", _reader(list[Job]), params=params)
+
+
+def set_priority(job_id: str, priority: int) -> Call[Job]:
+    """Give a waiting job a new priority (-100..100; higher starts first)."""
+    return Call("PATCH", f"{API}/jobs/{job_id}", _reader(Job), json={"priority": priority})
 
 
 def get_job(job_id: str) -> Call[JobDetail]:
@@ -322,6 +356,36 @@ def pause_job(job_id: str) -> Call[Job]:
 def resume_job(job_id: str) -> Call[Job]:
     """Resume a paused job."""
     return Call("POST", f"{API}/jobs/{job_id}/resume", _reader(Job))
+
+
+# -- pools ---------------------------------------------------------------------------------------
+
+
+def list_pools() -> Call[list[Pool]]:
+    """The caller's pools, by name."""
+    return Call("GET", f"{API}/pools", _reader(list[Pool]))
+
+
+def get_pool(pool_id: str) -> Call[Pool]:
+    """One of the caller's pools."""
+    return Call("GET", f"{API}/pools/{pool_id}", _reader(Pool))
+
+
+def create_pool(name: str, printer_ids: list[str]) -> Call[Pool]:
+    """Make a pool of printers the caller owns or operates."""
+    body = {"name": name, "printer_ids": printer_ids}
+    return Call("POST", f"{API}/pools", _reader(Pool), json=body)
+
+
+def update_pool(pool_id: str, name: str, printer_ids: list[str]) -> Call[Pool]:
+    """Rename a pool and replace its printers."""
+    body = {"name": name, "printer_ids": printer_ids}
+    return Call("PUT", f"{API}/pools/{pool_id}", _reader(Pool), json=body)
+
+
+def delete_pool(pool_id: str) -> Call[Pool]:
+    """Delete a pool (refused while jobs not yet ended target it)."""
+    return Call("DELETE", f"{API}/pools/{pool_id}", _reader(Pool))
 
 
 # -- alerts and operations -----------------------------------------------------------------------

@@ -29,11 +29,14 @@ __all__ = [
     "Job",
     "JobDetail",
     "LinkHealth",
+    "MaterialSlot",
     "NotificationSent",
+    "Pool",
     "PrintFile",
     "Printer",
     "Progress",
     "Provisioned",
+    "Requirements",
     "Share",
     "Stats",
     "StatsGroup",
@@ -43,6 +46,7 @@ __all__ = [
     "Temperatures",
     "Token",
     "User",
+    "Wait",
 ]
 
 Role = Literal["owner", "operator", "viewer"]
@@ -107,6 +111,14 @@ class Progress(_Model):
     time_left_s: int
 
 
+class MaterialSlot(_Model):
+    """What one filament slot of a printer holds, as the printer last reported it."""
+
+    slot: int
+    material: str
+    colour: str | None = None
+
+
 class Printer(_Model):
     """A printer as the caller may see it, with the cloud's latest knowledge of it."""
 
@@ -132,6 +144,14 @@ class Printer(_Model):
     progress: Progress | None
     link_evidence_age_s: float | None
     """Seconds since the cloud last proved its broker link with a round trip."""
+    materials: list[MaterialSlot] = []
+    """Its filament slots and what each holds (empty slots left out)."""
+    nozzle_um: int | None = None
+    """Its nozzle in micrometres (400 = 0.4 mm); None if it does not say."""
+    pools: list[str] = []
+    """The ids of your pools it is in."""
+    simulated: bool = False
+    """A simulated printer (faults may be injected into it)."""
 
 
 class TelemetryPoint(_Model):
@@ -181,6 +201,8 @@ class FileMetadata(_Model):
     """Grams, where the slicer said (absent from clouds older than the field)."""
     material: str | None = None
     """Upper-case (PLA, PETG); several used in one print joined by ``+``."""
+    nozzle_um: int | None = None
+    """The nozzle it was sliced for, in micrometres (400 = 0.4 mm)."""
 
 
 class PrintFile(_Model):
@@ -192,6 +214,30 @@ class PrintFile(_Model):
     sha256: str
     created_at: int
     metadata: FileMetadata
+
+
+class Requirements(_Model):
+    """What a job needs of a printer; None: any."""
+
+    material: str | None = None
+    nozzle_um: int | None = None
+
+
+class Wait(_Model):
+    """Why a job waits: ``code`` for machines (``plate_occupied``, ``heat_up_slot``, ...),
+    ``text`` for people, naming the printer and what releases it."""
+
+    code: str
+    text: str
+
+
+class Pool(_Model):
+    """One of your pools: printers a job may target as "any printer of this pool"."""
+
+    id: str
+    name: str
+    printer_ids: list[str]
+    created_at: int
 
 
 class Job(_Model):
@@ -210,6 +256,17 @@ class Job(_Model):
     ended_at: int | None
     notify_completion: bool
     idempotency_key: str | None
+    priority: int = 0
+    """Higher starts first; among equals, the older job first."""
+    pool_id: str | None = None
+    """The pool it may print on, if it targets one."""
+    requirements: Requirements = Requirements()
+    wait: Wait | None = None
+    """Why it has not started yet; None when it is not waiting."""
+    batch_id: str | None = None
+    """Shared by the copies of one submission; None for a single job."""
+    copy_index: int | None = None
+    copies: int | None = None
 
 
 class Actor(_Model):

@@ -42,6 +42,7 @@ from printfleet.client.models import (
     JobDetail,
     MaintenancePart,
     NotificationSent,
+    Pool,
     Printer,
     PrintFile,
     Provisioned,
@@ -342,23 +343,37 @@ class Client:
         *,
         printer_id: str | None = None,
         model: str | None = None,
+        pool_id: str | None = None,
         start_within_s: int | None = None,
         notify_completion: bool = False,
         idempotency_key: str | None = None,
+        priority: int = 0,
+        copies: int = 1,
+        material: str | calls.FromFile | None = calls.FROM_FILE,
+        nozzle_um: int | calls.FromFile | None = calls.FROM_FILE,
     ) -> Job:
-        """Print an uploaded file on a printer, or on any printer of a ``model``.
+        """Print an uploaded file on a printer, on any printer of a ``model``, or on any
+        printer of one of your pools (``pool_id``); ``copies`` of it as one batch (the first
+        copy is returned; ``list_jobs(batch_id=...)`` lists them all).
 
-        Always sent with an idempotency key (a fresh one unless given), so a retry after a lost
-        answer returns the job the first attempt created instead of a second print.
+        ``priority`` (-100..100) orders the queue. ``material`` and ``nozzle_um`` (micrometres)
+        left out come from the file's slicer metadata; None means any. Always sent with an
+        idempotency key (a fresh one unless given), so a retry after a lost answer returns the
+        job the first attempt created instead of a second print.
         """
         return self.send(
             calls.create_job(
                 file_id,
                 printer_id=printer_id,
                 model=model,
+                pool_id=pool_id,
                 start_within_s=start_within_s,
                 notify_completion=notify_completion,
                 idempotency_key=idempotency_key,
+                priority=priority,
+                copies=copies,
+                material=material,
+                nozzle_um=nozzle_um,
             )
         )
 
@@ -367,14 +382,23 @@ class Client:
         *,
         states: list[JobState] | None = None,
         printer_id: str | None = None,
+        batch_id: str | None = None,
         older_than: str | None = None,
         limit: int = 50,
     ) -> list[Job]:
         """The caller's jobs, newest first; page with ``older_than`` (the last id seen)."""
         call = calls.list_jobs(
-            states=states, printer_id=printer_id, older_than=older_than, limit=limit
+            states=states,
+            printer_id=printer_id,
+            batch_id=batch_id,
+            older_than=older_than,
+            limit=limit,
         )
         return self.send(call)
+
+    def set_priority(self, job_id: str, priority: int) -> Job:
+        """Reorder the queue: a waiting job's new priority (-100..100, higher first)."""
+        return self.send(calls.set_priority(job_id, priority))
 
     def get_job(self, job_id: str) -> JobDetail:
         """One job with its audit trail."""
@@ -391,6 +415,28 @@ class Client:
     def resume_job(self, job_id: str) -> Job:
         """Resume a paused job."""
         return self.send(calls.resume_job(job_id))
+
+    # -- pools -----------------------------------------------------------------------------------
+
+    def list_pools(self) -> list[Pool]:
+        """Your pools, by name."""
+        return self.send(calls.list_pools())
+
+    def get_pool(self, pool_id: str) -> Pool:
+        """One of your pools."""
+        return self.send(calls.get_pool(pool_id))
+
+    def create_pool(self, name: str, printer_ids: list[str] | None = None) -> Pool:
+        """Make a pool of printers you own or operate."""
+        return self.send(calls.create_pool(name, printer_ids or []))
+
+    def update_pool(self, pool_id: str, name: str, printer_ids: list[str]) -> Pool:
+        """Rename a pool and replace its printers."""
+        return self.send(calls.update_pool(pool_id, name, printer_ids))
+
+    def delete_pool(self, pool_id: str) -> Pool:
+        """Delete a pool (refused, Conflict, while jobs not yet ended target it)."""
+        return self.send(calls.delete_pool(pool_id))
 
     # -- alerts, health, events ------------------------------------------------------------------
 

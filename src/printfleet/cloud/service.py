@@ -35,6 +35,7 @@ from printfleet.cloud.usecases.jobs import (
 )
 from printfleet.cloud.usecases.live import LiveFleet
 from printfleet.cloud.usecases.maintenance import DEFAULT_INTERVALS_H, MaintenanceActions
+from printfleet.cloud.usecases.pools import PoolActions
 from printfleet.cloud.usecases.principal import (
     ALL_SCOPES,
     Forbidden,
@@ -124,8 +125,10 @@ class CloudService:
         self.accounts = AccountActions(
             store.accounts, clock_ms=clock_ms, token_lifetime_s=settings.token_lifetime_s
         )
+        self.pools = PoolActions(pools=store.pools, printers=store.printers)
         self.printers = PrinterActions(
             printers=store.printers,
+            pools=store.pools,
             accounts=store.accounts,
             audit=store.audit,
             telemetry=store.telemetry,
@@ -148,6 +151,7 @@ class CloudService:
             printers=store.printers,
             audit=store.audit,
             printer_actions=self.printers,
+            pool_actions=self.pools,
             live=self.live,
             issuer=issuer,
             windows=JobWindows(settings.default_start_within_s, settings.max_start_within_s),

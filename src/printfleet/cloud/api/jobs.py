@@ -13,7 +13,8 @@ from fastapi import APIRouter, Header, Query, Response, status
 from printfleet.cloud.api.auth import Reader, Writer
 from printfleet.cloud.api.context import Context
 from printfleet.cloud.api.errors import ERROR_RESPONSES, error_responses
-from printfleet.cloud.api.schemas import AuditOut, JobDetail, JobOut, NewJob
+from printfleet.cloud.api.schemas import AuditOut, JobChange, JobDetail, JobOut, NewJob
+from printfleet.cloud.usecases.jobs import FROM_FILE
 from printfleet.protocol.lifecycle import JobState
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -40,11 +41,15 @@ async def submit_job(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
-    """Queue a print of an uploaded file on a printer, or on any printer of a model.
+    """Queue a print of an uploaded file on a printer, on any printer of a model, or on any
+    printer of one of your pools.
 
-    A model-wide job means "any printer of that model that I may operate": printers the caller
-    owns or that are shared with them as operator, judged again at every dispatch round, so a
-    share revoked while the job waits takes that printer out of its reach.
+    A model-wide or pool job means "any printer of that model (or pool) that I may operate":
+    printers the caller owns or that are shared with them as operator, judged again at every
+    dispatch round, so a share revoked while the job waits takes that printer out of its reach.
+    ``material`` and ``nozzle_um`` left out come from the file's slicer metadata; null means
+    any. ``copies`` queues several jobs at once, sharing a ``batch_id`` (the answer is the
+    first; ``GET /jobs?batch_id=`` lists them all); one ``Idempotency-Key`` covers them all.
 
     The job must start within ``start_within_s`` (default one hour) or it expires, and the
     submitter is told. Retrying with the same ``Idempotency-Key`` is safe: the answer is the
@@ -56,9 +61,14 @@ async def submit_job(
         file_id=body.file_id,
         printer_id=body.printer_id,
         model=body.model,
+        pool_id=body.pool_id,
         start_within_s=body.start_within_s,
         idempotency_key=idempotency_key,
         notify_completion=body.notify_completion,
+        priority=body.priority,
+        copies=body.copies,
+        material=body.material if body.given("material") else FROM_FILE,
+        nozzle_um=body.nozzle_um if body.given("nozzle_um") else FROM_FILE,
     )
     if not created.created:
         response.status_code = status.HTTP_200_OK
@@ -72,6 +82,7 @@ async def list_jobs(
     context: Context,
     state: Annotated[list[JobState] | None, Query(description="Only jobs in these states")] = None,
     printer_id: Annotated[str | None, Query(description="Only jobs for this printer")] = None,
+    batch_id: Annotated[str | None, Query(description="Only the copies of one submission")] = None,
     older_than: Annotated[
         str | None, Query(description="The last job id of the previous page")
     ] = None,
@@ -79,7 +90,12 @@ async def list_jobs(
 ) -> list[JobOut]:
     """The caller's jobs, newest first, a page at a time."""
     jobs = await context.service.jobs.jobs_for(
-        principal, states=state, printer_id=printer_id, older_than=older_than, limit=limit
+        principal,
+        states=state,
+        printer_id=printer_id,
+        batch_id=batch_id,
+        older_than=older_than,
+        limit=limit,
     )
     return [JobOut.of(job) for job in jobs]
 
@@ -90,6 +106,13 @@ async def get_job(job_id: str, principal: Reader, context: Context) -> JobDetail
     job = await context.service.jobs.job(principal, job_id)
     audit = await context.service.jobs.job_audit(principal, job_id)
     return JobDetail(**JobOut.of(job).model_dump(), audit=[AuditOut.of(entry) for entry in audit])
+
+
+@router.patch("/jobs/{job_id}", responses=error_responses(409))
+async def change_job(job_id: str, body: JobChange, principal: Writer, context: Context) -> JobOut:
+    """Reorder the queue: give a waiting job (queued or staged) a new priority; its submitter
+    or its printer's owner may. A job that has started or ended is 409."""
+    return JobOut.of(await context.service.jobs.set_priority(principal, job_id, body.priority))
 
 
 @router.post("/jobs/{job_id}/cancel", responses=error_responses(409))

@@ -37,22 +37,33 @@ from printfleet.cloud.store import (
     DeliveryRecord,
     FileRecord,
     JobRecord,
+    PoolRecord,
     Role,
     ShareRole,
     TokenRecord,
     UserRecord,
 )
+from printfleet.cloud.store.jobs import MAX_COPIES
 from printfleet.cloud.telemetry_history import HistoryPoint
 from printfleet.cloud.usecases.accounts import MAX_TOKEN_LIFETIME_S, MIN_TOKEN_LIFETIME_S
-from printfleet.cloud.usecases.jobs import MAX_START_WITHIN_S
+from printfleet.cloud.usecases.jobs import MAX_START_WITHIN_S, PRIORITIES
 from printfleet.cloud.usecases.printers import (
     PLATE_CHECK_OFF_UNCONFIRMED,
     PrinterStatusView,
     ProvisionedPrinter,
 )
+from printfleet.protocol.dispatch import WaitCode
 from printfleet.protocol.identities import PRINTER_ID_PATTERN
 from printfleet.protocol.lifecycle import JobState
-from printfleet.protocol.messages import Heater, HeaterTelemetry, PlateStatus, PrinterStatus
+from printfleet.protocol.messages import (
+    Heater,
+    HeaterTelemetry,
+    MaterialName,
+    MaterialSlot,
+    NozzleUm,
+    PlateStatus,
+    PrinterStatus,
+)
 
 # \s is not the same set everywhere: JSON Schema's (ECMA-262) has U+FEFF and not U+0085, the
 # server's (Rust regex) the other way round. Both named, so server and schema agree.
@@ -214,6 +225,19 @@ class ProgressOut(BaseModel):
     time_left_s: int
 
 
+class MaterialSlotOut(BaseModel):
+    """What one filament slot of a printer holds, as the printer last reported it."""
+
+    slot: int
+    material: str
+    colour: str | None
+
+    @classmethod
+    def of(cls, slot: MaterialSlot) -> MaterialSlotOut:
+        """From the printer's report."""
+        return cls(slot=slot.slot, material=slot.material, colour=slot.colour)
+
+
 class PrinterOut(BaseModel):
     """A printer as the caller may see it, with the cloud's latest knowledge of it."""
 
@@ -242,6 +266,15 @@ class PrinterOut(BaseModel):
     progress: ProgressOut | None
     link_evidence_age_s: float | None
     """Seconds since the cloud last proved its broker link with a round trip (S8)."""
+    materials: list[MaterialSlotOut] = []
+    """Its filament slots and what each holds (empty slots left out); [] until it reports, and
+    always for a printer that does not report materials."""
+    nozzle_um: int | None = None
+    """Its nozzle in micrometres (400 = 0.4 mm), as it last reported; null if it does not say."""
+    pools: list[str] = []
+    """The ids of your pools it is in."""
+    simulated: bool = False
+    """It said it is a simulated printer (faults may be injected into it)."""
 
     @classmethod
     def of(cls, status: PrinterStatusView) -> PrinterOut:
@@ -284,6 +317,10 @@ class PrinterOut(BaseModel):
                 else None
             ),
             link_evidence_age_s=status.link_evidence_age_s,
+            materials=[MaterialSlotOut.of(slot) for slot in view.slots] if view else [],
+            nozzle_um=view.nozzle_um if view is not None else None,
+            pools=list(status.pools),
+            simulated=view is not None and view.simulated,
         )
 
 
@@ -395,6 +432,8 @@ class FileMetadataOut(BaseModel):
     material: str | None
     """Upper-case (PLA, PETG); several used in one print joined by ``+``; null if not said."""
     has_thumbnail: bool
+    nozzle_um: int | None = None
+    """The nozzle it was sliced for, in micrometres (400 = 0.4 mm); null if not said."""
 
 
 class FileOut(BaseModel):
@@ -424,6 +463,7 @@ class FileOut(BaseModel):
                 filament_g=meta.filament_g,
                 material=meta.material,
                 has_thumbnail=meta.has_thumbnail,
+                nozzle_um=meta.nozzle_um,
             ),
         )
 
@@ -437,12 +477,19 @@ def _no_default(schema: dict[str, JsonValue]) -> None:
 
 
 class NewJob(_Body):
-    """Print an uploaded file on one printer, or on any printer of a model you operate: give
-    exactly one of ``printer_id`` and ``model``."""
+    """Print an uploaded file on one printer, on any printer of a model you operate, or on any
+    printer of one of your pools: give exactly one of ``printer_id``, ``model`` and
+    ``pool_id``."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"oneOf": [{"required": ["printer_id"]}, {"required": ["model"]}]},
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["printer_id"]},
+                {"required": ["model"]},
+                {"required": ["pool_id"]},
+            ]
+        },
     )
 
     file_id: str
@@ -451,12 +498,26 @@ class NewJob(_Body):
     """The one printer to print on (you must own it or operate it through a share)."""
     model: str | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
     """Or: any printer of this model that you may operate, at the moment it is chosen."""
+    pool_id: str | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    """Or: any printer of this pool of yours that you may operate, at the moment it is
+    chosen."""
     start_within_s: Annotated[int, Field(gt=0, le=MAX_START_WITHIN_S), JSON_INTEGER] | None = None
     """How long the job may wait to start (default an hour, at most a week); after that it
     expires and you are told (S2, S7)."""
     notify_completion: StrictBool = False
+    priority: Annotated[int, Field(ge=PRIORITIES[0], le=PRIORITIES[-1]), JSON_INTEGER] = 0
+    """Higher starts first (-100..100); among equals, the older job first."""
+    copies: Annotated[int, Field(ge=1, le=MAX_COPIES), JSON_INTEGER] = 1
+    """Queue this many copies at once (1..50): they share a ``batch_id`` and their names end
+    " (2/5)"; the answer is the first copy."""
+    material: MaterialName | None = None
+    """The material a printer must have loaded (PLA, PETG, PA-CF), or null for any; left out,
+    the one the file's slicer wrote (none for a file that mixes several)."""
+    nozzle_um: Annotated[NozzleUm, JSON_INTEGER] | None = None
+    """The nozzle a printer must have, in micrometres (400 = 0.4 mm), or null for any; left
+    out, the one the file's slicer wrote."""
 
-    @field_validator("printer_id", "model", mode="before")
+    @field_validator("printer_id", "model", "pool_id", mode="before")
     @classmethod
     def _left_out_not_null(cls, value: object) -> object:
         if value is None:
@@ -465,9 +526,38 @@ class NewJob(_Body):
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
-        if (self.printer_id is None) == (self.model is None):
-            raise ValueError("give exactly one of printer_id and model")
+        targets = (self.printer_id, self.model, self.pool_id)
+        if sum(target is not None for target in targets) != 1:
+            raise ValueError(
+                'give exactly one of printer_id, model and pool_id, e.g. {"model": "mk4"}'
+            )
         return self
+
+    def given(self, name: str) -> bool:
+        """Whether the request named the field (a null included), rather than leaving it out."""
+        return name in self.model_fields_set
+
+
+class JobChange(_Body):
+    """A change to a waiting job: its priority, which is how a queue is reordered."""
+
+    priority: Annotated[int, Field(ge=PRIORITIES[0], le=PRIORITIES[-1]), JSON_INTEGER]
+    """Higher starts first (-100..100)."""
+
+
+class RequirementsOut(BaseModel):
+    """What a job needs of a printer; null: any."""
+
+    material: str | None
+    nozzle_um: int | None
+
+
+class WaitOut(BaseModel):
+    """Why a job waits: a code for machines, a sentence for people (it names the printer and
+    what releases it)."""
+
+    code: WaitCode
+    text: str
 
 
 class JobOut(BaseModel):
@@ -487,6 +577,19 @@ class JobOut(BaseModel):
     ended_at: int | None
     notify_completion: bool
     idempotency_key: str | None
+    priority: int = 0
+    """Higher starts first; among equals, the older job first."""
+    pool_id: str | None = None
+    """The pool it may print on (any printer of it you may operate), if it targets one."""
+    requirements: RequirementsOut = RequirementsOut(material=None, nozzle_um=None)
+    wait: WaitOut | None = None
+    """Why it has not started yet; null when it is not waiting."""
+    batch_id: str | None = None
+    """Shared by the copies of one submission; null for a single job."""
+    copy_index: int | None = None
+    """Which copy it is, from 1; null for a single job."""
+    copies: int | None = None
+    """How many copies its submission queued; null for a single job."""
 
     @classmethod
     def of(cls, job: JobRecord) -> JobOut:
@@ -506,6 +609,15 @@ class JobOut(BaseModel):
             ended_at=job.ended_at,
             notify_completion=job.notify_completion,
             idempotency_key=job.idempotency_key,
+            priority=view.priority,
+            pool_id=view.pool_id,
+            requirements=RequirementsOut(
+                material=view.requirements.material, nozzle_um=view.requirements.nozzle_um
+            ),
+            wait=WaitOut(code=view.wait, text=view.reason) if view.wait is not None else None,
+            batch_id=job.batch_id,
+            copy_index=job.copy_index,
+            copies=job.copies,
         )
 
 
@@ -547,6 +659,40 @@ class JobDetail(JobOut):
     """A job with its audit trail: who created it, and who or what caused each command."""
 
     audit: list[AuditOut]
+
+
+# -- pools ---------------------------------------------------------------------------------------
+
+
+PoolName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
+
+
+class NewPool(_Body):
+    """A pool of printers you own or operate, to submit jobs to ("any printer of this pool").
+    ``PUT`` takes the same body and replaces the pool's name and printers."""
+
+    name: PoolName
+    """Unique among your pools, e.g. "petg farm"."""
+    printer_ids: Annotated[list[str], Field(max_length=500)] = []
+
+
+class PoolOut(BaseModel):
+    """One of your pools."""
+
+    id: str
+    name: str
+    printer_ids: list[str]
+    created_at: int
+
+    @classmethod
+    def of(cls, pool: PoolRecord) -> PoolOut:
+        """From the store's record."""
+        return cls(
+            id=pool.id,
+            name=pool.name,
+            printer_ids=list(pool.printer_ids),
+            created_at=pool.created_at,
+        )
 
 
 # -- alerts and operations -----------------------------------------------------------------------

@@ -79,6 +79,10 @@ def job_data(view: JobView, name: str) -> dict[str, Any]:
         "reason": view.reason or None,
         "name": name,
         "printer_id": view.assigned_printer or view.printer_id,
+        # As the API's JobOut says them: why it waits (null when it does not), its place.
+        "wait": None if view.wait is None else {"code": view.wait.value, "text": view.reason},
+        "priority": view.priority,
+        "pool_id": view.pool_id,
     }
 
 

@@ -22,6 +22,7 @@ from printfleet.cloud.store import (
     JobCreated,
     JobRecord,
     JSONValue,
+    PoolRecord,
     PrinterAccess,
     PrinterRecord,
     Role,
@@ -30,8 +31,9 @@ from printfleet.cloud.store import (
     TokenRecord,
     UserRecord,
 )
+from printfleet.cloud.store.jobs import ANY_PRINTER
 from printfleet.cloud.store.stats import JobHistoryRow
-from printfleet.protocol.dispatch import JobView
+from printfleet.protocol.dispatch import JobView, Requirements
 from printfleet.protocol.lifecycle import JobState
 
 
@@ -195,12 +197,17 @@ class JobRecords(Protocol):
         start_by: int,
         printer_id: str | None = None,
         model: str | None = None,
+        pool_id: str | None = None,
+        requirements: Requirements = ANY_PRINTER,
+        priority: int = 0,
+        copies: int = 1,
         file_id: str | None = None,
         name: str = "",
         notify_completion: bool = False,
         idempotency_key: str | None = None,
     ) -> JobCreated:
-        """Queue a job for ``printer_id``, or for any printer of ``model``, and audit who asked."""
+        """Queue a job (``copies`` of it, as one batch) for ``printer_id``, any printer of
+        ``model`` or any printer of the pool ``pool_id``, and audit who asked."""
         ...
 
     async def load(self, job_id: str) -> JobRecord:
@@ -213,6 +220,7 @@ class JobRecords(Protocol):
         *,
         states: Collection[JobState] | None = None,
         printer_id: str | None = None,
+        batch_id: str | None = None,
         older_than: str | None = None,
         limit: int = 50,
     ) -> list[JobRecord]:
@@ -237,6 +245,41 @@ class JobRecords(Protocol):
     ) -> JobRecord:
         """End a job: :meth:`save` for a terminal ``view`` that insists the job was still open, and
         audits the end as ``job.<state>`` by ``actor`` in the same transaction."""
+        ...
+
+
+class PoolRecords(Protocol):
+    """Pools of printers as their owners keep them (the store's ``Pools``)."""
+
+    async def create(self, owner_id: str, name: str, printer_ids: Collection[str]) -> PoolRecord:
+        """Make a pool; raises :class:`AlreadyExists` for a name the owner already uses."""
+        ...
+
+    async def get(self, pool_id: str) -> PoolRecord:
+        """A pool by id; raises :class:`NotFound`."""
+        ...
+
+    async def for_owner(self, owner_id: str) -> list[PoolRecord]:
+        """A user's pools, by name."""
+        ...
+
+    async def update(
+        self,
+        pool_id: str,
+        *,
+        actor: Actor,
+        name: str | None = None,
+        printer_ids: Collection[str] | None = None,
+    ) -> PoolRecord:
+        """Rename a pool or replace its printers."""
+        ...
+
+    async def delete(self, pool_id: str, *, actor: Actor) -> None:
+        """Delete a pool; raises :class:`StateConflict` while open jobs target it."""
+        ...
+
+    async def of_printers(self, owner_id: str) -> dict[str, tuple[str, ...]]:
+        """Printer id -> the ids of ``owner_id``'s pools it is in."""
         ...
 
 

@@ -25,6 +25,7 @@ from printfleet.cloud.usecases.live import LiveFleet
 from printfleet.cloud.usecases.ports import (
     AccountRecords,
     AuditTrail,
+    PoolRecords,
     PrinterRecords,
     TelemetryRecords,
 )
@@ -72,6 +73,8 @@ class PrinterStatusView:
     view: PrinterView | None
     telemetry: Telemetry | None
     link_evidence_age_s: float | None
+    pools: tuple[str, ...] = ()
+    """The ids of the caller's pools the printer is in (other users' pools are theirs)."""
 
 
 class PrinterActions:
@@ -81,6 +84,7 @@ class PrinterActions:
         self,
         *,
         printers: PrinterRecords,
+        pools: PoolRecords,
         accounts: AccountRecords,
         audit: AuditTrail,
         telemetry: TelemetryRecords,
@@ -91,6 +95,7 @@ class PrinterActions:
         clock_ms: Callable[[], int],
     ) -> None:
         self.printers = printers
+        self.pools = pools
         self.accounts = accounts
         self.audit = audit
         self.telemetry_log = telemetry
@@ -202,6 +207,7 @@ class PrinterActions:
     async def printers_for(self, principal: Principal) -> list[PrinterStatusView]:
         """The caller's printers with their live state."""
         age = self.live.evidence_age()
+        pools = await self.pools.of_printers(principal.user.id)
         return [
             PrinterStatusView(
                 access.printer,
@@ -209,6 +215,7 @@ class PrinterActions:
                 self.live.view(access.printer.id),
                 self.live.telemetry(access.printer.id),
                 age,
+                pools.get(access.printer.id, ()),
             )
             for access in await self.printers.for_user(principal.user.id)
         ]
@@ -218,12 +225,14 @@ class PrinterActions:
         role = await self.printers.role_of(printer_id, principal.user.id)
         if role is None:
             raise NotFound(f"no printer {printer_id}")
+        pools = await self.pools.of_printers(principal.user.id)
         return PrinterStatusView(
             await self.printers.get(printer_id),
             role,
             self.live.view(printer_id),
             self.live.telemetry(printer_id),
             self.live.evidence_age(),
+            pools.get(printer_id, ()),
         )
 
     async def telemetry_history(
