@@ -2,10 +2,12 @@
 
 :func:`running_demo` serves the cloud (with its embedded broker unless one is given), provisions
 a simulated fleet through the cloud's own service — each printer gets real broker credentials
-and an agent config that pins the cloud's key — creates a demo account and token, uploads a
-sample print and submits it. The dashboard tests reuse it to get a cloud with printers they can
-put faults into. The demo keeps its state (database, key, account, printers' journals) in its
-data directory, so a second run finds the same account and fleet again.
+and an agent config that pins the cloud's key, and its own filament and nozzle, so that routing
+by material shows — creates a demo account and token and a second account the first shares a
+printer with, uploads a sample print and submits it. The dashboard tests reuse it to get a
+cloud with printers they can put faults into. The demo keeps its state (database, key,
+accounts, printers' journals) in its data directory, so a second run finds the same accounts
+and fleet again.
 """
 
 from __future__ import annotations
@@ -30,21 +32,28 @@ from rich.panel import Panel
 from rich.table import Table
 
 from printfleet.agent.config import AgentConfig
-from printfleet.agent.hardware import WATCHDOG_TIMEOUT_S
+from printfleet.agent.hardware import WATCHDOG_TIMEOUT_S, Loadout, MaterialSlot
 from printfleet.agent.runtime import PrinterAgent
 from printfleet.cloud.api import ApiContext
 from printfleet.cloud.app import create_app
 from printfleet.cloud.service import Principal, Scope
 from printfleet.cloud.settings import Settings
-from printfleet.cloud.store import UserRecord
+from printfleet.cloud.store import ShareRole, UserRecord
 from printfleet.sim.clock import SimClock
 from printfleet.sim.faults import PoweredPrinter, check_fault_printers, parse_fault, run_faults
+from printfleet.sim.materials import (
+    MaterialSpec,
+    check_material_printers,
+    parse_material,
+    with_materials,
+)
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
 
 __all__ = [
     "DEMO_EMAIL",
     "EXIT_INTERRUPTED",
+    "OPERATOR_EMAIL",
     "DemoError",
     "DemoOptions",
     "DemoPrinter",
@@ -56,6 +65,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEMO_EMAIL = "demo@printfleet.example"
+OPERATOR_EMAIL = "bo@printfleet.example"
+"""A second account: the demo account shares :data:`SHARED_PRINTER` with it as operator."""
+SHARED_PRINTER = "p1-02"
 STATE_FILE = "demo-state.json"
 """The demo account's password and the printers' broker passwords, mode 0600."""
 EXIT_INTERRUPTED = 130
@@ -92,6 +104,9 @@ class DemoOptions(BaseModel):
     on p1-like printers); None: nobody does, and each printer stops after one print."""
     faults: tuple[str, ...] = ()
     """Faults to inject, as ``printfleet demo --fault`` takes them (see `printfleet.sim.faults`)."""
+    materials: tuple[str, ...] = ()
+    """What slots hold, as ``printfleet demo --material`` takes them, over the demo's own
+    loadouts (see :func:`demo_loadout`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +138,9 @@ class RunningDemo:
     attendant_after_s: float | None = None
     faults: tuple[str, ...] = ()
     """The faults ``--fault`` scheduled, as given."""
+    operator_email: str = OPERATOR_EMAIL
+    operator_password: str = ""
+    """The second account's password: it operates :data:`SHARED_PRINTER`."""
     printers: dict[str, DemoPrinter] = field(default_factory=dict)
     sample_job_id: str | None = None
 
@@ -161,6 +179,8 @@ class _DemoState(BaseModel):
 
     email: str
     password: str
+    operator_password: str | None = None
+    """None in a data directory from before the demo had a second account."""
     printers: dict[str, _PrinterState] = {}
 
 
@@ -186,6 +206,47 @@ def fleet_plan(count: int) -> list[tuple[str, str]]:
         model = "x1" if index % 2 == 0 else "p1"
         plan.append((f"{model}-{index + 1:02d}", model))
     return plan
+
+
+_LOADOUTS = (
+    # A material system with white PLA and black PETG: jobs needing either may go here.
+    Loadout(
+        4,
+        (
+            MaterialSlot(slot=1, material="PLA", colour="#f5f5f5"),
+            MaterialSlot(slot=2, material="PETG", colour="#1a1a1a"),
+        ),
+        400,
+    ),
+    Loadout(1, (MaterialSlot(slot=1, material="PLA", colour="#d62828"),), 400),
+    # PLA only, behind a 0.6 mm nozzle: a job sliced for 0.4 mm waits for another printer.
+    Loadout(4, (MaterialSlot(slot=1, material="PLA", colour="#2a9d8f"),), 600),
+    Loadout(1, (MaterialSlot(slot=1, material="PETG", colour="#264653"),), 400),
+)
+"""The demo fleet's loadouts in turn, matching :func:`fleet_plan`'s x1, p1, x1, p1."""
+
+
+def demo_loadout(index: int) -> Loadout:
+    """What the demo's printer number ``index`` (from 0) has loaded at start: x1-01 PLA and
+    PETG, p1-02 PLA, x1-03 PLA with a 0.6 mm nozzle, p1-04 PETG, and so on in turn."""
+    return _LOADOUTS[index % len(_LOADOUTS)]
+
+
+def describe_loadout(loadout: Loadout) -> str:
+    """``PLA, PETG; 0.4 mm``: what a person reads about a printer's loadout."""
+    materials = ", ".join(held.material for held in loadout.materials) or "no filament"
+    nozzle = "nozzle unknown" if loadout.nozzle_um is None else f"{loadout.nozzle_um / 1000:g} mm"
+    return f"{materials}; {nozzle}"
+
+
+def _loadouts(count: int, specs: list[MaterialSpec]) -> dict[str, Loadout]:
+    """Each printer's loadout: the demo's, with ``--material`` applied over it."""
+    plan = fleet_plan(count)
+    check_material_printers(specs, (printer_id for printer_id, _ in plan))
+    return {
+        printer_id: with_materials(demo_loadout(index), printer_id, specs)
+        for index, (printer_id, _) in enumerate(plan)
+    }
 
 
 class _QuietServer(uvicorn.Server):
@@ -264,6 +325,27 @@ async def _account(context: ApiContext, state: _DemoState | None) -> tuple[UserR
     return user, password, token
 
 
+async def _second_account(context: ApiContext, principal: Principal, state: _DemoState) -> str:
+    """The second account's password, the account made if this data dir has none yet; the demo
+    account shares :data:`SHARED_PRINTER` with it as operator (again, if a person took the share
+    away last time: the demo starts from the same farm)."""
+    service = context.service
+    if state.operator_password is None:
+        password = secrets.token_urlsafe(12)
+        if await context.store.accounts.user_by_email(OPERATOR_EMAIL) is not None:
+            msg = (
+                f"{OPERATOR_EMAIL} has an account in this data directory but no saved password; "
+                "remove the directory (or pass another --data-dir) to start afresh"
+            )
+            raise DemoError(msg)
+        await service.accounts.register_user(OPERATOR_EMAIL, password, "Bo")
+        state.operator_password = password
+    await service.printers.share_printer(
+        principal, SHARED_PRINTER, OPERATOR_EMAIL, ShareRole.OPERATOR
+    )
+    return state.operator_password
+
+
 async def _provision(
     context: ApiContext, principal: Principal, options: DemoOptions, state: _DemoState
 ) -> dict[str, AgentConfig]:
@@ -317,6 +399,8 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
     try:
         faults = [parse_fault(fault) for fault in options.faults]
         check_fault_printers(faults, (printer_id for printer_id, _ in fleet_plan(options.printers)))
+        materials = [parse_material(spec) for spec in options.materials]
+        loadouts = _loadouts(options.printers, materials)
     except ValueError as error:
         raise DemoError(str(error)) from None
     data_dir = options.data_dir
@@ -339,6 +423,7 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
             principal = Principal(user, frozenset({Scope.READ.value, Scope.WRITE.value}))
             saved = state or _DemoState(email=DEMO_EMAIL, password=password)
             configs = await _provision(context, principal, options, saved)
+            operator_password = await _second_account(context, principal, saved)
             await asyncio.to_thread(_save_state, state_path, saved)
             demo = RunningDemo(
                 url,
@@ -349,6 +434,7 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
                 principal,
                 options.attendant_after_s,
                 options.faults,
+                operator_password=operator_password,
             )
             clock = SimClock(options.time_scale)
             async with contextlib.AsyncExitStack() as stack:
@@ -364,6 +450,7 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
                         # heaters mid-print. The demo keeps it at 3 s of real time instead.
                         watchdog_timeout=WATCHDOG_TIMEOUT_S * max(1.0, options.time_scale),
                         attendant_after_s=options.attendant_after_s,
+                        loadout=loadouts[printer_id],
                     )
                     await stack.enter_async_context(hardware)
                     unit = PoweredPrinter(hardware, config)
@@ -399,8 +486,15 @@ def describe(demo: RunningDemo) -> Panel:
     table.add_row("E-mail", demo.email)
     table.add_row("Password", demo.password)
     table.add_row("API token", demo.token)
-    printers = ", ".join(f"{p.id} ({'sensor' if p.model == 'x1' else 'no sensor'})"
-                         for p in demo.printers.values())  # fmt: skip
+    table.add_row(
+        "Second account",
+        f"{demo.operator_email}, password {demo.operator_password} (operates {SHARED_PRINTER})",
+    )
+    printers = "\n".join(
+        f"{p.id} ({'sensor' if p.model == 'x1' else 'no sensor'}; "
+        f"{describe_loadout(p.hardware.loadout())})"
+        for p in demo.printers.values()
+    )
     table.add_row("Printers", printers)
     if demo.attendant_after_s is None:
         table.add_row("Attendant", "none: clear plates yourself (--attendant-after to change)")

@@ -57,3 +57,16 @@ def test_the_nozzle_is_read_in_millimetres() -> None:
     for bad in ("", "0.05", "4", "wide", "0,4"):
         with pytest.raises(CliError, match=r"e\.g\. 0\.4 or 0\.6"):
             nozzle_um_of(bad)
+
+
+def test_sim_and_demo_refuse_a_material_they_cannot_load(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "config")
+    unreadable = cli("sim", "--printers", "2", "--material", "sim-x1-0000:1=pla!", code=2).stderr
+    assert "e.g. x1-01:2=PETG" in unreadable
+    wide = cli("sim", "--printers", "2", "--material", "sim-p1-0001:2=PETG", code=2).stderr
+    assert "sim-p1-0001: no material slot 2" in wide
+    nobody = cli("sim", "--printers", "2", "--material", "x1-01:1=PLA", code=2).stderr
+    assert "material for unknown printer(s) x1-01" in nobody
+    demo = cli("demo", "--data-dir", str(tmp_path / "demo"), "--material", "x1-01", code=2)
+    assert "--material" in demo.stderr
+    assert not (tmp_path / "demo").exists()

@@ -17,6 +17,7 @@ from printfleet.cli.output import console
 
 if TYPE_CHECKING:
     from printfleet.sim.faults import FaultSpec
+    from printfleet.sim.materials import MaterialSpec
 
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log debug messages too.", metavar="")
@@ -170,6 +171,26 @@ def _parse_faults(specs: list[str] | None) -> "tuple[FaultSpec, ...]":
         raise typer.BadParameter(str(error), param_hint="--fault") from None
 
 
+MaterialOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="What a slot holds at start, PRINTER:SLOT=MATERIAL[:#rrggbb] (repeatable), e.g. "
+        "x1-01:2=PETG or p1-02:1=PLA:#ff0000; no MATERIAL empties the slot (x1-01:1=). x1-like "
+        "printers have slots 1-4, p1-like ones slot 1; each starts with PLA in slot 1 and a "
+        "0.4 mm nozzle unless told otherwise.",
+    ),
+]
+
+
+def _parse_materials(specs: list[str] | None) -> "tuple[MaterialSpec, ...]":
+    from printfleet.sim.materials import parse_material  # noqa: PLC0415
+
+    try:
+        return tuple(parse_material(spec) for spec in specs or ())
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--material") from None
+
+
 def sim(
     printers: Annotated[int, typer.Option(min=0, max=5000, help="How many printers.")] = 4,
     models: Annotated[str, typer.Option(help="Models, taken in turn (x1, p1).")] = "x1,p1",
@@ -194,6 +215,7 @@ def sim(
         ),
     ] = None,
     fault: FaultOption = None,
+    material: MaterialOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run a fleet of simulated printers, each with its own agent and broker connection."""
@@ -219,11 +241,16 @@ def sim(
             telemetry_period_s=telemetry_period,
             attendant_after_s=attendant_after,
             faults=_parse_faults(fault),
+            materials=_parse_materials(material),
         )
         try:
             check_fault_printers(spec.faults, (printer_id for printer_id, _ in spec.printer_ids()))
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--fault") from None
+        try:
+            spec.loadouts()
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--material") from None
         console.print(f"[bold]{printers}[/] simulated printers ({', '.join(names)}) on {broker}")
         if attendant_after is not None:
             console.print(f"an attendant clears plates {attendant_after:g} s after each print")
@@ -357,6 +384,7 @@ def demo(
         ),
     ] = 30.0,
     fault: FaultOption = None,
+    material: MaterialOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the cloud, its broker and a simulated fleet, with a demo account and a sample print.
@@ -367,6 +395,7 @@ def demo(
     from printfleet.demo import DemoError, DemoOptions, run_demo  # noqa: PLC0415
 
     _parse_faults(fault)  # the demo checks them again, but a bad one is the option's error
+    _parse_materials(material)
     _setup_logging(verbose)
     if not verbose:
         for noisy in ("amqtt", "transitions", "uvicorn.error", "httpx", "alembic"):
@@ -378,6 +407,7 @@ def demo(
         time_scale=time_scale,
         attendant_after_s=attendant_after or None,
         faults=tuple(fault or ()),
+        materials=tuple(material or ()),
     )
     try:
         status = run_demo(options, duration=duration, console=console)

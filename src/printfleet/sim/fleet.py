@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from printfleet.agent.config import AgentConfig
+from printfleet.agent.hardware import Loadout
 from printfleet.sim.clock import SimClock
 from printfleet.sim.faults import FaultSpec, PoweredPrinter, check_fault_printers, run_faults
-from printfleet.sim.printer import SimulatedPrinter
+from printfleet.sim.materials import (
+    MaterialSpec,
+    check_material_printers,
+    default_loadout,
+    with_materials,
+)
+from printfleet.sim.printer import MODELS, SimulatedPrinter
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ class FleetSpec:
     """Simulated seconds after each print's end until a person clears the plate; None: never."""
     faults: Sequence[FaultSpec] = ()
     """Faults to inject into the fleet's printers (see `printfleet.sim.faults`)."""
+    materials: Sequence[MaterialSpec] = ()
+    """What slots hold at power-on, over each model's default (PLA in slot 1, a 0.4 mm nozzle)."""
 
     def printer_ids(self) -> list[tuple[str, str]]:
         """(printer id, model) for every printer, models taken in turn."""
@@ -53,6 +62,18 @@ class FleetSpec:
             )
             for i in range(self.printers)
         ]
+
+    def loadouts(self) -> dict[str, Loadout]:
+        """What each printer has loaded at power-on; ValueError for a material naming a printer
+        or a slot the fleet does not have."""
+        plan = self.printer_ids()
+        check_material_printers(self.materials, (printer_id for printer_id, _ in plan))
+        return {
+            printer_id: with_materials(
+                default_loadout(MODELS[model].material_slots), printer_id, self.materials
+            )
+            for printer_id, model in plan
+        }
 
 
 def raise_open_file_limit(wanted: int) -> None:
@@ -88,6 +109,7 @@ def fewer_collections(gen0_threshold: int = GC_GEN0_THRESHOLD) -> Iterator[None]
 async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) -> None:
     """Run every printer until cancelled; ``started`` is set when all have connected once."""
     check_fault_printers(spec.faults, (printer_id for printer_id, _ in spec.printer_ids()))
+    loadouts = spec.loadouts()
     raise_open_file_limit(spec.printers * 4 + 256)
     clock = SimClock(spec.time_scale)
     units: list[PoweredPrinter] = []
@@ -101,6 +123,7 @@ async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) ->
                 clock=clock,
                 name=printer_id,
                 attendant_after_s=spec.attendant_after_s,
+                loadout=loadouts[printer_id],
             )
             await stack.enter_async_context(printer)
             config = AgentConfig(

@@ -7,12 +7,26 @@ spools' tags); the simulation keeps it here, and wakes whoever waits for the nex
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
-from printfleet.agent.hardware import Loadout, MaterialSlot
+from pydantic import ValidationError
 
-__all__ = ["DEFAULT_NOZZLE_UM", "SLOTS_OF_MODEL", "SimLoadout", "default_loadout"]
+from printfleet.agent.hardware import Loadout, LoadoutError, MaterialSlot
+
+__all__ = [
+    "DEFAULT_NOZZLE_UM",
+    "MATERIAL_SYNTAX",
+    "SLOTS_OF_MODEL",
+    "MaterialSpec",
+    "SimLoadout",
+    "check_material_printers",
+    "default_loadout",
+    "parse_material",
+    "with_materials",
+]
 
 DEFAULT_NOZZLE_UM = 400
 """A 0.4 mm nozzle, what most printers ship with."""
@@ -50,7 +64,8 @@ class SimLoadout:
     def set_nozzle(self, nozzle_um: int) -> Loadout:
         """Fit a nozzle of `nozzle_um` micrometres."""
         if not 100 <= nozzle_um <= 2000:  # noqa: PLR2004 - the protocol's NozzleUm bounds
-            raise ValueError(f"a nozzle of {nozzle_um} µm: give 100 to 2000 (400 is 0.4 mm)")
+            msg = f"a nozzle of {nozzle_um} µm: give 100 to 2000, e.g. 400 for a 0.4 mm nozzle"
+            raise ValueError(msg)
         return self._become(self._current.with_nozzle(nozzle_um))
 
     async def next_change(self) -> Loadout:
@@ -64,3 +79,70 @@ class SimLoadout:
             changed, self._changed = self._changed, asyncio.Event()
             changed.set()
         return loadout
+
+
+MATERIAL_SYNTAX = (
+    "PRINTER:SLOT=MATERIAL[:#rrggbb], e.g. x1-01:2=PETG or p1-02:1=PLA:#ff0000 "
+    "(no MATERIAL: the slot is empty, e.g. x1-01:1=)"
+)
+"""How ``printfleet sim --material`` and ``printfleet demo --material`` are written."""
+
+_MATERIAL = re.compile(
+    r"(?P<printer>[^:=\s]+):(?P<slot>\d+)=(?P<material>[^:]*)(?::(?P<colour>.*))?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialSpec:
+    """What one slot of one simulated printer holds at power-on (``material`` None: empty)."""
+
+    printer_id: str
+    slot: int
+    material: str | None
+    colour: str | None
+
+
+def parse_material(spec: str) -> MaterialSpec:
+    """Parse :data:`MATERIAL_SYNTAX`; ValueError says what is wrong, with an example."""
+    match = _MATERIAL.fullmatch(spec.strip())
+    if match is None:
+        raise ValueError(f"cannot read material {spec!r}: write {MATERIAL_SYNTAX}")
+    material = match.group("material").strip().upper() or None
+    colour = match.group("colour")
+    colour = colour.strip().lower() if colour is not None else None
+    slot = int(match.group("slot"))
+    if material is None and colour is not None:
+        raise ValueError(f"material {spec!r}: an empty slot has no colour; write {MATERIAL_SYNTAX}")
+    if material is not None:
+        try:
+            MaterialSlot(slot=slot, material=material, colour=colour)
+        except ValidationError:
+            msg = (
+                f"cannot read material {spec!r}: SLOT is 1 to 16, MATERIAL upper-case letters, "
+                f"digits, + and - (PLA, PETG, PA-CF), the colour #rrggbb; write {MATERIAL_SYNTAX}"
+            )
+            raise ValueError(msg) from None
+    return MaterialSpec(match.group("printer"), slot, material, colour)
+
+
+def check_material_printers(specs: Iterable[MaterialSpec], printer_ids: Iterable[str]) -> None:
+    """ValueError if a material names a printer that is not simulated."""
+    known = set(printer_ids)
+    unknown = sorted({spec.printer_id for spec in specs} - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        msg = f"material for unknown printer(s) {', '.join(unknown)}; printers: {names}"
+        raise ValueError(msg)
+
+
+def with_materials(loadout: Loadout, printer_id: str, specs: Iterable[MaterialSpec]) -> Loadout:
+    """``loadout`` with the specs for ``printer_id`` applied in order; ValueError (a
+    `LoadoutError`) names the printer and its slots when a slot is beyond them."""
+    for spec in specs:
+        if spec.printer_id != printer_id:
+            continue
+        try:
+            loadout = loadout.with_material(spec.slot, spec.material, spec.colour)
+        except LoadoutError as error:
+            raise LoadoutError(f"{printer_id}: {error}") from None
+    return loadout

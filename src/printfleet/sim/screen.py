@@ -100,10 +100,10 @@ class SimScreen:
         return answered
 
     def load_material(self, slot: int, material: str, colour: str | None = None) -> Loadout:
-        """A person enters that `slot` now holds `material` (upper case, e.g. ``PETG``) in
-        `colour` (``#rrggbb``). Raises `LoadoutError` for a slot the printer does not have and
-        `ValueError` for a name or colour the printer cannot report."""
-        return self.loadout.set_material(slot, material, colour)
+        """A person enters that `slot` now holds `material` (e.g. ``PETG``; the screen shows it
+        in upper case) in `colour` (``#rrggbb``). Raises `LoadoutError` for a slot the printer
+        does not have and `ValueError` for a name or colour the printer cannot report."""
+        return self.loadout.set_material(slot, material.strip().upper(), colour)
 
     def unload_material(self, slot: int) -> Loadout:
         """A person enters that `slot` is empty now."""

@@ -1,0 +1,115 @@
+"""The demo farm: varied loadouts so routing by material shows, ``--material`` over them, and a
+second account that operates a shared printer — on real parts (the demo's cloud and agents
+through a Mosquitto of the test's own)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from printfleet.cloud.store import NotFound, Role
+from printfleet.demo import (
+    OPERATOR_EMAIL,
+    DemoError,
+    DemoOptions,
+    RunningDemo,
+    describe,
+    running_demo,
+)
+from printfleet.testing import MosquittoBroker
+
+pytestmark = pytest.mark.asyncio
+
+
+@asynccontextmanager
+async def farm(
+    broker: MosquittoBroker, data_dir: Path, materials: tuple[str, ...] = ()
+) -> AsyncIterator[RunningDemo]:
+    """The default four demo printers on ``broker``, online, no sample print."""
+    options = DemoOptions(
+        data_dir=data_dir,
+        port=0,
+        broker_url=broker.url,
+        time_scale=50.0,
+        telemetry_period_s=0.5,
+        probe_interval_s=0.5,
+        submit_sample=False,
+        materials=materials,
+    )
+    async with running_demo(options) as demo:
+        await demo.wait_until_online()
+        yield demo
+
+
+def reported(demo: RunningDemo, printer_id: str) -> tuple[list[tuple[int, str]], int | None]:
+    """What the printer's agent reports: (slot, material) pairs and the nozzle."""
+    state = demo.printers[printer_id].agent.core.state
+    return [(held.slot, held.material) for held in state.materials], state.nozzle_um
+
+
+async def test_the_demo_farm_has_varied_loadouts_and_a_second_account_operating_p1_02(
+    fresh_mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with farm(fresh_mosquitto, tmp_path / "demo") as demo:
+        assert reported(demo, "x1-01") == ([(1, "PLA"), (2, "PETG")], 400)
+        assert reported(demo, "p1-02") == ([(1, "PLA")], 400)
+        assert reported(demo, "x1-03") == ([(1, "PLA")], 600)
+        assert reported(demo, "p1-04") == ([(1, "PETG")], 400)
+        assert all(p.agent.core.state.simulated for p in demo.printers.values())
+
+        console = Console(width=200, record=True)
+        console.print(describe(demo))
+        shown = console.export_text()
+        assert "x1-01 (sensor; PLA, PETG; 0.4 mm)" in shown
+        assert "x1-03 (sensor; PLA; 0.6 mm)" in shown
+        assert f"{OPERATOR_EMAIL}, password {demo.operator_password} (operates p1-02)" in shown
+
+        accounts = demo.context.service.accounts
+        login = await accounts.login(OPERATOR_EMAIL, demo.operator_password, token_name="t")
+        assert login is not None
+        bo, _ = login
+        printers = demo.context.store.printers
+        assert await printers.role_of("p1-02", bo.user_id) is Role.OPERATOR
+        assert await printers.role_of("x1-01", bo.user_id) is None
+        # The README's `printfleet share p1-02 bo@printfleet.example --remove`, as the API does it.
+        await demo.context.service.printers.unshare_printer(demo.principal, "p1-02", OPERATOR_EMAIL)
+        assert await printers.role_of("p1-02", bo.user_id) is None
+        with pytest.raises(NotFound):
+            await demo.context.service.printers.unshare_printer(
+                demo.principal, "p1-02", OPERATOR_EMAIL
+            )
+        password = demo.operator_password
+
+    # A second run finds the same second account, and shares p1-02 with it again.
+    async with farm(
+        fresh_mosquitto, tmp_path / "demo", ("x1-01:3=tpu:#00FF00", "p1-02:1=")
+    ) as demo:
+        assert demo.operator_password == password
+        assert await demo.context.store.printers.role_of("p1-02", bo.user_id) is Role.OPERATOR
+        assert reported(demo, "x1-01") == ([(1, "PLA"), (2, "PETG"), (3, "TPU")], 400)
+        assert demo.printers["x1-01"].hardware.loadout().materials[2].colour == "#00ff00"
+        assert reported(demo, "p1-02") == ([], 400)
+
+
+@pytest.mark.parametrize(
+    ("material", "says"),
+    [
+        ("x9-01:1=PLA", "material for unknown printer(s) x9-01"),
+        ("p1-02:2=PLA", "p1-02: no material slot 2: this printer has a single spool, slot 1"),
+        ("x1-01:5=PLA", "x1-01: no material slot 5: this printer has slots 1 to 4"),
+        ("x1-01:1=pla!", "e.g. x1-01:2=PETG"),
+    ],
+)
+async def test_a_bad_material_stops_the_demo_before_it_starts(
+    tmp_path: Path, material: str, says: str
+) -> None:
+    options = DemoOptions(data_dir=tmp_path / "demo", port=0, materials=(material,))
+    with pytest.raises(DemoError) as refused:
+        async with running_demo(options):
+            pytest.fail("the demo started")
+    assert says in str(refused.value)
+    assert not (tmp_path / "demo").exists()
