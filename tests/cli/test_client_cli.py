@@ -162,9 +162,9 @@ def test_print_refuses_bad_input_before_calling(
 ) -> None:
     ada = live_cloud.person("ada")
     cli("login", live_cloud.url, "--token", ada.token)
-    assert "--printer ID or --model" in cli("print", str(gcode), code=2).stderr
+    assert "--printer ID, --model MODEL or --pool NAME" in cli("print", str(gcode), code=2).stderr
     both = cli("print", str(gcode), "--printer", "a", "--model", "b", code=2)
-    assert "--printer ID or --model" in both.stderr
+    assert "--printer ID, --model MODEL or --pool NAME" in both.stderr
     assert (
         "positive duration"
         in cli("print", str(gcode), "--model", "p1", "--start-within", "soon", code=2).stderr

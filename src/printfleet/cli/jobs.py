@@ -1,5 +1,6 @@
-"""Commands about print jobs: ``upload``, ``print`` (through the cloud or, with ``--lan``,
-straight to a printer), ``jobs`` and ``cancel``."""
+"""Commands about print jobs: ``upload``, ``print`` (or ``submit``: through the cloud or, with
+``--lan``, straight to a printer), ``jobs`` (and ``jobs priority``, which reorders the queue) and
+``cancel``."""
 
 from __future__ import annotations
 
@@ -20,12 +21,27 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from printfleet.cli.failures import USAGE, CliError, lan_error, reported
+from printfleet.cli.failures import REFUSED, USAGE, CliError, lan_error, reported
 from printfleet.cli.ids import full_id
-from printfleet.cli.output import JOB_STYLE, JsonOption, err, out, print_json, styled, when
+from printfleet.cli.output import (
+    JOB_STYLE,
+    JsonOption,
+    err,
+    nozzle,
+    out,
+    print_json,
+    styled,
+    when,
+)
 from printfleet.cli.profiles import ProfileOption, connected
-from printfleet.client import Client
+from printfleet.client import Client, Job
+from printfleet.client.calls import FROM_FILE, FromFile
 from printfleet.protocol.lifecycle import JobState
+
+ANY = "any"
+"""What ``--material`` and ``--nozzle`` take for "no requirement"."""
+TOP_PRIORITY = 100
+"""The highest priority a job may have."""
 
 
 def parse_duration(text: str) -> int:
@@ -37,6 +53,42 @@ def parse_duration(text: str) -> int:
         number = match.group(1)
         raise typer.BadParameter(f"{text!r} has no unit: say {number}s, {number}m or {number}h")
     return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def parse_material(text: str | None) -> str | FromFile | None:
+    """``--material``: a material name (upper-cased), ``any``, or left out (the file's)."""
+    if text is None:
+        return FROM_FILE
+    if text.strip().lower() == ANY:
+        return None
+    name = text.strip().upper()
+    if not re.fullmatch(r"[A-Z0-9][A-Z0-9-]{0,15}", name):
+        raise typer.BadParameter(f"{text!r}: give one material like PLA, PETG or PA-CF, or any")
+    return name
+
+
+def parse_nozzle(text: str | None) -> int | FromFile | None:
+    """``--nozzle``: millimetres (0.4) as micrometres, ``any``, or left out (the file's)."""
+    if text is None:
+        return FROM_FILE
+    if text.strip().lower() == ANY:
+        return None
+    try:
+        millimetres = float(text.strip().removesuffix("mm"))
+    except ValueError:
+        millimetres = 0.0
+    micrometres = round(millimetres * 1000)
+    if not 100 <= micrometres <= 2000:  # noqa: PLR2004 - the protocol's NozzleUm bounds
+        raise typer.BadParameter(f"{text!r}: give a nozzle in millimetres like 0.4, or any")
+    return micrometres
+
+
+def full_pool_id(client: Client, text: str) -> str:
+    """A pool's id from its name (or its id)."""
+    for pool in client.list_pools():
+        if text in (pool.name, pool.id):
+            return pool.id
+    raise CliError(f"not found: you have no pool {text!r} (see printfleet pools)", REFUSED)
 
 
 def full_job_id(client: Client, text: str) -> str:
@@ -92,6 +144,30 @@ def print_(
             "shared with you as operator) is free first."
         ),
     ] = None,
+    pool: Annotated[
+        str | None,
+        typer.Option(help="Print on whichever printer of this pool of yours (name or id) is free."),
+    ] = None,
+    copies: Annotated[
+        int, typer.Option(min=1, max=50, help="Queue this many copies at once (1..50).")
+    ] = 1,
+    priority: Annotated[
+        int,
+        typer.Option(min=-100, max=100, help="Higher starts first (-100..100; default 0)."),
+    ] = 0,
+    material: Annotated[
+        str | None,
+        typer.Option(
+            help="The material a printer must have loaded (PETG), or any; default: the one "
+            "the file's slicer wrote."
+        ),
+    ] = None,
+    nozzle: Annotated[
+        str | None,
+        typer.Option(
+            help="The nozzle a printer must have, in mm (0.4), or any; default: the file's."
+        ),
+    ] = None,
     start_within: Annotated[
         str | None,
         typer.Option(
@@ -116,19 +192,25 @@ def print_(
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Print a file on a printer, or on any printer of a model you may operate; or, with --lan,
-    directly.
+    """Print a file on a printer, on any printer of a model or pool, or with --lan directly.
 
-    The job waits (at most --start-within) until the printer is free and its plate is known
-    to be clear; a printer without a plate sensor asks for `printfleet confirm-plate`.
+    A model or pool job goes to any printer of it that you may operate (yours, or shared with
+    you as operator).
+
+    The job waits (at most --start-within) until a printer is free, has its material and
+    nozzle, and its plate is known to be clear; a printer without a plate sensor asks for
+    `printfleet confirm-plate`. `printfleet jobs` says why each job waits.
     """
     if lan is not None:
         print_on_lan(lan, access_code, Path(target), confirm_plate, json_output)
         return
     with reported():
-        if (printer is None) == (model is None):
-            raise CliError("say where to print: --printer ID or --model MODEL", USAGE)
+        if sum(target is not None for target in (printer, model, pool)) != 1:
+            raise CliError(
+                "say where to print: --printer ID, --model MODEL or --pool NAME (one)", USAGE
+            )
         window = parse_duration(start_within) if start_within is not None else None
+        wanted_material, wanted_nozzle = parse_material(material), parse_nozzle(nozzle)
     login, client = connected(profile)
     with reported(login.url), client:
         path = Path(target)
@@ -142,17 +224,35 @@ def print_(
             file_id,
             printer_id=printer,
             model=model,
+            pool_id=full_pool_id(client, pool) if pool is not None else None,
             start_within_s=window,
             notify_completion=notify,
+            priority=priority,
+            copies=copies,
+            material=wanted_material,
+            nozzle_um=wanted_nozzle,
         )
         if json_output:
             print_json(job)
             return
-        where = f"printer {printer}" if printer else f"a {model}"
+        where = f"printer {printer}" if printer else f"pool {pool}" if pool else f"a {model}"
+        what = f"{copies} copies, the first" if copies > 1 else "job"
         out.print(
-            f"job [bold]{job.id}[/] {job.state} for {where}; "
+            f"{what} [bold]{job.id}[/] {job.state} for {where}{needs(job)}; "
             f"it starts by {when(job.start_by)} or not at all"
         )
+        if job.batch_id is not None:
+            out.print(f"all copies: printfleet jobs --batch {job.batch_id}")
+
+
+def needs(job: Job) -> str:
+    """What a job requires of a printer, as words (" with PETG and a 0.4 mm nozzle")."""
+    parts = []
+    if job.requirements.material is not None:
+        parts.append(job.requirements.material)
+    if job.requirements.nozzle_um is not None:
+        parts.append(f"a {nozzle(job.requirements.nozzle_um)} nozzle")
+    return f" with {' and '.join(parts)}" if parts else ""
 
 
 def print_on_lan(
@@ -176,54 +276,132 @@ def print_on_lan(
 
 
 def jobs(
-    job_id: Annotated[str | None, typer.Argument(help="Show this job and its audit trail.")] = None,
+    job_id: Annotated[
+        str | None,
+        typer.Argument(
+            help="Show this job and its audit trail; or `priority` to reorder one: "
+            "`printfleet jobs priority ID 10`, `... ID --top`, or `... ID -- -5` (a negative "
+            "priority after --)."
+        ),
+    ] = None,
+    rest: Annotated[
+        list[str] | None, typer.Argument(help="For `priority`: the job and its new priority.")
+    ] = None,
+    top: Annotated[
+        bool, typer.Option("--top", help="For `priority`: put the job ahead of all yours.")
+    ] = False,
     state: Annotated[
         list[JobState] | None, typer.Option(help="Only jobs in this state (repeatable).")
     ] = None,
     printer: Annotated[str | None, typer.Option(help="Only jobs for this printer.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Only the copies of one submission.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many.")] = 20,
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Your jobs, newest first; or one job (its id, or the start of it) with who or what caused
-    each of its commands."""
+    """Your jobs, newest first, and why each waits; one job with its audit trail; or
+    `jobs priority ID 10` to reorder the queue.
+
+    With a job id (or the start of one): the job, the sentence saying why it waits, and who or
+    what caused each of its commands.
+    """
+    if job_id == "priority":
+        set_priority(rest or [], top=top, json_output=json_output, profile=profile)
+        return
+    with reported():
+        if rest:
+            raise CliError(f"unexpected {' '.join(rest)!r}: give one job id", USAGE)
     login, client = connected(profile)
     with reported(login.url), client:
         if job_id is not None:
-            detail = client.get_job(full_job_id(client, job_id))
-            if json_output:
-                print_json(detail)
-                return
-            out.print(
-                f"job [bold]{detail.id}[/] {detail.name}: "
-                f"{styled(str(detail.state), {str(k): v for k, v in JOB_STYLE.items()})}"
-                + (f" ({detail.reason})" if detail.reason else "")
-            )
-            trail = Table("at", "who", "action", "printer")
-            for entry in detail.audit:
-                who = f"{entry.actor.kind}:{entry.actor.id}"
-                trail.add_row(when(entry.at), who, entry.action, entry.printer_id or "-")
-            out.print(trail)
+            show_job(client, full_job_id(client, job_id), json_output=json_output)
             return
-        found = client.list_jobs(states=state, printer_id=printer, limit=limit)
+        found = client.list_jobs(states=state, printer_id=printer, batch_id=batch, limit=limit)
         if json_output:
             print_json(found)
             return
-        table = Table("file", "state", "printer", "created", "starts by / ended", "reason")
-        # Whole ids, folded to fit: time-ordered ids differ at their end, not at their start.
-        table.add_column("job", overflow="fold", min_width=12)
-        for job in found:
-            where = job.assigned_printer or job.printer_id or f"any {job.model}"
-            table.add_row(
-                job.name,
-                Text(str(job.state), style=JOB_STYLE.get(job.state, "")),
-                where,
-                when(job.created_at),
-                when(job.ended_at if job.ended_at is not None else job.start_by),
-                job.reason or "",
-                job.id,
+        out.print(jobs_table(found) if found else "no jobs")
+
+
+def show_job(client: Client, job_id: str, *, json_output: bool) -> None:
+    """One job, why it waits, and its audit trail."""
+    detail = client.get_job(job_id)
+    if json_output:
+        print_json(detail)
+        return
+    out.print(
+        f"job [bold]{detail.id}[/] {detail.name}: "
+        f"{styled(str(detail.state), {str(k): v for k, v in JOB_STYLE.items()})}"
+        + (f" ({detail.reason})" if detail.reason and detail.wait is None else "")
+    )
+    if detail.wait is not None:
+        out.print(f"waiting: {detail.wait.text} [dim]({detail.wait.code})[/]")
+    where = detail.assigned_printer or detail.printer_id
+    target = where or (f"pool {detail.pool_id}" if detail.pool_id else f"any {detail.model}")
+    out.print(f"on {target}{needs(detail)}, priority {detail.priority}")
+    if detail.batch_id is not None:
+        out.print(f"copy {detail.copy_index} of {detail.copies} (batch {detail.batch_id})")
+    trail = Table("at", "who", "action", "printer")
+    for entry in detail.audit:
+        who = f"{entry.actor.kind}:{entry.actor.id}"
+        trail.add_row(when(entry.at), who, entry.action, entry.printer_id or "-")
+    out.print(trail)
+
+
+def jobs_table(found: list[Job]) -> Table:
+    """Jobs as a table: what, where, why they wait, when."""
+    table = Table("file", "state", "wait", "prio", "printer", "created", "starts by / ended")
+    # Whole ids, folded to fit: time-ordered ids differ at their end, not at their start.
+    table.add_column("job", overflow="fold", min_width=12)
+    for job in found:
+        where = job.assigned_printer or job.printer_id
+        if where is None:
+            where = f"pool {job.pool_id[:8]}" if job.pool_id else f"any {job.model}"
+        table.add_row(
+            job.name,
+            Text(str(job.state), style=JOB_STYLE.get(job.state, "")),
+            Text(job.wait.code, style="yellow") if job.wait is not None else Text("-", "dim"),
+            str(job.priority),
+            where,
+            when(job.created_at),
+            when(job.ended_at if job.ended_at is not None else job.start_by),
+            job.id,
+        )
+    return table
+
+
+def set_priority(args: list[str], *, top: bool, json_output: bool, profile: str | None) -> None:
+    """`jobs priority ID PRIORITY` or `jobs priority ID --top`."""
+    with reported():
+        if len(args) != (1 if top else 2):
+            raise CliError(
+                "say which job and its priority: printfleet jobs priority ID 10 "
+                "(or printfleet jobs priority ID --top)",
+                USAGE,
             )
-        out.print(table if found else "no jobs")
+        wanted = None if top else _priority(args[1])
+    login, client = connected(profile)
+    with reported(login.url), client:
+        job_id = full_job_id(client, args[0])
+        if wanted is None:
+            waiting = client.list_jobs(states=[JobState.QUEUED, JobState.STAGED], limit=200)
+            highest = max((job.priority for job in waiting if job.id != job_id), default=0)
+            wanted = min(TOP_PRIORITY, highest + 1)
+        job = client.set_priority(job_id, wanted)
+        if json_output:
+            print_json(job)
+        else:
+            out.print(f"job {job.id} now has priority {job.priority}")
+
+
+def _priority(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = TOP_PRIORITY + 1
+    if not -TOP_PRIORITY <= value <= TOP_PRIORITY:
+        raise CliError(f"{text!r}: a priority is a whole number from -100 to 100, e.g. 10", USAGE)
+    return value
 
 
 def cancel(

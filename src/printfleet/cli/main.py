@@ -14,6 +14,7 @@ from printfleet.cli import (
     login,
     maintenance,
     materials,
+    pools,
     printers,
     processes,
     protocol,
@@ -78,6 +79,7 @@ app.command()(login.login)
 app.command()(printers.printers)
 app.command()(jobs.upload)
 app.command("print")(jobs.print_)
+app.command("submit", help="The same as print.")(jobs.print_)
 app.command()(jobs.jobs)
 app.command()(jobs.cancel)
 app.command()(watch.watch)
@@ -85,6 +87,7 @@ app.command("confirm-plate")(printers.confirm_plate)
 app.command("clear-fault")(printers.clear_fault)
 app.command()(printers.share)
 app.add_typer(alerts.alerts_app, name="alerts")
+app.add_typer(pools.pools_app, name="pools")
 app.command()(printers.status)
 app.command()(stats.stats)
 app.command()(maintenance.maintenance)

@@ -108,6 +108,9 @@ class PrinterRow:
     """``time.monotonic()`` when the printer last reported, so that its age keeps counting."""
     link_evidence_at: float | None = None
     """``time.monotonic()`` of the cloud's latest broker-link evidence, as last fetched."""
+    materials: tuple[str, ...] = ()
+    """What its slots hold, as "1:PETG" (slot and material), in slot order."""
+    nozzle_um: int | None = None
 
     @classmethod
     def of(cls, printer: Printer) -> PrinterRow:
@@ -127,6 +130,8 @@ class PrinterRow:
             percent=printer.progress.percent if printer.progress else None,
             reported_at=instant(printer.report_age_s),
             link_evidence_at=instant(printer.link_evidence_age_s),
+            materials=tuple(f"{slot.slot}:{slot.material}" for slot in printer.materials),
+            nozzle_um=printer.nozzle_um,
         )
 
     def apply(self, kind: str, data: dict[str, Any]) -> None:
@@ -147,6 +152,17 @@ class PrinterRow:
         self.reported_at = time.monotonic()
 
 
+def nozzle(nozzle_um: int | None) -> str:
+    """A nozzle as people say it: "0.4 mm"."""
+    return "-" if nozzle_um is None else f"{nozzle_um / 1000:g} mm"
+
+
+def loaded(materials: tuple[str, ...], nozzle_um: int | None) -> Text:
+    """What a printer has loaded: its slots ("1:PETG 2:PLA"), and its nozzle below."""
+    slots = " ".join(materials) if materials else "-"
+    return Text.assemble(slots, "\n", (nozzle(nozzle_um), "dim"))
+
+
 def instant(age_s: float | None) -> float | None:
     """The ``time.monotonic()`` moment that was ``age_s`` seconds ago."""
     return None if age_s is None else time.monotonic() - age_s
@@ -156,7 +172,7 @@ def printers_table(rows: list[PrinterRow], title: str = "printers") -> Table:
     """The printers as a table, with ages counted up to now."""
     now = time.monotonic()
     table = Table(title=title, title_justify="left")
-    for column in ("printer", "model", "state", "hotend", "bed", "plate", "job", "heard"):
+    for column in ("printer", "model", "state", "loaded", "hotend", "bed", "plate", "job", "heard"):
         table.add_column(column)
     table.add_column("link evidence", justify="right")
     for row in rows:
@@ -170,6 +186,7 @@ def printers_table(rows: list[PrinterRow], title: str = "printers") -> Table:
             Text.assemble(row.id, "\n", (row.name, "dim")),
             row.model,
             styled(state, STATE_STYLE) if not row.fault else Text(state, style="bold red"),
+            loaded(row.materials, row.nozzle_um),
             heater(*row.hotend),
             heater(*row.bed),
             styled(row.plate, PLATE_STYLE),

@@ -18,7 +18,11 @@ def printers(
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Your printers: state, temperatures, plate, and how fresh the cloud's evidence is."""
+    """Your printers: state, what is loaded, temperatures, plate, and evidence age.
+
+    The loaded column lists each slot's material (1:PETG) above the nozzle; the last column
+    says how fresh the cloud's evidence of its broker link is.
+    """
     login, client = connected(profile)
     with reported(login.url), client:
         found = [client.get_printer(printer)] if printer else client.list_printers()
