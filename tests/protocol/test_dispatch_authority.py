@@ -222,7 +222,7 @@ def test_a_wait_reason_is_recorded_once_not_every_round() -> None:
     staged = job("o", printer_id="p", state=JobState.STAGED)
     (wait,) = plan([staged], fleet(view))
     assert isinstance(wait, Waiting)
-    assert plan([dispatch.waiting(staged, wait.reason)], fleet(view)) == []
+    assert plan([dispatch.waiting(staged, wait)], fleet(view)) == []
 
 
 # -- the property ----------------------------------------------------------------------------------

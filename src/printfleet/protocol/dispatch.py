@@ -13,7 +13,7 @@ follows one job's decision top to bottom in one file.
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from printfleet.protocol.lifecycle import JobEvent, JobState, can, transition
 from printfleet.protocol.messages import (
@@ -37,6 +37,7 @@ from printfleet.protocol.reasons import Reason, is_transient
 # import them from here, with the planning that uses them.
 __all__ = [
     "ApplySettings",
+    "Blocker",
     "CancelOnPrinter",
     "Decision",
     "DispatchPolicy",
@@ -62,14 +63,18 @@ __all__ = [
     "cancel_sent",
     "dispatched",
     "expire",
+    "in_target",
+    "matches_requirements",
     "may_run_on",
     "plan",
     "plan_settings",
+    "planning_order",
     "queried",
     "settings_agree",
     "settle",
     "staged_on",
     "start_blocker",
+    "unassign",
     "unassigned",
     "waiting",
     "withdraw",
@@ -99,6 +104,8 @@ from printfleet.protocol.dispatch_views import (
 )
 
 _ACTIVE = frozenset({JobState.DISPATCHED, JobState.PRINTING, JobState.PAUSED})
+_WAITING = frozenset({JobState.QUEUED, JobState.STAGED})
+"""A job in these states waits for a start, and says why (``wait`` and ``reason``)."""
 
 
 def _settle_due(
@@ -136,62 +143,213 @@ def settings_agree(printer: PrinterView) -> bool:
     return printer.reported is not None and printer.reported == printer.desired
 
 
-def start_blocker(printer: PrinterView, now: int, policy: DispatchPolicy) -> str | None:
+Blocker = tuple[WaitCode, str]
+"""Why something cannot happen now: the code for machines, the sentence for people."""
+
+
+def start_blocker(printer: PrinterView, now: int, policy: DispatchPolicy) -> Blocker | None:
     """Why no start may go to ``printer`` now (S4/S5/S6/S8 as the cloud sees them), or None.
 
-    The printer's gate checks all of this again; this is the cloud's half, and the reason it
-    gives is what a waiting job shows.
+    The printer's gate checks all of this again; this is the cloud's half, and the sentence it
+    gives, which says what releases the printer, is what a waiting job shows.
     """
     name = printer.printer_id
-    if not _report_fresh(printer, now, policy):
-        return f"no fresh report from {name}" if printer.online else f"{name} is offline"
-    if not printer.cloud_enabled:
-        return f"{name} takes no jobs from the cloud (LAN only)"
-    if printer.fault is not None:
-        return f"{name} has a thermal fault: {printer.fault}"
+    blocker = _stage_blocker(printer, now, policy)
+    if blocker is not None:
+        return blocker
     if printer.status is not PrinterStatus.IDLE or printer.job_id is not None:
-        return f"{name} is busy ({printer.status.value})"
-    if not printer.clock_synced:
-        return f"{name} has not synchronised its clock with the cloud"
+        return WaitCode.BUSY, f"{name} is busy ({printer.status.value}): waiting for it to finish"
     if printer.reported is None:
-        return f"waiting for {name} to report its safety settings"
+        return WaitCode.SETTINGS_PENDING, f"waiting for {name} to report its safety settings"
     if printer.reported != printer.desired:
         word = "on" if printer.desired.plate_check else "off"
-        return f"waiting for {name} to apply its plate check setting ({word})"
+        return (
+            WaitCode.SETTINGS_PENDING,
+            f"waiting for {name} to apply its plate check setting ({word})",
+        )
     if printer.desired.plate_check and printer.plate is not PlateStatus.CLEAR:
-        return _PLATE_WAITS[printer.plate].format(name=name)
+        code, sentence = _PLATE_WAITS[printer.plate]
+        return code, sentence.format(name=name)
     return None
 
 
 _PLATE_WAITS = {
-    PlateStatus.OCCUPIED: "the plate sensor of {name} sees something on the plate",
-    PlateStatus.NEEDS_CONFIRMATION: "the plate of {name} needs a person to confirm it is clear",
-    PlateStatus.UNCHECKED: "{name} has not checked its plate",
+    PlateStatus.OCCUPIED: (
+        WaitCode.PLATE_OCCUPIED,
+        "the plate sensor of {name} sees something on the plate: remove the print",
+    ),
+    PlateStatus.NEEDS_CONFIRMATION: (
+        WaitCode.PLATE_UNCONFIRMED,
+        (
+            "the plate of {name} needs a person to confirm it is clear: "
+            "`printfleet confirm-plate {name}`"
+        ),
+    ),
+    PlateStatus.UNCHECKED: (
+        WaitCode.PLATE_UNCHECKED,
+        "{name} has not checked its plate: waiting for it to apply its plate check",
+    ),
 }
 """A plate the cloud does not positively know to be clear is never ready (S5)."""
 
 
-def _can_stage_on(job: JobView, printer: PrinterView, now: int, policy: DispatchPolicy) -> bool:
-    # A stage is judged fresh like any command, so an unsynced printer would only refuse it. A
-    # stage hands the printer a link to the submitter's file: only where the submitter may print.
-    return may_run_on(job, printer) and (
-        _report_fresh(printer, now, policy)
-        and printer.cloud_enabled
-        and printer.fault is None
-        and printer.clock_synced
+def _stage_blocker(printer: PrinterView, now: int, policy: DispatchPolicy) -> Blocker | None:
+    """Why ``printer`` cannot be handed a file now: a stage is judged fresh like any command,
+    so an unsynced or silent printer would only refuse it."""
+    name = printer.printer_id
+    if not _report_fresh(printer, now, policy):
+        if printer.online:
+            return WaitCode.REPORT_STALE, f"no fresh report from {name}: waiting for it to report"
+        return WaitCode.OFFLINE, f"{name} is offline: waiting for it to come back"
+    if not printer.cloud_enabled:
+        return (
+            WaitCode.LAN_ONLY,
+            f"{name} takes no jobs from the cloud (LAN only): switch cloud jobs on at it",
+        )
+    if printer.fault is not None:
+        return (
+            WaitCode.THERMAL_FAULT,
+            f"{name} has a thermal fault: {printer.fault}: fix it and clear the fault there",
+        )
+    if not printer.clock_synced:
+        return (
+            WaitCode.CLOCK_UNSYNCED,
+            f"{name} has not synchronised its clock with the cloud: waiting for it to",
+        )
+    return None
+
+
+# -- what a job needs, and where it may go ------------------------------------------------------
+
+
+def matches_requirements(requirements: Requirements, printer: PrinterView) -> bool:
+    """Whether ``printer`` has the job's material loaded and its nozzle fitted.
+
+    A printer that reports no materials at all (older agents, bridges) matches no job that
+    needs one; a requirement of None matches anything.
+    """
+    return (requirements.material is None or requirements.material in printer.materials) and (
+        requirements.nozzle_um is None or requirements.nozzle_um == printer.nozzle_um
     )
 
 
-def _candidates(job: JobView, printers: Mapping[str, PrinterView]) -> Iterable[PrinterView]:
-    """The printers a job may go to: its own, or every printer of its model the submitter may
-    operate (a model-wide job is "any printer of that model that I may operate")."""
+def in_target(job: JobView, printer: PrinterView) -> bool:
+    """Whether ``printer`` is what the job asked for: its printer, one of its model, or one of
+    its pool (S1 aside: :func:`may_run_on` says whether the submitter may use it)."""
     if job.printer_id is not None:
-        printer = printers.get(job.printer_id)
-        return () if printer is None else (printer,)
-    return sorted(
-        (p for p in printers.values() if p.model == job.model and may_run_on(job, p)),
-        key=lambda p: p.printer_id,
+        return printer.printer_id == job.printer_id
+    if job.pool_id is not None:
+        return job.pool_id in printer.pools
+    return printer.model == job.model
+
+
+def planning_order(job: JobView) -> tuple[int, int, str]:
+    """Jobs are planned by priority (highest first), then oldest first, then by id."""
+    return -job.priority, job.created_at, job.id
+
+
+def _by_wear(printer: PrinterView) -> tuple[float, str]:
+    # Among equals the least worn printer goes first, so a farm wears evenly.
+    return printer.print_hours, printer.printer_id
+
+
+def _mm(nozzle_um: int) -> str:
+    return f"{nozzle_um / 1000:g} mm"
+
+
+def _needs(requirements: Requirements) -> str:
+    """``PETG and a 0.4 mm nozzle``: what a job needs, for a sentence."""
+    parts = [
+        *([requirements.material] if requirements.material is not None else []),
+        *([f"a {_mm(requirements.nozzle_um)} nozzle"] if requirements.nozzle_um else []),
+    ]
+    return " and ".join(parts)
+
+
+def _mismatch(job: JobView, printer: PrinterView) -> Blocker:
+    """Why a job's own printer does not fit it, and what would make it fit."""
+    name, needs = printer.printer_id, job.requirements
+    if needs.material is not None and needs.material not in printer.materials:
+        loaded = " and ".join(sorted(printer.materials))
+        has = f"{name} has {loaded} loaded" if loaded else f"{name} reports no loaded material"
+        sentence = (
+            f"{has}, this job needs {needs.material}; load {needs.material} or submit elsewhere"
+        )
+        return WaitCode.MATERIAL_MISMATCH, sentence
+    nozzle = needs.nozzle_um or 0
+    has = (
+        f"{name} has a {_mm(printer.nozzle_um)} nozzle"
+        if printer.nozzle_um is not None
+        else f"{name} has not reported its nozzle"
     )
+    sentence = f"{has}, this job needs a {_mm(nozzle)} nozzle; fit one or submit elsewhere"
+    return WaitCode.MATERIAL_MISMATCH, sentence
+
+
+def _target_words(job: JobView) -> str:
+    """``p1`` or ``printer in pool farm-a``: what a model or pool job may go to."""
+    return f"printer in pool {job.pool_id}" if job.pool_id is not None else f"{job.model}"
+
+
+# -- one planning round ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Round:
+    """What one planning round has given away so far, in planning order."""
+
+    now: int
+    printers: Mapping[str, PrinterView]
+    policy: DispatchPolicy
+    taken: set[str]
+    """Printers with a job dispatched, printing or paused, or given a start this round."""
+    heating: set[str]
+    """Printers heating up, or about to (a start in flight), for the heat-up cap."""
+    claimed: set[str] = field(default_factory=set)
+    """Printers a job ahead in planning order waits on or was just staged on: a job further
+    back does not start there this round."""
+    staging: set[str] = field(default_factory=set)
+    """Printers a job ahead is being staged on: a model or pool job further back looks for
+    another (it may still join a job ahead that is staged already, and wait behind it)."""
+
+    def claim(self, printer_id: str, *, staging: bool) -> None:
+        """A job ahead of the rest waits on ``printer_id`` (its file on the way if ``staging``)."""
+        self.claimed.add(printer_id)
+        if staging:
+            self.staging.add(printer_id)
+
+    def heat_up_full(self) -> Blocker | None:
+        """The heat-up cap is reached: no more starts this round."""
+        cap = self.policy.max_heating
+        if not cap or len(self.heating) < cap:
+            return None
+        return (
+            WaitCode.HEAT_UP_SLOT,
+            f"waiting for a heat-up slot ({len(self.heating)} of {cap} printers heating)",
+        )
+
+
+def _heating(jobs: list[JobView], printers: Mapping[str, PrinterView]) -> set[str]:
+    """Printers that count against the heat-up cap: heating as their telemetry says, with a
+    start in flight, or printing a job their reports do not show yet (so not shown heated)."""
+    heating = {p.printer_id for p in printers.values() if p.heating}
+    for job in jobs:
+        printer_id = job.assigned_printer
+        if printer_id is None:
+            continue
+        if job.state is JobState.DISPATCHED:
+            heating.add(printer_id)
+        elif job.state is JobState.PRINTING:
+            view = printers.get(printer_id)
+            if view is None or view.job_id != job.id or view.status is not PrinterStatus.PRINTING:
+                heating.add(printer_id)
+    return heating
+
+
+_NO_LINK: Blocker = (
+    WaitCode.NO_LINK,
+    "the cloud has no proven path to the printers: waiting for the broker link",
+)
 
 
 def plan_settings(
@@ -227,22 +385,25 @@ def plan(
     link: LinkEvidence,
     policy: DispatchPolicy,
 ) -> list[Decision]:
-    """What to do now. Expiry needs no link; everything sent to a printer does (S8, S9)."""
+    """What to do now. Expiry needs no link; everything sent to a printer does (S8, S9).
+
+    Jobs are planned in :func:`planning_order`; each takes the least worn printer that fits
+    it, and a job further back never starts on a printer a job ahead of it waits on.
+    """
     every_job = list(jobs)
     linked = link.verified(now)
     decisions: list[Decision] = []
     if linked:
         decisions.extend(plan_settings(now, printers, link, policy))
         decisions.extend(_plan_cancels(every_job, now, printers, policy))
-    open_jobs = sorted(
-        (j for j in every_job if not j.state.terminal), key=lambda j: (j.created_at, j.id)
-    )
+    open_jobs = sorted((j for j in every_job if not j.state.terminal), key=planning_order)
     # A printer with a job dispatched, printing or paused takes no other start.
     taken = {j.assigned_printer for j in open_jobs if j.state in _ACTIVE}
-    staging = {j.assigned_printer for j in open_jobs if j.state is JobState.QUEUED}
-
+    round_ = _Round(
+        now, printers, policy, {p for p in taken if p is not None}, _heating(open_jobs, printers)
+    )
     for job in open_jobs:
-        if job.state in {JobState.QUEUED, JobState.STAGED} and now >= job.start_by:
+        if job.state in _WAITING and now >= job.start_by:
             decisions.append(Expire(job.id))
             continue
         withdraw = _withdrawal(job, printers)
@@ -252,20 +413,17 @@ def plan(
             decisions.append(withdraw)
             continue
         if not linked:
+            if job.state in _WAITING:
+                decisions.extend(_waiting(job, _NO_LINK))
             continue
         if _settle_due(job, now, printers, policy):
             assert job.assigned_printer is not None  # noqa: S101 - dispatched implies assigned
             decisions.append(QueryJournal(job.id, job.assigned_printer))
             continue
         if job.state is JobState.QUEUED:
-            staged = _plan_staging(job, now, printers, taken | staging, policy)
-            decisions.extend(staged)
-            if job.assigned_printer is None:
-                staging |= {d.printer_id for d in staged if isinstance(d, Stage)}
+            decisions.extend(_plan_staging(job, round_))
         elif job.state is JobState.STAGED:
-            started = _plan_start(job, now, printers, taken, policy)
-            taken |= {d.printer_id for d in started if isinstance(d, Start)}
-            decisions.extend(started)
+            decisions.extend(_plan_start(job, round_))
     return decisions
 
 
@@ -312,15 +470,11 @@ def _plan_cancels(
     return decisions
 
 
-def _plan_staging(
-    job: JobView,
-    now: int,
-    printers: Mapping[str, PrinterView],
-    busy: set[str | None],
-    policy: DispatchPolicy,
-) -> list[JobDecision]:
+def _plan_staging(job: JobView, round_: _Round) -> list[JobDecision]:
+    now, policy = round_.now, round_.policy
     if job.assigned_printer is not None:
-        printer = printers.get(job.assigned_printer)
+        round_.claim(job.assigned_printer, staging=True)
+        printer = round_.printers.get(job.assigned_printer)
         if printer is not None and job.id in printer.staged:
             # The staged event was lost, but the printer's state report says the file is there.
             return []
@@ -329,59 +483,125 @@ def _plan_staging(
             return []
         if job.printer_id is None:
             return [Unassign(job.id)]
-        if printer is not None and _can_stage_on(job, printer, now, policy):
-            return [Stage(job.id, printer.printer_id)]
-        return []
-    for printer in _candidates(job, printers):
-        if job.printer_id is None and printer.printer_id in busy:
-            continue
-        if _can_stage_on(job, printer, now, policy):
-            return [Stage(job.id, printer.printer_id)]
     if job.printer_id is not None:
-        printer = printers.get(job.printer_id)
-        reason = (
-            f"{job.printer_id} has never reported"
-            if printer is None
-            else start_blocker(printer, now, policy) or f"{job.printer_id} cannot take files now"
-        )
-    else:
-        reason = f"no printer of model {job.model} that the submitter may operate can take it now"
-    return _waiting(job, reason)
+        return _stage_pinned(job, round_)
+    return _stage_anywhere(job, round_)
 
 
-def _waiting(job: JobView, reason: str) -> list[JobDecision]:
-    # Recorded only when it changes: a reason is for people, not a write per planning round.
-    return [] if reason == job.reason else [Waiting(job.id, reason)]
-
-
-def _plan_start(
-    job: JobView,
-    now: int,
-    printers: Mapping[str, PrinterView],
-    taken: set[str | None],
-    policy: DispatchPolicy,
-) -> list[JobDecision]:
-    if job.assigned_printer is None:
-        return []
-    if job.assigned_printer in taken:
-        return _waiting(job, f"{job.assigned_printer} is running another job")
-    printer = printers.get(job.assigned_printer)
+def _stage_pinned(job: JobView, round_: _Round) -> list[JobDecision]:
+    """A job for one printer is staged there once the printer can take it and fits it."""
+    assert job.printer_id is not None  # noqa: S101 - the caller's branch
+    printer = round_.printers.get(job.printer_id)
     if printer is None:
-        return _waiting(job, f"{job.assigned_printer} has never reported")
-    blocker = start_blocker(printer, now, policy)
+        return _waiting(job, (WaitCode.NEVER_REPORTED, f"{job.printer_id} has never reported"))
+    if not matches_requirements(job.requirements, printer):
+        return _waiting(job, _mismatch(job, printer))
+    blocker = _stage_blocker(printer, round_.now, round_.policy)
+    if blocker is None and may_run_on(job, printer):
+        round_.claim(printer.printer_id, staging=True)
+        return [Stage(job.id, printer.printer_id)]
+    if blocker is None:
+        blocker = WaitCode.NOT_PERMITTED, f"the submitter may not operate {printer.printer_id}"
+    return _waiting(job, blocker)
+
+
+def _stage_anywhere(job: JobView, round_: _Round) -> list[JobDecision]:
+    """A job for any printer of a model or pool goes to the least worn one it fits that is
+    free of jobs ahead of it; else it says what holds it."""
+    what = _target_words(job)
+    targets = sorted(
+        (p for p in round_.printers.values() if in_target(job, p) and may_run_on(job, p)),
+        key=_by_wear,
+    )
+    if not targets:
+        kind = what if job.pool_id is not None else f"printer of model {what}"
+        sentence = f"no {kind} that you may operate has been heard from"
+        return _waiting(job, (WaitCode.NO_PRINTER, sentence))
+    fitting = [p for p in targets if matches_requirements(job.requirements, p)]
+    if not fitting:
+        sentence = f"no {what} with {_needs(job.requirements)} that you may use"
+        return _waiting(job, (WaitCode.MATERIAL_MISMATCH, sentence))
+    blockers: list[Blocker] = []
+    for printer in fitting:
+        name = printer.printer_id
+        if name in round_.taken:
+            blockers.append((WaitCode.BUSY, f"{name} is running another job"))
+        elif name in round_.staging:
+            blockers.append((WaitCode.BUSY, f"{name} is kept for a job ahead of this one"))
+        elif (blocker := _stage_blocker(printer, round_.now, round_.policy)) is not None:
+            blockers.append(blocker)
+        else:
+            round_.claim(name, staging=True)
+            return [Stage(job.id, name)]
+    _, sentence = min(blockers, key=lambda blocker: _RELEASE_ORDER.index(blocker[0]))
+    needs = _needs(job.requirements)
+    kind = f"{what} with {needs}" if needs else what
+    return _waiting(
+        job, (WaitCode.NO_PRINTER_FREE, f"no {kind} that you may operate is free: {sentence}")
+    )
+
+
+_RELEASE_ORDER = (
+    WaitCode.PLATE_OCCUPIED,
+    WaitCode.PLATE_UNCONFIRMED,
+    WaitCode.PLATE_UNCHECKED,
+    WaitCode.SETTINGS_PENDING,
+    WaitCode.BUSY,
+    WaitCode.CLOCK_UNSYNCED,
+    WaitCode.REPORT_STALE,
+    WaitCode.THERMAL_FAULT,
+    WaitCode.LAN_ONLY,
+    WaitCode.OFFLINE,
+)
+"""Which blocker to name when no printer is free: the one a person can release soonest."""
+
+
+def _waiting(job: JobView, blocker: Blocker) -> list[JobDecision]:
+    # Recorded only when it changes: a reason is for people, not a write per planning round.
+    code, reason = blocker
+    return [] if (code, reason) == (job.wait, job.reason) else [Waiting(job.id, code, reason)]
+
+
+def _plan_start(job: JobView, round_: _Round) -> list[JobDecision]:
+    printer_id = job.assigned_printer
+    if printer_id is None:
+        return []
+    if printer_id in round_.taken:
+        return _waiting(job, (WaitCode.BUSY, f"{printer_id} is running another job"))
+    printer = round_.printers.get(printer_id)
+    if printer is None:
+        return _waiting(job, (WaitCode.NEVER_REPORTED, f"{printer_id} has never reported"))
+    if not in_target(job, printer):
+        # It left the job's pool since the file went there: another one may take the job.
+        return [Unassign(job.id)]
+    if not matches_requirements(job.requirements, printer):
+        # Its loadout changed since the file went there.
+        if job.printer_id is None:
+            return [Unassign(job.id, *_mismatch(job, printer))]
+        return _waiting(job, _mismatch(job, printer))
+    ahead = printer_id in round_.claimed
+    round_.claim(printer_id, staging=False)
+    blocker = start_blocker(printer, round_.now, round_.policy)
     if blocker is not None:
         waits = _waiting(job, blocker)
         if (
-            _report_fresh(printer, now, policy)
+            _report_fresh(printer, round_.now, round_.policy)
             and printer.status is PrinterStatus.IDLE
             and printer.plate is PlateStatus.NEEDS_CONFIRMATION
             and printer.desired.plate_check
         ):
             return [PlateNeeded(job.id, printer.printer_id), *waits]
         return waits
-    not_after = min(now + policy.dispatch_window_ms, job.start_by)
-    if not_after - now < policy.min_start_lead_ms:
+    if ahead:
+        return _waiting(job, (WaitCode.BUSY, f"{printer_id} is kept for a job ahead of this one"))
+    full = round_.heat_up_full()
+    if full is not None:
+        return _waiting(job, full)
+    not_after = min(round_.now + round_.policy.dispatch_window_ms, job.start_by)
+    if not_after - round_.now < round_.policy.min_start_lead_ms:
         return []
+    round_.taken.add(printer_id)
+    round_.heating.add(printer_id)
     return [Start(job.id, printer.printer_id, not_after, printer.desired.plate_check)]
 
 
@@ -400,6 +620,9 @@ class JobChange:
 
 def _move(job: JobView, event: JobEvent, **fields: object) -> JobChange:
     moved = replace(job, state=transition(job.state, event), **fields)  # type: ignore[arg-type]
+    if moved.state not in _WAITING and moved.state is not JobState.EXPIRED:
+        # No longer waiting; an expired job keeps the code that held it last.
+        moved = replace(moved, wait=None)
     return JobChange(moved, event, notify=moved.state.terminal)
 
 
@@ -530,8 +753,12 @@ def settle(job: JobView, status: JournalStatus, now: int, policy: DispatchPolicy
 
 
 def expire(job: JobView) -> JobChange:
-    """The window closed before the job could start (an :class:`Expire` decision)."""
-    return _move(job, JobEvent.EXPIRED, reason=job.reason or "start window closed")
+    """The window closed before the job could start (an :class:`Expire` decision); it keeps
+    the code of its last wait and says what held it."""
+    reason = (
+        f"start window closed while waiting: {job.reason}" if job.reason else "start window closed"
+    )
+    return _move(job, JobEvent.EXPIRED, reason=reason)
 
 
 def staged_on(job: JobView, printer_id: str, command_id: str, now: int) -> JobView:
@@ -547,6 +774,7 @@ def staged_on(job: JobView, printer_id: str, command_id: str, now: int) -> JobVi
         stage_sent_at=now,
         stage_command_id=command_id,
         reason="",
+        wait=None,
     )
 
 
@@ -564,6 +792,7 @@ def dispatched(job: JobView, command_id: str, not_after: int) -> JobView:
         last_query_at=None,
         query_id=None,
         reason="",
+        wait=None,
     )
 
 
@@ -578,8 +807,19 @@ def cancel_sent(job: JobView, now: int) -> JobView:
 
 
 def unassigned(job: JobView) -> JobView:
-    """Record an :class:`Unassign` decision."""
+    """Forget the printer a job was assigned to (and the stage sent there)."""
     return replace(job, assigned_printer=None, stage_sent_at=None, stage_command_id=None)
+
+
+def unassign(job: JobView, decision: Unassign) -> JobChange:
+    """Carry out an :class:`Unassign` decision: the job forgets its printer; a staged one goes
+    back to the queue, saying why if the decision does."""
+    loose = unassigned(job)
+    if decision.code is not None:
+        loose = replace(loose, wait=decision.code, reason=decision.reason)
+    if job.state is JobState.STAGED:
+        return _move(loose, JobEvent.REQUEUED)
+    return JobChange(loose, None, notify=False)
 
 
 def withdraw(job: JobView, reason: str) -> JobChange:
@@ -592,14 +832,15 @@ def withdraw(job: JobView, reason: str) -> JobChange:
     if job.printer_id is not None:
         # Unassigned too: the cloud ended it, not a printer's refusal.
         return _move(loose, JobEvent.REJECTED, reason=reason)
+    loose = replace(loose, wait=WaitCode.NOT_PERMITTED)
     if job.state is JobState.STAGED:
         return _move(loose, JobEvent.REQUEUED, reason=reason)
     return JobChange(loose, None, notify=False)
 
 
-def waiting(job: JobView, reason: str) -> JobView:
+def waiting(job: JobView, decision: Waiting) -> JobView:
     """Record a :class:`Waiting` decision: why the job has not started yet."""
-    return replace(job, reason=reason)
+    return replace(job, wait=decision.code, reason=decision.reason)
 
 
 def cancel(job: JobView) -> JobChange:

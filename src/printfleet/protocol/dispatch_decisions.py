@@ -5,7 +5,7 @@ owner's settings), each recorded by the cloud before it acts.
 
 from dataclasses import dataclass
 
-from printfleet.protocol.dispatch_views import SafetySettings
+from printfleet.protocol.dispatch_views import SafetySettings, WaitCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +44,13 @@ class Expire:
 
 @dataclass(frozen=True, slots=True)
 class Unassign:
-    """Forget a stalled staging on one printer so another may take the job."""
+    """Forget a stalled staging on one printer, or a printer that no longer fits the job, so
+    another may take it (a staged job goes back to the queue)."""
 
     job_id: str
+    code: WaitCode | None = None
+    """Why, when it is a wait of its own (the printer's loadout changed); None: no change."""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +84,14 @@ class Withdraw:
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """The job cannot start yet, and this is why: recorded so people can see it (no command)."""
+    """The job cannot start yet, and this is why: recorded so people and machines can see it
+    (no command)."""
 
     job_id: str
+    code: WaitCode
+    """Why, for machines."""
     reason: str
+    """Why, for people: names the printer and what releases the job."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,7 +267,8 @@ class Dispatcher:
 
     async def views(self) -> dict[str, PrinterView]:
         """Every provisioned printer heard from: its reports joined with the store's word on
-        who may operate it and which safety settings it must apply, as of now."""
+        who may operate it, which safety settings it must apply, its pools and its wear, as of
+        now."""
         roster = await self.roster.roster()
         heard = self.fleet.views()
         return {
@@ -295,6 +296,8 @@ class Dispatcher:
             model=entry.model,
             operators=entry.operators,
             desired=entry.desired,
+            pools=entry.pools,
+            print_hours=entry.print_hours,
             settings_sent_at=sent_at,
         )
         self._views[printer_id] = (heard, entry, sent_at, joined)
@@ -377,12 +380,12 @@ class Dispatcher:
                 ):
                     await self._save(dispatch.cancel_sent(view, now), job)
             case dispatch.Unassign():
-                await self._save(dispatch.unassigned(view), job)
+                await self._commit(dispatch.unassign(view, decision), job)
             case dispatch.Withdraw(reason=reason):
                 await self.jobs.audit("withdrawn", view, command_id=None, detail=reason)
                 await self._commit(dispatch.withdraw(view, reason), job)
-            case dispatch.Waiting(reason=reason):
-                await self._save(dispatch.waiting(view, reason), job)
+            case dispatch.Waiting():
+                await self._save(dispatch.waiting(view, decision), job)
             case dispatch.PlateNeeded(printer_id=printer_id):
                 # The job simply waits, in the queue, within its window; a person is asked
                 # (the listener makes that once per job and printer, not once per round).
