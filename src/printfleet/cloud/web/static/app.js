@@ -1446,7 +1446,7 @@ function jobsView(main) {
           "tr",
           { dataset: { jobId: j.id, state: j.state } },
           h("td", {}, j.name, needs(j)),
-          h("td", {}, where ? names.get(where) || where : j.pool_id ? `any in pool ${poolNames.get(j.pool_id) || j.pool_id}` : `any ${j.model}`),
+          h("td", {}, targetText(j, names, poolNames)),
           h("td", {}, badge(`job ${j.state}`, j.state)),
           h("td", { class: "priority" }, j.priority ?? "–"),
           h("td", { class: "reason" }, waitInfo(j)),
@@ -1499,6 +1499,15 @@ function plannerOrder(a, b) {
   if (phase(a) !== phase(b)) return phase(a) - phase(b);
   if (phase(a) !== 0) return b.created_at - a.created_at;
   return (b.priority || 0) - (a.priority || 0) || a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+// Where a job prints: its printer once it has one, else what it may go to.
+function targetText(job, names, poolNames) {
+  const where = job.assigned_printer || job.printer_id;
+  const pool = job.pool_id ? `pool ${poolNames.get(job.pool_id) || job.pool_id}` : null;
+  if (!where) return pool ? `any in ${pool}` : `any ${job.model}`;
+  const name = names.get(where) || where;
+  return pool ? `${name} (${pool})` : name;
 }
 
 // What a job requires of a printer, under its name.

@@ -129,7 +129,10 @@ export function poolsView(main, { h, act, toast, confirmDialog, replaceKeepingFo
             "p",
             {},
             pool.printer_ids.length
-              ? pool.printer_ids.map((id) => names.get(id) || id).join(", ")
+              ? pool.printer_ids
+                  .map((id) => names.get(id) || id)
+                  .sort()
+                  .join(", ")
               : h("span", { class: "muted" }, "No printers yet."),
           ),
           h(
