@@ -175,6 +175,7 @@ async def test_a_part_is_due_at_its_interval_reminded_once_on_a_channel_and_reso
         (hook,) = await asyncio.wait_for(receiver.wait_for(1), 10)
         told = json.loads(hook.body)
         assert told["data"]["alert_kind"] == "maintenance_due"
+        assert (told["kind"], told["title"]) == ("maintenance_due", f"{p1} is due for service")
         assert told["message"] == f"{p1}: nozzle service due after 200 print hours (every 200 h)"
 
         # More prints, and the same end heard again: still one reminder, one delivery.

@@ -44,6 +44,7 @@ class NotificationKind(StrEnum):
     FAULT_CLEARED = "fault_cleared"
     PRINTER_OFFLINE = "printer_offline"
     PLATE_CONFIRMATION_NEEDED = "plate_confirmation_needed"
+    MAINTENANCE_DUE = "maintenance_due"
     PRINTER_ALERT = "printer_alert"
     """An alert kind this version does not know; ``data["alert_kind"]`` names it."""
     PRINTER_STATE = "printer_state"
@@ -80,6 +81,7 @@ DEFAULT_SEVERITY: Mapping[NotificationKind, Severity] = MappingProxyType(
         NotificationKind.FAULT_CLEARED: Severity.INFO,
         NotificationKind.PRINTER_OFFLINE: Severity.WARNING,
         NotificationKind.PLATE_CONFIRMATION_NEEDED: Severity.INFO,
+        NotificationKind.MAINTENANCE_DUE: Severity.WARNING,
         NotificationKind.PRINTER_ALERT: Severity.WARNING,
         NotificationKind.PRINTER_STATE: Severity.INFO,
         NotificationKind.PRINTER_TELEMETRY: Severity.INFO,
@@ -94,6 +96,7 @@ ALERT_KINDS: frozenset[NotificationKind] = frozenset(
         NotificationKind.FAULT_CLEARED,
         NotificationKind.PRINTER_OFFLINE,
         NotificationKind.PLATE_CONFIRMATION_NEEDED,
+        NotificationKind.MAINTENANCE_DUE,
         NotificationKind.PRINTER_ALERT,
     }
 )
@@ -264,6 +267,7 @@ _ALERT_KINDS: Mapping[str, NotificationKind] = MappingProxyType(
         "fault_cleared": NotificationKind.FAULT_CLEARED,
         "plate_confirmation_needed": NotificationKind.PLATE_CONFIRMATION_NEEDED,
         "printer_offline": NotificationKind.PRINTER_OFFLINE,
+        "maintenance_due": NotificationKind.MAINTENANCE_DUE,
     }
 )
 
@@ -273,6 +277,7 @@ _ALERT_TITLES: Mapping[NotificationKind, str] = MappingProxyType(
         NotificationKind.FAULT_CLEARED: "Fault cleared on {printer}",
         NotificationKind.PLATE_CONFIRMATION_NEEDED: "{printer} needs its plate confirmed clear",
         NotificationKind.PRINTER_OFFLINE: "{printer} is offline",
+        NotificationKind.MAINTENANCE_DUE: "{printer} is due for service",
     }
 )
 
