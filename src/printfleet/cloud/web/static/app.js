@@ -598,7 +598,7 @@ function printerCard(p, alertCount, waiting) {
                 { dataset: { field: "materials" } },
                 slotList(p),
                 p.role !== "viewer"
-                  ? [" ", h("a", { href: `#/printers/${encodeURIComponent(p.id)}/materials`, "aria-label": `Change materials of ${p.name}` }, "Change")]
+                  ? [" ", h("a", { href: `#/printers/${encodeURIComponent(p.id)}/materials`, "aria-describedby": `printer-${p.id}` }, "Change materials")]
                   : null,
               ),
               h("dt", {}, "Nozzle"),
