@@ -23,6 +23,8 @@ from printfleet.cloud.store import (
     Store,
     open_store,
 )
+from printfleet.cloud.store.stats import JobHistory
+from printfleet.cloud.usecases.stats import NO_POOL, CostRates, GroupBy, summarize
 from printfleet.protocol.dispatch import JobView, Requirements, WaitCode, cancel
 from printfleet.protocol.lifecycle import JobState
 
@@ -328,3 +330,31 @@ async def test_the_migration_keeps_jobs_and_their_alerts(database_url: str) -> N
         assert [alert.job_id for alert in await store.alerts.latest(printer_ids=["p1"])] == ["j1"]
     await downgrade(database_url, "0003")
     assert await run_on(database_url, _alert_job) == "j1"
+
+
+@pytest.mark.asyncio
+async def test_statistics_group_by_the_readers_own_pools(store: Store, seed: Seed) -> None:
+    mine = await store.pools.create(seed.owner.id, "farm", ["p1"])
+    theirs = await store.pools.create(seed.other.id, "secret name", ["p1"])
+    ends = []
+    for owner, pool_id in ((seed.owner.id, mine.id), (seed.other.id, theirs.id)):
+        created = await store.jobs.create(
+            owner, sha256=seed.sha256, start_by=HOUR * 100, pool_id=pool_id
+        )
+        job = created.job
+        ended = await store.jobs.record_terminal(
+            cancel(job.view).job, expected_version=job.version, actor=Actor.user(owner)
+        )
+        ends.append(ended)
+    # The other user's job ran on the owner's printer, so the owner sees it, but not its pool.
+    await store.jobs.save(
+        replace(ends[1].view, assigned_printer="p1"), expected_version=ends[1].version
+    )
+    rows = await JobHistory(store.database).ended_jobs(seed.owner.id)
+    assert sorted((row.submitter_id, row.pool_name) for row in rows) == sorted(
+        [(seed.owner.id, "farm"), (seed.other.id, None)]
+    )
+    report = summarize(rows, by=GroupBy.POOL, rates=CostRates())
+    assert sorted(group.key for group in report.groups) == sorted(["farm", NO_POOL])
+    theirs_only = await JobHistory(store.database).ended_jobs(seed.other.id)
+    assert [row.pool_name for row in theirs_only] == ["secret name"]

@@ -27,12 +27,14 @@ class GroupBy(StrEnum):
     PRINTER = "printer"
     USER = "user"
     MODEL = "model"
+    POOL = "pool"
 
 
-_GROUPINGS: dict[GroupBy, Literal["printer", "user", "model"]] = {
+_GROUPINGS: dict[GroupBy, Literal["printer", "user", "model", "pool"]] = {
     GroupBy.PRINTER: "printer",
     GroupBy.USER: "user",
     GroupBy.MODEL: "model",
+    GroupBy.POOL: "pool",
 }
 
 
@@ -49,9 +51,9 @@ def since_value(text: str | None, *, now_ms: int | None = None) -> int | str | N
 
 
 def stats(
-    by: Annotated[GroupBy, typer.Option(help="Group by printer, submitter or printer model.")] = (
-        GroupBy.PRINTER
-    ),
+    by: Annotated[
+        GroupBy, typer.Option(help="Group by printer, submitter, printer model or pool of yours.")
+    ] = GroupBy.PRINTER,
     since: Annotated[
         str | None,
         typer.Option(

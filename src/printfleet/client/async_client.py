@@ -424,7 +424,7 @@ class AsyncClient:
     async def stats(
         self,
         *,
-        by: Literal["printer", "user", "model"] = "printer",
+        by: Literal["printer", "user", "model", "pool"] = "printer",
         since: int | str | None = None,
         until: int | str | None = None,
     ) -> Stats:

@@ -404,7 +404,7 @@ def ack_alert(alert_id: str) -> Call[Alert]:
 
 def stats(
     *,
-    by: Literal["printer", "user", "model"] = "printer",
+    by: Literal["printer", "user", "model", "pool"] = "printer",
     since: int | str | None = None,
     until: int | str | None = None,
 ) -> Call[Stats]:
@@ -416,7 +416,7 @@ def stats(
 
 def stats_csv(
     *,
-    by: Literal["printer", "user", "model"] = "printer",
+    by: Literal["printer", "user", "model", "pool"] = "printer",
     since: int | str | None = None,
     until: int | str | None = None,
 ) -> Call[str]:

@@ -409,7 +409,7 @@ class StatsGroup(_Model):
 class Stats(_Model):
     """Statistics of the caller's ended jobs, per group and in total (key ``all``)."""
 
-    by: Literal["printer", "user", "model"]
+    by: Literal["printer", "user", "model", "pool"]
     since: int | None
     until: int | None
     currency: str

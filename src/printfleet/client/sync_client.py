@@ -451,7 +451,7 @@ class Client:
     def stats(
         self,
         *,
-        by: Literal["printer", "user", "model"] = "printer",
+        by: Literal["printer", "user", "model", "pool"] = "printer",
         since: int | str | None = None,
         until: int | str | None = None,
     ) -> Stats:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import aliased
 
 from printfleet.cloud.store.engine import Database
-from printfleet.cloud.store.models import AuditEntry, File, Job, Printer, User
+from printfleet.cloud.store.models import AuditEntry, File, Job, Pool, Printer, User
 from printfleet.protocol.lifecycle import TERMINAL_STATES, JobState
 
 START_ACTIONS = ("start:sent", "start:unknown")
@@ -41,6 +41,9 @@ class JobHistoryRow:
     filament_mm: float | None
     filament_g: float | None
     material: str | None
+    pool_name: str | None = None
+    """The name of the pool the job was submitted to, if that pool is the reader's own (other
+    people's pools stay theirs); None otherwise, and for a job not submitted to a pool."""
 
 
 class JobHistory:
@@ -82,17 +85,19 @@ class JobHistory:
                 started,
                 Job.ended_at,
                 File.file_metadata,
+                case((Pool.owner_id == user_id, Pool.name), else_=None),
             )
             .join(User, User.id == Job.owner_id)
             .outerjoin(printer, printer.id == printer_id)
             .outerjoin(File, File.id == Job.file_id)
+            .outerjoin(Pool, Pool.id == Job.pool_id)
             .where(and_(*conditions))
             .order_by(Job.ended_at, Job.id)
         )
         async with self._db.transaction(write=False) as session:
             rows = (await session.execute(query)).all()
         history = []
-        for job_id, state, owner_id, email, on, model, started_at, ended_at, document in rows:
+        for job_id, state, owner_id, email, on, model, started_at, ended_at, document, pool in rows:
             metadata = document or {}
             history.append(
                 JobHistoryRow(
@@ -108,6 +113,7 @@ class JobHistory:
                     # Stored only where the slicer metadata gave them; never derived from length.
                     filament_g=_number(metadata.get("filament_g")),
                     material=_text(metadata.get("material")),
+                    pool_name=pool,
                 )
             )
         return history

@@ -34,6 +34,7 @@ OUTCOMES = (
 )
 UNKNOWN_MATERIAL = "unknown"
 NO_PRINTER = "(unassigned)"
+NO_POOL = "(no pool of yours)"
 _MS_PER_HOUR = 3_600_000
 
 
@@ -43,6 +44,8 @@ class GroupBy(StrEnum):
     PRINTER = "printer"
     USER = "user"
     MODEL = "model"
+    POOL = "pool"
+    """The caller's pool each job was submitted to (by name); every other job in one group."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,8 @@ def _key(row: JobHistoryRow, by: GroupBy) -> str:
         return row.submitter_email
     if by is GroupBy.MODEL:
         return row.model or NO_PRINTER
+    if by is GroupBy.POOL:
+        return row.pool_name or NO_POOL
     return row.printer_id or NO_PRINTER
 
 
