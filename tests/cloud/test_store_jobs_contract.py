@@ -32,6 +32,8 @@ from printfleet.protocol.dispatch import (
     staged_on,
     waiting,
 )
+from printfleet.protocol.dispatch_decisions import Waiting
+from printfleet.protocol.dispatch_views import Requirements, WaitCode
 from printfleet.protocol.lifecycle import JobEvent, JobState, transition
 from printfleet.testing import PostgresServer
 from printfleet.testing.jobs import MemoryJobs
@@ -72,6 +74,34 @@ class Jobs:
             start_by=self.clock.now + HOUR,
             printer_id=printer_id,
             model=model if printer_id is None else "mk4",
+        )
+        return created.job.view.id
+
+    async def add_for_pool(self, requirements: Requirements, priority: int) -> str:
+        """A queued job for a pool of p1 and p2, with requirements and a priority; its id."""
+        if self.memory is not None:
+            view = JobView(
+                id=str(uuid.uuid4()),
+                created_at=self.clock.now,
+                start_by=self.clock.now + HOUR,
+                state=JobState.QUEUED,
+                sha256=SHA,
+                submitter=self.owner,
+                pool_id="farm",
+                requirements=requirements,
+                priority=priority,
+            )
+            job_id, _ = await self.memory.create(view, owner=self.owner, key=None)
+            return job_id
+        assert self.store is not None
+        pool = await self.store.pools.create(self.owner, "farm", ["p1", "p2"])
+        created = await self.store.jobs.create(
+            self.owner,
+            sha256=SHA,
+            start_by=self.clock.now + HOUR,
+            pool_id=pool.id,
+            requirements=requirements,
+            priority=priority,
         )
         return created.job.view.id
 
@@ -160,10 +190,29 @@ async def test_a_save_at_the_stored_version_is_read_back_whole_at_the_next(jobs:
     # Every field a dispatch decision writes comes back as written.
     staged = transition_to(staging, JobEvent.STAGED)
     start = dispatched(staged, str(uuid.uuid4()), T0 + 30_000)
-    asked = waiting(queried(start, str(uuid.uuid4()), T0 + 40_000), "no answer yet")
+    asked = waiting(
+        queried(start, str(uuid.uuid4()), T0 + 40_000),
+        Waiting(job_id, WaitCode.REPORT_STALE, "no answer from p1 yet"),
+    )
+    # The queue's fields a save writes come back too: the wait code and the priority.
+    asked = replace(asked, priority=7)
     version = await jobs.repository.save_job(asked, expected_version=version)
     reread = await jobs.open_one(job_id)
     assert (reread.view, reread.version) == (asked, version)
+
+
+async def test_a_pool_job_keeps_its_pool_requirements_and_priority(jobs: Jobs) -> None:
+    wanted = Requirements(material="PETG", nozzle_um=400)
+    job_id = await jobs.add_for_pool(wanted, priority=5)
+    view = (await jobs.open_one(job_id)).view
+    assert (view.model, view.printer_id, view.requirements, view.priority) == (
+        None,
+        None,
+        wanted,
+        5,
+    )
+    assert view.pool_id is not None
+    assert view.wait is None
 
 
 async def test_a_save_at_a_stale_version_conflicts_and_changes_nothing(jobs: Jobs) -> None:
