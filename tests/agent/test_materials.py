@@ -13,10 +13,16 @@ from tests.agent.test_runtime import config_for, new_printer_id
 
 from printfleet.agent.hardware import Loadout, MaterialSlot
 from printfleet.broker_address import BrokerAddress
-from printfleet.protocol.messages import PrinterStateEvent, SetMaterialCommand
+from printfleet.protocol.messages import (
+    AlertEvent,
+    PrinterStateEvent,
+    SetMaterialCommand,
+    SimulateAction,
+)
 from printfleet.protocol.reasons import Reason
 from printfleet.protocol.signing import CommandSigner
 from printfleet.sim import SimulatedPrinter
+from printfleet.sim.thermal import HeaterFault
 from printfleet.testing import MosquittoBroker
 
 pytestmark = pytest.mark.asyncio
@@ -117,3 +123,68 @@ async def test_a_signed_set_material_or_set_nozzle_changes_the_report_and_forger
         )
         await peer.state(pid, lambda s: s.body.materials == (), since=since)
         assert printer.loadout().materials == ()
+
+
+class RealPrinter(SimulatedPrinter):
+    """A printer that says it is not simulated, as a bridge to real hardware would."""
+
+    @property
+    def simulated(self) -> bool:
+        """Never: a real printer."""
+        return False
+
+
+async def test_simulate_acts_out_faults_on_a_simulated_printer_and_a_real_one_refuses(
+    peer: CloudPeer, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A simulated x1 takes a bed sensor fault and its repair; a printer that is not simulated
+    refuses every ``simulate`` with NOT_SIMULATED and nothing happens to it."""
+    pid = new_printer_id("x1")
+    printer = SimulatedPrinter(
+        "x1", storage_dir=tmp_path / "sd", time_scale=1.0, watchdog_timeout=None
+    )
+    config = config_for(peer, mosquitto.url, tmp_path / "agent", pid)
+    async with printer, running_agent(config, printer):
+        await peer.synced(pid)
+        sensor_open = peer.issuer.simulate(
+            pid, now=cloud_now(), action=SimulateAction.FAULT, fault="sensor-open:bed"
+        )
+        await peer.accepted(sensor_open)
+        assert printer.board.bed.faults == {HeaterFault.SENSOR_OPEN}
+        assert not printer.board.hotend.faults
+        repair = peer.issuer.simulate(pid, now=cloud_now(), action=SimulateAction.CLEAR_FAULT)
+        await peer.accepted(repair)
+        assert not printer.board.bed.faults
+        printer.plate.add_print()
+        await peer.accepted(
+            peer.issuer.simulate(pid, now=cloud_now(), action=SimulateAction.REMOVE_PRINT)
+        )
+        assert printer.plate.objects == 0
+        # A power loss needs the switch `printfleet sim` and the demo put printers behind.
+        since = peer.mark()
+        await peer.accepted(
+            peer.issuer.simulate(
+                pid, now=cloud_now(), action=SimulateAction.FAULT, fault="power-loss:30s"
+            )
+        )
+        alert = await peer.event(
+            pid, AlertEvent, lambda e: e.body.kind == "simulation_failed", since=since
+        )
+        assert "no power switch" in alert.body.message
+
+    real_id = new_printer_id("x1")
+    real = RealPrinter("x1", storage_dir=tmp_path / "real", time_scale=1.0, watchdog_timeout=None)
+    config = config_for(peer, mosquitto.url, tmp_path / "real-agent", real_id)
+    async with real, running_agent(config, real):
+        await peer.synced(real_id)
+        state = await peer.state(real_id)
+        assert state.body.simulated is False
+        for action, fault in (
+            (SimulateAction.FAULT, "heater-stuck-on"),
+            (SimulateAction.REMOVE_PRINT, None),
+            (SimulateAction.CLEAR_FAULT, None),
+        ):
+            command = peer.issuer.simulate(real_id, now=cloud_now(), action=action, fault=fault)
+            refusal = await peer.refused(command, Reason.NOT_SIMULATED)
+            assert "not a simulated printer" in refusal.body.detail
+        assert not real.board.hotend.faults

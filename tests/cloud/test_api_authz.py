@@ -226,6 +226,16 @@ CASES = [
         403,
         json=lambda actor, ids: {"nozzle_um": 600},
     ),
+    # Alice's printer never reported itself simulated: 409 for her (test_api_materials.py).
+    Case(
+        "POST",
+        "/api/v1/printers/{printer}/simulate",
+        409,
+        404,
+        403,
+        403,
+        json=lambda actor, ids: {"action": "remove_print"},
+    ),
     # Everyone has a stream of their own, which shows only what they may see.
     Case("GET", "/api/v1/events", 200, 200, 200, 200, stream=True),
     Case("GET", "/api/v1/channels", 200, 200, 200, 200),

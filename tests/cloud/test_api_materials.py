@@ -28,6 +28,7 @@ from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import Loadout, MaterialSlot
 from printfleet.agent.runtime import PrinterAgent, monotonic_ms
 from printfleet.sim.printer import SimulatedPrinter
+from printfleet.sim.thermal import HeaterFault
 from printfleet.testing import MosquittoBroker
 
 __all__ = ["api_database_url"]  # a fixture, used by name
@@ -117,6 +118,26 @@ async def test_an_operator_says_what_is_loaded_and_the_printer_records_it(
             assert (await put("bob", "nozzle", {"nozzle_um": 400})).status_code == 404
             assert hardware.loadout() == Loadout(4, (petg,), 600)
 
+            # A simulated printer takes a fault through the cloud, and its repair.
+            fault = await client.post(
+                f"/api/v1/printers/{printer_id}/simulate",
+                headers=bearer(tokens["carol"]),
+                json={"action": "fault", "fault": "heater-disconnected"},
+            )
+            assert fault.status_code == 202, fault.text
+
+            async def struck() -> bool | None:
+                return bool(hardware.board.hotend.faults) or None
+
+            await eventually(struck)
+            assert hardware.board.hotend.faults == {HeaterFault.HEATER_DISCONNECTED}
+            viewer = await client.post(
+                f"/api/v1/printers/{printer_id}/simulate",
+                headers=bearer(tokens["dave"]),
+                json={"action": "clear_fault"},
+            )
+            assert viewer.status_code == 403
+
     audit = await client.get(
         "/api/v1/audit", params={"printer_id": printer_id}, headers=bearer(tokens["alice"])
     )
@@ -125,6 +146,13 @@ async def test_an_operator_says_what_is_loaded_and_the_printer_records_it(
         ("material.set", {"slot": 2, "material": "PETG", "colour": "#ff0000", "outcome": "sent"}),
         ("nozzle.set", {"nozzle_um": 600, "outcome": "sent"}),
         ("material.set", {"slot": 1, "material": None, "colour": None, "outcome": "sent"}),
+    ]
+    simulated = [(e["action"], e["detail"]) for e in audit.json() if e["action"].startswith("sim")]
+    assert simulated == [
+        (
+            "simulate.fault",
+            {"action": "fault", "fault": "heater-disconnected", "outcome": "sent"},
+        )
     ]
 
 
@@ -138,6 +166,11 @@ BAD_INPUT = [
     ("nozzle", {"nozzle_um": 40}, "e.g. 400 for a 0.4 mm nozzle"),
     ("nozzle", {"nozzle_um": 0.4}, "body.nozzle_um"),
     ("nozzle", {"nozzle_um": 400, "extra": 1}, "body.extra"),
+    ("simulate", {"action": "fault"}, 'needs a fault: KIND[:ARG], e.g. "heater-disconnected"'),
+    ("simulate", {"action": "fault", "fault": "meltdown"}, "kinds: heater-disconnected, "),
+    ("simulate", {"action": "fault", "fault": "sensor-open:nozzle"}, '"sensor-open:bed" or'),
+    ("simulate", {"action": "clear_fault", "fault": "sensor-open"}, 'only action "fault"'),
+    ("simulate", {"action": "explode"}, "body.action"),
 ]
 """Requests refused as input, and what the message must say."""
 
@@ -145,9 +178,29 @@ BAD_INPUT = [
 async def test_bad_input_is_422_and_says_what_to_give(cloud: Running) -> None:
     tokens, printer_id, _ = await _farm(cloud)
     for path, body, says in BAD_INPUT:
-        response = await cloud.client.put(
-            f"/api/v1/printers/{printer_id}/{path}", headers=bearer(tokens["carol"]), json=body
+        response = await cloud.client.request(
+            "POST" if path == "simulate" else "PUT",
+            f"/api/v1/printers/{printer_id}/{path}",
+            headers=bearer(tokens["carol"]),
+            json=body,
         )
         assert response.status_code == 422, (path, body, response.text)
         assert response.json()["error"] == "invalid_request"
         assert says in response.json()["message"], (path, body, response.json())
+
+
+async def test_a_printer_not_known_to_be_simulated_is_409(cloud: Running) -> None:
+    """No state report says the printer is simulated (it never reported at all): refused before
+    anything is sent, and audited as nothing."""
+    tokens, printer_id, _ = await _farm(cloud)
+    response = await cloud.client.post(
+        f"/api/v1/printers/{printer_id}/simulate",
+        headers=bearer(tokens["carol"]),
+        json={"action": "remove_print"},
+    )
+    assert response.status_code == 409, response.text
+    assert "not a simulated printer" in response.json()["message"]
+    audit = await cloud.client.get(
+        "/api/v1/audit", params={"printer_id": printer_id}, headers=bearer(tokens["alice"])
+    )
+    assert not [e for e in audit.json() if e["action"].startswith("simulate")]

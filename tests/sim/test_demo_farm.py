@@ -4,14 +4,17 @@ through a Mosquitto of the test's own)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from rich.console import Console
+from tests.sim.test_attendant import until
 
 from printfleet.cloud.store import NotFound, Role
+from printfleet.cloud.usecases.materials import MaterialActions
 from printfleet.demo import (
     OPERATOR_EMAIL,
     DemoError,
@@ -20,6 +23,8 @@ from printfleet.demo import (
     describe,
     running_demo,
 )
+from printfleet.protocol.messages import SIMULATED_FAULT_KINDS, SimulateAction, SimulateBody
+from printfleet.sim.faults import FaultKind, fault_now
 from printfleet.testing import MosquittoBroker
 
 pytestmark = pytest.mark.asyncio
@@ -113,3 +118,32 @@ async def test_a_bad_material_stops_the_demo_before_it_starts(
             pytest.fail("the demo started")
     assert says in str(refused.value)
     assert not (tmp_path / "demo").exists()
+
+
+async def test_a_simulated_power_loss_through_the_cloud_cuts_and_restores_a_demo_printer(
+    fresh_mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with farm(fresh_mosquitto, tmp_path / "demo") as demo:
+        printer = demo.printers["p1-02"]
+        first_agent = printer.agent
+        actions = MaterialActions(demo.context.service.printers)
+        await actions.simulate(
+            demo.principal, "p1-02", action=SimulateAction.FAULT, fault="power-loss:30s"
+        )
+        await until(lambda: not printer.power.powered)
+        await until(lambda: printer.power.powered and printer.agent is not first_agent)
+        await asyncio.wait_for(printer.agent.ready.wait(), 30)
+        # The other printers never noticed.
+        assert demo.printers["x1-01"].power.powered
+
+
+async def test_the_wire_names_every_fault_the_simulator_knows() -> None:
+    assert set(SIMULATED_FAULT_KINDS) == {kind.value for kind in FaultKind}
+    for text in ("sensor-open", "sensor-open:bed", "heater-stuck-on:hotend", "power-loss:2.5m"):
+        SimulateBody(action=SimulateAction.FAULT, fault=text)
+        fault_now("x1-01", text)
+    for text in ("sensor-open:nozzle", "power-loss:soon", "meltdown"):
+        with pytest.raises(ValueError, match="fault"):
+            SimulateBody(action=SimulateAction.FAULT, fault=text)
+        with pytest.raises(ValueError, match=r"e\.g\. heater-disconnected"):
+            fault_now("x1-01", text)

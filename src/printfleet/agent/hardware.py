@@ -376,6 +376,12 @@ class Hardware(Protocol):
         returns it as it is then."""
         ...
 
+    async def simulate(self, action: str, fault: str | None) -> None:
+        """Act out a ``simulate`` command's `action` (``remove_print``, ``fault`` with `fault`
+        as ``KIND[:ARG]``, ``clear_fault``). Only a simulated printer can; anything else raises
+        `HardwareError`, as does a fault this printer cannot be given."""
+        ...
+
     async def set_heater_target(self, heater: HeaterId, celsius: float) -> None:
         """Set a target (0 turns the heater off); raises `TargetOutOfRangeError` outside limits."""
         ...

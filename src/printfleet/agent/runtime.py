@@ -56,6 +56,7 @@ from printfleet.protocol.gate import (
     ResumePrint,
     SetTarget,
     ShowMessage,
+    Simulate,
     StartPrint,
 )
 from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
@@ -406,6 +407,11 @@ class PrinterAgent:
                 await hardware.set_material(slot, material, colour)
             case RecordNozzle(nozzle_um=nozzle_um):
                 await hardware.set_nozzle(nozzle_um)
+            case Simulate(action=simulated, fault=fault):
+                try:
+                    await hardware.simulate(simulated, fault)
+                except HardwareError as error:
+                    return [self._alert("simulation_failed", "warning", str(error))]
             case ShowMessage(text=text, level=level):
                 if level == "prompt":
                     prompt = Prompt(PLATE_PROMPT_ID, text, ("The plate is clear",))

@@ -38,6 +38,7 @@ from printfleet.protocol.gate_decision import (
     ResumePrint,
     SetTarget,
     ShowMessage,
+    Simulate,
     StartPrint,
     accept,
     refuse,
@@ -62,6 +63,8 @@ from printfleet.protocol.messages import (
     SetNozzleCommand,
     SetPlateCheckCommand,
     SetTemperatureCommand,
+    SimulateAction,
+    SimulateCommand,
     StageCommand,
     StagedBody,
     StartCommand,
@@ -101,6 +104,7 @@ __all__ = [
     "SensorReading",
     "SetTarget",
     "ShowMessage",
+    "Simulate",
     "StartPrint",
     "accept",
     "cancel_locally",
@@ -568,6 +572,30 @@ def _on_set_nozzle(ctx: _Context, command: SetNozzleCommand) -> GateDecision:
     )
 
 
+def _on_simulate(ctx: _Context, command: SimulateCommand) -> GateDecision:
+    # A fault on a real printer is no test: only a simulated one acts anything out.
+    state, body = ctx.state, command.body
+    refusal = _first(
+        lambda: ctx.fresh(command),
+        lambda: (
+            None
+            if state.simulated
+            else Refusal(Reason.NOT_SIMULATED, "not a simulated printer: nothing is acted out")
+        ),
+        lambda: (
+            Refusal(Reason.BUSY, "the plate holds the running print")
+            if body.action is SimulateAction.REMOVE_PRINT
+            and state.status in {PrinterStatus.PRINTING, PrinterStatus.PAUSED}
+            else None
+        ),
+    )
+    if refusal is not None:
+        return _refuse_command(state, command, refusal)
+    return accept(
+        state, actions=(Simulate(body.action.value, body.fault),), events=(_ack(command),)
+    )
+
+
 _HANDLERS: dict[type[CommandBase], Callable[[_Context, Any], GateDecision]] = {
     StageCommand: _on_stage,
     StartCommand: _on_start,
@@ -580,6 +608,7 @@ _HANDLERS: dict[type[CommandBase], Callable[[_Context, Any], GateDecision]] = {
     SetTemperatureCommand: _on_set_temperature,
     SetMaterialCommand: _on_set_material,
     SetNozzleCommand: _on_set_nozzle,
+    SimulateCommand: _on_simulate,
 }
 
 

@@ -82,6 +82,14 @@ class RecordNozzle:
     nozzle_um: int
 
 
+@dataclass(frozen=True, slots=True)
+class Simulate:
+    """Act out ``action`` on the simulated hardware (``fault``: which fault strikes)."""
+
+    action: str
+    fault: str | None
+
+
 Action = (
     StartPrint
     | PausePrint
@@ -93,6 +101,7 @@ Action = (
     | ShowMessage
     | RecordMaterial
     | RecordNozzle
+    | Simulate
 )
 
 

@@ -30,6 +30,9 @@ from printfleet.protocol.messages import (
     SetPlateCheckCommand,
     SetTemperatureBody,
     SetTemperatureCommand,
+    SimulateAction,
+    SimulateBody,
+    SimulateCommand,
     StageBody,
     StageCommand,
     StartBody,
@@ -186,6 +189,14 @@ class CommandIssuer:
         body = SetNozzleBody(nozzle_um=nozzle_um)
         lifetime = self.lifetimes.control
         return self._issue(SetNozzleCommand, printer_id, now=now, lifetime=lifetime, body=body)
+
+    def simulate(
+        self, printer_id: str, *, now: int, action: SimulateAction, fault: str | None = None
+    ) -> SimulateCommand:
+        """Act something out on a simulated printer."""
+        body = SimulateBody(action=action, fault=fault)
+        lifetime = self.lifetimes.control
+        return self._issue(SimulateCommand, printer_id, now=now, lifetime=lifetime, body=body)
 
     def journal_query(
         self, printer_id: str, job_ids: tuple[str, ...], *, now: int

@@ -12,7 +12,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from printfleet.protocol.identities import PRINTER_ID_PATTERN
 from printfleet.protocol.reasons import Reason
@@ -63,6 +63,7 @@ class CommandType(StrEnum):
     SET_TEMPERATURE = "set_temperature"
     SET_MATERIAL = "set_material"
     SET_NOZZLE = "set_nozzle"
+    SIMULATE = "simulate"
     JOURNAL_QUERY = "journal_query"
     LOCAL_JOB_ACK = "local_job_ack"
     TIME_REPLY = "time_reply"
@@ -158,6 +159,53 @@ class SetNozzleBody(WireModel):
     """A person says which nozzle is fitted now; recorded and re-reported like a material."""
 
     nozzle_um: NozzleUm
+
+
+class SimulateAction(StrEnum):
+    """What a ``simulate`` command acts out on a simulated printer."""
+
+    REMOVE_PRINT = "remove_print"
+    """A person takes the finished print off the plate."""
+    FAULT = "fault"
+    """A fault strikes the hardware (``fault`` says which)."""
+    CLEAR_FAULT = "clear_fault"
+    """The simulated hardware is repaired; a latched fault stays until a person clears it."""
+
+
+SIMULATED_FAULT_KINDS = (
+    "heater-disconnected",
+    "thermistor-detached",
+    "sensor-open",
+    "sensor-short",
+    "heater-stuck-on",
+    "power-loss",
+)
+"""The faults a simulated printer can be given, as ``printfleet sim --fault`` names them."""
+SimulatedFault = Annotated[
+    str,
+    Field(
+        pattern=r"^((heater-disconnected|thermistor-detached|sensor-open|sensor-short"
+        r"|heater-stuck-on)(:(hotend|bed))?|power-loss(:[0-9]{1,6}(\.[0-9]{1,3})?[smh])?)$"
+    ),
+]
+"""``KIND[:ARG]``: a heater fault and its heater (``hotend`` if none), or ``power-loss`` and how
+long the power stays off (none: until the simulation stops); e.g. ``sensor-open:bed``,
+``power-loss:30s``."""
+
+
+class SimulateBody(WireModel):
+    """Act something out on a simulated printer (``printfleet sim``, the demo); a printer that
+    is not simulated refuses it (``NOT_SIMULATED``)."""
+
+    action: SimulateAction
+    fault: SimulatedFault | None = None
+
+    @model_validator(mode="after")
+    def _fault_with_fault_only(self) -> "SimulateBody":
+        if (self.action is SimulateAction.FAULT) != (self.fault is not None):
+            msg = "fault is given with action fault, and only then"
+            raise ValueError(msg)
+        return self
 
 
 class JournalQueryBody(WireModel):
@@ -273,6 +321,13 @@ class SetNozzleCommand(CommandBase):
     body: SetNozzleBody
 
 
+class SimulateCommand(CommandBase):
+    """See :class:`SimulateBody`."""
+
+    type: Literal["simulate"] = "simulate"
+    body: SimulateBody
+
+
 class JournalQueryCommand(CommandBase):
     """See :class:`JournalQueryBody`."""
 
@@ -306,6 +361,7 @@ Command: TypeAlias = Annotated[
     | SetTemperatureCommand
     | SetMaterialCommand
     | SetNozzleCommand
+    | SimulateCommand
     | JournalQueryCommand
     | LocalJobAckCommand
     | TimeReplyCommand,

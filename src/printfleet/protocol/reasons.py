@@ -48,6 +48,8 @@ class Reason(StrEnum):
     """The printer is in LAN-only mode and takes no commands from the cloud."""
     STAGE_FAILED = "STAGE_FAILED"
     """The file could not be fetched, or its checksum did not match."""
+    NOT_SIMULATED = "NOT_SIMULATED"
+    """A ``simulate`` command reached a printer that is not a simulated one."""
 
 
 TRANSIENT_REASONS: frozenset[Reason] = frozenset(

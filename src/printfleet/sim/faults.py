@@ -34,10 +34,12 @@ from printfleet.sim.thermal import HeaterFault
 
 __all__ = [
     "FAULT_SYNTAX",
+    "HEATER_FAULTS",
     "FaultKind",
     "FaultSpec",
     "PoweredPrinter",
     "check_fault_printers",
+    "fault_now",
     "parse_fault",
     "run_faults",
 ]
@@ -61,7 +63,7 @@ class FaultKind(StrEnum):
     POWER_LOSS = "power-loss"
 
 
-_HEATER_FAULTS: Mapping[FaultKind, HeaterFault] = {
+HEATER_FAULTS: Mapping[FaultKind, HeaterFault] = {
     FaultKind.HEATER_DISCONNECTED: HeaterFault.HEATER_DISCONNECTED,
     FaultKind.THERMISTOR_DETACHED: HeaterFault.THERMISTOR_DETACHED,
     FaultKind.SENSOR_OPEN: HeaterFault.SENSOR_OPEN,
@@ -142,6 +144,20 @@ def parse_fault(spec: str) -> FaultSpec:
     return FaultSpec(match.group("printer"), kind, at_s, after_print_start, heater=heater)
 
 
+def fault_now(printer_id: str, text: str) -> FaultSpec:
+    """``KIND[:ARG]`` (a ``--fault`` without its ``@WHEN``, as a ``simulate`` command gives it)
+    as a fault on `printer_id` due now; ValueError says what is wrong, with an example."""
+    try:
+        return parse_fault(f"{printer_id}:{text.strip()}@0s")
+    except ValueError:
+        known = ", ".join(kind.value for kind in FaultKind)
+        msg = (
+            f"cannot read fault {text!r}: write KIND[:ARG], e.g. heater-disconnected, "
+            f"sensor-open:bed or power-loss:30s; kinds: {known}"
+        )
+        raise ValueError(msg) from None
+
+
 def check_fault_printers(faults: Iterable[FaultSpec], printer_ids: Iterable[str]) -> None:
     """ValueError if a fault names a printer that is not simulated."""
     known = set(printer_ids)
@@ -159,7 +175,7 @@ class PoweredPrinter:
     once; `power_on()` starts the printer again with a fresh agent read from the same journal.
     """
 
-    __slots__ = ("_config", "_make_agent", "_powered", "_task", "agent", "hardware")
+    __slots__ = ("_config", "_make_agent", "_outages", "_powered", "_task", "agent", "hardware")
 
     def __init__(
         self,
@@ -174,6 +190,26 @@ class PoweredPrinter:
         self._powered = asyncio.Event()
         self._powered.set()
         self._task: asyncio.Task[None] | None = None
+        self._outages: set[asyncio.Task[None]] = set()
+        # A `simulate` command's power loss reaches the switch through the printer.
+        hardware.power_switch = self._outage
+
+    def _outage(self, off_for_s: float | None) -> None:
+        """Cut the power soon, in a task of its own: the agent that asked is among what stops."""
+        outage = asyncio.get_running_loop().create_task(
+            self.outage(off_for_s), name=f"power loss {self.printer_id}"
+        )
+        self._outages.add(outage)
+        outage.add_done_callback(self._outages.discard)
+
+    async def outage(self, off_for_s: float | None) -> None:
+        """Cut the power, and restore it after `off_for_s` simulated seconds (None: never)."""
+        await self.power_off()
+        if off_for_s is None:
+            return
+        await self.hardware.clock.sleep(off_for_s)
+        await self.power_on()
+        log.warning("power restored: %s starts again from its journal", self.printer_id)
 
     @property
     def printer_id(self) -> str:
@@ -238,14 +274,9 @@ async def _inject(fault: FaultSpec, unit: PoweredPrinter) -> None:
     await _wait_until(fault, unit)
     log.warning("fault injected: %s", fault.describe())
     if fault.kind is not FaultKind.POWER_LOSS:
-        unit.hardware.inject_fault(fault.heater, _HEATER_FAULTS[fault.kind])
+        unit.hardware.inject_fault(fault.heater, HEATER_FAULTS[fault.kind])
         return
-    await unit.power_off()
-    if fault.off_for_s is None:
-        return
-    await unit.hardware.clock.sleep(fault.off_for_s)
-    await unit.power_on()
-    log.warning("power restored: %s starts again from its journal", fault.printer_id)
+    await unit.outage(fault.off_for_s)
 
 
 async def run_faults(faults: Iterable[FaultSpec], units: Mapping[str, PoweredPrinter]) -> None:

@@ -14,7 +14,7 @@ import logging
 import re
 import shutil
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -108,6 +108,7 @@ class SimulatedPrinter:
         "_screen",
         "_storage",
         "_tasks",
+        "power_switch",
     )
 
     def __init__(
@@ -163,6 +164,9 @@ class SimulatedPrinter:
         self._tasks: asyncio.TaskGroup | None = None
         self._attendant_after_s = attendant_after_s
         self._attendants: set[asyncio.Task[None]] = set()
+        self.power_switch: Callable[[float | None], None] | None = None
+        """Cuts this printer's power for so many simulated seconds (None: for good), if it runs
+        behind a switch (`printfleet.sim.faults.PoweredPrinter`): a simulated power loss."""
 
     # -- power -------------------------------------------------------------------------------
 
@@ -264,6 +268,42 @@ class SimulatedPrinter:
     async def next_loadout_change(self) -> Loadout:
         """Wait for the loadout to change."""
         return await self._loadout.next_change()
+
+    async def simulate(self, action: str, fault: str | None) -> None:
+        """Act out a ``simulate`` command: take the print off (``remove_print``), strike with a
+        fault (``fault``, ``KIND[:ARG]`` as ``--fault`` names them) or repair every heater
+        fault and the fan (``clear_fault``; a fault the agent latched stays until a person
+        clears it). Raises `HardwareError` for what cannot be acted out."""
+        # Imported here: the faults module builds its power switch on this one.
+        from printfleet.sim.faults import HEATER_FAULTS, FaultKind, fault_now  # noqa: PLC0415
+
+        match action:
+            case "remove_print":
+                if self.current_print() is not None:
+                    raise HardwareError("a print is running: there is nothing to take off yet")
+                log.info("took %d print(s) off %s", self._plate.remove_all(), self._name)
+            case "clear_fault":
+                board = self._now()
+                for heater in HeaterId:
+                    for broken in board.heater(heater).faults:
+                        board.heater(heater).clear_fault(broken)
+                board.fan_failed = False
+            case "fault" if fault is not None:
+                try:
+                    struck = fault_now(self._name, fault)
+                except ValueError as error:
+                    raise HardwareError(str(error)) from None
+                if struck.kind is not FaultKind.POWER_LOSS:
+                    self.inject_fault(struck.heater, HEATER_FAULTS[struck.kind])
+                elif self.power_switch is None:
+                    raise HardwareError(
+                        f"{self._name} has no power switch to cut: run it in printfleet sim or demo"
+                    )
+                else:
+                    self.power_switch(struck.off_for_s)
+                log.warning("simulated fault on %s: %s", self._name, struck.describe())
+            case _:
+                raise HardwareError(f"cannot simulate {action!r} (fault: {fault!r})")
 
     async def set_heater_target(self, heater: HeaterId, celsius: float) -> None:
         """Set a heater's target; 0 turns it off."""

@@ -1,5 +1,6 @@
 """What is loaded at a printer, said remotely (operator role): ``PUT /printers/{id}/materials/
-{slot}`` and ``PUT /printers/{id}/nozzle``.
+{slot}`` and ``PUT /printers/{id}/nozzle``; and ``POST /printers/{id}/simulate`` for simulated
+printers only (a print taken off, a fault, its repair).
 
 What a person would enter at the printer's screen after loading a spool or swapping a nozzle.
 Sent now or not at all (503; S9), signed like every command, audited; the printer records it and
@@ -13,14 +14,15 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from printfleet.cloud.api.auth import Writer
 from printfleet.cloud.api.context import Context
-from printfleet.cloud.api.errors import ERROR_RESPONSES
+from printfleet.cloud.api.errors import ERROR_RESPONSES, error_responses
 from printfleet.cloud.api.schemas import JSON_INTEGER
 from printfleet.cloud.usecases.materials import MaterialActions
+from printfleet.protocol.messages import SIMULATED_FAULT_KINDS, SimulateAction, SimulateBody
 
 router = APIRouter(prefix="/api/v1", tags=["printers"], responses=ERROR_RESPONSES)
 
@@ -105,6 +107,45 @@ class NozzleIn(BaseModel):
         return value
 
 
+_FAULT_EXAMPLES = (
+    'KIND[:ARG], e.g. "heater-disconnected", "sensor-open:bed" or "power-loss:30s"; kinds: '
+    + ", ".join(SIMULATED_FAULT_KINDS)
+)
+
+
+class SimulateIn(BaseModel):
+    """What to act out on a simulated printer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Annotated[
+        SimulateAction,
+        Field(description="remove_print: a person takes the print off; fault: a fault strikes; "
+              "clear_fault: the simulated hardware is repaired (a latched fault stays until a "
+              "person clears it)"),
+    ]  # fmt: skip
+    fault: Annotated[
+        str | None,
+        Field(
+            description="With action fault only: KIND[:ARG] as printfleet sim --fault names it, "
+            "without @WHEN (it strikes now)",
+            examples=["sensor-open:bed", "power-loss:30s"],
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _fault_with_its_action(self) -> SimulateIn:
+        if self.action is SimulateAction.FAULT and self.fault is None:
+            raise _invalid("fault_missing", f'action "fault" needs a fault: {_FAULT_EXAMPLES}')
+        if self.action is not SimulateAction.FAULT and self.fault is not None:
+            raise _invalid("fault_unexpected", 'only action "fault" takes a fault')
+        try:
+            SimulateBody(action=self.action, fault=self.fault)
+        except ValidationError:
+            raise _invalid("fault", f"{self.fault!r} is not a fault: {_FAULT_EXAMPLES}") from None
+        return self
+
+
 class LoadoutCommandSent(BaseModel):
     """The command went to the printer now (S9); its ``ack`` and new state follow."""
 
@@ -139,3 +180,20 @@ async def set_nozzle(
     """Say which nozzle is fitted (owner or operator; audited)."""
     command_id = await _actions(context).set_nozzle(principal, printer_id, nozzle_um=body.nozzle_um)
     return LoadoutCommandSent(printer_id=printer_id, action="set_nozzle", command_id=command_id)
+
+
+@router.post(
+    "/printers/{printer_id}/simulate",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(409),
+)
+async def simulate(
+    printer_id: str, body: SimulateIn, principal: Writer, context: Context
+) -> LoadoutCommandSent:
+    """Act something out on a simulated printer (owner or operator; audited): take the print off
+    the plate, strike it with a fault as ``printfleet sim --fault`` would, or repair it. A printer
+    that is not simulated is 409 (and would refuse the command itself)."""
+    command_id = await _actions(context).simulate(
+        principal, printer_id, action=body.action, fault=body.fault
+    )
+    return LoadoutCommandSent(printer_id=printer_id, action="simulate", command_id=command_id)

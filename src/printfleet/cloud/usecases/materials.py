@@ -1,4 +1,5 @@
-"""What is loaded at a printer, said remotely: a filament slot's material and colour, the nozzle.
+"""What is loaded at a printer, said remotely: a filament slot's material and colour, the nozzle;
+and, on simulated printers only, what a person or a fault would do to the hardware.
 
 A person who loaded a spool or swapped a nozzle tells the printer so from anywhere, as they
 would at its screen (operator role; audited). The command has no physical effect: the printer
@@ -9,13 +10,13 @@ every person's command it goes now or not at all (S9).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from printfleet.cloud.dispatch.link import PublishOutcome
-from printfleet.cloud.store import Actor, Role
+from printfleet.cloud.store import Actor, Role, StateConflict
 from printfleet.cloud.usecases.principal import Principal, PrinterUnreachable, Scope
 from printfleet.cloud.usecases.printers import PrinterActions
-from printfleet.protocol.messages import CommandBase
+from printfleet.protocol.messages import CommandBase, SimulateAction
 
 __all__ = ["MaterialActions"]
 
@@ -61,6 +62,27 @@ class MaterialActions:
         await self._send(principal, command, "nozzle.set", {"nozzle_um": nozzle_um})
         return command.id
 
+    async def simulate(
+        self, principal: Principal, printer_id: str, *, action: SimulateAction, fault: str | None
+    ) -> str:
+        """Act something out on a simulated printer (take the print off, a fault, its repair);
+        the command's id. :class:`StateConflict` (409) for a printer whose last state report
+        does not say it is simulated (the printer itself refuses too)."""
+        await self._operator(principal, printer_id)
+        view = self.printers.live.view(printer_id)
+        if view is None or not view.simulated:
+            msg = (
+                f"{printer_id} is not a simulated printer: only printers of printfleet sim or "
+                "the demo take simulated faults"
+            )
+            raise StateConflict(msg)
+        command = self.printers.issuer.simulate(
+            printer_id, now=self._clock_ms(), action=action, fault=fault
+        )
+        detail = {"action": action.value, "fault": fault}
+        await self._send(principal, command, f"simulate.{action.value}", detail)
+        return command.id
+
     async def _operator(self, principal: Principal, printer_id: str) -> None:
         principal.require(Scope.WRITE)
         await self.printers.access(principal, printer_id, Role.OPERATOR)
@@ -70,7 +92,7 @@ class MaterialActions:
         principal: Principal,
         command: CommandBase,
         action: str,
-        detail: dict[str, str | int | None],
+        detail: Mapping[str, str | int | None],
     ) -> None:
         """Publish now or fail now (S9); audited with what was said and the outcome."""
         live = self.printers.live
