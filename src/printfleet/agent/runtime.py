@@ -403,10 +403,8 @@ class PrinterAgent:
                 await hardware.set_heater_target(heater_id, target)
             case FetchFile():
                 self._spawn(self._fetch(action), f"fetch {action.job_id}")
-            case RecordMaterial(slot=slot, material=material, colour=colour):
-                await hardware.set_material(slot, material, colour)
-            case RecordNozzle(nozzle_um=nozzle_um):
-                await hardware.set_nozzle(nozzle_um)
+            case RecordMaterial() | RecordNozzle():
+                return await self._record_loadout(action)
             case Simulate(action=simulated, fault=fault):
                 try:
                     await hardware.simulate(simulated, fault)
@@ -418,6 +416,18 @@ class PrinterAgent:
                     await hardware.screen.show_prompt(prompt)
                 else:
                     await hardware.screen.show_message(text, _LEVELS.get(level, MessageLevel.INFO))
+        return []
+
+    async def _record_loadout(self, action: RecordMaterial | RecordNozzle) -> list[Event | Output]:
+        """Tell the hardware what a person said is loaded; the gate checked the slot against the
+        hardware's, so a refusal here means the two disagree, which a person must hear of."""
+        try:
+            if isinstance(action, RecordMaterial):
+                await self.hardware.set_material(action.slot, action.material, action.colour)
+            else:
+                await self.hardware.set_nozzle(action.nozzle_um)
+        except (HardwareError, ValueError) as error:
+            return [self._alert("loadout_refused", "warning", str(error)[:500])]
         return []
 
     async def _start_print(self, job_id: str, name: str) -> list[Event | Output]:
@@ -550,12 +560,17 @@ class PrinterAgent:
                 await self.hardware.screen.withdraw_prompt(PLATE_PROMPT_ID)
 
     async def _loadout_loop(self) -> None:
-        """Report what is loaded whenever it changes; it may have changed before this loop
-        began (the core was built from the loadout at start), so the first check is at once."""
-        loadout = self.hardware.loadout()
+        """Report what is loaded whenever it changes. What the core last heard is compared with
+        the hardware before each wait, so a change made while the previous one was being
+        reported is not missed (nothing awaits between the check and the wait)."""
+        heard: Loadout | None = None
         while True:
-            await self._loadout_changed(loadout)
-            loadout = await self.hardware.next_loadout_change()
+            loadout = self.hardware.loadout()
+            if loadout != heard:
+                await self._loadout_changed(loadout)
+                heard = loadout
+                continue
+            await self.hardware.next_loadout_change()
 
     async def _loadout_changed(self, loadout: Loadout) -> None:
         async with self._judging():
