@@ -1452,7 +1452,7 @@ function jobsView(main) {
           h("td", { class: "reason" }, waitInfo(j)),
           h("td", {}, clock(j.created_at)),
           h("td", {}, TERMINAL.has(j.state) ? "–" : clock(j.start_by)),
-          h("td", { class: "row-actions" }, reorderButtons(j, queued), cancel),
+          h("td", {}, h("div", { class: "row-actions" }, reorderButtons(j, queued), cancel)),
         );
       }),
     );
