@@ -15,7 +15,7 @@ import pytest
 from printfleet.cloud.dispatch.dispatcher import Dispatcher, StoredJob
 from printfleet.cloud.dispatch.fleet_view import FleetView
 from printfleet.cloud.dispatch.link import PublishOutcome
-from printfleet.protocol.dispatch import JobChange, JobView
+from printfleet.protocol.dispatch import JobChange, JobView, WaitCode
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState
 from printfleet.protocol.messages import (
@@ -225,3 +225,27 @@ async def test_a_printer_cannot_join_another_models_pool_by_announcing_it() -> N
     x1_job = _job(jobs, JobState.QUEUED, printer_id=None, model="x1")
     await dispatcher.tick()
     assert [(type(c).__name__, c.job_id) for c in link.sent] == [("StageCommand", x1_job)]
+
+
+@pytest.mark.asyncio
+async def test_the_stores_pools_reach_the_planner_and_a_wait_is_stored_with_its_code() -> None:
+    # Not a race: the dispatcher joins the store's pools and wear into what it plans with, and
+    # records a wait's code with its sentence.
+    jobs = MemoryJobs()
+    link = AnsweringLink(lambda command: None)
+    dispatcher = _dispatcher(link, jobs)
+    roster = dispatcher.roster
+    assert isinstance(roster, MemoryRoster)
+    pool_job = _job(jobs, JobState.QUEUED, printer_id=None, pool_id="farm")
+    await dispatcher.tick()
+    assert link.sent == []
+    waiting = jobs.rows[pool_job].view
+    assert waiting.wait is WaitCode.NO_PRINTER
+    assert waiting.reason == "no printer in pool farm that you may operate has been heard from"
+    roster.set_pools(PRINTER, frozenset({"farm"}))
+    roster.set_print_hours(PRINTER, 12.5)
+    view = (await dispatcher.views())[PRINTER]
+    assert (view.pools, view.print_hours) == (frozenset({"farm"}), 12.5)
+    await dispatcher.tick()
+    assert [(type(c).__name__, c.job_id) for c in link.sent] == [("StageCommand", pool_job)]
+    assert jobs.rows[pool_job].view.wait is None

@@ -1,5 +1,8 @@
 """The cloud's view of printers: built from real protocol messages, hostile input dropped."""
 
+import uuid
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.protocol.conftest import counter_ids
@@ -9,6 +12,7 @@ from printfleet.protocol.dispatch import SafetySettings
 from printfleet.protocol.gate import PrinterState
 from printfleet.protocol.messages import (
     HeaterTelemetry,
+    MaterialSlot,
     PlateStatus,
     Presence,
     PrinterStatus,
@@ -111,3 +115,93 @@ def test_no_payload_can_crash_ingestion(payload: bytes, kind: str) -> None:
     fleet = view_at()
     result = fleet.ingest(f"{TOPICS.prefix}/printers/p1/{kind}", payload)
     assert result is None or result.printer_id == "p1"
+
+
+def _state_with_loadout(**fields: Any) -> bytes:
+    state = PrinterState("p1", has_plate_sensor=True, **fields)
+    core = PrinterCore(state, verifier=None, new_id=counter_ids())
+    return encode(core.state_event(0))
+
+
+def test_a_state_report_tells_the_loadout_and_whether_it_is_simulated() -> None:
+    fleet = view_at()
+    slots = (
+        MaterialSlot(slot=1, material="PLA", colour="#ffffff"),
+        MaterialSlot(slot=3, material="PETG"),
+    )
+    fleet.ingest(
+        TOPICS.events("p1"), _state_with_loadout(materials=slots, nozzle_um=600, simulated=True)
+    )
+    view = fleet.view("p1")
+    assert view is not None
+    assert view.slots == slots
+    assert view.materials == {"PLA", "PETG"}
+    assert view.nozzle_um == 600
+    assert view.simulated
+    # A slot emptied at the printer is gone at its next report.
+    fleet.ingest(TOPICS.events("p1"), _state_with_loadout(materials=slots[1:]))
+    view = fleet.view("p1")
+    assert view is not None
+    assert view.materials == {"PETG"}
+    assert view.nozzle_um is None
+    assert not view.simulated
+
+
+def _heaters(status: PrinterStatus, hotend: tuple[int, int], bed: tuple[int, int]) -> Telemetry:
+    return telemetry().model_copy(
+        update={
+            "status": status,
+            "hotend": HeaterTelemetry(temp_dc=hotend[0], target_dc=hotend[1]),
+            "bed": HeaterTelemetry(temp_dc=bed[0], target_dc=bed[1]),
+        }
+    )
+
+
+def test_a_printer_heats_up_while_printing_with_a_heater_well_under_its_target() -> None:
+    cases = {
+        (PrinterStatus.PRINTING, (1500, 2200), (600, 600)): True,  # hotend 70 °C short
+        (PrinterStatus.PRINTING, (2200, 2200), (500, 600)): True,  # bed 10 °C short
+        (PrinterStatus.PRINTING, (2160, 2200), (560, 600)): False,  # within 5 °C: at temperature
+        (PrinterStatus.PRINTING, (250, 0), (250, 0)): False,  # no target: not heating
+        (PrinterStatus.IDLE, (250, 2200), (250, 600)): False,  # preheating idle: no print
+    }
+    for (status, hotend, bed), heating in cases.items():
+        fleet = view_at()
+        fleet.ingest(TOPICS.telemetry("p1"), encode(_heaters(status, hotend, bed)))
+        view = fleet.view("p1")
+        assert view is not None
+        assert view.heating is heating, (status, hotend, bed)
+
+
+def test_a_state_report_that_the_print_ended_ends_the_heat_up() -> None:
+    fleet = view_at()
+    heating = _heaters(PrinterStatus.PRINTING, (1500, 2200), (600, 600))
+    fleet.ingest(TOPICS.telemetry("p1"), encode(heating))
+    fleet.ingest(TOPICS.events("p1"), _state_with_loadout())
+    view = fleet.view("p1")
+    assert view is not None
+    assert not view.heating
+
+
+def test_a_print_no_telemetry_has_described_yet_counts_as_heating_up() -> None:
+    # The ack and the state report of a start can beat the first telemetry of its heat-up.
+    fleet = view_at()
+    job_id = str(uuid.uuid4())
+    fleet.ingest(
+        TOPICS.events("p1"),
+        _state_with_loadout(status=PrinterStatus.PRINTING, job_id=job_id),
+    )
+    view = fleet.view("p1")
+    assert view is not None
+    assert view.heating
+    at_temperature = _heaters(PrinterStatus.PRINTING, (2200, 2200), (600, 600))
+    fleet.ingest(
+        TOPICS.telemetry("p1"), encode(at_temperature.model_copy(update={"job_id": job_id}))
+    )
+    fleet.ingest(
+        TOPICS.events("p1"),
+        _state_with_loadout(status=PrinterStatus.PRINTING, job_id=job_id),
+    )
+    view = fleet.view("p1")
+    assert view is not None
+    assert not view.heating

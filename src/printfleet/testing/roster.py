@@ -12,7 +12,7 @@ from printfleet.protocol.dispatch import SafetySettings
 
 
 class MemoryRoster:
-    """Printers by id: model, who may operate each, desired safety settings."""
+    """Printers by id: model, who may operate each, desired safety settings, pools, wear."""
 
     def __init__(self, entries: Mapping[str, RosterEntry] | None = None) -> None:
         self.entries: dict[str, RosterEntry] = dict(entries or {})
@@ -25,6 +25,14 @@ class MemoryRoster:
     def set_operators(self, printer_id: str, operators: frozenset[str]) -> None:
         """Share or revoke: these users, and no others, may operate the printer from now on."""
         self.entries[printer_id] = replace(self.entries[printer_id], operators=operators)
+
+    def set_pools(self, printer_id: str, pools: frozenset[str]) -> None:
+        """The printer belongs to these pools, and no others, from now on."""
+        self.entries[printer_id] = replace(self.entries[printer_id], pools=pools)
+
+    def set_print_hours(self, printer_id: str, hours: float) -> None:
+        """The printer has printed this many hours (the store counts them)."""
+        self.entries[printer_id] = replace(self.entries[printer_id], print_hours=hours)
 
     def set_plate_check(self, printer_id: str, *, enabled: bool) -> None:
         """The owner changes the desired plate check."""

@@ -64,6 +64,19 @@ class IngestStats:
     unknown_topic: int = 0
 
 
+HEATING_MARGIN_DC = 50
+"""A heater more than 5 °C under its (non-zero) target is still heating up."""
+
+
+def heating_up(report: Telemetry) -> bool:
+    """Whether a printer is heating up for a print, as its telemetry says: printing, and a
+    heater more than 5 °C under a non-zero target (it counts against the heat-up cap)."""
+    return report.status is PrinterStatus.PRINTING and any(
+        heater.target_dc > 0 and heater.temp_dc < heater.target_dc - HEATING_MARGIN_DC
+        for heater in (report.hotend, report.bed)
+    )
+
+
 class FleetView:
     """Latest state per printer. ``clock_ms`` is cloud time in milliseconds."""
 
@@ -177,6 +190,7 @@ class FleetView:
                 job_id=report.job_id,
                 # Only a printer that knows cloud time stamps its reports.
                 clock_synced=report.sent_at is not None,
+                heating=heating_up(report),
             )
         elif isinstance(ingested.event, PrinterStateEvent):
             event = ingested.event
@@ -193,4 +207,12 @@ class FleetView:
                 job_id=body.job_id,
                 staged=frozenset(body.staged),
                 reported=SafetySettings(plate_check=body.plate_check),
+                slots=body.materials,
+                materials=frozenset(slot.material for slot in body.materials),
+                nozzle_um=body.nozzle_um,
+                simulated=body.simulated,
+                # Heating is telemetry's word: a print it has not described yet is heating up,
+                # and a printer that stopped printing stopped heating up.
+                heating=body.status is PrinterStatus.PRINTING
+                and (view.heating or body.job_id != view.job_id),
             )
