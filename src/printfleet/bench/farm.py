@@ -27,7 +27,11 @@ from printfleet.protocol.lifecycle import JobState
 from printfleet.sim import make_sample_gcode
 
 _OPEN = [JobState.QUEUED, JobState.STAGED, JobState.DISPATCHED, JobState.PRINTING, JobState.PAUSED]
+_Kind = tuple[str | None, str | None]
+"""A kind of work: a model, and the material it needs (None: any)."""
 _POLL_S = 0.25
+_EXPECTED_ALERTS = frozenset({"plate_confirmation_needed", "printer_offline"})
+"""Alerts a healthy farm raises: plates waiting for the attendant, printers going at the end."""
 """Real seconds between looks at the queue."""
 
 
@@ -75,6 +79,8 @@ class FarmReport:
     """Completed jobs per printer, as the statistics say."""
     stats_print_hours: float = 0.0
     prints_on_occupied_plate: int = 0
+    alerts: Counter[str] = field(default_factory=Counter)
+    """Alerts raised, by kind."""
     findings: list[str] = field(default_factory=list)
 
     @property
@@ -145,16 +151,18 @@ class _Farm:
         started_real, started = time.monotonic(), self.clock.now()
         file = await self._upload(scratch)
         await self._confirm_fresh_plates()
-        fleet = Counter(p.model for p in self.demo.printers.values())
+        fleet = await self._kinds()
         depth = 1 + self.settings.waiting_per_printer
         target_s = self.settings.hours * 3600.0
         self.say(f"printing for {self.settings.hours:g} simulated hours")
         next_hour = 3600.0
         while (elapsed := self.simulated_s(started)) < target_s:
-            waiting = Counter(job.model for job in await self._open_jobs())
-            for model, printers in sorted(fleet.items()):
-                for _ in range(printers * depth - waiting[model]):
-                    await self._submit(file, model)
+            waiting = Counter(
+                (job.model, job.requirements.material) for job in await self._open_jobs()
+            )
+            for kind, printers in sorted(fleet.items(), key=lambda item: str(item[0])):
+                for _ in range(printers * depth - waiting[kind]):
+                    await self._submit(file, kind)
             if elapsed >= next_hour:
                 self.say(f"{elapsed / 3600:.0f} h: {self.report.submitted} jobs submitted")
                 next_hour += 3600.0
@@ -179,8 +187,21 @@ class _Farm:
             if not printer.hardware.has_plate_sensor:
                 await self.client.confirm_plate(printer_id)
 
-    async def _submit(self, file: PrintFile, model: str) -> None:
-        job = await self.client.create_job(file.id, model=model, start_within_s=3600)
+    async def _kinds(self) -> Counter[_Kind]:
+        """The work the farm is loaded for: per model, the material in each printer's first
+        slot (as the printers report it), with as many printers as have it there. Jobs ask for
+        that material, so the queue goes through routing by material as a farm's does."""
+        kinds: Counter[_Kind] = Counter()
+        for printer in await self.client.list_printers():
+            first = min(printer.materials, key=lambda slot: slot.slot, default=None)
+            kinds[printer.model, None if first is None else first.material] += 1
+        return kinds
+
+    async def _submit(self, file: PrintFile, kind: "_Kind") -> None:
+        model, material = kind
+        job = await self.client.create_job(
+            file.id, model=model, material=material, nozzle_um=None, start_within_s=3600
+        )
         self.job_ids.append(job.id)
         self.report.submitted += 1
 
@@ -219,6 +240,12 @@ class _Farm:
             )
         if report.completed == 0:
             report.findings.append("no job completed")
+        # Every alert of the run, from the store: the API pages the newest hundred.
+        store = self.demo.context.store
+        for alert in await store.alerts.latest(printer_ids=list(self.demo.printers), limit=100_000):
+            report.alerts[alert.kind] += 1
+            if alert.kind not in _EXPECTED_ALERTS:
+                report.findings.append(f"{alert.kind} alert on {alert.printer_id}: {alert.message}")
         stats = await self.client.stats(by="printer")
         report.stats_per_printer = {
             group.key: group.jobs.get(JobState.COMPLETED.value, 0) for group in stats.groups
@@ -247,6 +274,7 @@ def report_rows(report: FarmReport) -> Sequence[tuple[str, str]]:
             f"{report.completed / printer_hours:.2f}" if printer_hours else "-",
         ),
         ("prints onto an occupied plate", str(report.prints_on_occupied_plate)),
+        ("alerts", _counts(report.alerts)),
         ("completed per printer (jobs)", _counts(report.per_printer)),
         ("completed per printer (statistics)", _counts(report.stats_per_printer)),
         ("findings", str(len(report.findings))),
