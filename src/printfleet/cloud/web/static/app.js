@@ -712,7 +712,8 @@ function materialsSection(printerId) {
     material.value = current ? current.material : "";
     colour.value = current && current.colour ? current.colour : "#ffffff";
   }
-  slotNumber.addEventListener("change", prefill);
+  // As the number changes (not on leaving the field, which would overwrite what was typed next).
+  slotNumber.addEventListener("input", prefill);
 
   async function send(error, sent, call) {
     error.textContent = "";
