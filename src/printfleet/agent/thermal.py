@@ -436,6 +436,12 @@ class ThermalGuard:
         Call it from a timer at least once per `VERIFY_PERIOD`: a silent sensor produces no
         readings to hang it on. Calling it more often, say also after every reading, is harmless:
         the staleness check runs on every call, the verify step only when its 1 s slot is due.
+
+        `now` is when the agent asked for the readings it has just observed, read from the
+        hardware clock *before* reading them. A time read after them would charge the sensor with
+        any stall of the host between reading and checking: at a high simulated time scale a
+        tenth of a second of a busy machine is many seconds of "silence" from a sensor whose
+        reading is fresh.
         """
         if self._started_at is None:
             self._started_at = now

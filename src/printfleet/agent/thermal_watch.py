@@ -45,11 +45,15 @@ class ThermalWatch:
         next_reading = clock.now()
         while True:
             await hardware.refresh_watchdog()
+            # The checks run as of when the readings were asked for, not when they are judged:
+            # time the host spends between the two (a pause, a busy machine) is the agent's, and
+            # must not count as silence of a sensor that has just given a fresh reading.
+            asked_at = clock.now()
             readings = [hardware.read_heater(heater) for heater in HeaterId]
             faults = [
                 fault for reading in readings if (fault := guard.observe(reading)) is not None
             ]
-            faults.extend(guard.tick(clock.now()))
+            faults.extend(guard.tick(asked_at))
             latched = guard.latched is not None or self._fault_latched()
             if faults or (latched and any(reading.target > 0 for reading in readings)):
                 # Cut power first. While a fault is latched nothing may heat, whoever set it.
