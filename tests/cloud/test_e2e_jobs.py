@@ -351,6 +351,9 @@ async def test_a_print_is_streamed_from_submission_to_completion(
             "reason": None,
             "name": "part.gcode",
             "printer_id": x1.id,
+            "wait": None,
+            "priority": 0,
+            "pool_id": None,
         }
         assert 0 <= progress["data"]["progress"]["percent"] <= 100
         assert progress["data"]["progress"]["total_layers"] == 30
