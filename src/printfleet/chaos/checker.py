@@ -21,6 +21,9 @@ class ViolationKind(StrEnum):
     UNINTENDED_START = "S1 start nobody asked for"
     FOREIGN_START = "S1 start on a printer its submitter may not operate"
     FOREIGN_FILE = "S1 file sent to a printer its submitter may not operate"
+    UNFIT_START = "S1 start on a printer the job did not ask for or that lacks its material"
+    UNFIT_FILE = "S1 file sent to a printer the job did not ask for or that lacks its material"
+    PASSED_OVER = "S1 start that took the printer of a waiting job of higher priority"
     STALE_START = "S2 start after its deadline"
     LONG_DEADLINE = "S2 deadline beyond the dispatch window"
     DUPLICATE_START = "S3 job started twice"
@@ -31,6 +34,7 @@ class ViolationKind(StrEnum):
         "S5 start on an unchecked plate: the owner's plate check had not reached the printer"
     )
     HEAT_WHILE_FAULTED = "S6 heating with a latched fault"
+    HEAT_UP_CAP = "S6 more printers heating up at once than the farm's cap"
     NO_TERMINAL_STATE = "S7 job without a terminal state"
     NOT_NOTIFIED = "S7 failure nobody was told of"
     UNVERIFIED_DISPATCH = "S8 command issued without link evidence"
@@ -52,6 +56,15 @@ PLATE_KINDS = frozenset(
     }
 )
 """S5: every way a start can land on a plate not known to be clear."""
+QUEUE_KINDS = frozenset(
+    {
+        ViolationKind.UNFIT_START,
+        ViolationKind.UNFIT_FILE,
+        ViolationKind.PASSED_OVER,
+        ViolationKind.HEAT_UP_CAP,
+    }
+)
+"""A farm's queue: jobs where they fit, by priority, within the heat-up cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +110,60 @@ def plate_violations(
     return []
 
 
+def _queue_violations(history: History) -> list[Violation]:
+    """A farm's queue: every start the cloud sent fitted its job, took no printer a job of
+    higher priority could have used, and kept within the heat-up cap when it landed."""
+    violations: list[Violation] = []
+    for issued in history.issued.values():
+        if issued.kind != "start" or not issued.sent:
+            continue
+        where = f"{issued.printer_id} at t={issued.at} ms, job {issued.job_id}"
+        if not issued.fits:
+            ask = history.asks.get(issued.job_id)
+            violations.append(Violation(ViolationKind.UNFIT_START, f"{where}: asked {ask}"))
+        if issued.passed_over:
+            passed = ", ".join(issued.passed_over)
+            violations.append(Violation(ViolationKind.PASSED_OVER, f"{where}: passed {passed}"))
+    cap = history.max_heating
+    if not cap:
+        return violations
+    for start in history.starts:
+        if start.command_id is None or start.command_id not in history.issued:
+            continue
+        heating = {
+            heat.printer_id
+            for heat in history.heat_ups
+            if heat.command_id is not None
+            and heat.at(start.at)
+            # A print its user cancelled is being stopped: it counts no more.
+            and history.cancelled_at.get(heat.job_id, start.at + 1) > start.at
+        } | {start.printer_id}
+        if len(heating) > cap:
+            where = f"{start.printer_id} at t={start.at} ms, job {start.job_id}"
+            listed = ", ".join(sorted(heating))
+            violations.append(
+                Violation(ViolationKind.HEAT_UP_CAP, f"{where}: {listed} heating, cap {cap}")
+            )
+    return violations
+
+
 def check(
     history: History, *, dispatch_window_ms: int = 30_000, require_terminal: bool = False
 ) -> list[Violation]:
     """Every violation in ``history``. ``require_terminal`` once the run has settled."""
     violations: list[Violation] = []
     for stage in history.issued.values():
+        where = f"{stage.printer_id} at t={stage.at} ms, job {stage.job_id}"
         if stage.kind == "stage" and stage.sent and not stage.submitter_may_operate:
-            where = f"{stage.printer_id} at t={stage.at} ms, job {stage.job_id}"
             violations.append(
                 Violation(
                     ViolationKind.FOREIGN_FILE,
                     f"{where}: {stage.file_url} handed over for {stage.submitter}",
                 )
             )
+        if stage.kind == "stage" and stage.sent and not stage.fits:
+            violations.append(Violation(ViolationKind.UNFIT_FILE, where))
+    violations.extend(_queue_violations(history))
     started: dict[str, str] = {}
     for start in history.starts:
         where = f"{start.printer_id} at t={start.at} ms, job {start.job_id}"

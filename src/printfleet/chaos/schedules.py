@@ -4,9 +4,12 @@ One schedule is a world (link faults drawn from the seed) and a sequence of step
 submitting and cancelling, for one printer or any of a model, owners sharing and revoking their
 printers and turning plate checks on and off (also while a printer is away), people clearing
 plates, links that queue and burst, lie or die, heaters failing, printers restarting — followed
-by a settle phase in which the network heals and every job must end. The checker judges the
-history after every step and at the end. The Hypothesis state machines in the test suite drive
-the same actions.
+by a settle phase in which the network heals and every job must end. Half the worlds are farms:
+printers loaded with different materials and nozzles, a pool, wear, a heat-up cap, jobs that need
+a material or nozzle, go to the pool and carry priorities, and people who swap spools and nozzles
+as the day goes (drawn from a second generator, so the rest of a seed's schedule stays as it
+was). The checker judges the history after every step and at the end. The Hypothesis state
+machines in the test suite drive the same actions.
 """
 
 import concurrent.futures
@@ -20,9 +23,16 @@ from printfleet.chaos.checker import Violation, check
 from printfleet.chaos.sim_link import LinkFaults
 from printfleet.chaos.sim_tenancy import ShareRole
 from printfleet.chaos.simulation import USERS, FleetSimulation
+from printfleet.protocol.dispatch import Requirements
 
 PRINTER_IDS = ("x1-0", "p1-1", "x1-2")
 SETTLE_LIMIT_MS = 600_000
+
+MATERIALS = ("PLA", "PETG", "PA-CF")
+NOZZLES = (None, 400, 400, 600)
+POOL = "farm"
+FARM_SEED = 0x5EED
+"""Farm worlds draw from ``random.Random(FARM_SEED + seed)``, apart from the schedule's own."""
 
 Away = Literal["link dies", "link queues", "power off"]
 AWAYS: tuple[Away, ...] = ("link dies", "link queues", "power off")
@@ -31,11 +41,47 @@ AWAYS: tuple[Away, ...] = ("link dies", "link queues", "power off")
 # -- the actions, shared with the Hypothesis state machines ------------------------------------
 
 
-def submit(sim: FleetSimulation, user: str, printer_id: str | None, window_s: int) -> str | None:
-    """``user`` submits a job for one printer, or for any x1 they may operate; None if the API
-    refuses it (a printer, or a model, they may not print on)."""
-    model = None if printer_id is not None else "x1"
-    return sim.submit(user=user, printer_id=printer_id, model=model, window_ms=window_s * 1_000)
+def submit(
+    sim: FleetSimulation,
+    user: str,
+    printer_id: str | None,
+    window_s: int,
+    *,
+    pool_id: str | None = None,
+    priority: int = 0,
+    requirements: Requirements | None = None,
+) -> str | None:
+    """``user`` submits a job for one printer, for any x1 or any printer of a pool they may
+    operate; None if the API refuses it (a printer, model or pool they may not print on)."""
+    model = None if printer_id is not None or pool_id is not None else "x1"
+    return sim.submit(
+        user=user,
+        printer_id=printer_id,
+        model=model,
+        window_ms=window_s * 1_000,
+        pool_id=pool_id,
+        priority=priority,
+        requirements=requirements,
+    )
+
+
+def swap_loadout(sim: FleetSimulation, printer_id: str, farm: random.Random) -> str:
+    """A person at the printer swaps its spools (and maybe its nozzle)."""
+    materials = tuple(farm.sample(MATERIALS, farm.randint(0, 2)))
+    nozzle = farm.choice(NOZZLES)
+    sim.load(printer_id, materials, nozzle)
+    return f"{printer_id} loaded with {' and '.join(materials) or 'nothing'}, nozzle {nozzle}"
+
+
+def farm_ask(farm: random.Random) -> tuple[bool, int, Requirements]:
+    """What a farm's job asks beyond its printer: the pool instead of a model, its priority,
+    and the material and nozzle it needs."""
+    to_pool = farm.random() < 0.4  # noqa: PLR2004
+    priority = farm.choice((-1, 0, 0, 0, 1, 5))
+    requirements = Requirements(
+        material=farm.choice((None, *MATERIALS)), nozzle_um=farm.choice((None, None, 400, 600))
+    )
+    return to_pool, priority, requirements
 
 
 def owner_submits(sim: FleetSimulation, printer_id: str, window_s: int) -> str:
@@ -145,6 +191,13 @@ class ScheduleResult:
     """Shares granted or revoked and plate checks turned on or off."""
     checks_on_while_away: int = 0
     """Plate checks turned back on while the printer, its own check off, could not hear it."""
+    farm: bool = False
+    """A farm world: loadouts, a pool, priorities, requirements (and maybe a heat-up cap)."""
+    max_heating: int | None = None
+    loadout_changes: int = 0
+    """Spools and nozzles swapped at printers."""
+    queue_decisions: int = 0
+    """Starts where a priority, pool or requirement mattered: a farm's queue at work."""
 
     @property
     def ok(self) -> bool:
@@ -161,8 +214,19 @@ def run_schedule(seed: int, *, steps: int = 30, safeguards: bool = True) -> Sche
         duplicate=rng.choice([0.0, 0.05, 0.2]),
         near=frozenset(p for p in PRINTER_IDS if rng.random() < 0.25),  # noqa: PLR2004
     )
-    sim = FleetSimulation(seed, printers=len(PRINTER_IDS), faults=faults, safeguards=safeguards)
-    result = ScheduleResult(seed)
+    farm_rng = random.Random(FARM_SEED + seed)  # noqa: S311 - replayable, not a secret
+    farm = farm_rng if farm_rng.random() < 0.5 else None  # noqa: PLR2004 - half are farms
+    cap = farm.choice((None, 1, 2)) if farm is not None else None
+    sim = FleetSimulation(
+        seed,
+        printers=len(PRINTER_IDS),
+        faults=faults,
+        safeguards=safeguards,
+        max_heating=cap,
+    )
+    result = ScheduleResult(seed, farm=farm is not None, max_heating=cap)
+    if farm is not None:
+        result.steps.extend(_farm_world(sim, farm))
     # Before the day: owners have shared some printers (and turned some plate checks off).
     for _ in range(rng.randrange(3)):
         user, printer_id = rng.choice(USERS), rng.choice(PRINTER_IDS)
@@ -179,7 +243,9 @@ def run_schedule(seed: int, *, steps: int = 30, safeguards: bool = True) -> Sche
     sim.advance(2_000)
     jobs = [owner_submits(sim, PRINTER_IDS[0], 120)]
     for _ in range(steps):
-        result.steps.append(_random_step(sim, rng, jobs, result))
+        if farm is not None and farm.random() < 0.15:  # noqa: PLR2004
+            result.steps.append(swap_loadout(sim, rng_printer(farm), farm))
+        result.steps.append(_random_step(sim, rng, jobs, result, farm))
         result.violations = check(sim.history)
         if result.violations:
             break
@@ -198,7 +264,30 @@ def run_schedule(seed: int, *, steps: int = 30, safeguards: bool = True) -> Sche
     )
     result.tenancy_changes = sim.history.tenancy_changes
     result.checks_on_while_away = sim.history.checks_on_while_away
+    result.loadout_changes = sim.history.loadout_changes
+    result.queue_decisions = sum(
+        1
+        for start in sim.history.starts
+        if (ask := sim.history.asks.get(start.job_id)) is not None
+        and (ask.pool_id is not None or ask.priority != 0 or ask.requirements != Requirements())
+    )
     return result
+
+
+def rng_printer(farm: random.Random) -> str:
+    """A printer, drawn by the farm's generator."""
+    return farm.choice(PRINTER_IDS)
+
+
+def _farm_world(sim: FleetSimulation, farm: random.Random) -> list[str]:
+    """Loadouts, a pool and wear for a farm world, before the day."""
+    steps = [swap_loadout(sim, printer_id, farm) for printer_id in PRINTER_IDS]
+    members = frozenset(p for p in PRINTER_IDS if farm.random() < 0.6)  # noqa: PLR2004
+    sim.tenancy.pools[POOL] = members
+    sim.tenancy.print_hours = {p: farm.choice((0.0, 5.0, 120.0)) for p in PRINTER_IDS}
+    steps.append(f"pool {POOL}: {', '.join(sorted(members)) or 'empty'}")
+    steps.append(f"heat-up cap: {sim.policy.max_heating}")
+    return steps
 
 
 def run_schedules(
@@ -218,7 +307,11 @@ def _coin(rng: random.Random) -> bool:
 
 
 def _random_step(
-    sim: FleetSimulation, rng: random.Random, jobs: list[str], result: ScheduleResult
+    sim: FleetSimulation,
+    rng: random.Random,
+    jobs: list[str],
+    result: ScheduleResult,
+    farm: random.Random | None = None,
 ) -> str:
     printer_id = rng.choice(PRINTER_IDS)
     match step := rng.randrange(14):
@@ -228,6 +321,8 @@ def _random_step(
             mine = [p for p in PRINTER_IDS if sim.tenancy.may_operate(user, p)]
             target = rng.choice((*mine, None))
             window = rng.randint(5, 180)
+            if farm is not None:
+                return _farm_submit(sim, farm, jobs, user=user, target=target, window=window)
             job = submit(sim, user, target, window)
             if job is None:
                 return f"{user} may not print on any x1: refused"
@@ -277,6 +372,26 @@ def _random_step(
             return _owner_step(sim, rng, printer_id, owner_step, result)
         case _:
             raise AssertionError(step)
+
+
+def _farm_submit(
+    sim: FleetSimulation,
+    farm: random.Random,
+    jobs: list[str],
+    *,
+    user: str,
+    target: str | None,
+    window: int,
+) -> str:
+    """A tenant of a farm submits: maybe to the pool, with a priority and requirements."""
+    to_pool, priority, needs = farm_ask(farm)
+    pool = POOL if target is None and to_pool else None
+    job = submit(sim, user, target, window, pool_id=pool, priority=priority, requirements=needs)
+    where = target or (f"pool {pool}" if pool else "any x1")
+    if job is None:
+        return f"{user} may not print on {where}: refused"
+    jobs.append(job)
+    return f"{user} submits for {where} within {window}s, priority {priority}, needs {needs}"
 
 
 def _owner_step(

@@ -1,14 +1,14 @@
 """A simulated printer: the real :class:`~printfleet.protocol.printer.PrinterCore` plus a little
-physics (a plate, a print that takes time, a heater that can fault, a power switch) and a clock
-with its own offset and drift.
+physics (a plate, a print that takes time and heats up first, a heater that can fault, a power
+switch, the spools and nozzle a person loads) and a clock with its own offset and drift.
 """
 
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from printfleet.chaos.sim_history import History, PhysicalStart
+from printfleet.chaos.sim_history import HeatUp, History, PhysicalStart
 from printfleet.protocol.gate import (
     CancelPrint,
     FetchFile,
@@ -19,9 +19,21 @@ from printfleet.protocol.gate import (
     StartPrint,
 )
 from printfleet.protocol.journal import Journal, JournalRecord
-from printfleet.protocol.messages import CommandBase, Event, JobOutcome
+from printfleet.protocol.messages import (
+    CommandBase,
+    Event,
+    HeaterTelemetry,
+    JobOutcome,
+    MaterialSlot,
+    PrinterStatus,
+    Telemetry,
+)
 from printfleet.protocol.printer import Output, PrinterCore
 from printfleet.protocol.signing import CommandVerifier
+
+HEAT_UP_MS = 4_000
+"""How long a print heats up before it is at temperature."""
+PRINT_TEMP_DC, ROOM_TEMP_DC = 2_200, 250
 
 
 def uuid_factory(rng: random.Random) -> Callable[[], str]:
@@ -75,6 +87,13 @@ class SimPrinter:
         self.print_ends_at: int | None = None
         self.fault = False
         self.powered = True
+        self.materials: tuple[str, ...] = ()
+        """The spools loaded, slot by slot (physical truth)."""
+        self.nozzle_um: int | None = None
+        self.loadouts: list[tuple[int, tuple[str, ...], int | None]] = [(0, (), None)]
+        """Every loadout the printer had, from when: what a report of that time said."""
+        self.heat_up: HeatUp | None = None
+        self._telemetry_seq = 0
         self.core = self._fresh_core(has_history=False)
 
     @property
@@ -84,13 +103,67 @@ class SimPrinter:
 
     def _fresh_core(self, *, has_history: bool) -> PrinterCore:
         journal = Journal.replay(self.stored_records) if has_history else Journal()
-        state = PrinterState(printer_id=self.printer_id, has_plate_sensor=self.has_sensor)
+        state = PrinterState(
+            printer_id=self.printer_id,
+            has_plate_sensor=self.has_sensor,
+            materials=self._slots(),
+            nozzle_um=self.nozzle_um,
+        )
         return PrinterCore(
             state,
             verifier=self._verifier,
             new_id=self._new_id,
             journal=journal,
             gate=self._gate,
+        )
+
+    def _slots(self) -> tuple[MaterialSlot, ...]:
+        return tuple(
+            MaterialSlot(slot=index + 1, material=material)
+            for index, material in enumerate(self.materials)
+        )
+
+    def load(
+        self, now: int, materials: tuple[str, ...], nozzle_um: int | None, history: History
+    ) -> list[Event]:
+        """A person loads these spools and fits this nozzle (at the printer's screen): the
+        printer reports its new loadout at once if it is on."""
+        self.materials, self.nozzle_um = materials, nozzle_um
+        self.loadouts.append((now, materials, nozzle_um))
+        history.loadout_changes += 1
+        if not self.powered:
+            return []
+        self.core.state = replace(self.core.state, materials=self._slots(), nozzle_um=nozzle_um)
+        return [self.state_event(now)]
+
+    def heating(self, now: int) -> bool:
+        """Heating up for a print now (physical truth)."""
+        return self.heat_up is not None and self.heat_up.at(now)
+
+    def _stop_heating(self, now: int) -> None:
+        if self.heat_up is not None and self.heat_up.until > now:
+            self.heat_up.until = now
+        self.heat_up = None
+
+    def telemetry(self, now: int) -> Telemetry:
+        """A telemetry report: the heaters below their target while the print heats up."""
+        local = self.clock.local(now)
+        self._sense(local)
+        state = self.core.state
+        printing = state.status is PrinterStatus.PRINTING
+        target = PRINT_TEMP_DC if printing and not self.fault else 0
+        temp = ROOM_TEMP_DC if self.heating(now) or not printing else target
+        self._telemetry_seq += 1
+        return Telemetry(
+            printer_id=self.printer_id,
+            seq=self._telemetry_seq,
+            sent_at=self.core.cloud_now(local),
+            status=state.status,
+            job_id=state.job_id,
+            plate=state.plate_status(),
+            fault=state.fault,
+            hotend=HeaterTelemetry(temp_dc=temp, target_dc=target),
+            bed=HeaterTelemetry(temp_dc=min(temp, 600), target_dc=min(target, 600)),
         )
 
     def _sense(self, local: int) -> None:
@@ -132,9 +205,18 @@ class SimPrinter:
                     self.printing_job = job_id
                     self.print_ends_at = now + self.print_ms
                     self.plate_occupied = True
+                    self.heat_up = HeatUp(
+                        self.printer_id,
+                        job_id,
+                        command.id if command is not None else None,
+                        now,
+                        now + HEAT_UP_MS,
+                    )
+                    history.heat_ups.append(self.heat_up)
                 case CancelPrint():
                     if self.printing_job is not None:
                         self.print_ends_at = now
+                        self._stop_heating(now)
                 case HeatersOff():
                     pass
                 case FetchFile(job_id=job_id, sha256=sha256):
@@ -163,6 +245,7 @@ class SimPrinter:
             outcome = JobOutcome.FAILED if self.fault else JobOutcome.COMPLETED
             self.printing_job = None
             self.print_ends_at = None
+            self._stop_heating(now)
             events.extend(
                 self._apply(self.core.print_ended(outcome, "", local), now, history, None)
             )
@@ -196,6 +279,7 @@ class SimPrinter:
     def thermal_fault(self, now: int, history: History) -> list[Event]:
         """The heater misbehaves; the agent's thermal protection latches a fault."""
         self.fault = True
+        self._stop_heating(now)
         output = self.core.thermal_fault(
             "Hotend not heating at expected rate", self.clock.local(now)
         )
@@ -208,12 +292,13 @@ class SimPrinter:
 
     def restart(self, now: int, history: History) -> list[Event]:
         """Power cycle: memory is gone, the journal file survives; a running print is lost."""
-        self.power_off()
+        self.power_off(now)
         return self.power_on(now, history)
 
-    def power_off(self) -> None:
+    def power_off(self, now: int) -> None:
         """The power goes: the running print stops where it is (its part stays on the plate),
         and the printer hears and says nothing until it is switched on again."""
+        self._stop_heating(now)
         self.printing_job = None
         self.print_ends_at = None
         self.powered = False

@@ -24,6 +24,14 @@ class Tenancy:
     """Printer id -> user -> role; a viewer may watch but not print."""
     desired: dict[str, SafetySettings] = field(default_factory=dict)
     """Printer id -> the safety settings its owner chose (plate check on unless turned off)."""
+    pools: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Pool id -> the printers in it."""
+    print_hours: dict[str, float] = field(default_factory=dict)
+    """Printer id -> hours printed so far."""
+
+    def pools_of(self, printer_id: str) -> frozenset[str]:
+        """The pools the printer belongs to, now."""
+        return frozenset(pool for pool, members in self.pools.items() if printer_id in members)
 
     def operators(self, printer_id: str) -> frozenset[str]:
         """The owner and every operator share, now."""

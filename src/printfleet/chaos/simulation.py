@@ -29,7 +29,7 @@ from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from printfleet.chaos.sim_history import History, IssuedCommand
+from printfleet.chaos.sim_history import LOADOUT_GRACE_MS, Ask, History, IssuedCommand
 from printfleet.chaos.sim_link import LinkFaults, SimulatedLink
 from printfleet.chaos.sim_printer import PrinterClock, SimPrinter, uuid_factory
 from printfleet.chaos.sim_tenancy import Roster, ShareRole, Tenancy
@@ -38,7 +38,13 @@ from printfleet.cloud.dispatch.dispatcher import Dispatcher, RosterEntry, Stored
 from printfleet.cloud.dispatch.fleet_view import FleetView, Kind
 from printfleet.cloud.dispatch.link import PublishOutcome
 from printfleet.protocol import dispatch
-from printfleet.protocol.dispatch import DispatchPolicy, JobView, LinkEvidence, Planner
+from printfleet.protocol.dispatch import (
+    DispatchPolicy,
+    JobView,
+    LinkEvidence,
+    Planner,
+    Requirements,
+)
 from printfleet.protocol.gate import SafetyGate
 from printfleet.protocol.issuer import CommandIssuer
 from printfleet.protocol.lifecycle import JobState
@@ -48,6 +54,7 @@ from printfleet.protocol.messages import (
     Event,
     StageCommand,
     StartCommand,
+    Telemetry,
     decode_command,
     encode,
 )
@@ -66,6 +73,9 @@ TIME_SYNC_EVERY_MS = 10_000
 
 
 _T = TypeVar("_T")
+_TELEMETRY_MARK = b'"type":"telemetry"'
+"""How the simulated broker tells telemetry from events: the message's own type (the real
+one has a topic for each)."""
 
 
 def run_now(coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -150,7 +160,11 @@ class _RosterReader:
         roster = self.world.roster
         return {
             printer_id: RosterEntry(
-                printer.model, roster.operators(printer_id), roster.settings(printer_id)
+                printer.model,
+                roster.operators(printer_id),
+                roster.settings(printer_id),
+                pools=self.world.tenancy.pools_of(printer_id),
+                print_hours=self.world.tenancy.print_hours.get(printer_id, 0.0),
             )
             for printer_id, printer in self.world.printers.items()
         }
@@ -196,15 +210,16 @@ class FleetSimulation:
         safeguards: bool = True,
         print_ms: int = 20_000,
         probe_interval_ms: int = 5_000,
+        max_heating: int | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.now = 0
         self.signer = CommandSigner.from_private_bytes(self.rng.randbytes(32))
         verifier = CommandVerifier(self.signer.public_key)
-        self.policy = DispatchPolicy()
+        self.policy = DispatchPolicy(max_heating=max_heating)
         self.topics = Topics()
         self.link = SimulatedLink(self.rng, faults or LinkFaults())
-        self.history = History()
+        self.history = History(max_heating=max_heating)
         self.link_lies = False
         self.probe_interval_ms = probe_interval_ms
         self._new_id = uuid_factory(self.rng)
@@ -251,6 +266,8 @@ class FleetSimulation:
             )
         self._last_report: dict[str, int] = {}
         self._last_sync: dict[str, int] = {}
+        self._round_start: dict[str, JobView] = {}
+        """The jobs as stored when the current planning round began."""
 
     @property
     def planner(self) -> Planner:
@@ -264,19 +281,28 @@ class FleetSimulation:
     # -- users ----------------------------------------------------------------------------------
 
     def submit(
-        self, *, user: str, printer_id: str | None, model: str | None, window_ms: int
+        self,
+        *,
+        user: str,
+        printer_id: str | None,
+        model: str | None,
+        window_ms: int,
+        pool_id: str | None = None,
+        priority: int = 0,
+        requirements: Requirements | None = None,
     ) -> str | None:
-        """``user`` submits a job for a printer, or for any printer of a model.
+        """``user`` submits a job for a printer, any printer of a model, or any of a pool.
 
-        None when the API would refuse it: a printer the user may not operate, or a model of
-        which they operate no printer (the rules of ``submit_job``).
+        None when the API would refuse it: a printer the user may not operate, or a model or
+        pool of which they operate no printer (the rules of ``submit_job``).
         """
+        ask = Ask(printer_id, model, pool_id, requirements or Requirements(), priority)
         if printer_id is not None:
             allowed = printer_id in self.printers and self.tenancy.may_operate(user, printer_id)
         else:
             allowed = any(
-                printer.model == model and self.tenancy.may_operate(user, printer_id)
-                for printer_id, printer in self.printers.items()
+                self._asked_for(ask, printer_id) and self.tenancy.may_operate(user, printer_id)
+                for printer_id in self.printers
             )
         if not allowed:
             return None
@@ -290,11 +316,73 @@ class FleetSimulation:
             submitter=user,
             printer_id=printer_id,
             model=model,
+            priority=priority,
+            pool_id=pool_id,
+            requirements=ask.requirements,
         )
         run_now(self.store.create(view, owner=user, key=None))
         self.history.intents[job_id] = self.now
         self.history.submitters[job_id] = user
+        self.history.asks[job_id] = ask
         return job_id
+
+    def _asked_for(self, ask: Ask, printer_id: str) -> bool:
+        """Whether the printer is what the job asked for: it, one of its model, one of its
+        pool (the store's truth, now)."""
+        if ask.printer_id is not None:
+            return printer_id == ask.printer_id
+        if ask.pool_id is not None:
+            return ask.pool_id in self.tenancy.pools_of(printer_id)
+        return self.printers[printer_id].model == ask.model
+
+    def _fits(self, ask: Ask, printer_id: str, *, throughout: bool = False) -> bool:
+        """Whether the printer had the job's material and nozzle (physical truth) at some
+        moment of the grace a report in flight is allowed, or ``throughout`` it."""
+        needs = ask.requirements
+        since = self.now - LOADOUT_GRACE_MS
+        fitting = [
+            (needs.material is None or needs.material in materials)
+            and (needs.nozzle_um is None or needs.nozzle_um == nozzle_um)
+            for materials, nozzle_um in self._loadouts_since(printer_id, since)
+        ]
+        return all(fitting) if throughout else any(fitting)
+
+    def _loadouts_since(
+        self, printer_id: str, since: int
+    ) -> list[tuple[tuple[str, ...], int | None]]:
+        loadouts = self.printers[printer_id].loadouts
+        # The loadout in effect at ``since``, and every one after it.
+        first = max((i for i, (at, _, _) in enumerate(loadouts) if at <= since), default=0)
+        return [(materials, nozzle) for _, materials, nozzle in loadouts[first:]]
+
+    def _passed_over(self, job_id: str, printer_id: str) -> tuple[str, ...]:
+        """Waiting jobs of higher priority than ``job_id`` that could have used ``printer_id``
+        this round: asked for it, fit it throughout, their submitter may operate it, and they
+        were waiting for it or for any printer when the round began and were not sent to
+        another one during it."""
+        mine = self.history.asks[job_id].priority
+        waiting = {JobState.QUEUED, JobState.STAGED}
+        passed = []
+        for other_id, before in self._round_start.items():
+            ask = self.history.asks.get(other_id)
+            now = self.jobs.get(other_id)
+            if ask is None or now is None or ask.priority <= mine:
+                continue
+            if before.state not in waiting or now.state not in waiting:
+                continue
+            if before.assigned_printer not in {None, printer_id}:
+                continue
+            if now.assigned_printer not in {None, printer_id}:
+                continue
+            if before.start_by - self.now <= self.policy.min_start_lead_ms + 1_000:
+                continue
+            if (
+                self._asked_for(ask, printer_id)
+                and self._fits(ask, printer_id, throughout=True)
+                and self.tenancy.may_operate(self.history.submitters[other_id], printer_id)
+            ):
+                passed.append(other_id)
+        return tuple(passed)
 
     def cancel(self, job_id: str) -> None:
         """A user cancels a job: it ends now, and its printer, if it has one, is told."""
@@ -304,6 +392,7 @@ class FleetSimulation:
             return
         run_now(self.store.save_job(change.job, expected_version=stored.version))
         run_now(self._changed(change, stored))
+        self.history.cancelled_at[job_id] = self.now
         if stored.view.assigned_printer is not None:
             printer_id = stored.view.assigned_printer
             self._publish(printer_id, self.issuer.cancel(printer_id, job_id, now=self.now))
@@ -340,6 +429,14 @@ class FleetSimulation:
         if changed and enabled and not printer.core.state.plate_check and not reachable:
             self.history.checks_on_while_away += 1
 
+    def load(
+        self, printer_id: str, materials: tuple[str, ...], nozzle_um: int | None = None
+    ) -> None:
+        """A person at the printer loads these spools and fits this nozzle; the printer says so."""
+        printer = self.printers[printer_id]
+        for event in printer.load(self.now, materials, nozzle_um, self.history):
+            self.printer_sends(printer_id, event)
+
     # -- the world ------------------------------------------------------------------------------
 
     def advance(self, ms: int, *, step_ms: int = 250) -> None:
@@ -360,11 +457,15 @@ class FleetSimulation:
             if now - self._last_report.get(printer.printer_id, -(10**9)) >= REPORT_EVERY_MS:
                 self._last_report[printer.printer_id] = now
                 self.printer_sends(printer.printer_id, printer.state_event(now))
+                if self.policy.max_heating:
+                    # What the heat-up cap counts by: heaters under their targets.
+                    self.printer_sends(printer.printer_id, printer.telemetry(now))
             if now - self._last_sync.get(printer.printer_id, -(10**9)) >= TIME_SYNC_EVERY_MS:
                 self._last_sync[printer.printer_id] = now
                 self.printer_sends(printer.printer_id, printer.request_time(now))
         self.deliver_due()
         self._probe()
+        self._round_start = dict(self.jobs)
         run_now(self.dispatcher.tick())
 
     def deliver_due(self) -> None:
@@ -422,14 +523,25 @@ class FleetSimulation:
                 desired_plate_check=self.tenancy.settings(printer_id).plate_check,
                 sent=sent,
                 file_url=command.body.file_url if isinstance(command, StageCommand) else None,
+                **self._judge_target(command.type, job_id, printer_id),
             )
+
+    def _judge_target(self, kind: str, job_id: str, printer_id: str) -> dict[str, Any]:
+        """Whether the printer was what the job asked for, and (for a start) who it passed."""
+        ask = self.history.asks.get(job_id)
+        if ask is None:
+            return {}
+        fits = self._asked_for(ask, printer_id) and self._fits(ask, printer_id)
+        if kind != "start":
+            return {"fits": fits}
+        return {"fits": fits, "passed_over": self._passed_over(job_id, printer_id)}
 
     def all_jobs_terminal(self) -> bool:
         """Whether every submitted job has ended."""
         return all(job.state.terminal for job in self.jobs.values())
 
-    def printer_sends(self, printer_id: str, event: Event) -> None:
-        """A printer publishes an event toward the cloud."""
+    def printer_sends(self, printer_id: str, event: Event | Telemetry) -> None:
+        """A printer publishes an event (or telemetry) toward the cloud."""
         self.link.send(self.now, printer_id, CLOUD, encode(event))
 
     async def _changed(self, change: dispatch.JobChange, job: StoredJob) -> None:
@@ -443,7 +555,12 @@ class FleetSimulation:
     def _cloud_receives(self, printer_id: str, payload: bytes) -> None:
         # As the cloud's inbox does: the fleet view takes every message in, the dispatcher
         # every event.
-        ingested = self.fleet.ingest(self.topics.events(printer_id), payload)
+        topic = (
+            self.topics.telemetry(printer_id)
+            if _TELEMETRY_MARK in payload
+            else self.topics.events(printer_id)
+        )
+        ingested = self.fleet.ingest(topic, payload)
         if ingested is not None and ingested.kind is Kind.EVENT and ingested.event is not None:
             run_now(self.dispatcher.on_event(ingested.event))
 
@@ -455,7 +572,7 @@ class FleetSimulation:
 
     def power_off(self, printer_id: str) -> None:
         """A printer loses power and stays off (until :meth:`power_on`)."""
-        self.printers[printer_id].power_off()
+        self.printers[printer_id].power_off(self.now)
 
     def power_on(self, printer_id: str) -> None:
         """A printer that was off boots from its journal and reports its state."""

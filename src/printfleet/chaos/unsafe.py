@@ -9,7 +9,9 @@ so the unsafe fleet is assembled here, and only here, from stand-ins that take t
 - :func:`plan_without_safeguards`, the planner believing every online printer ready, every
   submitter allowed and the link up;
 - :class:`CredulousLink`, the cloud's broker link that, when told to, takes its client library's
-  word that it is connected (the 2023 lie).
+  word that it is connected (the 2023 lie);
+- :func:`plan_ignoring_requirements`, the planner blind to what a job needs of a printer (its
+  material and nozzle), as a cloud before farms' queues routed by loadout.
 
 A printer owner's plate-check setting is not among these: it is a product feature, on by
 default, and the permissive gate only skips the check the way a printer without the remedy did.
@@ -25,6 +27,7 @@ from printfleet.protocol.dispatch import (
     JobView,
     LinkEvidence,
     PrinterView,
+    Requirements,
 )
 from printfleet.protocol.gate import Refusal, SafetyGate
 from printfleet.protocol.lifecycle import JobState
@@ -90,6 +93,20 @@ def plan_without_safeguards(
         if not isinstance(decision, dispatch.ApplySettings | dispatch.CancelOnPrinter)
     ]
     return [*settings, *cancels, *starts]
+
+
+def plan_ignoring_requirements(
+    now: int,
+    jobs: Iterable[JobView],
+    printers: Mapping[str, PrinterView],
+    link: LinkEvidence,
+    policy: DispatchPolicy,
+) -> list[dispatch.Decision]:
+    """The real :func:`~printfleet.protocol.dispatch.plan`, told that no job needs any
+    material or nozzle: every other safeguard holds, and files and starts go to printers
+    without the job's spool."""
+    blind = [replace(job, requirements=Requirements()) for job in jobs]
+    return dispatch.plan(now, blind, printers, link, policy)
 
 
 def _looks_ready(view: PrinterView, now: int, submitters: frozenset[str]) -> PrinterView:
