@@ -109,6 +109,7 @@ async def test_good_files_are_kept_with_their_metadata(small_cloud: Running) -> 
         "filament_g": 0.02,  # the sample's PrusaSlicer-style footer
         "material": None,  # which names none
         "has_thumbnail": False,
+        "nozzle_um": None,  # nor its nozzle
     }
     project = await upload(cloud.client, token, "cube.gcode.3mf", sliced_3mf())
     assert project.status_code == 201, project.text

@@ -278,6 +278,7 @@ async def test_bombs_and_archives_over_the_caps_are_refused_before_they_are_infl
         "filament_g": 3.68,
         "material": "PETG",
         "has_thumbnail": True,
+        "nozzle_um": None,
     }
     before = kept(cloud)
 
