@@ -210,9 +210,9 @@ class JobActions:
                 if attempt == CANCEL_ATTEMPTS - 1:
                     raise
                 continue
-            self.live.wake_dispatcher()
-            return saved
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+            break
+        self.live.wake_dispatcher()
+        return saved
 
     async def job(self, principal: Principal, job_id: str) -> JobRecord:
         """A job the caller submitted, or one for or on a printer the caller owns.
