@@ -457,8 +457,9 @@ class FleetSimulation:
             if now - self._last_report.get(printer.printer_id, -(10**9)) >= REPORT_EVERY_MS:
                 self._last_report[printer.printer_id] = now
                 self.printer_sends(printer.printer_id, printer.state_event(now))
-                if self.policy.max_heating:
-                    # What the heat-up cap counts by: heaters under their targets.
+                if self.policy.max_heating and printer.printing_job is not None:
+                    # What the heat-up cap counts by: heaters under their targets (an idle
+                    # printer's state report says it is not heating).
                     self.printer_sends(printer.printer_id, printer.telemetry(now))
             if now - self._last_sync.get(printer.printer_id, -(10**9)) >= TIME_SYNC_EVERY_MS:
                 self._last_sync[printer.printer_id] = now
