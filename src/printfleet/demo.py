@@ -104,6 +104,9 @@ class DemoOptions(BaseModel):
     on p1-like printers); None: nobody does, and each printer stops after one print."""
     faults: tuple[str, ...] = ()
     """Faults to inject, as ``printfleet demo --fault`` takes them (see `printfleet.sim.faults`)."""
+    max_heatups: Annotated[int, Field(ge=0)] = 0
+    """At most this many printers heating up at once (the cloud's ``PRINTFLEET_MAX_HEATUPS``);
+    0: no cap."""
     materials: tuple[str, ...] = ()
     """What slots hold, as ``printfleet demo --material`` takes them, over the demo's own
     loadouts (see :func:`demo_loadout`)."""
@@ -414,6 +417,7 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
         public_url=url,
         probe_interval_s=options.probe_interval_s,
         outbound_allow=options.outbound_allow,
+        max_heatups=options.max_heatups,
     )
     state_path = data_dir / STATE_FILE
     state = await asyncio.to_thread(_load_state, state_path)

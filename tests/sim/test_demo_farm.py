@@ -32,7 +32,7 @@ pytestmark = pytest.mark.asyncio
 
 @asynccontextmanager
 async def farm(
-    broker: MosquittoBroker, data_dir: Path, materials: tuple[str, ...] = ()
+    broker: MosquittoBroker, data_dir: Path, materials: tuple[str, ...] = (), max_heatups: int = 0
 ) -> AsyncIterator[RunningDemo]:
     """The default four demo printers on ``broker``, online, no sample print."""
     options = DemoOptions(
@@ -44,6 +44,7 @@ async def farm(
         probe_interval_s=0.5,
         submit_sample=False,
         materials=materials,
+        max_heatups=max_heatups,
     )
     async with running_demo(options) as demo:
         await demo.wait_until_online()
@@ -147,3 +148,16 @@ async def test_the_wire_names_every_fault_the_simulator_knows() -> None:
             SimulateBody(action=SimulateAction.FAULT, fault=text)
         with pytest.raises(ValueError, match=r"e\.g\. heater-disconnected"):
             fault_now("x1-01", text)
+
+
+async def test_the_demo_caps_heat_ups_as_a_cloud_does(
+    fresh_mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """``printfleet demo --max-heatups 2`` reaches the demo cloud's dispatcher as the setting
+    PRINTFLEET_MAX_HEATUPS reaches a cloud's; by default there is no cap."""
+    async with farm(fresh_mosquitto, tmp_path / "capped", max_heatups=2) as demo:
+        assert demo.context.core is not None
+        assert demo.context.core.dispatcher.policy.max_heating == 2
+    async with farm(fresh_mosquitto, tmp_path / "uncapped") as demo:
+        assert demo.context.core is not None
+        assert demo.context.core.dispatcher.policy.max_heating is None

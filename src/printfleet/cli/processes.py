@@ -383,6 +383,13 @@ def demo(
             "(0: nobody does).",
         ),
     ] = 30.0,
+    max_heatups: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="At most this many printers heating up at once (0: no cap).",
+        ),
+    ] = 0,
     fault: FaultOption = None,
     material: MaterialOption = None,
     verbose: VerboseOption = False,
@@ -408,6 +415,7 @@ def demo(
         attendant_after_s=attendant_after or None,
         faults=tuple(fault or ()),
         materials=tuple(material or ()),
+        max_heatups=max_heatups,
     )
     try:
         status = run_demo(options, duration=duration, console=console)
