@@ -206,11 +206,11 @@ async def test_an_alert_is_raised_once_for_everyone_who_can_see_the_printer_even
     assert plate.job_id == job.job.view.id
 
 
-def _state(status: PrinterStatus) -> PrinterStateBody:
+def _state(status: PrinterStatus, plate: PlateStatus = PlateStatus.CLEAR) -> PrinterStateBody:
     return PrinterStateBody(
         status=status,
         job_id=None,
-        plate=PlateStatus.CLEAR,
+        plate=plate,
         has_plate_sensor=True,
         plate_check=True,
         fault=None,
@@ -247,6 +247,56 @@ async def test_offline_is_an_alert_only_for_a_printer_seen_online(store: Store, 
         (NotificationKind.PRINTER_OFFLINE, None),
     ]
     assert [a.kind for a in await store.alerts.latest(printer_ids=["p1"])] == ["printer_offline"]
+
+
+@pytest.mark.asyncio
+async def test_a_plate_that_becomes_clear_resolves_its_confirmation_alerts(
+    store: Store, seed: Seed
+) -> None:
+    """The wait a plate_confirmation_needed alert is about ends when the plate reads clear; a
+    report that only repeats "clear" resolves nothing raised since, and a person's
+    acknowledgement stays."""
+    ids = iter(f"01900000-0000-7000-8000-0000000001{n:02d}" for n in range(50))
+
+    async def state(plate: PlateStatus) -> None:
+        body = _state(PrinterStatus.IDLE, plate)
+        event = make_event(body, event_id=next(ids), printer_id="p1", job_id=None, sent_at=None)
+        await announcer.printer_message("p1", event=event)
+
+    async def alert() -> None:
+        body = AlertBody(
+            kind="plate_confirmation_needed",
+            severity="info",
+            message="Remove the print, then confirm the plate is clear",
+        )
+        event = make_event(body, event_id=next(ids), printer_id="p1", job_id=None, sent_at=None)
+        await announcer.printer_message("p1", event=event)
+
+    async def open_kinds() -> list[str]:
+        return [a.kind for a in await store.alerts.latest(printer_ids=["p1"], unacked_only=True)]
+
+    async with announcing(store) as announcer:
+        await state(PlateStatus.NEEDS_CONFIRMATION)
+        await alert()
+        await alert()
+        assert await open_kinds() == ["plate_confirmation_needed"] * 2
+        (first, _) = await store.alerts.latest(printer_ids=["p1"])
+        await store.alerts.ack(first.id, user_id=seed.owner.id)
+
+        await state(PlateStatus.CLEAR)
+        assert await open_kinds() == []
+        resolved = await store.alerts.latest(printer_ids=["p1"])
+        assert {a.resolution for a in resolved} == {"the plate of p1 is clear"}
+        assert {a.acked_by for a in resolved} == {seed.owner.id, None}
+
+        # Clear again, and an alert raised meanwhile: still open until the next clearing.
+        await alert()
+        await state(PlateStatus.CLEAR)
+        assert await open_kinds() == ["plate_confirmation_needed"]
+        await state(PlateStatus.NEEDS_CONFIRMATION)
+        assert await open_kinds() == ["plate_confirmation_needed"]
+        await state(PlateStatus.CLEAR)
+        assert await open_kinds() == []
 
 
 @pytest.mark.asyncio

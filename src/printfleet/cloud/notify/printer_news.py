@@ -176,7 +176,31 @@ class PrinterNews:
                 extra={"printer_id": printer_id},
             )
 
+    async def _resolve_plate(self, printer_id: str, summary: PrinterSummary) -> None:
+        # A plate that becomes clear (a sensor reading it, a person confirming it) ends the
+        # wait its plate_confirmation_needed alerts were about. Only on the change: a report
+        # that merely repeats "clear" resolves nothing raised since.
+        before = self._summaries.get(printer_id)
+        if summary.plate is not PlateStatus.CLEAR or (
+            before is not None and before.plate is PlateStatus.CLEAR
+        ):
+            return
+        resolved = await self.alerts.resolve(
+            printer_id,
+            kind="plate_confirmation_needed",
+            resolution=f"the plate of {printer_id} is clear",
+        )
+        for alert in resolved:
+            log.info(
+                "plate_confirmation_needed alert %s on %s resolved: the plate is clear",
+                alert.id,
+                printer_id,
+                extra={"printer_id": printer_id},
+            )
+
     async def _state(self, printer_id: str, summary: PrinterSummary) -> None:
+        if summary.online:
+            await self._resolve_plate(printer_id, summary)
         if self._summaries.get(printer_id) == summary:
             return
         self._summaries[printer_id] = summary
