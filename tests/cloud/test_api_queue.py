@@ -83,6 +83,13 @@ async def test_requirements_come_from_the_file_unless_the_request_says(cloud: Ru
     )
     assert anything.json()["requirements"] == {"material": None, "nozzle_um": 600}
 
+    # A file that mixes materials requires none of them by default: no printer has "PETG+PLA".
+    mixed = GCODE + b"; filament used [g] = 1.0,2.0\n; filament_type = PETG;PLA\n"
+    mixed_file = (await upload(client, alice, "mixed.gcode", mixed)).json()
+    assert mixed_file["metadata"]["material"] == "PETG+PLA"
+    job = (await submit(client, alice, file_id=mixed_file["id"], printer_id=p1)).json()
+    assert job["requirements"] == {"material": None, "nozzle_um": None}
+
     plain = (await upload(client, alice)).json()
     job = (await submit(client, alice, file_id=plain["id"], model="p1", material="PA-CF")).json()
     assert job["requirements"] == {"material": "PA-CF", "nozzle_um": None}
