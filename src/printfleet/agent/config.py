@@ -58,6 +58,12 @@ class AgentConfig(BaseModel):
     telemetry_buffer: Annotated[int, Field(ge=1, le=10_000)] = 300
     """Telemetry reports kept while the broker is unreachable (the newest), summarised on
     return; older ones are counted, not kept."""
+    plate_clearing: Literal["person", "auto_eject"] = "person"
+    """Who clears the plate after a print: ``person``, or ``auto_eject`` for a machine that
+    clears its own (an eject arm, a plate swapper, a belt). Set by whoever installs the
+    printer, like its plate sensor; the cloud cannot change it. An ``auto_eject`` printer runs
+    its eject routine after each completed print (never after a failed or cancelled one) and,
+    if that reports the plate clear, confirms the plate itself, as "auto-eject"."""
 
     @model_validator(mode="after")
     def _lan_needs_a_code(self) -> Self:

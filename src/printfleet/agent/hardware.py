@@ -21,6 +21,7 @@ from printfleet.protocol.printer_state import missing_slot, with_material
 
 __all__ = [
     "WATCHDOG_TIMEOUT_S",
+    "EjectNotSupportedError",
     "FileNameError",
     "Hardware",
     "HardwareClock",
@@ -69,6 +70,10 @@ class FileNameError(HardwareError, ValueError):
 
 class LoadoutError(HardwareError, ValueError):
     """A material slot the printer does not have."""
+
+
+class EjectNotSupportedError(HardwareError):
+    """An eject was asked of a printer without an eject mechanism."""
 
 
 class HeaterId(StrEnum):
@@ -401,6 +406,13 @@ class Hardware(Protocol):
 
     async def start_print(self, file_name: str) -> PrintHandle:
         """Start printing a stored file; raises `PrinterBusyError` or `FileNotFoundError`."""
+        ...
+
+    async def eject_print(self) -> bool:
+        """Run the printer's eject routine (an eject arm, a plate swapper, a belt) and say
+        whether the plate is clear afterwards: False when the routine ran but could not clear
+        it (a part stuck, the mechanism jammed). Raises `EjectNotSupportedError` on a printer
+        without such a mechanism, `PrinterBusyError` while a print runs."""
         ...
 
 

@@ -75,6 +75,7 @@ from printfleet.protocol.signing import CommandVerifier
 from printfleet.protocol.topics import Topics
 
 __all__ = [
+    "AUTO_EJECT",
     "PLATE_PROMPT_ID",
     "AgentStats",
     "LocalAction",
@@ -86,6 +87,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PLATE_PROMPT_ID = "plate-clear"
+AUTO_EJECT = "auto-eject"
+"""Who confirmed a plate that the printer's own eject routine cleared (the confirmation's
+``by``, the evidence its next start is judged on)."""
 STOP_PRINT_TIMEOUT_S = 10.0
 _OUTCOMES = {
     PrintOutcomeKind.COMPLETED: JobOutcome.COMPLETED,
@@ -450,6 +454,44 @@ class PrinterAgent:
                 if self.core.state.fault is not None:
                     detail = f"stopped by thermal protection: {self.core.state.fault}"
             await self._apply(self.core.print_ended(result, detail, self._clock_ms()))
+        if result is JobOutcome.COMPLETED and self.config.plate_clearing == "auto_eject":
+            # Only after a completed print: a failed or cancelled one may have left spaghetti
+            # or a half-stuck part on the plate, which a person has to look at.
+            await self._auto_eject()
+
+    async def _auto_eject(self) -> None:
+        """Clear the plate with the printer's eject routine and, if it reports the plate clear,
+        confirm it as a person at the printer would, by :data:`AUTO_EJECT`; if it fails, leave
+        the plate unconfirmed and ask for a person (alert ``plate_eject_failed``).
+
+        Not under the lock: the routine takes a while, and commands, faults and a person's own
+        confirmation must be heard meanwhile. The confirmation is judged when it is made, so it
+        postdates the print's end; a sensor, where there is one, still has the last word.
+        """
+        printer_id = self.config.printer_id
+        try:
+            cleared = await self.hardware.eject_print()
+            problem = "" if cleared else "the eject routine did not clear the plate"
+        except HardwareError as error:
+            cleared, problem = False, str(error)
+        async with self._judging():
+            if not cleared:
+                log.warning("printer %s could not eject its print: %s", printer_id, problem)
+                message = f"{printer_id} could not eject its print: clear the plate and confirm it"
+                self._emit(self._alert("plate_eject_failed", "warning", f"{message} ({problem})"))
+                return
+            output = self.core.confirm_plate_locally(AUTO_EJECT, self._clock_ms())
+            await self._apply(output)
+            if output.decision.accepted:
+                self._emit(
+                    self._alert(
+                        "plate_ejected",
+                        "info",
+                        f"{printer_id} ejected its print: plate cleared by {AUTO_EJECT}",
+                    )
+                )
+        if output.decision.accepted:
+            await self.hardware.screen.withdraw_prompt(PLATE_PROMPT_ID)
 
     async def _fetch(self, action: FetchFile) -> None:
         failure = await self._stager.fetch(action)

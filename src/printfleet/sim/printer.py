@@ -22,6 +22,7 @@ from typing import Self
 
 from printfleet.agent.hardware import (
     WATCHDOG_TIMEOUT_S,
+    EjectNotSupportedError,
     HardwareError,
     HeaterId,
     HeaterReading,
@@ -39,10 +40,12 @@ from printfleet.sim.screen import SimScreen
 from printfleet.sim.storage import SimStorage
 from printfleet.sim.thermal import BED, HOTEND, Board, HeaterFault, HeaterModel, HeaterParams
 
-__all__ = ["MODELS", "PrinterModel", "SimulatedPrinter"]
+__all__ = ["EJECT_S", "MODELS", "PrinterModel", "SimulatedPrinter"]
 
 log = logging.getLogger(__name__)
 
+EJECT_S = 20.0
+"""Simulated seconds an eject routine takes (cooling the plate, pushing the part off)."""
 _PROMPT_WAIT_S = 5.0
 """Real seconds the attendant waits for the agent's plate question after a print's end."""
 
@@ -92,6 +95,10 @@ class SimulatedPrinter:
     `loadout` is what is loaded at power-on (default: PLA in slot 1 and a 0.4 mm nozzle); a
     person changes it at the screen (`screen.load_material`, `screen.fit_nozzle`), the cloud
     through the agent (`set_material`, `set_nozzle`).
+
+    `eject_s` (hardware seconds; None: no mechanism) gives the printer an eject routine, as on
+    auto-eject printers, plate swappers and belts: `eject_print` takes that long and takes every
+    print off the plate, unless `jam_ejector` made it fail (`repair_ejector` undoes that).
     """
 
     __slots__ = (
@@ -99,6 +106,8 @@ class SimulatedPrinter:
         "_attendants",
         "_board",
         "_clock",
+        "_eject_jammed",
+        "_eject_s",
         "_loadout",
         "_model",
         "_name",
@@ -124,9 +133,14 @@ class SimulatedPrinter:
         name: str | None = None,
         attendant_after_s: float | None = None,
         loadout: Loadout | None = None,
+        eject_s: float | None = None,
     ) -> None:
         if attendant_after_s is not None and not attendant_after_s >= 0.0:
             raise ValueError("attendant_after_s must be zero or more (None: no attendant)")
+        if eject_s is not None and not eject_s > 0.0:
+            # A routine that takes no time would confirm the plate in the very millisecond the
+            # print ended, which no gate may take for a confirmation made after it.
+            raise ValueError("eject_s must be more than zero (None: no eject mechanism)")
         if isinstance(model, PrinterModel):
             spec = model
         elif model in MODELS:
@@ -164,6 +178,8 @@ class SimulatedPrinter:
         self._tasks: asyncio.TaskGroup | None = None
         self._attendant_after_s = attendant_after_s
         self._attendants: set[asyncio.Task[None]] = set()
+        self._eject_s = eject_s
+        self._eject_jammed = False
         self.power_switch: Callable[[float | None], None] | None = None
         """Cuts this printer's power for so many simulated seconds (None: for good), if it runs
         behind a switch (`printfleet.sim.faults.PoweredPrinter`): a simulated power loss."""
@@ -354,7 +370,36 @@ class SimulatedPrinter:
             attendant.add_done_callback(self._attendants.discard)
         return handle
 
+    async def eject_print(self) -> bool:
+        """Run the eject routine: `eject_s` simulated seconds, then the plate is clear, unless
+        the mechanism is jammed (False, the prints stay)."""
+        if self._eject_s is None:
+            raise EjectNotSupportedError(f"{self._name} has no eject mechanism")
+        if self.current_print() is not None:
+            raise PrinterBusyError("a print is running: there is nothing to eject yet")
+        await self._clock.sleep(self._eject_s)
+        if self._eject_jammed:
+            log.warning("the eject routine of %s jammed", self._name)
+            return False
+        if self.current_print() is not None:
+            raise PrinterBusyError("a print started during the eject routine")
+        log.info("%s ejected %d print(s)", self._name, self._plate.remove_all())
+        return True
+
     # -- simulation hooks --------------------------------------------------------------------
+
+    @property
+    def eject_s(self) -> float | None:
+        """How long the eject routine takes, in simulated seconds; None: no eject mechanism."""
+        return self._eject_s
+
+    def jam_ejector(self) -> None:
+        """The eject mechanism jams: every eject from now on fails and leaves the plate as is."""
+        self._eject_jammed = True
+
+    def repair_ejector(self) -> None:
+        """The eject mechanism works again."""
+        self._eject_jammed = False
 
     @property
     def board(self) -> Board:
