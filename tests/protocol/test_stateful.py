@@ -465,7 +465,8 @@ def test_seeded_schedules_catch_a_fleet_without_safeguards() -> None:
 
 
 def test_every_violation_kind_names_its_invariant() -> None:
-    """Reports read S1-S9 the same way everywhere (S10 is checked where names are made)."""
+    """Reports read S1-S9 the same way everywhere (S10 is checked where names are made), and
+    the farm's queue rules as Q1 (priority) and Q2 (heat-up cap)."""
     named = {kind.invariant for kind in ViolationKind}
-    assert named == {f"S{n}" for n in range(1, 10)}
+    assert named == {f"S{n}" for n in range(1, 10)} | {"Q1", "Q2"}
     assert all(kind.value.startswith(f"{kind.invariant} ") for kind in ViolationKind)

@@ -16,14 +16,15 @@ from printfleet.protocol.lifecycle import JobState
 
 
 class ViolationKind(StrEnum):
-    """Each kind of broken promise; its value starts with the invariant it breaks (S1-S9)."""
+    """Each kind of broken promise; its value starts with the invariant it breaks (S1-S9), or
+    with the farm queue rule (Q1 priority, Q2 heat-up cap): promises to a farm, not safety."""
 
     UNINTENDED_START = "S1 start nobody asked for"
     FOREIGN_START = "S1 start on a printer its submitter may not operate"
     FOREIGN_FILE = "S1 file sent to a printer its submitter may not operate"
     UNFIT_START = "S1 start on a printer the job did not ask for or that lacks its material"
     UNFIT_FILE = "S1 file sent to a printer the job did not ask for or that lacks its material"
-    PASSED_OVER = "S1 start that took the printer of a waiting job of higher priority"
+    PASSED_OVER = "Q1 start that took the printer of a waiting job of higher priority"
     STALE_START = "S2 start after its deadline"
     LONG_DEADLINE = "S2 deadline beyond the dispatch window"
     DUPLICATE_START = "S3 job started twice"
@@ -34,7 +35,7 @@ class ViolationKind(StrEnum):
         "S5 start on an unchecked plate: the owner's plate check had not reached the printer"
     )
     HEAT_WHILE_FAULTED = "S6 heating with a latched fault"
-    HEAT_UP_CAP = "S6 more printers heating up at once than the farm's cap"
+    HEAT_UP_CAP = "Q2 more printers heating up at once than the farm's cap"
     NO_TERMINAL_STATE = "S7 job without a terminal state"
     NOT_NOTIFIED = "S7 failure nobody was told of"
     UNVERIFIED_DISPATCH = "S8 command issued without link evidence"
