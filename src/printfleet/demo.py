@@ -47,7 +47,8 @@ from printfleet.sim.materials import (
     parse_material,
     with_materials,
 )
-from printfleet.sim.printer import SimulatedPrinter
+from printfleet.sim.plate import check_eject_printers
+from printfleet.sim.printer import EJECT_S, SimulatedPrinter
 from printfleet.sim.samples import make_sample_gcode
 
 __all__ = [
@@ -110,6 +111,9 @@ class DemoOptions(BaseModel):
     materials: tuple[str, ...] = ()
     """What slots hold, as ``printfleet demo --material`` takes them, over the demo's own
     loadouts (see :func:`demo_loadout`)."""
+    auto_eject: tuple[str, ...] = ()
+    """Printers that clear their own plate after each completed print (an eject mechanism, and
+    ``plate_clearing = "auto_eject"`` in their agents' configs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +380,7 @@ async def _provision(
             cloud_public_key=service.signer.public_key,
             data_dir=options.data_dir / "printers" / printer_id,
             telemetry_period_s=options.telemetry_period_s,
+            plate_clearing="auto_eject" if printer_id in options.auto_eject else "person",
         )
     return configs
 
@@ -404,6 +409,9 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
         check_fault_printers(faults, (printer_id for printer_id, _ in fleet_plan(options.printers)))
         materials = [parse_material(spec) for spec in options.materials]
         loadouts = _loadouts(options.printers, materials)
+        check_eject_printers(
+            options.auto_eject, (printer_id for printer_id, _ in fleet_plan(options.printers))
+        )
     except ValueError as error:
         raise DemoError(str(error)) from None
     data_dir = options.data_dir
@@ -455,6 +463,7 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
                         watchdog_timeout=WATCHDOG_TIMEOUT_S * max(1.0, options.time_scale),
                         attendant_after_s=options.attendant_after_s,
                         loadout=loadouts[printer_id],
+                        eject_s=EJECT_S if config.plate_clearing == "auto_eject" else None,
                     )
                     await stack.enter_async_context(hardware)
                     unit = PoweredPrinter(hardware, config)
@@ -496,6 +505,7 @@ def describe(demo: RunningDemo) -> Panel:
     )
     printers = "\n".join(
         f"{p.id} ({'sensor' if p.model == 'x1' else 'no sensor'}; "
+        f"{'auto-eject; ' if p.hardware.eject_s is not None else ''}"
         f"{describe_loadout(p.hardware.loadout())})"
         for p in demo.printers.values()
     )

@@ -81,7 +81,7 @@ def agent(
     """Run one printer agent (driving a simulated printer)."""
     from printfleet.agent.config import AgentConfig  # noqa: PLC0415
     from printfleet.agent.runtime import PrinterAgent  # noqa: PLC0415
-    from printfleet.sim.printer import SimulatedPrinter  # noqa: PLC0415
+    from printfleet.sim.printer import EJECT_S, SimulatedPrinter  # noqa: PLC0415
 
     if context.invoked_subcommand is not None:
         return
@@ -101,8 +101,13 @@ def agent(
         raise typer.BadParameter("give --config FILE or --printer-id ID", param_hint="--config")
 
     async def main() -> None:
+        # A printer configured to clear its own plate is simulated with an eject mechanism.
+        ejects = settings.plate_clearing == "auto_eject"
         async with SimulatedPrinter(
-            settings.model, storage_dir=settings.data_dir / "sd", time_scale=time_scale
+            settings.model,
+            storage_dir=settings.data_dir / "sd",
+            time_scale=time_scale,
+            eject_s=EJECT_S if ejects else None,
         ) as printer:
             await PrinterAgent(settings, printer).run()
 
@@ -191,6 +196,27 @@ def _parse_materials(specs: list[str] | None) -> "tuple[MaterialSpec, ...]":
         raise typer.BadParameter(str(error), param_hint="--material") from None
 
 
+AutoEjectOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="A printer that clears its own plate (repeatable), e.g. p1-02: after each "
+        "completed print it runs an eject routine (20 simulated s) and confirms the plate "
+        "itself; after a failed or cancelled one it waits for a person.",
+        metavar="PRINTER",
+    ),
+]
+
+
+def _check_auto_eject(ejecting: list[str] | None, printer_ids: list[str]) -> tuple[str, ...]:
+    from printfleet.sim.plate import check_eject_printers  # noqa: PLC0415
+
+    try:
+        check_eject_printers(ejecting or (), printer_ids)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--auto-eject") from None
+    return tuple(ejecting or ())
+
+
 def sim(
     printers: Annotated[int, typer.Option(min=0, max=5000, help="How many printers.")] = 4,
     models: Annotated[str, typer.Option(help="Models, taken in turn (x1, p1).")] = "x1,p1",
@@ -216,6 +242,7 @@ def sim(
     ] = None,
     fault: FaultOption = None,
     material: MaterialOption = None,
+    auto_eject: AutoEjectOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run a fleet of simulated printers, each with its own agent and broker connection."""
@@ -242,7 +269,9 @@ def sim(
             attendant_after_s=attendant_after,
             faults=_parse_faults(fault),
             materials=_parse_materials(material),
+            auto_eject=tuple(auto_eject or ()),
         )
+        _check_auto_eject(auto_eject, [printer_id for printer_id, _ in spec.printer_ids()])
         try:
             check_fault_printers(spec.faults, (printer_id for printer_id, _ in spec.printer_ids()))
         except ValueError as error:
@@ -392,6 +421,7 @@ def demo(
     ] = 0,
     fault: FaultOption = None,
     material: MaterialOption = None,
+    auto_eject: AutoEjectOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the cloud, its broker and a simulated fleet, with a demo account and a sample print.
@@ -399,8 +429,9 @@ def demo(
     Exits 0 when --duration runs out and 130 after Ctrl-C (or SIGTERM), having stopped every
     part cleanly.
     """
-    from printfleet.demo import DemoError, DemoOptions, run_demo  # noqa: PLC0415
+    from printfleet.demo import DemoError, DemoOptions, fleet_plan, run_demo  # noqa: PLC0415
 
+    ejecting = _check_auto_eject(auto_eject, [pid for pid, _ in fleet_plan(printers)])
     _parse_faults(fault)  # the demo checks them again, but a bad one is the option's error
     _parse_materials(material)
     _setup_logging(verbose)
@@ -416,6 +447,7 @@ def demo(
         faults=tuple(fault or ()),
         materials=tuple(material or ()),
         max_heatups=max_heatups,
+        auto_eject=ejecting,
     )
     try:
         status = run_demo(options, duration=duration, console=console)

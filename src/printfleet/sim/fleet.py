@@ -23,7 +23,8 @@ from printfleet.sim.materials import (
     default_loadout,
     with_materials,
 )
-from printfleet.sim.printer import MODELS, SimulatedPrinter
+from printfleet.sim.plate import check_eject_printers
+from printfleet.sim.printer import EJECT_S, MODELS, SimulatedPrinter
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class FleetSpec:
     """Faults to inject into the fleet's printers (see `printfleet.sim.faults`)."""
     materials: Sequence[MaterialSpec] = ()
     """What slots hold at power-on, over each model's default (PLA in slot 1, a 0.4 mm nozzle)."""
+    auto_eject: Sequence[str] = ()
+    """Printers that clear their own plate: an eject mechanism, and agents configured
+    ``plate_clearing = "auto_eject"``."""
 
     def printer_ids(self) -> list[tuple[str, str]]:
         """(printer id, model) for every printer, models taken in turn."""
@@ -109,6 +113,7 @@ def fewer_collections(gen0_threshold: int = GC_GEN0_THRESHOLD) -> Iterator[None]
 async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) -> None:
     """Run every printer until cancelled; ``started`` is set when all have connected once."""
     check_fault_printers(spec.faults, (printer_id for printer_id, _ in spec.printer_ids()))
+    check_eject_printers(spec.auto_eject, (printer_id for printer_id, _ in spec.printer_ids()))
     loadouts = spec.loadouts()
     raise_open_file_limit(spec.printers * 4 + 256)
     clock = SimClock(spec.time_scale)
@@ -117,6 +122,7 @@ async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) ->
         stack.enter_context(fewer_collections())
         for printer_id, model in spec.printer_ids():
             home = spec.data_dir / printer_id
+            ejects = printer_id in spec.auto_eject
             printer = SimulatedPrinter(
                 model,
                 storage_dir=home / "sd",
@@ -124,6 +130,7 @@ async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) ->
                 name=printer_id,
                 attendant_after_s=spec.attendant_after_s,
                 loadout=loadouts[printer_id],
+                eject_s=EJECT_S if ejects else None,
             )
             await stack.enter_async_context(printer)
             config = AgentConfig(
@@ -136,6 +143,7 @@ async def run_fleet(spec: FleetSpec, *, started: asyncio.Event | None = None) ->
                 cloud_public_key=spec.cloud_public_key,
                 data_dir=home,
                 telemetry_period_s=spec.telemetry_period_s,
+                plate_clearing="auto_eject" if ejects else "person",
             )
             units.append(PoweredPrinter(printer, config))
         async with asyncio.TaskGroup() as group:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from printfleet.agent.hardware import PlateReading
 
-__all__ = ["Plate", "PlateSensor"]
+__all__ = ["Plate", "PlateSensor", "check_eject_printers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +72,13 @@ class Plate:
             return PlateReading.CLEAR if wrong else PlateReading.OCCUPIED
         wrong = draw < self.sensor.false_occupied_rate
         return PlateReading.OCCUPIED if wrong else PlateReading.CLEAR
+
+
+def check_eject_printers(ejecting: Iterable[str], printer_ids: Iterable[str]) -> None:
+    """ValueError if a printer asked to auto-eject is not simulated."""
+    known = set(printer_ids)
+    unknown = sorted(set(ejecting) - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        msg = f"auto-eject for unknown printer(s) {', '.join(unknown)}; printers: {names}"
+        raise ValueError(msg)
