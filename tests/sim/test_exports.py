@@ -10,6 +10,7 @@ def test_hardware_port_exports() -> None:
     assert sorted(hardware.__all__) == sorted(
         [
             "WATCHDOG_TIMEOUT_S",
+            "EjectNotSupportedError",
             "FileNameError",
             "Hardware",
             "HardwareClock",
