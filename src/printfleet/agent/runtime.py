@@ -478,7 +478,8 @@ class PrinterAgent:
             if not cleared:
                 log.warning("printer %s could not eject its print: %s", printer_id, problem)
                 message = f"{printer_id} could not eject its print: clear the plate and confirm it"
-                self._emit(self._alert("plate_eject_failed", "warning", f"{message} ({problem})"))
+                detail = f"{message} ({problem})"[:500]
+                self._emit(self._alert("plate_eject_failed", "warning", detail))
                 return
             output = self.core.confirm_plate_locally(AUTO_EJECT, self._clock_ms())
             await self._apply(output)
