@@ -59,6 +59,26 @@ async def test_audit_entries_answer_by_job_command_and_printer(
 
 
 @pytest.mark.asyncio
+async def test_a_printer_clearing_its_own_plate_is_audited_once_per_event(
+    store: Store, seed: Seed
+) -> None:
+    """An auto-eject's evidence, as the broker may deliver it twice: one ``plate.cleared``
+    entry per event, by the printer, in its words; unknown printers are refused."""
+    first, second = new_id(), new_id()
+    said = "p1 ejected its print: plate cleared by auto-eject"
+    assert await store.audit.record_plate_cleared("p1", first, message=said)
+    assert not await store.audit.record_plate_cleared("p1", first, message=said)
+    assert await store.audit.record_plate_cleared("p1", second, message=said)
+    cleared = [e for e in await store.audit.for_printer("p1") if e.action == "plate.cleared"]
+    assert [(e.actor.kind, e.actor.id, e.detail) for e in cleared] == [
+        (ActorKind.PRINTER, "p1", {"event_id": first, "evidence": said}),
+        (ActorKind.PRINTER, "p1", {"event_id": second, "evidence": said}),
+    ]
+    with pytest.raises(NotFound):
+        await store.audit.record_plate_cleared("nobody-1", new_id(), message=said)
+
+
+@pytest.mark.asyncio
 async def test_the_audit_log_cannot_be_rewritten(store: Store) -> None:
     job_id = new_id()
     entry = await store.audit.append(Actor.system("test"), "something", job_id=job_id)

@@ -61,6 +61,7 @@ from printfleet.protocol.gate import (
 )
 from printfleet.protocol.journal import Journal, JournalRecord, RecordKind
 from printfleet.protocol.messages import (
+    PLATE_EJECTED,
     AlertBody,
     ConfirmPlateCommand,
     Event,
@@ -486,7 +487,7 @@ class PrinterAgent:
             if output.decision.accepted:
                 self._emit(
                     self._alert(
-                        "plate_ejected",
+                        PLATE_EJECTED,
                         "info",
                         f"{printer_id} ejected its print: plate cleared by {AUTO_EJECT}",
                     )

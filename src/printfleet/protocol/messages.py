@@ -512,6 +512,12 @@ class AlertBody(WireModel):
     message: ShortText
 
 
+PLATE_EJECTED = "plate_ejected"
+"""The alert kind an auto-eject printer sends when it cleared its own plate after a completed
+print. It is evidence, not a condition for people: the cloud puts it in the printer's audit log
+(``plate.cleared``) and raises no alert and tells no channel."""
+
+
 class JournalReportBody(WireModel):
     """The answer to a journal query: what this printer did about each job asked for."""
 

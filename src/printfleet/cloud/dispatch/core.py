@@ -25,7 +25,7 @@ from printfleet.cloud.dispatch.link import LinkSupervisor
 from printfleet.cloud.store.values import JSONValue
 from printfleet.protocol.dispatch import DispatchPolicy
 from printfleet.protocol.issuer import CommandIssuer
-from printfleet.protocol.messages import LocalJobEvent, encode
+from printfleet.protocol.messages import PLATE_EJECTED, AlertEvent, LocalJobEvent, encode
 from printfleet.protocol.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ class LocalJobLog(Protocol):
         self, printer_id: str, job_id: str, *, outcome: str, detail: Mapping[str, JSONValue]
     ) -> bool:
         """Record one, once; False if it was recorded before."""
+        ...
+
+    async def record_plate_cleared(self, printer_id: str, event_id: str, *, message: str) -> bool:
+        """Record a printer's own clearing of its plate (auto-eject), once."""
         ...
 
 
@@ -146,6 +150,16 @@ class CloudCore:
                 try:
                     if isinstance(ingested.event, LocalJobEvent):
                         await self._record_local_job(ingested.event)
+                    elif (
+                        isinstance(ingested.event, AlertEvent)
+                        and ingested.event.body.kind == PLATE_EJECTED
+                        and self.local_jobs is not None
+                    ):
+                        await self.local_jobs.record_plate_cleared(
+                            ingested.event.printer_id,
+                            ingested.event.id,
+                            message=ingested.event.body.message,
+                        )
                     await self.dispatcher.on_event(ingested.event)
                 except Exception:  # one bad event must not stop the inbox
                     log.exception(

@@ -19,6 +19,7 @@ from printfleet.cloud.notify.model import Notification, NotificationKind
 from printfleet.cloud.notify.records import AlertBook, JobLookup
 from printfleet.cloud.store import NotFound
 from printfleet.protocol.messages import (
+    PLATE_EJECTED,
     AlertBody,
     AlertEvent,
     HeaterTelemetry,
@@ -106,7 +107,9 @@ class PrinterNews:
             before = self._summaries.get(printer_id)
             if before is None or not before.online:
                 await self._resolve_offline(printer_id)
-        if isinstance(event, AlertEvent):
+        if isinstance(event, AlertEvent) and event.body.kind == PLATE_EJECTED:
+            pass  # evidence for the audit log (CloudCore records it), not news for people
+        elif isinstance(event, AlertEvent):
             await self.raiser.raise_alert(
                 printer_id,
                 event.body,

@@ -140,6 +140,32 @@ class AuditLog:
             )
         return True
 
+    async def record_plate_cleared(self, printer_id: str, event_id: str, *, message: str) -> bool:
+        """Put a printer's own clearing of its plate (an auto-eject) in its audit log, once:
+        ``plate.cleared`` by the printer, with its words as the evidence. A copy of the same
+        event (the broker may deliver one twice) returns False. Raises :class:`NotFound` for a
+        printer this cloud does not know."""
+        async with self._db.transaction(write=True) as session:
+            await get_row(session, Printer, printer_id)
+            entries = await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.printer_id == printer_id, AuditEntry.action == "plate.cleared")
+                .order_by(AuditEntry.id.desc())
+                .limit(20)
+            )
+            if any((entry.detail or {}).get("event_id") == event_id for entry in entries):
+                return False
+            session.add(
+                audit_row(
+                    self._db.now(),
+                    Actor.printer(printer_id),
+                    "plate.cleared",
+                    printer_id=printer_id,
+                    detail={"event_id": event_id, "evidence": message},
+                )
+            )
+        return True
+
     async def _where(self, condition: ColumnElement[bool]) -> list[AuditRecord]:
         async with self._db.transaction(write=False) as session:
             rows = await session.scalars(
