@@ -37,7 +37,7 @@ def alerts(
             print_json(found)
             return
         table = Table()
-        # Whole ids, folded to fit, as `alerts ack` takes them (or a unique start of one).
+        # Whole ids, folded to fit, as `alerts ack` takes them (or a unique start or end of one).
         table.add_column("alert", overflow="fold", min_width=12)
         for heading in ("printer", "kind", "severity", "message", "raised", "acked", "resolved"):
             table.add_column(heading)

@@ -92,8 +92,8 @@ def full_pool_id(client: Client, text: str) -> str:
 
 
 def full_job_id(client: Client, text: str) -> str:
-    """A full job id from a full one or from a unique start of one among the caller's recent
-    jobs."""
+    """A full job id from a full one or from a unique start or end of one among the caller's
+    recent jobs."""
     return full_id(text, "job", lambda: [job.id for job in client.list_jobs(limit=200)])
 
 
