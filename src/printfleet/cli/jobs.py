@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -302,7 +303,7 @@ def jobs(
     """Your jobs, newest first, and why each waits; one job with its audit trail; or
     `jobs priority ID 10` to reorder the queue.
 
-    With a job id (or the start of one): the job, the sentence saying why it waits, and who or
+    With a job id (or its start or end): the job, the sentence saying why it waits, and who or
     what caused each of its commands.
     """
     if job_id == "priority":
@@ -320,7 +321,12 @@ def jobs(
         if json_output:
             print_json(found)
             return
-        out.print(jobs_table(found) if found else "no jobs")
+        if not found:
+            out.print("no jobs")
+            return
+        pooled = any(job.pool_id for job in found)
+        names = {pool.id: pool.name for pool in client.list_pools()} if pooled else {}
+        out.print(jobs_table(found, names))
 
 
 def show_job(client: Client, job_id: str, *, json_output: bool) -> None:
@@ -348,15 +354,19 @@ def show_job(client: Client, job_id: str, *, json_output: bool) -> None:
     out.print(trail)
 
 
-def jobs_table(found: list[Job]) -> Table:
-    """Jobs as a table: what, where, why they wait, when."""
+def jobs_table(found: list[Job], pool_names: Mapping[str, str]) -> Table:
+    """Jobs as a table: what, where (a pool by its name in `pool_names`), why they wait, when."""
     table = Table("file", "state", "wait", "prio", "printer", "created", "starts by / ended")
     # Whole ids, folded to fit: time-ordered ids differ at their end, not at their start.
     table.add_column("job", overflow="fold", min_width=12)
     for job in found:
         where = job.assigned_printer or job.printer_id
         if where is None:
-            where = f"pool {job.pool_id[:8]}" if job.pool_id else f"any {job.model}"
+            where = (
+                f"pool {pool_names.get(job.pool_id, job.pool_id)}"
+                if job.pool_id
+                else f"any {job.model}"
+            )
         table.add_row(
             job.name,
             Text(str(job.state), style=JOB_STYLE.get(job.state, "")),
