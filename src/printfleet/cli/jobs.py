@@ -383,6 +383,12 @@ def jobs_table(found: list[Job], pool_names: Mapping[str, str]) -> Table:
 def set_priority(args: list[str], *, top: bool, json_output: bool, profile: str | None) -> None:
     """`jobs priority ID PRIORITY` or `jobs priority ID --top`."""
     with reported():
+        if top and len(args) == 2:  # noqa: PLR2004 - a job and a priority
+            raise CliError(
+                "give a priority or --top, not both: printfleet jobs priority ID 10 "
+                "(or printfleet jobs priority ID --top)",
+                USAGE,
+            )
         if len(args) != (1 if top else 2):
             raise CliError(
                 "say which job and its priority: printfleet jobs priority ID 10 "
@@ -419,7 +425,7 @@ def cancel(
     json_output: JsonOption = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Cancel a job (its id, or the start of it); a printer already running it is told to stop."""
+    """Cancel a job (its id, or its start or end); a printer already running it is told to stop."""
     login, client = connected(profile)
     with reported(login.url), client:
         job = client.cancel_job(full_job_id(client, job_id))
