@@ -406,7 +406,11 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
     """Run the cloud, the fleet, the account and (optionally) the sample print."""
     try:
         faults = [parse_fault(fault) for fault in options.faults]
-        check_fault_printers(faults, (printer_id for printer_id, _ in fleet_plan(options.printers)))
+        check_fault_printers(
+            faults,
+            (printer_id for printer_id, _ in fleet_plan(options.printers)),
+            broker_owned=options.broker_url is None,
+        )
         materials = [parse_material(spec) for spec in options.materials]
         loadouts = _loadouts(options.printers, materials)
         check_eject_printers(
@@ -472,7 +476,10 @@ async def running_demo(options: DemoOptions) -> AsyncIterator[RunningDemo]:
                     )
                     tasks.append(asyncio.create_task(unit.run(), name=f"demo agent {printer_id}"))
                 units = {printer_id: p.power for printer_id, p in demo.printers.items()}
-                injector = asyncio.create_task(run_faults(faults, units), name="demo faults")
+                injector = asyncio.create_task(
+                    run_faults(faults, units, broker=context.embedded_broker, clock=clock),
+                    name="demo faults",
+                )
                 try:
                     if options.submit_sample:
                         # Once the printers listen: a command to a printer not yet subscribed

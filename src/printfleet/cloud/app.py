@@ -40,7 +40,7 @@ from printfleet.cloud.dispatch.core import CloudCore
 from printfleet.cloud.dispatch.dispatcher import StoredJob, cloud_ms
 from printfleet.cloud.dispatch.fleet_view import Ingested
 from printfleet.cloud.dispatch.store_jobs import StoreJobs, StoreRoster
-from printfleet.cloud.embedded_broker import embedded_broker
+from printfleet.cloud.embedded_broker import EmbeddedBroker, embedded_broker
 from printfleet.cloud.files import (
     ArchiveLimits,
     FileStorage,
@@ -268,9 +268,7 @@ async def running_cloud(
         # no key here opens (a replica with another key file) stops the start, saying so.
         if sealed := await store.channels.seal_secrets():
             log.info("sealed the secrets of %d notification channels", sealed)
-        broker_url = settings.broker_url
-        if broker_url is None:
-            broker_url = (await stack.enter_async_context(embedded_broker())).url
+        broker_url, own_broker = await _broker(stack, settings)
         broker = BrokerAddress.parse(broker_url)
         files = FileStorage(
             data_dir / "files",
@@ -378,11 +376,22 @@ async def running_cloud(
                         forget_after_s=max(900.0, settings.login_backoff_max_s),
                     )
                 ),
+                embedded_broker=own_broker,
             )
         finally:
             # Dispatch stops first; the stack then ends the event streams, lets deliveries
             # under way finish, and closes the store last.
             await _cancelled(task)
+
+
+async def _broker(
+    stack: contextlib.AsyncExitStack, settings: Settings
+) -> tuple[str, EmbeddedBroker | None]:
+    """The configured broker's URL, or an embedded broker's, started on ``stack``."""
+    if settings.broker_url is not None:
+        return settings.broker_url, None
+    own = await stack.enter_async_context(embedded_broker())
+    return own.url, own
 
 
 async def _start_auth_sync(

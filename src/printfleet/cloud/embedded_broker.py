@@ -3,14 +3,15 @@
 ``printfleet serve`` and ``printfleet demo`` use it when no external broker is configured. It
 listens on 127.0.0.1 only (a free port unless one is given) and lets clients in without
 credentials, which is why it never listens anywhere else: production fleets use Mosquitto with
-per-printer credentials and ACLs (see ``broker_auth``).
+per-printer credentials and ACLs (see ``broker_auth``). The demo may stop it and start it again
+on the same port (``printfleet demo --fault broker:outage``), so a person can watch the cloud and
+the printers ride out a broker outage.
 """
 
 import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from amqtt.broker import Broker
@@ -18,17 +19,37 @@ from amqtt.broker import Broker
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
 class EmbeddedBroker:
-    """Where the running embedded broker listens."""
+    """Where the running embedded broker listens, and its switch: `stop()` and `start()`."""
 
-    host: str
-    port: int
+    __slots__ = ("_broker", "host", "port")
+
+    def __init__(self, host: str, port: int, broker: Broker) -> None:
+        self.host = host
+        self.port = port
+        self._broker: Broker | None = broker
 
     @property
     def url(self) -> str:
         """``mqtt://127.0.0.1:PORT``."""
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker listens (it has not been stopped, or has started again)."""
+        return self._broker is not None
+
+    async def stop(self) -> None:
+        """Stop the broker: every client's connection drops and retained messages are gone,
+        as after a broker restart without persistence. Nothing happens if it is stopped."""
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.shutdown()
+
+    async def start(self) -> None:
+        """Start the broker again on the same port. Nothing happens if it runs."""
+        if self._broker is None:
+            self._broker = await _started(self.port)
 
 
 class _SnapshotTable(dict[Any, Any]):
@@ -61,12 +82,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def embedded_broker(port: int | None = None) -> AsyncIterator[EmbeddedBroker]:
-    """Run an amqtt broker on 127.0.0.1 for the duration of the context."""
-    chosen = port or _free_port()
+async def _started(port: int) -> Broker:
     config = {
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{chosen}"}},
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
         "plugins": {
             "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
         },
@@ -76,8 +94,16 @@ async def embedded_broker(port: int | None = None) -> AsyncIterator[EmbeddedBrok
     broker._subscriptions = _SnapshotTable()
     broker._retained_messages = _SnapshotTable()
     await broker.start()
+    return broker
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker(port: int | None = None) -> AsyncIterator[EmbeddedBroker]:
+    """Run an amqtt broker on 127.0.0.1 for the duration of the context."""
+    chosen = port or _free_port()
+    running = EmbeddedBroker("127.0.0.1", chosen, await _started(chosen))
     log.info("embedded MQTT broker on 127.0.0.1:%d", chosen)
     try:
-        yield EmbeddedBroker("127.0.0.1", chosen)
+        yield running
     finally:
-        await broker.shutdown()
+        await running.stop()

@@ -9,6 +9,11 @@ A fault is written ``PRINTER:KIND[:ARG]@WHEN``:
 - ``WHEN`` is simulated time: ``90s``, ``2m`` or ``1h`` after the simulation starts, or
   ``print+30s``, that long after the first print starts on that printer (heat-up included).
 
+One fault is not a printer's: ``broker:outage[:DURATION]@WHEN`` stops the demo's embedded broker
+at ``WHEN`` (simulated time since the start) and starts it again on the same port ``DURATION``
+later (30 s by default). Every connection drops: the agents and the cloud see the outage, and
+reconnect when the broker is back.
+
 Heater faults stay until the simulation stops: a broken heater does not mend itself. A power
 loss stops the printer's agent and any print at once; the journal on disk survives, and when the
 power comes back a fresh agent starts from it. The agent is stopped by cancelling it, so it still
@@ -25,16 +30,21 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from printfleet.agent.config import AgentConfig
 from printfleet.agent.hardware import HeaterId
 from printfleet.agent.runtime import PrinterAgent
+from printfleet.sim.clock import SimClock
 from printfleet.sim.printer import SimulatedPrinter
 from printfleet.sim.thermal import HeaterFault
 
 __all__ = [
+    "BROKER",
+    "BROKER_OUTAGE_S",
     "FAULT_SYNTAX",
     "HEATER_FAULTS",
+    "BrokerSwitch",
     "FaultKind",
     "FaultSpec",
     "PoweredPrinter",
@@ -48,8 +58,14 @@ log = logging.getLogger(__name__)
 
 FAULT_SYNTAX = (
     "PRINTER:KIND[:ARG]@WHEN, e.g. x1-01:heater-disconnected@print+30s, "
-    "x1-01:sensor-open:bed@90s or p1-02:power-loss:2m@print+60s"
+    "x1-01:sensor-open:bed@90s or p1-02:power-loss:2m@print+60s; the demo's own broker: "
+    "broker:outage[:DURATION]@WHEN, e.g. broker:outage:45s@2m"
 )
+BROKER = "broker"
+"""The target of a broker fault, where a printer's id would be."""
+BROKER_SYNTAX = "broker:outage[:DURATION]@WHEN, e.g. broker:outage:45s@2m"
+BROKER_OUTAGE_S = 30.0
+"""How long a broker outage lasts when its fault gives no duration (simulated seconds)."""
 
 
 class FaultKind(StrEnum):
@@ -61,6 +77,8 @@ class FaultKind(StrEnum):
     SENSOR_SHORT = "sensor-short"
     HEATER_STUCK_ON = "heater-stuck-on"
     POWER_LOSS = "power-loss"
+    OUTAGE = "outage"
+    """The broker's: it stops, and starts again after a while."""
 
 
 HEATER_FAULTS: Mapping[FaultKind, HeaterFault] = {
@@ -87,10 +105,20 @@ class FaultSpec:
     heater: HeaterId = HeaterId.HOTEND
     """The heater a heater fault strikes."""
     off_for_s: float | None = None
-    """How long a power loss lasts; None: the printer stays off."""
+    """How long a power loss or a broker outage lasts; None: the printer stays off."""
+
+    @property
+    def on_broker(self) -> bool:
+        """Whether this is the broker's fault rather than a printer's."""
+        return self.kind is FaultKind.OUTAGE
 
     def describe(self) -> str:
         """The fault in words, for the log line that says it fired."""
+        if self.on_broker:
+            return (
+                f"broker outage: the embedded broker stops for {self.off_for_s:g} simulated "
+                "seconds; every connection drops"
+            )
         if self.kind is FaultKind.POWER_LOSS:
             back = (
                 "it stays off"
@@ -114,6 +142,18 @@ def _duration(text: str, spec: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def _check_broker_fault(spec: str, target: str, kind: FaultKind, *, after_print: bool) -> None:
+    if kind is not FaultKind.OUTAGE:
+        msg = f"the broker has one fault kind, outage, not {kind.value!r} in {spec!r}"
+    elif target != BROKER:
+        msg = f"an outage is the broker's fault, not a printer's, in {spec!r}"
+    elif after_print:
+        msg = f"a broker outage comes at a time after the start, not after a print, in {spec!r}"
+    else:
+        return
+    raise ValueError(f"{msg}: write {BROKER_SYNTAX}")
+
+
 def parse_fault(spec: str) -> FaultSpec:
     """Parse ``PRINTER:KIND[:ARG]@WHEN`` (see the module's docstring); ValueError says what is
     wrong, with an example."""
@@ -130,6 +170,11 @@ def parse_fault(spec: str) -> FaultSpec:
     after_print_start = when.startswith("print+")
     at_s = _duration(when.removeprefix("print+"), spec)
     arg = match.group("arg")
+    if match.group("printer") == BROKER or kind is FaultKind.OUTAGE:
+        _check_broker_fault(spec, match.group("printer"), kind, after_print=after_print_start)
+    if kind is FaultKind.OUTAGE:
+        down_s = BROKER_OUTAGE_S if arg is None else _duration(arg, spec)
+        return FaultSpec(BROKER, kind, at_s, off_for_s=down_s)
     if kind is FaultKind.POWER_LOSS:
         off_for_s = None if arg is None else _duration(arg, spec)
         return FaultSpec(match.group("printer"), kind, at_s, after_print_start, off_for_s=off_for_s)
@@ -158,10 +203,21 @@ def fault_now(printer_id: str, text: str) -> FaultSpec:
         raise ValueError(msg) from None
 
 
-def check_fault_printers(faults: Iterable[FaultSpec], printer_ids: Iterable[str]) -> None:
-    """ValueError if a fault names a printer that is not simulated."""
+def check_fault_printers(
+    faults: Iterable[FaultSpec], printer_ids: Iterable[str], *, broker_owned: bool = False
+) -> None:
+    """ValueError if a fault names a printer that is not simulated, or is a broker outage
+    where the broker is not the command's own (``broker_owned``: the demo's embedded one)."""
+    faults = list(faults)
+    if not broker_owned and any(fault.on_broker for fault in faults):
+        msg = (
+            "a broker outage stops a broker this command owns, and this one is not: only "
+            "printfleet demo without --broker-url runs its own (embedded) broker; an external "
+            "broker is not the command's to stop"
+        )
+        raise ValueError(msg)
     known = set(printer_ids)
-    unknown = sorted({fault.printer_id for fault in faults} - known)
+    unknown = sorted({fault.printer_id for fault in faults if not fault.on_broker} - known)
     if unknown:
         names = ", ".join(sorted(known))
         msg = f"fault for unknown printer(s) {', '.join(unknown)}; printers: {names}"
@@ -279,10 +335,40 @@ async def _inject(fault: FaultSpec, unit: PoweredPrinter) -> None:
     await unit.outage(fault.off_for_s)
 
 
-async def run_faults(faults: Iterable[FaultSpec], units: Mapping[str, PoweredPrinter]) -> None:
-    """Inject each fault when it is due; returns once all have fired."""
+class BrokerSwitch(Protocol):
+    """A broker the simulation owns and may stop and start again (the demo's embedded one)."""
+
+    async def stop(self) -> None:
+        """Stop the broker: every connection drops."""
+
+    async def start(self) -> None:
+        """Start it again where it listened before."""
+
+
+async def _broker_outage(fault: FaultSpec, broker: BrokerSwitch, clock: SimClock) -> None:
+    await clock.sleep(fault.at_s - clock.now())
+    await broker.stop()
+    log.warning("fault injected: %s", fault.describe())
+    await clock.sleep(fault.off_for_s or 0.0)
+    await broker.start()
+    log.warning("broker back: the embedded broker listens again; everything reconnects")
+
+
+async def run_faults(
+    faults: Iterable[FaultSpec],
+    units: Mapping[str, PoweredPrinter],
+    *,
+    broker: BrokerSwitch | None = None,
+    clock: SimClock | None = None,
+) -> None:
+    """Inject each fault when it is due; returns once all have fired. A broker outage needs
+    the `broker` to stop and start and the `clock` its times are on; without them it is
+    refused (ValueError)."""
     faults = list(faults)
-    check_fault_printers(faults, units)
+    check_fault_printers(faults, units, broker_owned=broker is not None and clock is not None)
     async with asyncio.TaskGroup() as group:
         for fault in faults:
-            group.create_task(_inject(fault, units[fault.printer_id]), name=fault.describe())
+            if fault.on_broker and broker is not None and clock is not None:
+                group.create_task(_broker_outage(fault, broker, clock), name=fault.describe())
+            else:
+                group.create_task(_inject(fault, units[fault.printer_id]), name=fault.describe())

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from printfleet.cloud.api.metrics import CloudMetrics
 from printfleet.cloud.callers import VerifiedCallers
 from printfleet.cloud.dispatch.core import CloudCore
+from printfleet.cloud.embedded_broker import EmbeddedBroker
 from printfleet.cloud.files import FileStorage
 from printfleet.cloud.login_backoff import LoginBackoff
 from printfleet.cloud.notify.announcer import Announcer
@@ -41,6 +42,8 @@ class ApiContext:
     """Told which bearer tokens authenticate as whom, for admission control's rate limits."""
     logins: LoginBackoff = field(default_factory=LoginBackoff)
     """Failed logins per account and per address, and the waits they impose."""
+    embedded_broker: EmbeddedBroker | None = None
+    """The broker the cloud runs itself when none is configured (the demo may stop it)."""
 
 
 def get_context(request: Request) -> ApiContext:
