@@ -211,9 +211,9 @@ def check_fault_printers(
     faults = list(faults)
     if not broker_owned and any(fault.on_broker for fault in faults):
         msg = (
-            "a broker outage stops a broker this command owns, and this one is not: only "
-            "printfleet demo without --broker-url runs its own (embedded) broker; an external "
-            "broker is not the command's to stop"
+            "a broker outage needs the demo's own embedded broker: this command connects to "
+            "an external broker, which is not its to stop (stop that broker yourself, or use "
+            "printfleet chaos run broker-kill)"
         )
         raise ValueError(msg)
     known = set(printer_ids)
