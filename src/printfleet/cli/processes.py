@@ -162,7 +162,9 @@ FaultOption = Annotated[
         "x1-01:heater-disconnected@print+30s or p1-02:power-loss:2m@90s. KIND: "
         "heater-disconnected, thermistor-detached, sensor-open, sensor-short, heater-stuck-on "
         "(ARG: hotend, the default, or bed), power-loss (ARG: how long it stays off; none: for "
-        "good). WHEN: simulated time after start, or print+TIME after a print starts.",
+        "good). WHEN: simulated time after start, or print+TIME after a print starts. The demo "
+        "also takes broker:outage[:DURATION]@WHEN: its embedded broker stops for DURATION "
+        "(default 30s).",
     ),
 ]
 
@@ -230,7 +232,7 @@ def sim(
     time_scale: Annotated[float, typer.Option(help="Simulated hardware speed-up.")] = 1.0,
     telemetry_period: Annotated[float, typer.Option(help="Seconds between reports.")] = 1.0,
     duration: Annotated[
-        float | None, typer.Option(help="Stop by itself after this many seconds.")
+        float | None, typer.Option(help="Stop by itself after this many real seconds.")
     ] = None,
     attendant_after: Annotated[
         float | None,
@@ -402,7 +404,7 @@ def demo(
         float, typer.Option(min=0.1, max=1000, help="Simulated hardware speed-up.")
     ] = 10.0,
     duration: Annotated[
-        float | None, typer.Option(min=0, help="Stop by itself after this many seconds.")
+        float | None, typer.Option(min=0, help="Stop by itself after this many real seconds.")
     ] = None,
     attendant_after: Annotated[
         float,
