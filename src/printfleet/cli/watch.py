@@ -92,17 +92,20 @@ def watch(
     login, client = connected(profile)
     with reported(login.url), client:
         seen = 0
+        if printer is not None:
+            client.get_printer(printer)  # fails early, and clearly, for an unknown printer
         events = client.events()
         if json_output:
             for event in events:
+                note = event.notification
+                if printer is not None and note is not None and note.printer_id != printer:
+                    continue
                 typer.echo(json.dumps({"kind": event.kind, "id": event.id, "data": event.data}))
                 seen += 1
                 if count is not None and seen >= count:
                     break
             events.close()
             return
-        if printer is not None:
-            client.get_printer(printer)  # fails early, and clearly, for an unknown printer
         view = WatchDisplay(client.list_printers, printer)
         view.fetch()
         with Live(view, console=out, refresh_per_second=4) as live:
