@@ -120,16 +120,29 @@ def clear_fault(
     """
     login, client = connected(profile)
     with reported(login.url), client:
-        if not yes and not typer.confirm(
-            f"{printer}'s heaters will be allowed to heat again. Has someone checked the "
-            "heaters, thermistors and wiring?"
-        ):
+        if not yes and not _checked(printer):
             raise CliError("nothing sent: the fault stays latched", USAGE)
         sent = client.clear_fault(printer)
         if json_output:
             print_json(sent)
         else:
             out.print(f"told {sent.printer_id} to clear its fault; it may heat again")
+
+
+def _checked(printer: str) -> bool:
+    """Whether the person says someone checked the hardware; no answer (no terminal, end of
+    input) is a no that says how to answer without one."""
+    try:
+        return typer.confirm(
+            f"{printer}'s heaters will be allowed to heat again. Has someone checked the "
+            "heaters, thermistors and wiring?"
+        )
+    except typer.Abort:
+        raise CliError(
+            "nothing sent: no answer, so the fault stays latched "
+            f"(printfleet clear-fault {printer} --yes once someone has checked)",
+            USAGE,
+        ) from None
 
 
 def share(
