@@ -139,7 +139,11 @@ async def test_a_simulated_power_loss_through_the_cloud_cuts_and_restores_a_demo
 
 
 async def test_the_wire_names_every_fault_the_simulator_knows() -> None:
-    assert set(SIMULATED_FAULT_KINDS) == {kind.value for kind in FaultKind}
+    # A broker outage is the demo's broker's fault, not a printer's: no printer is told of it.
+    printer_faults = {kind.value for kind in FaultKind if kind is not FaultKind.OUTAGE}
+    assert set(SIMULATED_FAULT_KINDS) == printer_faults
+    with pytest.raises(ValueError, match="fault"):
+        SimulateBody(action=SimulateAction.FAULT, fault="outage")
     for text in ("sensor-open", "sensor-open:bed", "heater-stuck-on:hotend", "power-loss:2.5m"):
         SimulateBody(action=SimulateAction.FAULT, fault=text)
         fault_now("x1-01", text)
