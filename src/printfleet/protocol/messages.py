@@ -181,13 +181,11 @@ SIMULATED_FAULT_KINDS = (
     "power-loss",
 )
 """The faults a simulated printer can be given, as ``printfleet sim --fault`` names them."""
-SimulatedFault = Annotated[
-    str,
-    Field(
-        pattern=r"^((heater-disconnected|thermistor-detached|sensor-open|sensor-short"
-        r"|heater-stuck-on)(:(hotend|bed))?|power-loss(:[0-9]{1,6}(\.[0-9]{1,3})?[smh])?)$"
-    ),
-]
+SIMULATED_FAULT_PATTERN = (
+    r"^((heater-disconnected|thermistor-detached|sensor-open|sensor-short"
+    r"|heater-stuck-on)(:(hotend|bed))?|power-loss(:[0-9]{1,6}(\.[0-9]{1,3})?[smh])?)$"
+)
+SimulatedFault = Annotated[str, Field(pattern=SIMULATED_FAULT_PATTERN)]
 """``KIND[:ARG]``: a heater fault and its heater (``hotend`` if none), or ``power-loss`` and how
 long the power stays off (none: until the simulation stops); e.g. ``sensor-open:bed``,
 ``power-loss:30s``."""

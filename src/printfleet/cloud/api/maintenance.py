@@ -20,7 +20,16 @@ from printfleet.cloud.usecases.maintenance import MAX_INTERVAL_H, PartStatus
 
 router = APIRouter(prefix="/api/v1", tags=["maintenance"], responses=ERROR_RESPONSES)
 
-Part = Annotated[str, Path(description=f"The part: {', '.join(PARTS)}", examples=["nozzle"])]
+# The schema names the parts; the route itself still answers any other name with a 422 that
+# lists them, rather than a bare enum error.
+Part = Annotated[
+    str,
+    Path(
+        description=f"The part: {', '.join(PARTS)}",
+        examples=["nozzle"],
+        json_schema_extra={"enum": list(PARTS)},
+    ),
+]
 
 
 class PartOut(BaseModel):
@@ -60,6 +69,8 @@ class MaintenanceInterval(BaseModel):
     interval_h: StrictFloat | None = Field(
         description=f"More than 0, at most {MAX_INTERVAL_H:g}; null for the default",
         examples=[300],
+        # Said in the schema; checked, with a sentence, where intervals are set.
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_INTERVAL_H},
     )
 
 

@@ -22,12 +22,21 @@ from printfleet.cloud.api.context import Context
 from printfleet.cloud.api.errors import ERROR_RESPONSES, error_responses
 from printfleet.cloud.api.schemas import JSON_INTEGER
 from printfleet.cloud.usecases.materials import MaterialActions
-from printfleet.protocol.messages import SIMULATED_FAULT_KINDS, SimulateAction, SimulateBody
+from printfleet.protocol.messages import (
+    SIMULATED_FAULT_KINDS,
+    SIMULATED_FAULT_PATTERN,
+    SimulateAction,
+    SimulateBody,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["printers"], responses=ERROR_RESPONSES)
 
-_MATERIAL = re.compile(r"[A-Z0-9][A-Z0-9+\-]{0,15}")
-_COLOUR = re.compile(r"#[0-9a-f]{6}")
+# What the schema says is what the route takes: ASCII only (str.upper would turn "ß" into
+# "SS"), either case, nothing around it.
+_MATERIAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9+\-]{0,15}$"
+_COLOUR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
+_MATERIAL = re.compile(_MATERIAL_PATTERN)
+_COLOUR = re.compile(_COLOUR_PATTERN)
 MIN_NOZZLE_UM, MAX_NOZZLE_UM = 100, 2000
 
 
@@ -48,10 +57,16 @@ class MaterialIn(BaseModel):
             description="The filament type as slicers write it (upper case; lower case is "
             "accepted), or null for an empty slot",
             examples=["PLA", "PETG", "PA-CF"],
+            json_schema_extra={"pattern": _MATERIAL_PATTERN},
         ),
     ]
     colour: Annotated[
-        str | None, Field(description="The spool's colour as #rrggbb", examples=["#ff0000"])
+        str | None,
+        Field(
+            description="The spool's colour as #rrggbb",
+            examples=["#ff0000"],
+            json_schema_extra={"pattern": _COLOUR_PATTERN},
+        ),
     ] = None
 
     @field_validator("material")
@@ -59,25 +74,23 @@ class MaterialIn(BaseModel):
     def _material_name(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        name = value.strip().upper()
-        if not _MATERIAL.fullmatch(name):
+        if not _MATERIAL.fullmatch(value):
             msg = (
                 f"{value!r} is not a material name: 1 to 16 letters, digits, '+' or '-', "
                 'starting with a letter or digit, e.g. "PLA", "PETG" or "PA-CF"'
             )
             raise _invalid("material_name", msg)
-        return name
+        return value.upper()
 
     @field_validator("colour")
     @classmethod
     def _colour(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        colour = value.strip().lower()
-        if not _COLOUR.fullmatch(colour):
+        if not _COLOUR.fullmatch(value):
             msg = f'{value!r} is not a colour: give "#rrggbb" in hex, e.g. "#ff0000" for red'
             raise _invalid("colour", msg)
-        return colour
+        return value.lower()
 
 
 class NozzleIn(BaseModel):
@@ -114,9 +127,25 @@ _FAULT_EXAMPLES = (
 
 
 class SimulateIn(BaseModel):
-    """What to act out on a simulated printer."""
+    """What to act out on a simulated printer: ``fault`` with action ``fault`` only."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {"action": {"const": "fault"}, "fault": {"type": "string"}},
+                    "required": ["fault"],
+                },
+                {
+                    "properties": {
+                        "action": {"enum": ["remove_print", "clear_fault"]},
+                        "fault": {"type": "null"},
+                    }
+                },
+            ]
+        },
+    )
 
     action: Annotated[
         SimulateAction,
@@ -130,6 +159,7 @@ class SimulateIn(BaseModel):
             description="With action fault only: KIND[:ARG] as printfleet sim --fault names it, "
             "without @WHEN (it strikes now)",
             examples=["sensor-open:bed", "power-loss:30s"],
+            json_schema_extra={"pattern": SIMULATED_FAULT_PATTERN},
         ),
     ] = None
 

@@ -673,7 +673,8 @@ class NewPool(_Body):
 
     name: PoolName
     """Unique among your pools, e.g. "petg farm"."""
-    printer_ids: Annotated[list[str], Field(max_length=500)] = []
+    printer_ids: Annotated[list[PrinterId], Field(max_length=500)] = []
+    """Printers you own or operate; any other (or none by that id) is 404, in the same words."""
 
 
 class PoolOut(BaseModel):

@@ -91,7 +91,7 @@ class PoolActions:
             if role is None or not at_least(role, Role.OPERATOR):
                 # The same words for a printer that does not exist and one the caller only
                 # views or cannot see: a pool tells nobody what others own.
-                raise InvalidRequest(
+                raise NotFound(
                     f"you may not operate printer {printer_id!r}: a pool holds only printers "
                     "you own or operate through a share"
                 )
