@@ -157,15 +157,15 @@ CASES = [
     Case("POST", "/api/v1/jobs/{job}/pause", 422, 404, 404, 403),
     Case("POST", "/api/v1/jobs/{job}/resume", 422, 404, 404, 403),
     Case("POST", "/api/v1/jobs/{job}/cancel", 200, 404, 404, 403),
-    # Pools are personal; one holds only printers its creator operates (422 for the others,
-    # who may not put Alice's printer in a pool of theirs).
+    # Pools are personal; one holds only printers its creator operates (404 for the others,
+    # who may not put Alice's printer in a pool of theirs: the words a missing printer gets).
     Case("GET", "/api/v1/pools", 200, 200, 200, 200),
     Case(
         "POST",
         "/api/v1/pools",
         201,
-        422,
-        422,
+        404,
+        404,
         403,
         json=lambda actor, ids: {"name": f"{actor} pool", "printer_ids": [ids["printer"]]},
     ),
