@@ -74,7 +74,7 @@ class MaintenanceLog:
 
     async def print_hours(self, printer_id: str) -> float:
         """The hours the printer has printed, over every ended job."""
-        return (await self._history.print_hours()).get(printer_id, 0.0)
+        return (await self._history.print_hours(printer_id)).get(printer_id, 0.0)
 
     async def state(self, printer_id: str) -> MaintenanceState:
         """The printer's print hours and its parts' service records."""

@@ -118,8 +118,9 @@ class JobHistory:
             )
         return history
 
-    async def print_hours(self) -> dict[str, float]:
-        """Printer id -> hours printed so far, over every ended job (one query).
+    async def print_hours(self, printer_id: str | None = None) -> dict[str, float]:
+        """Printer id -> hours printed so far, over every ended job (one query); of
+        ``printer_id`` alone if given.
 
         Counted as statistics count them: from the last start command that may have reached
         the printer to the job's end, for jobs that ended completed, failed or cancelled.
@@ -134,7 +135,9 @@ class JobHistory:
             select(Job.assigned_printer, func.sum(Job.ended_at - started))
             .where(
                 Job.state.in_(sorted(PRINTED_STATES)),
-                Job.assigned_printer.is_not(None),
+                Job.assigned_printer.is_not(None)
+                if printer_id is None
+                else Job.assigned_printer == printer_id,
                 Job.ended_at >= started,
             )
             .group_by(Job.assigned_printer)
